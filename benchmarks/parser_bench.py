@@ -1,0 +1,429 @@
+"""SSE parser throughput benchmark: eventsource vs. peer libraries.
+
+Every library parses the same pre-split chunk lists (no I/O, no HTTP); only parsing is
+timed. Run ``python benchmarks/parser_bench.py [--quick] [--repeat N] [--markdown FILE]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Callable
+
+try:
+    from benchmarks._corpora import Corpus, fixed_chunks, make_corpora, random_chunks
+except ImportError:  # run as a script without the project root on sys.path
+    from _corpora import Corpus, fixed_chunks, make_corpora, random_chunks  # type: ignore
+
+# A runner parses a list of byte chunks and returns (event count, total data length).
+Runner = Callable[[list[bytes]], tuple[int, int]]
+
+SUBJECT = "eventsource"
+
+
+# --------------------------------------------------------------------------- runners
+
+
+def _load_eventsource() -> Runner:
+    from eventsource import SSEParser
+
+    def run(chunks: list[bytes]) -> tuple[int, int]:
+        n = total = 0
+        p = SSEParser()
+        for c in chunks:
+            for ev in p.feed(c):
+                n += 1
+                total += len(ev.data)
+        # close() may flush a final event; tolerate it returning None.
+        for ev in p.close() or ():
+            n += 1
+            total += len(ev.data)
+        return n, total
+
+    return run
+
+
+def _load_launchdarkly() -> Runner:
+    from ld_eventsource.actions import Event  # type: ignore[import-untyped]
+    from ld_eventsource.reader import _BufferedLineReader, _SSEReader  # type: ignore[import-untyped]
+
+    def run(chunks: list[bytes]) -> tuple[int, int]:
+        n = total = 0
+        reader = _SSEReader(_BufferedLineReader.lines_from(chunks))
+        for item in reader.events_and_comments():
+            if isinstance(item, Event):
+                n += 1
+                total += len(item.data)
+        return n, total
+
+    return run
+
+
+def _load_httpx_sse() -> Runner:
+    # Mirrors httpx_sse.EventSource.iter_sse() over httpx.Response.iter_text(): bytes are
+    # decoded by httpx's incremental TextDecoder (utf-8, errors="replace"; the default for
+    # text/event-stream without charset), empty text is dropped (TextChunker with
+    # chunk_size=None), then SSELineDecoder splits lines and SSEDecoder builds events.
+    from httpx._decoders import TextDecoder
+    from httpx_sse._decoders import SSEDecoder, SSELineDecoder
+
+    def lines(chunks: list[bytes]) -> Iterable[str]:
+        text_decoder = TextDecoder(encoding="utf-8")
+        line_decoder = SSELineDecoder()
+        for c in chunks:
+            text = text_decoder.decode(c)
+            if text:
+                yield from line_decoder.decode(text)
+        text = text_decoder.flush()
+        if text:
+            yield from line_decoder.decode(text)
+        yield from line_decoder.flush()
+
+    def run(chunks: list[bytes]) -> tuple[int, int]:
+        n = total = 0
+        decoder = SSEDecoder()
+        for line in lines(chunks):
+            sse = decoder.decode(line.rstrip("\n"))
+            if sse is not None:
+                n += 1
+                total += len(sse.data)
+        return n, total
+
+    return run
+
+
+def _load_sseclient() -> Runner:
+    import sseclient
+
+    def run(chunks: list[bytes]) -> tuple[int, int]:
+        n = total = 0
+        for ev in sseclient.SSEClient(iter(chunks)).events():
+            n += 1
+            total += len(ev.data)
+        return n, total
+
+    return run
+
+
+# (display name, distribution name, loader)
+LIBRARIES: list[tuple[str, str, Callable[[], Runner]]] = [
+    (SUBJECT, "eventsource-client", _load_eventsource),
+    ("launchdarkly-eventsource", "launchdarkly-eventsource", _load_launchdarkly),
+    ("httpx-sse", "httpx-sse", _load_httpx_sse),
+    ("sseclient-py", "sseclient-py", _load_sseclient),
+]
+
+
+def load_runners() -> tuple[dict[str, Runner], dict[str, str]]:
+    """Import every library; return runners and the reasons the missing ones are n/a."""
+    runners: dict[str, Runner] = {}
+    missing: dict[str, str] = {}
+    for name, _dist, loader in LIBRARIES:
+        try:
+            runners[name] = loader()
+        except Exception as exc:  # ImportError, or a half-written module
+            missing[name] = f"{type(exc).__name__}: {exc}"
+    return runners, missing
+
+
+# ------------------------------------------------------------------------- measuring
+
+
+@dataclass
+class Result:
+    """Timings and output of one library on one corpus x chunking."""
+
+    times: list[float] = field(default_factory=list)
+    counts: tuple[int, int] | None = None
+    error: str | None = None
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.times)
+
+
+@dataclass
+class Case:
+    """One corpus fed with one chunking strategy."""
+
+    corpus: Corpus
+    chunking: str
+    chunks: list[bytes]
+    results: dict[str, Result] = field(default_factory=dict)
+
+
+def build_cases(scale: int) -> list[Case]:
+    cases: list[Case] = []
+    for corpus in make_corpora(scale):
+        cases.append(Case(corpus, "64KiB", fixed_chunks(corpus.data)))
+        cases.append(Case(corpus, "rand1-100", random_chunks(corpus.data)))
+    return cases
+
+
+def run_case(case: Case, runners: dict[str, Runner], repeat: int) -> None:
+    """Time every runner ``repeat`` times, interleaving libraries to spread out noise."""
+    results = {name: Result() for name in runners}
+    for _ in range(repeat):
+        for name, runner in runners.items():
+            res = results[name]
+            if res.error is not None:
+                continue
+            try:
+                t0 = time.perf_counter()
+                counts = runner(case.chunks)
+                elapsed = time.perf_counter() - t0
+            except Exception as exc:
+                res.error = f"{type(exc).__name__}: {exc}"
+                continue
+            res.times.append(elapsed)
+            if res.counts is None:
+                res.counts = counts
+            elif res.counts != counts:
+                res.error = f"non-deterministic output: {res.counts} then {counts}"
+    case.results = results
+
+
+# ------------------------------------------------------------------------- reporting
+
+HEADERS = ("library", "corpus", "chunks", "events", "median s", "events/s", "MB/s", "vs peer")
+
+
+def _rows(cases: list[Case]) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = []
+    for case in cases:
+        nbytes = len(case.corpus.data)
+        ok = {n: r for n, r in case.results.items() if r.error is None and r.times}
+        peer_times = [r.median for n, r in ok.items() if n != SUBJECT]
+        best_peer = min(peer_times) if peer_times else None
+        for name, _dist, _loader in LIBRARIES:
+            label = (name, case.corpus.name, case.chunking)
+            res = case.results.get(name)
+            if res is None:
+                rows.append((*label, "n/a", "n/a", "n/a", "n/a", "n/a"))
+                continue
+            if name not in ok:
+                rows.append((*label, "error", "-", "-", "-", "-"))
+                continue
+            t = res.median
+            events = res.counts[0] if res.counts else 0
+            ratio = f"{best_peer / t:.2f}x" if best_peer else "-"
+            rows.append(
+                (
+                    *label,
+                    f"{events:,}",
+                    f"{t:.4f}",
+                    f"{events / t:,.0f}",
+                    f"{nbytes / t / 1e6:.2f}",
+                    ratio,
+                )
+            )
+    return rows
+
+
+def _numeric(col: int) -> bool:
+    return col >= 3
+
+
+def format_text(rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(r[i]) for r in [HEADERS, *rows]) for i in range(len(HEADERS))]
+
+    def fmt(r: tuple[str, ...]) -> str:
+        cells = [
+            c.rjust(w) if _numeric(i) else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))
+        ]
+        return "  ".join(cells).rstrip()
+
+    lines = [fmt(HEADERS), "  ".join("-" * w for w in widths)]
+    prev: str | None = None
+    for r in rows:
+        key = r[1] + r[2]
+        if prev is not None and key != prev:
+            lines.append("")
+        prev = key
+        lines.append(fmt(r))
+    return "\n".join(lines)
+
+
+def format_markdown(rows: list[tuple[str, ...]]) -> str:
+    align = ["---:" if _numeric(i) else ":---" for i in range(len(HEADERS))]
+    lines = ["| " + " | ".join(HEADERS) + " |", "| " + " | ".join(align) + " |"]
+    for r in rows:
+        name = f"**{r[0]}**" if r[0] == SUBJECT else r[0]
+        lines.append("| " + " | ".join((name, *r[1:])) + " |")
+    return "\n".join(lines)
+
+
+def check_counts(cases: list[Case], runners: dict[str, Runner]) -> list[str]:
+    """List libraries whose (events, data length) differ from the reference.
+
+    The reference is eventsource's output; if eventsource is unavailable or itself
+    disagrees with the corpus ground truth (which is then reported), the ground truth.
+    """
+    problems: list[str] = []
+    for case in cases:
+        where = f"{case.corpus.name}/{case.chunking}"
+        ref = (case.corpus.events, case.corpus.data_chars)
+        ref_name = "generator"
+        subject = case.results.get(SUBJECT)
+        if subject is not None and subject.counts is not None:
+            if subject.counts == ref:
+                ref_name = SUBJECT
+            else:
+                problems.append(
+                    f"{where}: {SUBJECT}: {subject.counts[0]:,} events / "
+                    f"{subject.counts[1]:,} data chars, expected {ref[0]:,} / {ref[1]:,} "
+                    "(generator)"
+                )
+        for name in runners:
+            res = case.results[name]
+            if res.error is not None:
+                problems.append(f"{where}: {name}: {res.error}")
+            elif name != SUBJECT and res.counts is not None and res.counts != ref:
+                problems.append(
+                    f"{where}: {name}: {res.counts[0]:,} events / {res.counts[1]:,} data "
+                    f"chars, expected {ref[0]:,} / {ref[1]:,} ({ref_name})"
+                )
+    return problems
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def environment(missing: dict[str, str]) -> list[str]:
+    libs = []
+    for name, dist, _loader in LIBRARIES:
+        note = " (n/a)" if name in missing else ""
+        libs.append(f"{dist} {_version(dist)}{note}")
+    return [
+        f"Date: {datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
+        f"Machine: nproc {_nproc()}, {_cpu_model()}, {platform.system()} {platform.machine()}",
+        f"Python: {platform.python_implementation()} {platform.python_version()}"
+        f"; load average at end: {_loadavg()}",
+        f"Libraries: {', '.join(libs)}, httpx {_version('httpx')}",
+    ]
+
+
+def _loadavg() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except (AttributeError, OSError):  # not available on Windows
+        return "n/a"
+
+
+def _nproc() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not available on macOS / Windows
+        return os.cpu_count() or 1
+
+
+def write_markdown(
+    path: str,
+    cases: list[Case],
+    rows: list[tuple[str, ...]],
+    env: list[str],
+    problems: list[str],
+    args: argparse.Namespace,
+) -> None:
+    corpora = {c.corpus.name: c.corpus for c in cases}
+    out = ["## Parser throughput", ""]
+    out += [f"- {line}" for line in env]
+    out.append(
+        f"- Run: `python benchmarks/parser_bench.py{' --quick' if args.quick else ''} "
+        f"--repeat {args.repeat}`, median of {args.repeat}"
+    )
+    out += [""]
+    out += [f"- `{c.name}`: {c.description}, {len(c.data) / 1e6:.2f} MB" for c in corpora.values()]
+    out += [
+        "",
+        "MB = 10^6 bytes of raw stream. `vs peer` = throughput relative to the fastest peer "
+        "(eventsource excluded) on the same corpus and chunking; higher is faster.",
+        "",
+        format_markdown(rows),
+        "",
+        "### Output mismatches and errors",
+        "",
+    ]
+    out += [f"- {p}" for p in problems] or ["None."]
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(out) + "\n")
+
+
+# ------------------------------------------------------------------------------ main
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("--quick", action="store_true", help="5x smaller corpora")
+    ap.add_argument("--repeat", type=int, default=5, help="runs per case (median reported)")
+    ap.add_argument("--markdown", metavar="FILE", help="also write the table as Markdown")
+    args = ap.parse_args(argv)
+    if args.repeat < 1:
+        ap.error("--repeat must be >= 1")
+
+    runners, missing = load_runners()
+    for name, reason in missing.items():
+        print(f"{name}: n/a ({reason})", file=sys.stderr)
+    if not runners:
+        print("no library available", file=sys.stderr)
+        return 1
+
+    t0 = time.perf_counter()
+    cases = build_cases(5 if args.quick else 1)
+    print(f"corpora generated and split in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    for case in cases:
+        c = case.corpus
+        print(
+            f"  {c.name}/{case.chunking}: {len(c.data) / 1e6:.2f} MB, {c.events:,} events, "
+            f"{len(case.chunks):,} chunks",
+            file=sys.stderr,
+        )
+
+    for case in cases:
+        t0 = time.perf_counter()
+        run_case(case, runners, args.repeat)
+        print(
+            f"  ran {case.corpus.name}/{case.chunking} in {time.perf_counter() - t0:.1f} s",
+            file=sys.stderr,
+        )
+
+    env = environment(missing)
+    rows = _rows(cases)
+    problems = check_counts(cases, runners)
+    print("\n".join(env))
+    print(f"median of {args.repeat} runs; MB = 10^6 bytes; vs peer = speed / fastest peer\n")
+    print(format_text(rows))
+    print("\nOutput mismatches and errors:" if problems else "\nOutput mismatches: none")
+    for p in problems:
+        print(f"  {p}")
+    if args.markdown:
+        write_markdown(args.markdown, cases, rows, env, problems, args)
+        print(f"\nwrote {args.markdown}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
