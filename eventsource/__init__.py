@@ -11,13 +11,18 @@ from ._errors import (
 )
 from ._event import ServerSentEvent
 from ._parser import SSEParser, parse
+from ._policy import DEFAULT_RETRY_STATUSES
+from ._source import EventSource, ReadyState
 from ._version import __version__
 
 __all__ = [
+    "DEFAULT_RETRY_STATUSES",
     "ConnectionLostError",
+    "EventSource",
     "EventSourceError",
     "EventTooLargeError",
     "ReadTimeoutError",
+    "ReadyState",
     "ResponseError",
     "RetriesExhaustedError",
     "SSEParser",

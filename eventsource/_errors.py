@@ -55,10 +55,11 @@ class ResponseError(EventSourceError):
     """The server's answer ends the stream: a status that is not retried, or a
     200 that is not ``text/event-stream``. Not retried.
 
+    ``status_code`` is the final status (None after a redirect loop);
     ``response`` is the ``httpx.Response`` (closed; its body was not read).
     """
 
-    def __init__(self, message: str, *, status_code: int, response: Any = None) -> None:
+    def __init__(self, message: str, *, status_code: int | None, response: Any = None) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.response = response

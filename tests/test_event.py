@@ -59,10 +59,5 @@ def test_copy_and_pickle() -> None:
     assert pickle.loads(pickle.dumps(event)) == event
 
 
-def test_pattern_matching_by_keyword() -> None:
-    match ServerSentEvent(type="done", data="{}"):
-        case ServerSentEvent(type="done"):
-            matched = True
-        case _:
-            matched = False
-    assert matched
+def test_match_args_allow_pattern_matching_by_position() -> None:
+    assert ServerSentEvent.__match_args__ == ("type", "data", "id", "retry")

@@ -28,9 +28,9 @@ def chunkings(data: bytes) -> Iterator[list[bytes]]:
         yield [data[:i], data[i : i + 2], data[i + 2 :]]
 
 
-def run(chunks: list[bytes], *, comments: bool = False, **kwargs: object) -> tuple[
-    list[ServerSentEvent], list[str], SSEParser
-]:
+def run(
+    chunks: list[bytes], *, comments: bool = False, **kwargs: object
+) -> tuple[list[ServerSentEvent], list[str], SSEParser]:
     seen: list[str] = []
     parser = SSEParser(on_comment=seen.append if comments else None, **kwargs)  # type: ignore[arg-type]
     events: list[ServerSentEvent] = []
@@ -206,7 +206,9 @@ def test_id_is_updated_even_when_nothing_is_dispatched() -> None:
 
 
 def test_empty_id_resets() -> None:
-    check(b"id: 1\ndata: a\n\nid\ndata: b\n\n", [E(data="a", id="1"), E(data="b")], last_event_id="")
+    check(
+        b"id: 1\ndata: a\n\nid\ndata: b\n\n", [E(data="a", id="1"), E(data="b")], last_event_id=""
+    )
 
 
 def test_id_with_nul_is_ignored() -> None:
@@ -230,7 +232,9 @@ def test_initial_last_event_id() -> None:
 
 
 def test_retry_sets_reconnection_time_and_event_field() -> None:
-    check(b"retry: 1500\ndata: a\n\ndata: b\n\n", [E(data="a", retry=1500), E(data="b")], retry=1500)
+    check(
+        b"retry: 1500\ndata: a\n\ndata: b\n\n", [E(data="a", retry=1500), E(data="b")], retry=1500
+    )
 
 
 @pytest.mark.parametrize(
@@ -286,7 +290,7 @@ def test_close_drops_a_pending_cr_and_undecoded_bytes() -> None:
 
 
 def test_runs_of_one_shape_then_another() -> None:
-    blocks = [f"event: chunk\nid: {i}\ndata: {{\"n\": {i}}}\n\n" for i in range(200)]
+    blocks = [f'event: chunk\nid: {i}\ndata: {{"n": {i}}}\n\n' for i in range(200)]
     blocks += [f"data: plain {i}\n\n" for i in range(200)]
     blocks += [f"data: {i}\nevent: t\n\n" for i in range(50)]
     blocks.insert(100, ": ping\n\n")
@@ -337,7 +341,9 @@ def test_data_over_limit_raises_whatever_the_chunking() -> None:
 
 def test_event_at_limit_is_accepted() -> None:
     data = "x" * 100
-    check(f"data: {data[:50]}\ndata: {data[:49]}\n\n".encode(), [E(data=data[:50] + "\n" + data[:49])])
+    check(
+        f"data: {data[:50]}\ndata: {data[:49]}\n\n".encode(), [E(data=data[:50] + "\n" + data[:49])]
+    )
     # A line counts whole, field name included.
     assert parse(b"data:" + b"x" * 95 + b"\n\n", max_event_size=100) == [E(data="x" * 95)]
     with pytest.raises(EventTooLargeError):

@@ -23,9 +23,9 @@ def split(data: bytes, cuts: list[int]) -> list[bytes]:
     return pieces
 
 
-def feed_all(chunks: list[bytes], *, comments: bool, limit: int = 1 << 24) -> tuple[
-    list[ServerSentEvent], list[str], SSEParser
-]:
+def feed_all(
+    chunks: list[bytes], *, comments: bool, limit: int = 1 << 24
+) -> tuple[list[ServerSentEvent], list[str], SSEParser]:
     seen: list[str] = []
     parser = SSEParser(max_event_size=limit, on_comment=seen.append if comments else None)
     events: list[ServerSentEvent] = []
@@ -50,7 +50,11 @@ event_spec = st.fixed_dictionaries(
 
 
 @SETTINGS
-@given(st.lists(event_spec, max_size=20), st.lists(st.integers(min_value=0), max_size=12), st.booleans())
+@given(
+    st.lists(event_spec, max_size=20),
+    st.lists(st.integers(min_value=0), max_size=12),
+    st.booleans(),
+)
 def test_format_then_any_chunking_round_trips(
     specs: list[dict[str, object]], cuts: list[int], comments: bool
 ) -> None:
@@ -104,9 +108,7 @@ def streams(draw: st.DrawFn) -> bytes:
 def assert_matches_reference(body: bytes, chunks: list[bytes], comments: bool) -> None:
     events, seen, parser = feed_all(chunks, comments=comments)
     expected = reference_parse(body)
-    assert [tuple(e) for e in events] == [
-        (r.type, r.data, r.id, r.retry) for r in expected.events
-    ]
+    assert [tuple(e) for e in events] == [(r.type, r.data, r.id, r.retry) for r in expected.events]
     assert parser.last_event_id == expected.last_event_id
     assert parser.retry == expected.retry
     if comments:
@@ -115,13 +117,17 @@ def assert_matches_reference(body: bytes, chunks: list[bytes], comments: bool) -
 
 @SETTINGS
 @given(streams(), st.lists(st.integers(min_value=0), max_size=12), st.booleans())
-def test_structured_streams_match_the_reference(body: bytes, cuts: list[int], comments: bool) -> None:
+def test_structured_streams_match_the_reference(
+    body: bytes, cuts: list[int], comments: bool
+) -> None:
     assert_matches_reference(body, split(body, cuts), comments)
 
 
 @SETTINGS
 @given(st.lists(streams(), min_size=2, max_size=4), st.integers(1, 30), st.booleans())
-def test_repeated_blocks_match_the_reference(parts: list[bytes], repeat: int, comments: bool) -> None:
+def test_repeated_blocks_match_the_reference(
+    parts: list[bytes], repeat: int, comments: bool
+) -> None:
     # Long runs of identical block shapes are what the fast path takes.
     body = b"".join(part * repeat for part in parts)
     for size in (1, 13, 256, len(body) or 1):

@@ -1,0 +1,147 @@
+"""The connection policy: sans-IO decisions about a connection's fate.
+
+EventSource consults it at the two moments that decide a connection: when a
+response arrives (`judge`) and when a connection has ended or failed
+(`next_delay`). It does no I/O and reads no clock except through its inputs,
+so the sync and async shells share it, and tests drive it directly.
+
+Statuses (WHATWG, with one deliberate difference):
+- 200 with a text/event-stream content type: open.
+- 204 No Content: the server says "stop": closed, no error.
+- `retry_statuses` (by default 408, 429 and every 5xx): retried with backoff,
+  honouring Retry-After. Browsers give up on 5xx; a service wants to ride out
+  a server restart. `retry_statuses=()` is the browser's behaviour.
+- anything else, or a 200 of another content type: fail (ResponseError).
+
+Delays: a reconnect waits the reconnection time (the stream's `retry:` field,
+else the `retry` option). From the second failure in a row the wait doubles
+each time up to max_retry_delay, with jitter that keeps it between half and
+all of that value, and a longer Retry-After wins (within max_retry_delay).
+The failure count resets only after a connection that delivered an event, so
+a server that accepts and hangs up at once still backs off and still reaches
+max_retries.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+
+from ._errors import EventSourceError, ResponseError, RetriesExhaustedError
+
+__all__ = ["DEFAULT_RETRY_STATUSES", "Action", "ConnectionPolicy", "Verdict", "parse_retry_after"]
+
+DEFAULT_RETRY_STATUSES: frozenset[int] = frozenset({408, 429, *range(500, 600)})
+
+
+class Action(enum.Enum):
+    OPEN = "open"  # read the stream
+    CLOSE = "close"  # end without error (204)
+    RETRY = "retry"  # transient: reconnect after a delay
+    FAIL = "fail"  # fatal: end with the error
+
+
+@dataclass(frozen=True)
+class Verdict:
+    action: Action
+    error: EventSourceError | None = None
+    retry_after: float | None = None  # seconds the server asked us to wait
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After value (delta-seconds or an HTTP
+    date), or None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit() and value.isascii():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    now = now or datetime.now(timezone.utc)
+    return max(0.0, (when - now).total_seconds())
+
+
+def _is_event_stream(content_type: str) -> bool:
+    return content_type.split(";", 1)[0].strip().lower() == "text/event-stream"
+
+
+class ConnectionPolicy:
+    """Decides what a response means and how long to wait before the next
+    attempt. All times are in seconds."""
+
+    def __init__(
+        self,
+        *,
+        retry: float = 3.0,
+        max_retries: int | None = None,
+        max_retry_delay: float = 30.0,
+        retry_statuses: Collection[int] = DEFAULT_RETRY_STATUSES,
+        reconnect: bool = True,
+        rng: random.Random | None = None,
+    ) -> None:
+        if retry < 0 or max_retry_delay < 0:
+            raise ValueError("retry and max_retry_delay must not be negative")
+        if max_retries is not None and max_retries < 0:
+            raise ValueError("max_retries must be None or >= 0")
+        self.retry = retry  # the reconnection time
+        self.max_retries = max_retries
+        self.max_retry_delay = max_retry_delay
+        self.retry_statuses = frozenset(retry_statuses)
+        self.reconnect = reconnect
+        self.failures = 0  # failed attempts in a row
+        self._rng = rng or random.Random()
+
+    def judge(self, status: int, headers: Mapping[str, str], response: object = None) -> Verdict:
+        """What a response (status and headers) means for the stream."""
+        if status == 200:
+            content_type = headers.get("content-type", "")
+            if _is_event_stream(content_type):
+                return Verdict(Action.OPEN)
+            return Verdict(
+                Action.FAIL,
+                ResponseError(
+                    f"expected Content-Type text/event-stream, got {content_type or 'none'!r}",
+                    status_code=status,
+                    response=response,
+                ),
+            )
+        if status == 204:
+            return Verdict(Action.CLOSE)
+        error = ResponseError(f"HTTP {status}", status_code=status, response=response)
+        if status in self.retry_statuses and self.reconnect:
+            return Verdict(Action.RETRY, error, parse_retry_after(headers.get("retry-after")))
+        if 300 <= status < 400:
+            error = ResponseError(
+                f"HTTP {status} redirect without a usable Location", status_code=status,
+                response=response,
+            )
+        return Verdict(Action.FAIL, error)
+
+    def set_stream_retry(self, milliseconds: int) -> None:
+        """The stream's `retry:` field changed the reconnection time."""
+        self.retry = milliseconds / 1000
+
+    def next_delay(self, *, delivered: bool, retry_after: float | None = None) -> float:
+        """Seconds to wait before the next attempt, after a connection that
+        ended or failed. Raises RetriesExhaustedError past max_retries."""
+        if delivered:
+            self.failures = 0
+        self.failures += 1
+        if self.max_retries is not None and self.failures > self.max_retries:
+            raise RetriesExhaustedError(self.failures)
+        # The exponent is capped: 2.0 ** 1024 overflows, and the cap applies long before.
+        delay = min(self.retry * 2.0 ** min(self.failures - 1, 64), self.max_retry_delay)
+        if self.failures > 1:
+            delay *= self._rng.uniform(0.5, 1.0)
+        if retry_after is not None and retry_after > delay:
+            delay = min(retry_after, self.max_retry_delay)
+        return delay

@@ -1,0 +1,845 @@
+"""EventSource: the reconnecting client, async (anyio) and sync, on httpx.
+
+The decisions are made once, in the shared methods of this class and in
+ConnectionPolicy; the async and sync halves below them differ only in how they
+connect, read, sleep and call callbacks, and are kept line for line alike (as
+httpx keeps Client and AsyncClient), so a change to one is made to the other.
+
+Iteration is a class with __next__ / __anext__, not a generator, so `break`,
+close() and cancellation end it deterministically, and no `yield` ever happens
+inside a cancel scope. Events parsed from one chunk wait in a queue and are
+delivered one per call; the next chunk is read only when the queue is empty,
+so a drop is acted on after everything received before it was delivered.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import math
+import socket
+import threading
+import warnings
+from collections import deque
+from collections.abc import Awaitable, Collection, Mapping
+from enum import IntEnum
+from typing import Any, Callable, Optional, TypeVar, Union
+
+import anyio
+import httpx
+
+from ._errors import (
+    ConnectionLostError,
+    EventSourceError,
+    EventTooLargeError,
+    ReadTimeoutError,
+    ResponseError,
+    RetriesExhaustedError,
+)
+from ._event import ServerSentEvent
+from ._parser import DEFAULT_MAX_EVENT_SIZE, SSEParser
+from ._policy import DEFAULT_RETRY_STATUSES, Action, ConnectionPolicy
+
+__all__ = ["EventSource", "ReadyState"]
+
+logger = logging.getLogger("eventsource")
+
+T = TypeVar("T")
+MaybeCallable = Union[T, Callable[[], T]]
+Callback = Callable[..., Any]
+HeadersArg = Optional[MaybeCallable[Mapping[str, str]]]
+ParamsArg = Optional[MaybeCallable[Mapping[str, Any]]]
+
+_UNSET: Any = object()
+
+
+class ReadyState(IntEnum):
+    """The source's state, numbered as in browsers."""
+
+    CONNECTING = 0
+    OPEN = 1
+    CLOSED = 2
+
+
+class _Comment(str):
+    """A comment line, queued among the events to keep stream order."""
+
+    __slots__ = ()
+
+
+class EventSource:
+    """A Server-Sent Events stream that reconnects, like a browser's EventSource.
+
+    Use it async (``async with`` / ``async for`` / ``await arun()``, on asyncio
+    or trio) or sync (``with`` / ``for`` / ``run()``); not both with one
+    instance. Options are in seconds. See the README for the full contract.
+    """
+
+    def __init__(
+        self,
+        url: str | httpx.URL,
+        *,
+        method: str = "GET",
+        headers: HeadersArg = None,
+        params: ParamsArg = None,
+        json: Any = None,
+        content: bytes | str | None = None,
+        cookies: Mapping[str, str] | None = None,
+        auth: httpx.Auth | tuple[str, str] | Callable[..., Any] | None = None,
+        client: httpx.Client | httpx.AsyncClient | None = None,
+        timeout: httpx.Timeout | float | None = None,
+        last_event_id: str = "",
+        retry: float = 3.0,
+        reconnect: bool = True,
+        max_retries: int | None = None,
+        max_retry_delay: float = 30.0,
+        retry_statuses: Collection[int] = DEFAULT_RETRY_STATUSES,
+        read_timeout: float | None = 60.0,
+        max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
+        on_open: Callback | None = None,
+        on_message: Callback | None = None,
+        on_error: Callback | None = None,
+        on_close: Callback | None = None,
+        on_comment: Callback | None = None,
+    ) -> None:
+        if json is not None and content is not None:
+            raise ValueError("give json or content, not both")
+        if any(c in last_event_id for c in "\r\n\0"):
+            raise ValueError("last_event_id must not contain CR, LF or NUL")
+        if read_timeout is not None and read_timeout <= 0:
+            raise ValueError("read_timeout must be positive or None")
+        if client is not None and cookies is not None:
+            raise ValueError("cookies go to your own client when you pass client=")
+        self._url = httpx.URL(url)
+        self._method = method.upper()
+        self._headers = headers
+        self._params = params
+        self._json = json
+        self._content = content
+        self._cookies = cookies
+        self._auth = auth
+        self._client = client
+        self._own_client = client is None
+        self._timeout = timeout
+        self._read_timeout = read_timeout
+        self._policy = ConnectionPolicy(
+            retry=retry,
+            max_retries=max_retries,
+            max_retry_delay=max_retry_delay,
+            retry_statuses=retry_statuses,
+            reconnect=reconnect,
+        )
+        self._on_open = on_open
+        self._on_message = on_message
+        self._on_error = on_error
+        self._on_close = on_close
+        self._on_comment = on_comment
+        self._listeners: dict[str, list[Callback]] = {}
+        self._parser = SSEParser(
+            max_event_size=max_event_size,
+            on_comment=self._queue_comment if on_comment is not None else None,
+            last_event_id=last_event_id,
+        )
+        self._queue: deque[ServerSentEvent | _Comment] = deque()
+
+        self._ready_state = ReadyState.CONNECTING
+        self._error: EventSourceError | None = None
+        self._last_event: ServerSentEvent | None = None
+        self._data: Any = _UNSET
+        self._events_received = 0
+        self._delivered_id = last_event_id
+
+        self._mode: str | None = None  # "sync" or "async", fixed at first use
+        self._response: httpx.Response | None = None
+        self._chunks: Any = None  # the response's byte iterator
+        self._delay: float | None = None  # wait before the next attempt
+        self._delivered = False  # this connection produced an event
+        self._fatal: EventSourceError | None = None
+        self._closing = False
+        self._finished = False
+        self._restart = False
+        self._busy = False
+        self._thread: int | None = None  # the thread that drives the source
+        self._wake = threading.Event()  # interrupts a sync reconnect wait
+        self._scope: anyio.CancelScope | None = None  # the async wait in progress
+        self._call_soon: Callable[[Callable[[], None]], object] | None = None
+        self._done: anyio.Event | None = None
+
+    # --- live state -----------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return str(self._url)
+
+    @property
+    def ready_state(self) -> ReadyState:
+        return self._ready_state
+
+    @property
+    def is_connected(self) -> bool:
+        return self._ready_state is ReadyState.OPEN
+
+    @property
+    def last_event(self) -> ServerSentEvent | None:
+        """The latest event delivered."""
+        return self._last_event
+
+    @property
+    def data(self) -> Any:
+        """The latest event's data, JSON-decoded when it is JSON, else the str."""
+        event = self._last_event
+        if event is None:
+            return None
+        if self._data is _UNSET:  # decoded on first read, not per event
+            try:
+                self._data = json.loads(event.data)
+            except ValueError:
+                self._data = event.data
+        return self._data
+
+    @property
+    def error(self) -> EventSourceError | None:
+        """The latest error; cleared when a connection opens."""
+        return self._error
+
+    @property
+    def last_event_id(self) -> str:
+        """The last event ID as delivered: what a reconnect sends."""
+        return self._delivered_id if self._queue else self._parser.last_event_id
+
+    @property
+    def retry(self) -> float:
+        """The current reconnection time, in seconds."""
+        return self._policy.retry
+
+    @property
+    def events_received(self) -> int:
+        return self._events_received
+
+    def __repr__(self) -> str:
+        return (
+            f"<EventSource {self.url!r} {self._ready_state.name} "
+            f"events={self._events_received} last_event_id={self.last_event_id!r}>"
+        )
+
+    # --- listeners and control -------------------------------------------------------
+
+    def add_listener(self, type: str, listener: Callback) -> None:
+        """Call ``listener(event)`` for every event of this type."""
+        self._listeners.setdefault(type, []).append(listener)
+
+    def remove_listener(self, type: str, listener: Callback) -> None:
+        """Stop calling a listener added for this type (no error if absent)."""
+        listeners = self._listeners.get(type, [])
+        if listener in listeners:
+            listeners.remove(listener)
+
+    def restart(self) -> None:
+        """Drop the current connection and reconnect at once, keeping the last
+        event ID (after a token refresh, say). Not an error."""
+        if not self._closing:
+            self._restart = True
+            self._interrupt()
+
+    def close(self) -> None:
+        """Close the stream. Never blocks; safe from callbacks, other tasks and
+        other threads. In async code, ``await aclose()`` waits for the end."""
+        self._closing = True
+        self._interrupt()
+        if self._busy or self._finished:
+            return  # the iterating side sees the flag and finishes
+        if self._mode == "async":
+            self._ready_state = ReadyState.CLOSED  # resources go in aclose()
+            return
+        self._finish()
+
+    def __del__(self) -> None:
+        if getattr(self, "_response", None) is not None and not self._finished:
+            warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=2, source=self)
+
+    # --- shared decisions (no I/O) ------------------------------------------------------
+
+    def _use(self, mode: str) -> None:
+        if self._mode == mode:
+            return
+        if self._mode is not None:
+            raise RuntimeError(f"this EventSource is already used in {self._mode} mode")
+        self._mode = mode
+        self._thread = threading.get_ident()
+        if self._client is not None:
+            wanted = httpx.AsyncClient if mode == "async" else httpx.Client
+            if not isinstance(self._client, wanted):
+                raise TypeError(
+                    f"{mode} use of EventSource needs client=httpx.{wanted.__name__}(), "
+                    f"not {type(self._client).__name__}"
+                )
+
+    def _queue_comment(self, text: str) -> None:
+        # Called by the parser during feed(): the list it is filling holds the
+        # events that came before this comment, so appending keeps the order.
+        self._parser._out.append(_Comment(text))  # type: ignore[arg-type]
+
+    def _timeout_for(self, client: httpx.Client | httpx.AsyncClient) -> httpx.Timeout:
+        base = client.timeout if self._timeout is None or not self._own_client else self._timeout
+        if not isinstance(base, httpx.Timeout):
+            base = httpx.Timeout(base)
+        return httpx.Timeout(
+            connect=base.connect, read=self._read_timeout, write=base.write, pool=base.pool
+        )
+
+    def _new_client_kwargs(self) -> dict[str, Any]:
+        timeout = self._timeout if self._timeout is not None else 10.0
+        return {"timeout": timeout}
+
+    def _build_request(self, client: httpx.Client | httpx.AsyncClient) -> httpx.Request:
+        headers = httpx.Headers({"Accept": "text/event-stream", "Cache-Control": "no-cache"})
+        extra = self._headers() if callable(self._headers) else self._headers
+        if extra:
+            headers.update(extra)
+        last_id = self._parser.last_event_id
+        if last_id:
+            # The parser never lets CR, LF or NUL into an id; checked again here
+            # because this is where a header could be injected.
+            if any(c in last_id for c in "\r\n\0"):
+                raise ValueError("refusing a Last-Event-ID with CR, LF or NUL")
+            headers["Last-Event-ID"] = last_id  # httpx encodes it as UTF-8
+        params = self._params() if callable(self._params) else self._params
+        return client.build_request(
+            self._method,
+            self._url,
+            headers=headers,
+            params=params,
+            json=self._json,
+            content=self._content,
+            cookies=dict(self._cookies) if self._cookies is not None else None,
+            timeout=self._timeout_for(client),
+        )
+
+    def _opened(self, response: httpx.Response) -> None:
+        self._response = response
+        self._delivered = False
+        self._ready_state = ReadyState.OPEN
+        self._error = None
+        logger.info("open: %s (HTTP %d)", self.url, response.status_code)
+
+    def _take_chunk(self, chunk: bytes) -> None:
+        """Parse a chunk into the queue."""
+        try:
+            events = self._parser.feed(chunk)
+        except EventTooLargeError as exc:
+            self._queue.extend(exc.events)
+            self._fatal = exc
+            return
+        if events:
+            self._queue.extend(events)
+            if not self._delivered and (
+                self._on_comment is None or not all(isinstance(e, _Comment) for e in events)
+            ):
+                self._delivered = True  # a comment alone is not an event
+
+    def _dropped(
+        self, error: EventSourceError | None, retry_after: float | None = None, ended: bool = False
+    ) -> EventSourceError | None:
+        """Decide what follows a connection that ended (the response is closed
+        already; `ended`: the server ended the body). Returns the transient
+        error to report, if any."""
+        if self._parser.retry is not None:
+            self._policy.set_stream_retry(self._parser.retry)
+        restart, self._restart = self._restart, False
+        if self._closing:
+            return None
+        self._ready_state = ReadyState.CONNECTING
+        if restart:
+            logger.info("restart: reconnecting to %s", self.url)
+            self._delay = 0.0
+            return None
+        if not self._policy.reconnect:
+            if ended:
+                logger.info("stream ended: %s (reconnect=False)", self.url)
+                self._closing = True
+            else:
+                self._fatal = error
+            return None
+        self._error = error
+        try:
+            self._delay = self._policy.next_delay(
+                delivered=self._delivered, retry_after=retry_after
+            )
+        except RetriesExhaustedError as exc:
+            exc.__cause__ = error
+            self._fatal = exc
+            return error
+        logger.info("connection lost (%s); reconnecting in %.3g s", error, self._delay)
+        return error
+
+    def _handlers(self, event: ServerSentEvent) -> list[Callback]:
+        handlers = [self._on_message] if self._on_message is not None else []
+        listeners = self._listeners.get(event.type)
+        if listeners:
+            handlers += listeners
+        return handlers
+
+    def _record(self, event: ServerSentEvent) -> None:
+        self._last_event = event
+        self._data = _UNSET
+        self._delivered_id = event.id
+        self._events_received += 1
+
+    def _callback_failed(self, callback: Callback, exc: Exception) -> EventSourceError | None:
+        """Log a callback's exception; return what on_error should receive."""
+        if callback is self._on_error:
+            logger.exception("on_error callback raised", exc_info=exc)
+            return None
+        logger.warning("%r raised %r; the stream goes on", callback, exc)
+        error = EventSourceError(f"callback {getattr(callback, '__name__', callback)!r} raised")
+        error.__cause__ = exc
+        return error
+
+    def _fatal_error(self) -> EventSourceError:
+        error = self._fatal
+        assert error is not None
+        self._fatal = None
+        self._error = error
+        logger.error("stream failed: %s: %s", self.url, error)
+        return error
+
+    def _interrupt(self) -> None:
+        """Wake the driving side out of a wait or a read (close / restart)."""
+        self._wake.set()
+        if self._mode == "async":
+            if threading.get_ident() == self._thread:
+                self._cancel_wait()
+            elif self._call_soon is not None:
+                try:
+                    self._call_soon(self._cancel_wait)
+                except RuntimeError:  # the event loop is gone
+                    pass
+        elif self._mode == "sync" and self._busy and threading.get_ident() != self._thread:
+            self._shutdown_socket()
+
+    def _cancel_wait(self) -> None:
+        if self._scope is not None:
+            self._scope.cancel()
+
+    def _shutdown_socket(self) -> None:
+        # Another thread is blocked reading: shutting the socket down makes its
+        # read return at once, and that thread closes the response itself.
+        response = self._response
+        stream = response.extensions.get("network_stream") if response is not None else None
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if isinstance(sock, socket.socket):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    # --- async ------------------------------------------------------------------------
+
+    async def __aenter__(self) -> EventSource:
+        self._use_async()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def __aiter__(self) -> EventSource:
+        return self
+
+    async def __anext__(self) -> ServerSentEvent:
+        self._use_async()
+        if self._busy:
+            raise RuntimeError("this EventSource is already being iterated")
+        self._busy = True
+        try:
+            while True:
+                if self._closing:
+                    await self._afinish()
+                    raise StopAsyncIteration
+                if self._queue:
+                    event = self._queue.popleft()
+                    if isinstance(event, _Comment):
+                        await self._ainvoke(self._on_comment, str(event))
+                        continue
+                    assert isinstance(event, ServerSentEvent)
+                    self._record(event)
+                    for handler in self._handlers(event):
+                        await self._ainvoke(handler, event)
+                    return event
+                if self._fatal is not None:
+                    await self._afinish(self._fatal_error())
+                elif self._response is None:
+                    await self._aconnect()
+                elif self._restart:
+                    await self._adrop(None)
+                else:
+                    await self._aread()
+        finally:
+            self._busy = False
+
+    async def arun(self) -> None:
+        """Deliver events to the callbacks until the source closes; raise the
+        fatal error, if one ends it."""
+        async with self:
+            async for _ in self:
+                pass
+
+    async def aclose(self) -> None:
+        """Close the stream and wait until its connection is closed."""
+        self._use_async()
+        self._closing = True
+        if self._busy:
+            self._interrupt()
+            assert self._done is not None
+            await self._done.wait()
+        else:
+            await self._afinish()
+
+    def _use_async(self) -> None:
+        if self._mode != "async":
+            self._use("async")
+            self._done = anyio.Event()
+            self._call_soon = _loop_call_soon()
+
+    def _async_client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(**self._new_client_kwargs())
+        assert isinstance(self._client, httpx.AsyncClient)
+        return self._client
+
+    async def _await_cancellable(self, awaitable: Awaitable[T], within: float | None) -> T | None:
+        """Await, unless close() / restart() or the timeout interrupt it
+        (then None)."""
+        deadline = math.inf if within is None else anyio.current_time() + within
+        result: T | None = None
+        with anyio.CancelScope(deadline=deadline) as scope:
+            self._scope = scope
+            if self._closing or self._restart:
+                scope.cancel()
+            result = await awaitable
+        self._scope = None
+        return result
+
+    async def _aconnect(self) -> None:
+        client = self._async_client()
+        if self._delay:
+            await self._await_cancellable(anyio.sleep_forever(), self._delay)
+            if self._closing:
+                return
+        self._delay = None
+        self._restart = False
+        self._ready_state = ReadyState.CONNECTING
+        request = self._build_request(client)
+        logger.debug("connecting: %s %s", request.method, request.url)
+        try:
+            response = await self._await_cancellable(
+                client.send(request, stream=True, auth=self._auth, follow_redirects=True), None
+            )
+        except httpx.TooManyRedirects as exc:
+            self._fatal = ResponseError(f"too many redirects: {exc}", status_code=None)
+            self._fatal.__cause__ = exc
+            return
+        except httpx.HTTPError as exc:
+            error = ConnectionLostError(f"cannot connect: {exc!r}")
+            error.__cause__ = exc
+            await self._adrop(error)
+            return
+        if response is None:
+            return  # interrupted by close() or restart()
+        verdict = self._policy.judge(response.status_code, response.headers, response)
+        if verdict.action is Action.OPEN:
+            self._opened(response)
+            self._chunks = response.aiter_bytes()
+            await self._ainvoke(self._on_open)
+            return
+        with anyio.CancelScope(shield=True):
+            await response.aclose()
+        if verdict.action is Action.CLOSE:
+            logger.info("HTTP 204 from %s: closing", self.url)
+            self._closing = True
+        elif verdict.action is Action.FAIL:
+            self._fatal = verdict.error
+        else:
+            await self._adrop(verdict.error, verdict.retry_after)
+
+    async def _aread(self) -> None:
+        error: EventSourceError | None = None
+        ended = False
+        try:
+            chunk = await self._await_cancellable(self._chunks.__anext__(), self._read_timeout)
+        except StopAsyncIteration:
+            chunk, error = None, ConnectionLostError("the server ended the stream")
+            ended = True
+        except httpx.TimeoutException as exc:
+            chunk, error = None, ReadTimeoutError(f"no data for {self._read_timeout} s")
+            error.__cause__ = exc
+        except httpx.HTTPError as exc:
+            chunk, error = None, ConnectionLostError(f"connection lost: {exc!r}")
+            error.__cause__ = exc
+        if chunk is None:
+            if self._closing or self._restart:
+                return  # the loop acts on the flag
+            if error is None:
+                error = ReadTimeoutError(f"no data for {self._read_timeout} s")
+            await self._adrop(error, ended=ended)
+            return
+        self._take_chunk(chunk)
+        if self._fatal is not None:
+            await self._aclose_response()
+
+    async def _adrop(
+        self, error: EventSourceError | None, retry_after: float | None = None, ended: bool = False
+    ) -> None:
+        await self._aclose_response()
+        report = self._dropped(error, retry_after, ended)
+        if report is not None:
+            await self._ainvoke(self._on_error, report)
+
+    async def _aclose_response(self) -> None:
+        response, self._response = self._response, None
+        chunks, self._chunks = self._chunks, None
+        if response is None:
+            return
+        with anyio.CancelScope(shield=True):
+            try:
+                await response.aclose()
+            except Exception as exc:  # closing a broken connection may fail too
+                logger.debug("error while closing the response: %r", exc)
+            if chunks is not None:
+                await _finish_chunks(chunks)
+        self._parser.close()
+
+    async def _afinish(self, error: EventSourceError | None = None) -> None:
+        if self._finished:
+            if error is not None:
+                raise error
+            return
+        self._finished = self._closing = True
+        self._ready_state = ReadyState.CLOSED
+        with anyio.CancelScope(shield=True):
+            await self._aclose_response()
+            if self._own_client and self._client is not None:
+                await self._client.aclose()  # type: ignore[union-attr]
+            if error is not None:
+                await self._ainvoke(self._on_error, error)
+            logger.info("closed: %s", self.url)
+            await self._ainvoke(self._on_close)
+        if self._done is not None:
+            self._done.set()
+        if error is not None:
+            raise error
+
+    async def _ainvoke(self, callback: Callback | None, *args: Any) -> None:
+        if callback is None:
+            return
+        try:
+            result = callback(*args)
+            if inspect.isawaitable(result):
+                await result
+        except Exception as exc:
+            report = self._callback_failed(callback, exc)
+            if report is not None:
+                await self._ainvoke(self._on_error, report)
+
+    # --- sync (mirrors the async half) ---------------------------------------------------
+
+    def __enter__(self) -> EventSource:
+        self._use("sync")
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __iter__(self) -> EventSource:
+        return self
+
+    def __next__(self) -> ServerSentEvent:
+        self._use("sync")
+        if self._busy:
+            raise RuntimeError("this EventSource is already being iterated")
+        self._busy = True
+        try:
+            while True:
+                if self._closing:
+                    self._finish()
+                    raise StopIteration
+                if self._queue:
+                    event = self._queue.popleft()
+                    if isinstance(event, _Comment):
+                        self._invoke(self._on_comment, str(event))
+                        continue
+                    assert isinstance(event, ServerSentEvent)
+                    self._record(event)
+                    for handler in self._handlers(event):
+                        self._invoke(handler, event)
+                    return event
+                if self._fatal is not None:
+                    self._finish(self._fatal_error())
+                elif self._response is None:
+                    self._connect()
+                elif self._restart:
+                    self._drop(None)
+                else:
+                    self._read()
+        finally:
+            self._busy = False
+
+    def run(self) -> None:
+        """Deliver events to the callbacks until the source closes; raise the
+        fatal error, if one ends it."""
+        with self:
+            for _ in self:
+                pass
+
+    def _sync_client(self) -> httpx.Client:
+        if self._client is None:
+            self._client = httpx.Client(**self._new_client_kwargs())
+        assert isinstance(self._client, httpx.Client)
+        return self._client
+
+    def _connect(self) -> None:
+        client = self._sync_client()
+        if self._delay:
+            self._wake.clear()
+            if not (self._closing or self._restart):
+                self._wake.wait(self._delay)
+            if self._closing:
+                return
+        self._delay = None
+        self._restart = False
+        self._ready_state = ReadyState.CONNECTING
+        request = self._build_request(client)
+        logger.debug("connecting: %s %s", request.method, request.url)
+        try:
+            response = client.send(request, stream=True, auth=self._auth, follow_redirects=True)
+        except httpx.TooManyRedirects as exc:
+            self._fatal = ResponseError(f"too many redirects: {exc}", status_code=None)
+            self._fatal.__cause__ = exc
+            return
+        except httpx.HTTPError as exc:
+            error = ConnectionLostError(f"cannot connect: {exc!r}")
+            error.__cause__ = exc
+            self._drop(error)
+            return
+        verdict = self._policy.judge(response.status_code, response.headers, response)
+        if verdict.action is Action.OPEN:
+            self._opened(response)
+            self._chunks = response.iter_bytes()
+            self._invoke(self._on_open)
+            return
+        response.close()
+        if verdict.action is Action.CLOSE:
+            logger.info("HTTP 204 from %s: closing", self.url)
+            self._closing = True
+        elif verdict.action is Action.FAIL:
+            self._fatal = verdict.error
+        else:
+            self._drop(verdict.error, verdict.retry_after)
+
+    def _read(self) -> None:
+        error: EventSourceError | None = None
+        ended = False
+        try:
+            chunk = next(self._chunks)
+        except StopIteration:
+            chunk, error = None, ConnectionLostError("the server ended the stream")
+            ended = True
+        except httpx.TimeoutException as exc:
+            chunk, error = None, ReadTimeoutError(f"no data for {self._read_timeout} s")
+            error.__cause__ = exc
+        except httpx.HTTPError as exc:
+            chunk, error = None, ConnectionLostError(f"connection lost: {exc!r}")
+            error.__cause__ = exc
+        if chunk is None:
+            if self._closing or self._restart:
+                return  # the loop acts on the flag
+            self._drop(error, ended=ended)
+            return
+        self._take_chunk(chunk)
+        if self._fatal is not None:
+            self._close_response()
+
+    def _drop(
+        self, error: EventSourceError | None, retry_after: float | None = None, ended: bool = False
+    ) -> None:
+        self._close_response()
+        report = self._dropped(error, retry_after, ended)
+        if report is not None:
+            self._invoke(self._on_error, report)
+
+    def _close_response(self) -> None:
+        response, self._response = self._response, None
+        chunks, self._chunks = self._chunks, None
+        if response is None:
+            return
+        try:
+            if chunks is not None:
+                chunks.close()
+            response.close()
+        except Exception as exc:  # closing a broken connection may fail too
+            logger.debug("error while closing the response: %r", exc)
+        self._parser.close()
+
+    def _finish(self, error: EventSourceError | None = None) -> None:
+        if self._finished:
+            if error is not None:
+                raise error
+            return
+        self._finished = self._closing = True
+        self._ready_state = ReadyState.CLOSED
+        self._close_response()
+        if self._own_client and self._client is not None:
+            self._client.close()  # type: ignore[union-attr]
+        if error is not None:
+            self._invoke(self._on_error, error)
+        logger.info("closed: %s", self.url)
+        self._invoke(self._on_close)
+        if error is not None:
+            raise error
+
+    def _invoke(self, callback: Callback | None, *args: Any) -> None:
+        if callback is None:
+            return
+        try:
+            result = callback(*args)
+            if inspect.isawaitable(result):
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()  # never awaited: close it so no warning follows
+                raise TypeError("a coroutine callback needs the async API (async for / arun)")
+        except Exception as exc:
+            report = self._callback_failed(callback, exc)
+            if report is not None:
+                self._invoke(self._on_error, report)
+
+
+async def _finish_chunks(chunks: Any) -> None:
+    """End httpx's byte iterator after its response was closed.
+
+    httpx reads through a chain of async generators; closing only the outer
+    one would leave the inner ones suspended, and trio warns when those are
+    collected. With the response closed, resuming the chain makes every
+    generator in it finish (with an error, or at once for a finished body).
+    """
+    for _ in range(1000):  # a bound, for a mocked body that ignores the close
+        try:
+            await chunks.__anext__()
+        except (StopAsyncIteration, Exception):
+            return
+
+
+def _loop_call_soon() -> Callable[[Callable[[], None]], object] | None:
+    """A thread-safe 'call this soon in the running event loop' for close()
+    and restart() from other threads."""
+    try:
+        import asyncio
+
+        return asyncio.get_running_loop().call_soon_threadsafe
+    except RuntimeError:
+        pass
+    try:
+        import trio
+
+        return trio.lowlevel.current_trio_token().run_sync_soon
+    except (ImportError, RuntimeError):
+        return None

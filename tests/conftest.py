@@ -1,0 +1,132 @@
+"""Shared test fixtures: anyio backends, a callback recorder, a driver that
+consumes an EventSource sync or async, and scripted mock bodies."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import httpx
+import pytest
+
+from eventsource import EventSource, EventSourceError, ServerSentEvent
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"  # overridden: every async test runs on asyncio and trio (below)
+
+
+class Recorder:
+    """Callbacks that log what they saw, with the source's state at the time."""
+
+    def __init__(self) -> None:
+        self.log: list[tuple[Any, ...]] = []
+        self.source: EventSource | None = None
+
+    def kwargs(self) -> dict[str, Any]:
+        return {
+            "on_open": self.on_open,
+            "on_message": self.on_message,
+            "on_error": self.on_error,
+            "on_close": self.on_close,
+        }
+
+    def _state(self) -> str:
+        return self.source.ready_state.name if self.source is not None else "?"
+
+    def on_open(self) -> None:
+        self.log.append(("open", self._state()))
+
+    def on_message(self, event: ServerSentEvent) -> None:
+        self.log.append(("message", event.data))
+
+    def on_error(self, error: EventSourceError) -> None:
+        self.log.append(("error", type(error).__name__))
+
+    def on_close(self) -> None:
+        self.log.append(("close", self._state()))
+
+    def kinds(self) -> list[str]:
+        return [entry[0] for entry in self.log]
+
+
+@dataclass
+class Outcome:
+    events: list[ServerSentEvent] = field(default_factory=list)
+    error: BaseException | None = None
+
+
+def _consume_sync(source: EventSource, limit: int | None) -> Outcome:
+    outcome = Outcome()
+    try:
+        with source:
+            for event in source:
+                outcome.events.append(event)
+                if limit is not None and len(outcome.events) >= limit:
+                    break
+    except EventSourceError as exc:
+        outcome.error = exc
+    return outcome
+
+
+async def consume(source: EventSource, mode: str, limit: int | None = None) -> Outcome:
+    """Iterate the source to its end (or `limit` events) in the given mode."""
+    if mode == "sync":
+        return await anyio.to_thread.run_sync(_consume_sync, source, limit)
+    outcome = Outcome()
+    try:
+        async with source:
+            async for event in source:
+                outcome.events.append(event)
+                if limit is not None and len(outcome.events) >= limit:
+                    break
+    except EventSourceError as exc:
+        outcome.error = exc
+    return outcome
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # A test that takes `mode` runs async on asyncio and on trio, and sync
+    # (from a worker thread, under the asyncio backend).
+    if "mode" in metafunc.fixturenames:
+        metafunc.parametrize(
+            ("mode", "anyio_backend"),
+            [("async", "asyncio"), ("async", "trio"), ("sync", "asyncio")],
+            ids=["asyncio", "trio", "sync"],
+        )
+    elif "anyio_backend" in metafunc.fixturenames:
+        metafunc.parametrize("anyio_backend", ["asyncio", "trio"])
+
+
+def client_for(mode: str, **kwargs: Any) -> httpx.Client | httpx.AsyncClient:
+    return httpx.Client(**kwargs) if mode == "sync" else httpx.AsyncClient(**kwargs)
+
+
+class ScriptedBody(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """A response body that yields chunks and then, optionally, fails like a
+    dropped connection."""
+
+    def __init__(self, *chunks: bytes, fail: bool = False) -> None:
+        self.chunks = chunks
+        self.fail = fail
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self.chunks
+        if self.fail:
+            raise httpx.ReadError("connection reset")
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for chunk in self.chunks:
+            yield chunk
+        if self.fail:
+            raise httpx.ReadError("connection reset")
+
+
+def sse(*chunks: bytes, status: int = 200, fail: bool = False, **headers: str) -> httpx.Response:
+    """An SSE response whose body is the given chunks."""
+    all_headers = {"content-type": "text/event-stream", **headers}
+    return httpx.Response(status, headers=all_headers, stream=ScriptedBody(*chunks, fail=fail))
