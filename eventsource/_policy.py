@@ -121,7 +121,8 @@ class ConnectionPolicy:
             return Verdict(Action.RETRY, error, parse_retry_after(headers.get("retry-after")))
         if 300 <= status < 400:
             error = ResponseError(
-                f"HTTP {status} redirect without a usable Location", status_code=status,
+                f"HTTP {status} redirect without a usable Location",
+                status_code=status,
                 response=response,
             )
         return Verdict(Action.FAIL, error)

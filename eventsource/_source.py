@@ -370,7 +370,13 @@ class EventSource:
             exc.__cause__ = error
             self._fatal = exc
             return error
-        logger.info("connection lost (%s); reconnecting in %.3g s", error, self._delay)
+        last_id = self._parser.last_event_id
+        logger.info(
+            "connection lost (%s); reconnecting in %.3g s%s",
+            error,
+            self._delay,
+            f" with Last-Event-ID {last_id!r}" if last_id else "",
+        )
         return error
 
     def _handlers(self, event: ServerSentEvent) -> list[Callback]:
