@@ -118,7 +118,9 @@ class EventSource:
         self._json = json
         self._content = content
         self._cookies = cookies
-        self._auth = auth
+        # Passing auth=None to httpx would switch off a caller's client-level
+        # auth, so auth is passed only when given.
+        self._auth_kwargs: dict[str, Any] = {"auth": auth} if auth is not None else {}
         self._client = client
         self._own_client = client is None
         self._timeout = timeout
@@ -281,9 +283,9 @@ class EventSource:
         self._parser._out.append(_Comment(text))  # type: ignore[arg-type]
 
     def _timeout_for(self, client: httpx.Client | httpx.AsyncClient) -> httpx.Timeout:
-        base = client.timeout if self._timeout is None or not self._own_client else self._timeout
-        if not isinstance(base, httpx.Timeout):
-            base = httpx.Timeout(base)
+        # The client's own connect / write / pool timeouts (a client this source
+        # made has the `timeout` option's), with the source's read timeout.
+        base = client.timeout
         return httpx.Timeout(
             connect=base.connect, read=self._read_timeout, write=base.write, pool=base.pool
         )
@@ -539,7 +541,8 @@ class EventSource:
         logger.debug("connecting: %s %s", request.method, request.url)
         try:
             response = await self._await_cancellable(
-                client.send(request, stream=True, auth=self._auth, follow_redirects=True), None
+                client.send(request, stream=True, follow_redirects=True, **self._auth_kwargs),
+                None,
             )
         except httpx.TooManyRedirects as exc:
             self._fatal = ResponseError(f"too many redirects: {exc}", status_code=None)
@@ -717,7 +720,7 @@ class EventSource:
         request = self._build_request(client)
         logger.debug("connecting: %s %s", request.method, request.url)
         try:
-            response = client.send(request, stream=True, auth=self._auth, follow_redirects=True)
+            response = client.send(request, stream=True, follow_redirects=True, **self._auth_kwargs)
         except httpx.TooManyRedirects as exc:
             self._fatal = ResponseError(f"too many redirects: {exc}", status_code=None)
             self._fatal.__cause__ = exc

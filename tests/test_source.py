@@ -470,3 +470,34 @@ def test_close_from_another_thread_during_reconnect_wait() -> None:
         assert closed.wait(5), "close() did not interrupt the 60 s wait"
         thread.join(5)
     assert errors == [[]]
+
+
+async def test_a_callers_client_auth_and_timeouts_are_kept(mode: str) -> None:
+    with respx.mock:
+        route = respx.get(URL).mock(return_value=sse(b"data: a\n\n"))
+        client = client_for(mode, auth=("user", "pw"), timeout=httpx.Timeout(7.0))
+        source = EventSource(URL, client=client, reconnect=False, read_timeout=11.0)
+        await consume(source, mode)
+    request = route.calls[0].request
+    assert request.headers["authorization"] == httpx.BasicAuth("user", "pw")._auth_header
+    assert request.extensions["timeout"] == {
+        "connect": 7.0,
+        "read": 11.0,
+        "write": 7.0,
+        "pool": 7.0,
+    }
+
+
+async def test_auth_option_and_own_client_timeout(mode: str) -> None:
+    with respx.mock:
+        route = respx.get(URL).mock(return_value=sse(b"data: a\n\n"))
+        source = EventSource(URL, auth=("u", "p"), timeout=3.0, read_timeout=None, reconnect=False)
+        await consume(source, mode)
+    request = route.calls[0].request
+    assert request.headers["authorization"] == httpx.BasicAuth("u", "p")._auth_header
+    assert request.extensions["timeout"] == {
+        "connect": 3.0,
+        "read": None,
+        "write": 3.0,
+        "pool": 3.0,
+    }
