@@ -20,14 +20,28 @@ nothing else: no I/O, no clock. Every rule of the format lives here.
   only hold retry fields and comments, whose effects could be seen earlier:
   close() applies a kept-back retry, and with on_comment set every complete
   line is parsed at once instead.
+- Kept bytes: what cannot complete anything is kept undecoded. A chunk with
+  no CR or LF is appended to a list as it is (a C memchr or two per chunk:
+  tiny chunks of long lines cost almost nothing). In whole-blocks mode, with
+  no BOM or LF to skip and no CR at the chunk's end, the bytes path finds the
+  last blank line on the bytes (CR and LF are ASCII, never inside a UTF-8
+  sequence nor a replaced invalid one, so normalising and cutting before
+  decoding gives the same text), decodes only the whole blocks and keeps the
+  rest as bytes. Bytes are at least as many as the characters they decode
+  to: kept bytes within the limit prove that the exact checks would pass;
+  past it, the general path decodes everything and runs them (so an overflow
+  of bytes is never an error by itself).
 - The fast path: a run of whole blocks that all have one shape (the same
-  event / id / data fields, each at most once, in the same order, nothing
-  else) is parsed by one regex findall over the run; the match count times the
-  lines per block must equal the run's newline count, which proves the matches
-  cover every line. Everything else (comments, retry, multi-line data, NUL,
-  unknown fields, runs of blank lines, oversized input) goes through the
-  general line-by-line state machine, the reference; the conformance tests run
-  over both paths.
+  event / id / data fields, each at most once, in the same order; in the
+  extended forms also comment lines first, when on_comment is unset, and
+  several consecutive "data: " lines) is parsed by one regex findall over the
+  run. Each match is whole lines; the match count times the fixed lines per
+  block, plus the newlines inside the variable groups, must equal the run's
+  newline count, which proves the matches cover every line (a single match
+  ending at the run's end covers it too). Everything else (retry, comments in
+  between, NUL in an id, unknown fields, runs of blank lines, oversized
+  input) goes through the general line-by-line state machine, the reference;
+  the conformance tests run over all paths.
 - Limits: a single line, and the data of one event, may not exceed
   max_event_size characters. An unfinished line or event is checked at the end
   of every feed() (text kept back is parsed as soon as it passes the limit), a
@@ -39,9 +53,10 @@ from __future__ import annotations
 
 import codecs
 import re
-from itertools import islice, permutations
+from collections.abc import Iterable
+from itertools import chain, islice, permutations
 from operator import itemgetter
-from typing import Any, Callable, Iterable, NamedTuple, Optional, Union
+from typing import Any, Callable, NamedTuple, Union
 
 from ._errors import EventTooLargeError
 from ._event import ServerSentEvent
@@ -75,33 +90,124 @@ def _build_ei(rows: Iterable[Any], lid: str) -> list[ServerSentEvent]:
     return [_new(_Event, (t or "message", d, i, None)) for t, i, d in rows]
 
 
+_EOL = frozenset((b"\n", b"\r"))
+_CONT = "\ndata: "  # what joins the lines of a multi-line data group
+
+
+# The builders of the extended forms: their data group is the data lines with
+# every "\ndata: " but the first's prefix still in (see _form_table).
+def _build_md(rows: Iterable[Any], lid: str) -> list[ServerSentEvent]:
+    return [_new(_Event, ("message", d.replace(_CONT, "\n"), lid, None)) for d in rows]
+
+
+def _build_me(rows: Iterable[Any], lid: str) -> list[ServerSentEvent]:
+    return [_new(_Event, (t or "message", d.replace(_CONT, "\n"), lid, None))
+            for t, d in rows]
+
+
+def _build_mi(rows: Iterable[Any], lid: str) -> list[ServerSentEvent]:
+    return [_new(_Event, ("message", d.replace(_CONT, "\n"), i, None)) for i, d in rows]
+
+
+def _build_mei(rows: Iterable[Any], lid: str) -> list[ServerSentEvent]:
+    return [_new(_Event, (t or "message", d.replace(_CONT, "\n"), i, None))
+            for t, i, d in rows]
+
+
+_One = Callable[["re.Match[str]", str], ServerSentEvent]
+
+
+def _one_builder(t: int, i: int, d: int, multi: bool) -> _One:
+    """Build the one event of a block from its match: t, i, d are the groups
+    of event, id (0: none) and data."""
+    if multi:
+        if t and i:
+            return lambda m, lid: _new(_Event, (m[t] or "message", m[d].replace(_CONT, "\n"),
+                                                m[i], None))
+        if t:
+            return lambda m, lid: _new(_Event, (m[t] or "message", m[d].replace(_CONT, "\n"),
+                                                lid, None))
+        if i:
+            return lambda m, lid: _new(_Event, ("message", m[d].replace(_CONT, "\n"), m[i], None))
+        return lambda m, lid: _new(_Event, ("message", m[d].replace(_CONT, "\n"), lid, None))
+    if t and i:
+        return lambda m, lid: _new(_Event, (m[t] or "message", m[d], m[i], None))
+    if t:
+        return lambda m, lid: _new(_Event, (m[t] or "message", m[d], lid, None))
+    if i:
+        return lambda m, lid: _new(_Event, ("message", m[d], m[i], None))
+    return lambda m, lid: _new(_Event, ("message", m[d], lid, None))
+
+
 class _Form(NamedTuple):
     """How the fast path parses blocks of one shape."""
 
     pattern: re.Pattern[str]  # one block; groups are the field values
-    lines: int  # newlines per block, blank line included
-    reorder: Optional[itemgetter[Any]]  # puts groups in (event, id, data) order
+    lines: int  # newlines per block, blank line included, minus those in groups
+    reorder: itemgetter[Any] | None  # puts groups in (event, id, data) order
     build: _Builder
     has_id: bool
+    extra: bool  # groups may hold newlines: leading comments, several data lines
+    one: _One  # the event of a single block, from its match
 
 
-def _form_table() -> dict[_Shape, _Form]:
+# The shape key of a block: its field names, then the number of leading
+# comment lines and whether a data field spans several consecutive lines.
+_Key = tuple[_Shape, int, bool]
+
+
+def _form_table() -> dict[_Key, _Form]:
     """The block shapes the fast path takes: event, id and data fields, each
-    at most once, data always, in any order."""
+    at most once, data always, in any order. Extended forms also take comment
+    lines before them and several consecutive ``data: `` lines (all but the
+    first with exactly one space after the colon, so that removing every
+    "\ndata: " from the group leaves the data: a value holds no newline)."""
     table = {}
-    for extra, build in (((), _build_d), (("event",), _build_e), (("id",), _build_i),
-                         (("event", "id"), _build_ei)):
+    for extra, build, mbuild in (
+        ((), _build_d, _build_md),
+        (("event",), _build_e, _build_me),
+        (("id",), _build_i, _build_mi),
+        (("event", "id"), _build_ei, _build_mei),
+    ):
         for shape in permutations((*extra, "data")):
-            pattern = re.compile(
-                "^" + "".join(rf"{name}:\x20?([^\n]*)\n" for name in shape) + "\n", re.MULTILINE
-            )
-            order = tuple(shape.index(name) for name in ("event", "id", "data") if name in shape)
-            reorder = None if order == tuple(range(len(shape))) else itemgetter(*order)
-            table[shape] = _Form(pattern, len(shape) + 1, reorder, build, "id" in shape)
+            order = [shape.index(name) for name in ("event", "id", "data") if name in shape]
+            for comments, multi in ((False, False), (False, True), (True, False), (True, True)):
+                fields = "".join(
+                    r"data:\x20?([^\n]*(?:\ndata:\x20[^\n]*)*)\n" if name == "data" and multi
+                    else rf"{name}:\x20?([^\n]*)\n"
+                    for name in shape
+                )
+                prefix = r"((?::[^\n]*\n)+)" if comments else ""
+                pattern = re.compile("^" + prefix + fields + "\n", re.MULTILINE)
+                groups = [i + comments for i in order]
+                reorder = None if groups == list(range(len(shape))) else itemgetter(*groups)
+                index = {name: i + 1 + comments for i, name in enumerate(shape)}
+                table[(shape, int(comments), multi)] = _Form(
+                    pattern, len(shape) + 1, reorder, mbuild if multi else build,
+                    "id" in shape, comments or multi,
+                    _one_builder(index.get("event", 0), index.get("id", 0), index["data"], multi),
+                )
     return table
 
 
 _FORMS = _form_table()
+_PLAIN = _FORMS[(("data",), 0, False)]
+
+
+def _shape_key(block: str) -> _Key:
+    """The shape key of one block (no blank line in it)."""
+    names = [line.partition(":")[0] for line in block.split("\n")]
+    comments = 0
+    while comments < len(names) and not names[comments]:
+        comments += 1
+    shape: list[str] = []
+    multi = False
+    for name in names[comments:]:
+        if shape and name == "data" == shape[-1]:
+            multi = True
+        else:
+            shape.append(name)
+    return tuple(shape), min(comments, 1), multi
 
 
 class SSEParser:
@@ -132,7 +238,10 @@ class SSEParser:
         "_whole_blocks",
         "_form",
         "_clean",
-        "_undecoded",
+        "_raw",
+        "_tail",
+        "_room",
+        "_lean",
         "_skip",
         "_bom",
         "_skip_lf",
@@ -161,12 +270,22 @@ class SSEParser:
         self._limit = max_event_size
         self._on_comment = on_comment
         self._whole_blocks = on_comment is None
-        self._form = _FORMS[("data",)]  # the shape last seen
+        # The shape last seen, or None when the last run was not fast-path-able.
+        self._form: _Form | None = _PLAIN
         self._out: list[ServerSentEvent] = []
+        # Bytes received and not decoded yet follow _pending: _tail, kept by
+        # the last feed() that looked at its chunk, then the chunks in _raw,
+        # kept without a look.
+        self._raw: list[bytes] = []
         self._reset()
 
     def _reset(self) -> None:
-        self._undecoded = b""
+        self._raw.clear()
+        self._tail = b""
+        # How many more bytes feed() may keep in _raw without looking at them,
+        # or -1 while a BOM or an LF is to be skipped: see feed().
+        self._room = -1
+        self._lean = False  # the bytes path is open: whole blocks, nothing to skip
         self._skip = self._bom = True
         self._skip_lf = False
         # The text after the last parsed line end, kept as a list of pieces
@@ -184,10 +303,12 @@ class SSEParser:
     def close(self) -> list[ServerSentEvent]:
         """End the stream: an unfinished event is discarded (so this returns
         ``[]``), and the parser is ready for a new connection."""
-        if self._pending:
+        if self._pending or self._tail or self._raw:
             # Kept-back lines hold no blank line, so they dispatch nothing;
             # a retry field among them still sets the reconnection time.
-            text = "".join(self._pending)
+            # (Kept bytes hold no CR: they were normalised or have no line end.)
+            text = "".join(self._pending) + _utf8_decode(
+                self._tail + b"".join(self._raw), "replace")[0]
             last = text.rfind("\n")
             if last > 0:
                 self._out = []
@@ -197,12 +318,115 @@ class SSEParser:
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
         """Parse the next chunk of the body; return the events it completes."""
-        if self._undecoded:
-            chunk = self._undecoded + chunk
-            self._undecoded = b""
+        # A chunk without a line end completes nothing: keep its bytes as they
+        # are. _room is what the limit leaves to the text kept back (pending
+        # text, data, kept bytes); bytes are at least as many as the characters
+        # they decode to, so while the kept bytes fit, the exact check at the
+        # end of feed() would pass too. Past it, the general path decodes all
+        # and runs the exact checks: an overflow here is never an error itself.
+        # (10 in chunk is a C-level memchr; b"\n" in chunk costs ten times more.)
+        if 10 not in chunk and 13 not in chunk:
+            room = self._room - len(chunk)
+            if room >= 0:
+                self._room = room
+                self._raw.append(chunk)
+                return []
+        raw = self._raw
+        if (
+            self._lean
+            and len(chunk) <= self._room
+            and chunk[-1:] != b"\r"
+            and (chunk[:1] not in _EOL or self._tail or any(raw))
+        ):
+            # The bytes path: whole-blocks mode, no BOM or LF to skip, no data
+            # of an unfinished block (see _lean), no CR at the end (it may pair
+            # with the next chunk's LF), no blank line across the boundary
+            # (kept bytes never start with a line end; empty chunks may be
+            # kept, hence any()), nothing that could
+            # pass the limit. Blocks are found on the bytes (CR and LF are
+            # ASCII: never part of a UTF-8 sequence, nor of a replaced invalid
+            # one, so normalising and cutting at an LF before decoding gives
+            # the same text), and only the complete blocks are decoded; the
+            # rest is kept as bytes (normalised: kept bytes hold no CR).
+            if 13 in chunk:
+                chunk = chunk.replace(b"\r\n", b"\n")
+                if 13 in chunk:
+                    chunk = chunk.replace(b"\r", b"\n")
+            if raw:
+                raw.append(chunk)
+                chunk = b"".join(raw)
+                raw.clear()
+            chunk = self._tail + chunk
+            end = (chunk.rfind(b"\n\n") if len(chunk) < 4096 else _rfind_blank(chunk)) + 2
+            if end < 2:  # no blank line: nothing to parse yet
+                self._tail = chunk
+                self._room = self._limit - self._pending_len - len(chunk)
+                return []
+            if end < len(chunk):
+                self._tail = chunk[end:]
+                self._room = self._limit - len(chunk) + end
+                chunk = chunk[:end]
+            else:
+                self._tail = b""
+                self._room = self._limit
+            text = chunk.decode("utf-8", "replace")  # complete: it ends with an LF
+            # An id with NUL is ignored: the general path knows how. (0 in chunk
+            # is a C memchr; "\0" in a str with an emoji is a slow UCS-4 search.)
+            nul = 0 in chunk
+            pending = self._pending
+            if pending:
+                pending.append(text)
+                text = "".join(pending)
+                pending.clear()
+                self._pending_len = 0
+                nul = "\0" in text
+            # text is whole blocks (the first one's start maybe parsed already),
+            # and no longer than the limit: no check can fail.
+            form = self._form
+            if self._clean and form is not None and not (nul and form.has_id):
+                match = form.pattern.match(text)
+                if match is not None:
+                    if match.end() == len(text):
+                        # One block, the common case of small chunks and huge events.
+                        event = form.one(match, self.last_event_id)
+                        if form.has_id:
+                            self.last_event_id = self._id_buf = event[2]
+                        return [event]
+                    found = _match(form, text, 0, len(text), False)
+                    if found is not None:
+                        out = form.build(
+                            found if form.reorder is None else map(form.reorder, found),
+                            self.last_event_id,
+                        )
+                        if form.has_id:
+                            self.last_event_id = self._id_buf = out[-1][2]
+                        return out
+            out = self._out = []
+            self._run(text, len(text), form)
+            return out
+
+        if raw:
+            raw.append(chunk)
+            chunk = b"".join(raw)
+            raw.clear()
+        chunk = self._tail + chunk
+        self._tail = b""
+        self._room = -1
+        out = self._feed_text(chunk)
+        if self._skip or self._data:
+            # The bytes path needs to know: the LF or BOM to skip, the data so far.
+            self._lean = False
+        else:
+            self._lean = self._whole_blocks
+        if not self._skip:
+            self._room = (self._limit - self._pending_len - self._data_len - len(self._tail))
+        return out
+
+    def _feed_text(self, chunk: bytes) -> list[ServerSentEvent]:
+        """The general path of feed(): decode all, then parse the text."""
         text, used = _utf8_decode(chunk, "replace", False)
         if used != len(chunk):
-            self._undecoded = chunk[used:]
+            self._tail = chunk[used:]
         if not text:
             return []
         if self._skip:  # a BOM may start the stream, an LF may end a CR
@@ -247,11 +471,9 @@ class SSEParser:
 
         # The common case inline: whole blocks of the shape last seen.
         form = self._form
-        if self._clean and end <= self._limit:
-            found = form.pattern.findall(text, 0, end)
-            if len(found) * form.lines == text.count("\n", 0, end) and not (
-                form.has_id and "\0" in text
-            ):
+        if self._clean and end <= self._limit and form is not None:
+            found = _match(form, text, 0, end)
+            if found is not None:
                 out = form.build(found if form.reorder is None else map(form.reorder, found),
                                  self.last_event_id)
                 if form.has_id:
@@ -260,7 +482,7 @@ class SSEParser:
                     self._fail(out)
                 return out
         out = self._out = []
-        self._run(text, end)
+        self._run(text, end, form)
         if self._pending_len > self._limit:  # one unfinished line is too long
             self._fail(out)
         if self._data:
@@ -292,9 +514,10 @@ class SSEParser:
         self._reset()
         raise EventTooLargeError(self._limit, events)
 
-    def _run(self, text: str, end: int) -> None:
+    def _run(self, text: str, end: int, tried: _Form | None) -> None:
         """Parse the complete lines text[:end] (text[end - 1] is an LF),
-        runs of whole blocks on the fast path where it applies."""
+        runs of whole blocks on the fast path where it applies; ``tried`` is a
+        form that failed on this text already."""
         pos = 0
         if not self._clean:
             # Inside a block: finish it on the general path first.
@@ -304,25 +527,35 @@ class SSEParser:
                 pos = text.find("\n\n", 0, end)
                 pos = end if pos < 0 else pos + 2
             self._lines(text, 0, pos)
+            tried = None
         if pos < end:
             stop = text.rfind("\n\n", pos, end) + 2
-            if stop > pos + 2 and stop - pos <= self._limit and self._fast(text, pos, stop):
+            if stop > pos + 2 and stop - pos <= self._limit and self._fast(text, pos, stop, tried):
                 pos = stop
             if pos < end:
                 self._lines(text, pos, end)
 
-    def _fast(self, text: str, start: int, stop: int) -> bool:
+    def _fast(self, text: str, start: int, stop: int, tried: _Form | None) -> bool:
         """Parse text[start:stop], a run of whole blocks, if they all have one
         shape: the last one seen, else the first block's. Return False (having
         done nothing) otherwise."""
         form = self._form
-        found = _match(form, text, start, stop)
-        if found is None:
-            first = text[start : text.find("\n\n", start, stop)]
-            new_form = _FORMS.get(tuple(line.partition(":")[0] for line in first.split("\n")))
-            if new_form is None or new_form is form:
+        found = None if form is None or form is tried else _match(form, text, start, stop)
+        if found is None or form is None:
+            key = _shape_key(text[start : text.find("\n\n", start, stop)])
+            new_form = _FORMS.get(key) if self._whole_blocks or not key[1] else None
+            if new_form is None:
+                # Not a fast shape: skip the attempt until a run's first block has one.
+                self._form = None
+                return False
+            if new_form is form:
                 return False
             found = _match(new_form, text, start, stop)
+            if found is None and not key[2]:
+                # Perhaps later blocks have several data lines: the multi-line
+                # form takes one data line too.
+                new_form = _FORMS[(key[0], key[1], True)]
+                found = _match(new_form, text, start, stop)
             if found is None:
                 return False
             self._form = form = new_form
@@ -407,17 +640,41 @@ class SSEParser:
             self._fail(out)
 
 
-def _match(form: _Form, text: str, start: int, stop: int) -> list[Any] | None:
+def _match(
+    form: _Form, text: str, start: int, stop: int, nul: bool = True
+) -> list[Any] | None:
     """The regex groups of every block in text[start:stop], or None unless all
-    of them have this form."""
-    if form.has_id and text.find("\0", start, stop) >= 0:
+    of them have this form; ``nul``: whether the text may hold a NUL."""
+    if nul and form.has_id and text.find("\0", start, stop) >= 0:
         return None  # an id with NUL is ignored: the general path knows how
-    found = form.pattern.findall(text, start, stop)
-    # Each match is form.lines whole lines, so equal counts prove that the
-    # matches cover the run.
-    if len(found) * form.lines != text.count("\n", start, stop):
+    pattern = form.pattern
+    match = pattern.match(text, start, stop)
+    if match is None:
+        return None  # the first line is no match's
+    if match.end() == stop:
+        # One block, the common case of small chunks and of huge events: the
+        # match covers the run.
+        return [match[1] if pattern.groups == 1 else match.groups()]
+    found = pattern.findall(text, start, stop)
+    # Each match is whole lines: form.lines of them, plus those in its
+    # groups. Equal counts prove that the matches cover the run.
+    newlines = text.count("\n", start, stop)
+    if form.extra:
+        newlines -= "".join(chain.from_iterable(found)).count("\n")
+    if len(found) * form.lines != newlines:
         return None
     return found
+
+
+def _rfind_blank(chunk: bytes) -> int:
+    """chunk.rfind(b"\n\n"), faster on a big chunk: a two-byte search
+    looks at every byte, a one-byte one is a C memrchr."""
+    end = chunk.rfind(b"\n")
+    for _ in range(8):
+        if end <= 0 or chunk[end - 1] == 10:
+            return end - 1 if end > 0 else -1
+        end = chunk.rfind(b"\n", 0, end)
+    return chunk.rfind(b"\n\n", 0, end + 1)
 
 
 def parse(
