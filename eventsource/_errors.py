@@ -5,15 +5,19 @@ can catch them all at once::
 
     EventSourceError
      +-- EventTooLargeError      a line or an event's data exceeded max_event_size
-     +-- ResponseError           the server answered with a status or content type
-     |                           that ends the stream (not retried)
+     +-- ResponseError           the server answered with an error status or a
+     |                           content type other than text/event-stream
      +-- ConnectionLostError     the connection failed or ended; transient, retried
      |    +-- ReadTimeoutError   nothing arrived for read_timeout seconds
-     +-- RetriesExhaustedError   max_retries failed attempts in a row; the last
-                                 error is its __cause__
+     +-- RetriesExhaustedError   every attempt failed (the first and max_retries
+                                 retries); the last error is its __cause__
 
 httpx's exceptions are never subclassed: the originals are kept as __cause__.
 Calling the API wrongly (a bad argument) raises TypeError or ValueError, as usual.
+
+In ``on_error``, ``source.ready_state`` tells what follows, as in browsers:
+CONNECTING, the source will reconnect (a drop, or a status in retry_statuses);
+CLOSED, the error ended the stream and is raised from the iterator.
 """
 
 from __future__ import annotations
@@ -52,11 +56,13 @@ class EventTooLargeError(EventSourceError):
 
 
 class ResponseError(EventSourceError):
-    """The server's answer ends the stream: a status that is not retried, or a
-    200 that is not ``text/event-stream``. Not retried.
+    """The server answered with an error status, or a 200 that is not
+    ``text/event-stream``. A status in ``retry_statuses`` (5xx, 408, 429 by
+    default) is reported to ``on_error`` and retried; any other ends the stream.
 
-    ``status_code`` is the final status (None after a redirect loop);
-    ``response`` is the ``httpx.Response`` (closed; its body was not read).
+    ``status_code`` is the final status (None when there was none: a redirect
+    loop or an unusable Location); ``response`` is the ``httpx.Response``
+    (closed; its body was not read).
     """
 
     def __init__(self, message: str, *, status_code: int | None, response: Any = None) -> None:
@@ -74,7 +80,8 @@ class ReadTimeoutError(ConnectionLostError):
 
 
 class RetriesExhaustedError(EventSourceError):
-    """``max_retries`` attempts in a row failed; the last error is ``__cause__``."""
+    """Every attempt failed: the first and ``max_retries`` retries in a row.
+    ``attempts`` counts them; the last error is ``__cause__``."""
 
     def __init__(self, attempts: int) -> None:
         super().__init__(f"gave up after {attempts} failed attempts in a row")

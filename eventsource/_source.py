@@ -21,8 +21,9 @@ import math
 import socket
 import threading
 import warnings
+import weakref
 from collections import deque
-from collections.abc import Awaitable, Collection, Mapping
+from collections.abc import Awaitable, Collection, Coroutine, Mapping
 from enum import IntEnum
 from typing import Any, Callable, Optional, TypeVar, Union
 
@@ -117,7 +118,7 @@ class EventSource:
         self._params = params
         self._json = json
         self._content = content
-        self._cookies = cookies
+        self._cookies = cookies  # for the client this source makes (see _new_client_kwargs)
         # Passing auth=None to httpx would switch off a caller's client-level
         # auth, so auth is passed only when given.
         self._auth_kwargs: dict[str, Any] = {"auth": auth} if auth is not None else {}
@@ -165,7 +166,10 @@ class EventSource:
         self._thread: int | None = None  # the thread that drives the source
         self._wake = threading.Event()  # interrupts a sync reconnect wait
         self._scope: anyio.CancelScope | None = None  # the async wait in progress
+        self._stream: Any = None  # the sync request's network stream (see _trace)
+        self._task: object = None  # the task iterating, in async mode
         self._call_soon: Callable[[Callable[[], None]], object] | None = None
+        self._spawn: Callable[[Callable[[], Coroutine[Any, Any, None]]], None] | None = None
         self._done: anyio.Event | None = None
 
     # --- live state -----------------------------------------------------------------
@@ -196,7 +200,7 @@ class EventSource:
         if self._data is _UNSET:  # decoded on first read, not per event
             try:
                 self._data = json.loads(event.data)
-            except ValueError:
+            except (ValueError, RecursionError):  # not JSON, or nested beyond Python's limit
                 self._data = event.data
         return self._data
 
@@ -252,9 +256,12 @@ class EventSource:
         if self._busy or self._finished:
             return  # the iterating side sees the flag and finishes
         if self._mode == "async":
-            self._ready_state = ReadyState.CLOSED  # resources go in aclose()
-            return
-        self._finish()
+            self._ready_state = ReadyState.CLOSED
+            self._finish_soon()  # closing a response takes an await: done in the loop
+        elif self._mode is None and any(map(inspect.iscoroutinefunction, self._end_callbacks())):
+            self._ready_state = ReadyState.CLOSED  # on_close runs at the first async use
+        else:
+            self._finish()
 
     def __del__(self) -> None:
         if getattr(self, "_response", None) is not None and not self._finished:
@@ -292,7 +299,15 @@ class EventSource:
 
     def _new_client_kwargs(self) -> dict[str, Any]:
         timeout = self._timeout if self._timeout is not None else 10.0
-        return {"timeout": timeout}
+        kwargs: dict[str, Any] = {"timeout": timeout}
+        if self._cookies:
+            # In the client's jar, for the URL's host: httpx then keeps them
+            # across a same-host redirect and drops them on a cross-origin one.
+            jar = httpx.Cookies()
+            for name, value in self._cookies.items():
+                jar.set(name, value, domain=self._url.host)
+            kwargs["cookies"] = jar
+        return kwargs
 
     def _build_request(self, client: httpx.Client | httpx.AsyncClient) -> httpx.Request:
         headers = httpx.Headers({"Accept": "text/event-stream", "Cache-Control": "no-cache"})
@@ -307,16 +322,38 @@ class EventSource:
                 raise ValueError("refusing a Last-Event-ID with CR, LF or NUL")
             headers["Last-Event-ID"] = last_id  # httpx encodes it as UTF-8
         params = self._params() if callable(self._params) else self._params
-        return client.build_request(
+        request = client.build_request(
             self._method,
             self._url,
             headers=headers,
             params=params,
             json=self._json,
             content=self._content,
-            cookies=dict(self._cookies) if self._cookies is not None else None,
             timeout=self._timeout_for(client),
         )
+        if isinstance(client, httpx.Client):
+            # httpcore's trace hook tells which socket a request uses before
+            # any response exists, so close() from another thread can shut it.
+            request.extensions["trace"] = _StreamTracer(self)
+        return request
+
+    def _send_failed(self, exc: httpx.HTTPError) -> EventSourceError | None:
+        """Classify a failed request: returns the transient error to retry
+        with, or None when the failure is fatal (then self._fatal is set)."""
+        fatal: EventSourceError | None = None
+        if isinstance(exc, httpx.TooManyRedirects):
+            fatal = ResponseError(f"too many redirects: {exc}", status_code=None)
+        elif isinstance(exc, httpx.RemoteProtocolError) and "location header" in str(exc):
+            # httpx found a redirect's Location unusable: the server's answer
+            # is final, and asking again would loop (the message is httpx's).
+            fatal = ResponseError(f"redirect with an unusable Location: {exc}", status_code=None)
+        if fatal is not None:
+            fatal.__cause__ = exc
+            self._fatal = fatal
+            return None
+        error = ConnectionLostError(f"cannot connect: {exc!r}")
+        error.__cause__ = exc
+        return error
 
     def _opened(self, response: httpx.Response) -> None:
         self._response = response
@@ -333,6 +370,8 @@ class EventSource:
             self._queue.extend(exc.events)
             self._fatal = exc
             return
+        if self._parser.retry is not None:
+            self._policy.set_stream_retry(self._parser.retry)
         if events:
             self._queue.extend(events)
             if not self._delivered and (
@@ -426,6 +465,22 @@ class EventSource:
         elif self._mode == "sync" and self._busy and threading.get_ident() != self._thread:
             self._shutdown_socket()
 
+    def _end_callbacks(self) -> tuple[Callback | None, Callback | None]:
+        return (self._on_close, self._on_error)
+
+    def _finish_soon(self) -> None:
+        """Run _afinish in the source's event loop, from any thread."""
+        spawn = self._spawn
+        if spawn is None:
+            return
+        if threading.get_ident() == self._thread:
+            spawn(self._afinish)
+        elif self._call_soon is not None:
+            try:
+                self._call_soon(lambda: spawn(self._afinish))
+            except RuntimeError:  # the event loop is gone
+                pass
+
     def _cancel_wait(self) -> None:
         if self._scope is not None:
             self._scope.cancel()
@@ -435,6 +490,7 @@ class EventSource:
         # read return at once, and that thread closes the response itself.
         response = self._response
         stream = response.extensions.get("network_stream") if response is not None else None
+        stream = stream or self._stream  # no response yet: the socket being used
         sock = stream.get_extra_info("socket") if stream is not None else None
         if isinstance(sock, socket.socket):
             try:
@@ -459,6 +515,7 @@ class EventSource:
         if self._busy:
             raise RuntimeError("this EventSource is already being iterated")
         self._busy = True
+        self._task = _current_task()
         try:
             while True:
                 if self._closing:
@@ -498,6 +555,8 @@ class EventSource:
         self._closing = True
         if self._busy:
             self._interrupt()
+            if self._task == _current_task():
+                return  # called by a callback: the loop finishes when it returns
             assert self._done is not None
             await self._done.wait()
         else:
@@ -507,7 +566,10 @@ class EventSource:
         if self._mode != "async":
             self._use("async")
             self._done = anyio.Event()
+            if self._finished:  # closed (sync) before its first async use
+                self._done.set()
             self._call_soon = _loop_call_soon()
+            self._spawn = _loop_spawn()
 
     def _async_client(self) -> httpx.AsyncClient:
         if self._client is None:
@@ -520,12 +582,14 @@ class EventSource:
         (then None)."""
         deadline = math.inf if within is None else anyio.current_time() + within
         result: T | None = None
-        with anyio.CancelScope(deadline=deadline) as scope:
-            self._scope = scope
-            if self._closing or self._restart:
-                scope.cancel()
-            result = await awaitable
-        self._scope = None
+        try:
+            with anyio.CancelScope(deadline=deadline) as scope:
+                self._scope = scope
+                if self._closing or self._restart:
+                    scope.cancel()
+                result = await awaitable
+        finally:
+            self._scope = None
         return result
 
     async def _aconnect(self) -> None:
@@ -544,14 +608,10 @@ class EventSource:
                 client.send(request, stream=True, follow_redirects=True, **self._auth_kwargs),
                 None,
             )
-        except httpx.TooManyRedirects as exc:
-            self._fatal = ResponseError(f"too many redirects: {exc}", status_code=None)
-            self._fatal.__cause__ = exc
-            return
         except httpx.HTTPError as exc:
-            error = ConnectionLostError(f"cannot connect: {exc!r}")
-            error.__cause__ = exc
-            await self._adrop(error)
+            error = self._send_failed(exc)
+            if error is not None:
+                await self._adrop(error)
             return
         if response is None:
             return  # interrupted by close() or restart()
@@ -620,6 +680,8 @@ class EventSource:
 
     async def _afinish(self, error: EventSourceError | None = None) -> None:
         if self._finished:
+            if self._done is not None and not self._done.is_set():
+                await self._done.wait()  # another task is finishing: wait for the end
             if error is not None:
                 raise error
             return
@@ -716,19 +778,16 @@ class EventSource:
                 return
         self._delay = None
         self._restart = False
+        self._stream = None
         self._ready_state = ReadyState.CONNECTING
         request = self._build_request(client)
         logger.debug("connecting: %s %s", request.method, request.url)
         try:
             response = client.send(request, stream=True, follow_redirects=True, **self._auth_kwargs)
-        except httpx.TooManyRedirects as exc:
-            self._fatal = ResponseError(f"too many redirects: {exc}", status_code=None)
-            self._fatal.__cause__ = exc
-            return
         except httpx.HTTPError as exc:
-            error = ConnectionLostError(f"cannot connect: {exc!r}")
-            error.__cause__ = exc
-            self._drop(error)
+            error = self._send_failed(exc)
+            if error is not None:
+                self._drop(error)
             return
         verdict = self._policy.judge(response.status_code, response.headers, response)
         if verdict.action is Action.OPEN:
@@ -835,6 +894,58 @@ async def _finish_chunks(chunks: Any) -> None:
             await chunks.__anext__()
         except (StopAsyncIteration, Exception):
             return
+
+
+class _StreamTracer:
+    """httpcore trace hook that records the request's network stream on the
+    source. It holds the source weakly: requests are kept by some code (mocks,
+    logs), and must not keep an unclosed source from being collected."""
+
+    __slots__ = ("_source",)
+    _EVENTS = (".connect_tcp.complete", ".connect_unix_socket.complete", ".start_tls.complete")
+
+    def __init__(self, source: EventSource) -> None:
+        self._source = weakref.ref(source)
+
+    def __call__(self, name: str, info: Mapping[str, Any]) -> None:
+        source = self._source()
+        if source is not None and name.endswith(self._EVENTS):
+            source._stream = info.get("return_value")
+
+
+def _current_task() -> object:
+    return anyio.get_current_task().id
+
+
+def _loop_spawn() -> Callable[[Callable[[], Coroutine[Any, Any, None]]], None] | None:
+    """Start a coroutine function as a task of the running event loop (from
+    that loop's thread), for close() outside an iteration."""
+    try:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        tasks: set[asyncio.Task[None]] = set()  # strong references until done
+
+        def spawn_asyncio(function: Callable[[], Coroutine[Any, Any, None]]) -> None:
+            task = loop.create_task(function())
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+        return spawn_asyncio
+    try:
+        import trio
+
+        trio.lowlevel.current_trio_token()
+    except (ImportError, RuntimeError):
+        return None
+
+    def spawn_trio(function: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        trio.lowlevel.spawn_system_task(function)
+
+    return spawn_trio
 
 
 def _loop_call_soon() -> Callable[[Callable[[], None]], object] | None:

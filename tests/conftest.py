@@ -3,6 +3,7 @@ consumes an EventSource sync or async, and scripted mock bodies."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,6 +14,8 @@ import httpx
 import pytest
 
 from eventsource import EventSource, EventSourceError, ServerSentEvent
+
+pytest_plugins = ["pytester"]
 
 
 @pytest.fixture
@@ -60,6 +63,9 @@ class Outcome:
     error: BaseException | None = None
 
 
+WATCHDOG = 20.0  # seconds: a test's source that runs longer is hung
+
+
 def _consume_sync(source: EventSource, limit: int | None) -> Outcome:
     outcome = Outcome()
     try:
@@ -74,16 +80,34 @@ def _consume_sync(source: EventSource, limit: int | None) -> Outcome:
 
 
 async def consume(source: EventSource, mode: str, limit: int | None = None) -> Outcome:
-    """Iterate the source to its end (or `limit` events) in the given mode."""
+    """Iterate the source to its end (or `limit` events) in the given mode.
+
+    A watchdog closes a source that is still running after WATCHDOG seconds
+    and fails the test, so a hang cannot stall the whole run."""
     if mode == "sync":
-        return await anyio.to_thread.run_sync(_consume_sync, source, limit)
+        fired = threading.Event()
+
+        def bark() -> None:
+            fired.set()
+            source.close()
+
+        watchdog = threading.Timer(WATCHDOG, bark)
+        watchdog.start()
+        try:
+            outcome = await anyio.to_thread.run_sync(_consume_sync, source, limit)
+        finally:
+            watchdog.cancel()
+        if fired.is_set():
+            pytest.fail(f"the source was still running after {WATCHDOG} s")
+        return outcome
     outcome = Outcome()
     try:
-        async with source:
-            async for event in source:
-                outcome.events.append(event)
-                if limit is not None and len(outcome.events) >= limit:
-                    break
+        with anyio.fail_after(WATCHDOG):
+            async with source:
+                async for event in source:
+                    outcome.events.append(event)
+                    if limit is not None and len(outcome.events) >= limit:
+                        break
     except EventSourceError as exc:
         outcome.error = exc
     return outcome

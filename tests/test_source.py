@@ -501,3 +501,21 @@ async def test_auth_option_and_own_client_timeout(mode: str) -> None:
         "write": 3.0,
         "pool": 3.0,
     }
+
+
+async def test_ready_state_in_on_error_tells_whether_it_reconnects(mode: str) -> None:
+    states: list[tuple[str, ReadyState]] = []
+    source: EventSource
+
+    def on_error(error: EventSourceError) -> None:
+        states.append((type(error).__name__, source.ready_state))
+
+    with respx.mock:
+        respx.get(URL).mock(side_effect=[httpx.Response(503), httpx.Response(404)])
+        source = source_for(mode, on_error=on_error)
+        outcome = await consume(source, mode)
+    assert isinstance(outcome.error, ResponseError) and outcome.error.status_code == 404
+    assert states == [
+        ("ResponseError", ReadyState.CONNECTING),  # 503: retried
+        ("ResponseError", ReadyState.CLOSED),  # 404: the end
+    ]
