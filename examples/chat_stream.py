@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import anyio
+import httpx
 
 from eventsource import EventSource, format_event
 
@@ -24,11 +25,14 @@ class ChatError(Exception):
     """The server reported an error event."""
 
 
-async def stream_answer(url: str, question: str, *, echo: bool = True) -> dict[str, Any]:
+async def stream_answer(
+    url: str, question: str, *, client: httpx.AsyncClient | None = None, echo: bool = True
+) -> dict[str, Any]:
     """POST the question, stream the answer, return the final message."""
     answer: list[str] = []
     final: dict[str, Any] = {}
-    async with EventSource(url, method="POST", json={"question": question}) as source:
+    source = EventSource(url, method="POST", json={"question": question}, client=client)
+    async with source:
         async for event in source:
             if event.type == "typing" and echo:
                 print("assistant is typing…", file=sys.stderr)

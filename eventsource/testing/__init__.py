@@ -1,0 +1,29 @@
+"""Test code that consumes Server-Sent Events: a real loopback server with
+fault injection, mock responses, an ASGI transport that streams, and a pytest
+plugin (fixtures ``sse_server``, ``sse_server_sync``, ``sse_mock``).
+
+- :class:`SSEServer`: an SSE server on 127.0.0.1 that a test drives (send,
+  drop, stall, answer 503...) and that records every request.
+- :func:`sse_response` / :class:`SSEMock`: scripted responses on respx, for
+  unit tests with no network at all (respx is needed for SSEMock).
+- :class:`ASGIStreamTransport`: test a FastAPI / Starlette endpoint in-process,
+  endless streams included.
+- :func:`assert_events`: compare event sequences with a readable diff.
+"""
+
+from ._asgi import ASGIStreamTransport
+from ._assertions import assert_events
+from ._events import EventLike
+from ._mock import SSEMock, sse_response
+from ._server import RecordedConnection, RecordedRequest, SSEServer
+
+__all__ = [
+    "ASGIStreamTransport",
+    "EventLike",
+    "RecordedConnection",
+    "RecordedRequest",
+    "SSEMock",
+    "SSEServer",
+    "assert_events",
+    "sse_response",
+]

@@ -1,0 +1,491 @@
+"""SSEServer against EventSource: every fault, its effect on the client, and the
+server's record; async (asyncio, trio) and sync."""
+
+from __future__ import annotations
+
+import gc
+import os
+import socket
+import threading
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from eventsource import (
+    EventSource,
+    ReadTimeoutError,
+    ResponseError,
+    RetriesExhaustedError,
+    ServerSentEvent,
+    format_event,
+)
+from eventsource.testing._server import SSEServer
+
+from .conftest import Outcome, consume
+
+pytestmark = pytest.mark.anyio
+
+E = ServerSentEvent
+
+
+def crlf_block(i: int) -> bytes:
+    """Event i with CRLF line ends and multi-byte characters: every cut point."""
+    return f"id: {i}\r\nevent: chunk\r\ndata: é{i}✓\r\n\r\n".encode()
+
+
+def chunk(i: int) -> ServerSentEvent:
+    return E(type="chunk", data=f"é{i}✓", id=str(i))
+
+
+async def consume_within(
+    source: EventSource, mode: str, limit: int | None = None, seconds: float = 10.0
+) -> Outcome:
+    """consume(), but a hang fails the test: after `seconds`, or if the caller
+    is cancelled, the source is closed (thread-safe), which ends it in any mode."""
+    timed_out = False
+
+    async def watchdog() -> None:
+        nonlocal timed_out
+        try:
+            await anyio.sleep(seconds)
+            timed_out = True
+        finally:
+            source.close()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watchdog)
+        outcome = await consume(source, mode, limit=limit)
+        tg.cancel_scope.cancel()
+    assert not timed_out, f"the client did not finish within {seconds} s"
+    return outcome
+
+
+async def run_while(
+    source: EventSource, mode: str, script: Callable[[], Awaitable[None]], limit: int | None
+) -> Outcome:
+    """Consume the source while `script` drives the server (within 10 s)."""
+    result: list[Outcome] = []
+
+    async def reader() -> None:
+        result.append(await consume_within(source, mode, limit=limit))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(reader)
+        with anyio.fail_after(10):
+            await script()
+    return result[0]
+
+
+async def raw_get(port: int, target: str, until: Callable[[bytes], bool]) -> list[bytes]:
+    """GET over a plain socket; the chunks received until `until(all bytes)` or EOF."""
+    parts: list[bytes] = []
+    async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+        await stream.send(f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        with anyio.fail_after(5):
+            while not until(b"".join(parts)):
+                try:
+                    parts.append(await stream.receive())
+                except anyio.EndOfStream:
+                    break
+    return parts
+
+
+def open_fds() -> int:
+    """How many file descriptors the process holds (-1 where /proc is missing)."""
+    gc.collect()
+    return len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else -1
+
+
+# --- both ways to run it -------------------------------------------------------------
+
+
+async def test_async_with_serves_sse_headers_and_history(anyio_backend: str) -> None:
+    async with SSEServer(events=[{"data": "a", "id": "1"}, b"data: raw\n\n", "plain"]) as server:
+        assert server.url.startswith("http://127.0.0.1:") and server.url.endswith("/stream")
+        parts = await raw_get(server.port, "/stream?q=1", lambda b: b.endswith(b"plain\n\n"))
+        head, _, body = b"".join(parts).partition(b"\r\n\r\n")
+        assert head.split(b"\r\n") == [
+            b"HTTP/1.1 200 OK",
+            b"Content-Type: text/event-stream",
+            b"Cache-Control: no-cache",
+            b"X-Accel-Buffering: no",
+            b"Connection: close",
+        ]
+        conn = await server.await_for_connections(1)
+        await server.await_until(lambda: conn.closed)
+        assert conn.closed_by_client and conn.events_sent == 3
+        assert server.requests[0].path == "/stream?q=1"
+    with pytest.raises(RuntimeError):
+        server.url  # noqa: B018
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_sync_with_runs_in_a_thread_and_leaves_nothing_behind(backend: str) -> None:
+    before = set(threading.enumerate())
+    fds_before = open_fds()
+    received: list[ServerSentEvent] = []
+    with SSEServer(events=[{"data": "1", "id": "1"}], backend=backend) as server:
+        port = server.port
+        server.drop_after(1)
+        # Control methods from the client's thread, inside a callback.
+        source = EventSource(
+            server.url,
+            retry=0.001,
+            on_message=lambda e: server.send("2", id="2") if e.id == "1" else None,
+        )
+        with source:
+            for event in source:
+                received.append(event)
+                if len(received) == 2:
+                    break
+        first = server.wait_for_connections(2)
+        server.wait_until(lambda: first.closed)
+        assert first.closed_by_client
+        assert [r.last_event_id for r in server.requests] == [None, "1"]
+    assert received == [E(data="1", id="1"), E(data="2", id="2")]
+    assert set(threading.enumerate()) - before == set()  # the server's thread is gone
+    assert open_fds() == fds_before  # its loop, listener and connections are closed
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+        pass  # nothing listens any more
+
+
+async def test_stopping_closes_every_connection(anyio_backend: str) -> None:
+    server = SSEServer(events=["hello"])
+    await server.__aenter__()
+    try:
+        async with httpx.AsyncClient() as client:
+            async with client.stream("GET", server.url) as response:
+                chunks = response.aiter_raw()
+                assert await chunks.__anext__() == b"data: hello\n\n"
+                await server.__aexit__(None, None, None)
+                rest = b""
+                with anyio.fail_after(5):
+                    try:
+                        async for part in chunks:
+                            rest += part
+                    except httpx.HTTPError:
+                        pass  # a reset is as good as an end
+        assert rest == b""
+    finally:
+        if server._async_cm is not None:
+            await server.__aexit__(None, None, None)
+    (conn,) = server.connections
+    assert conn.closed and not conn.closed_by_client
+
+
+async def test_an_error_in_the_body_comes_out_unwrapped(anyio_backend: str) -> None:
+    async with AsyncExitStack() as stack:
+        with pytest.raises(KeyError):  # not an ExceptionGroup from the server's task group
+            async with SSEServer(events=["x"]) as server:
+                client = await stack.enter_async_context(
+                    await anyio.connect_tcp("127.0.0.1", server.port)
+                )
+                await client.send(b"GET / HTTP/1.1\r\n\r\n")
+                await server.await_for_connections(1)
+                raise KeyError("from the test")  # with a connection open
+    assert server.connections[0].closed
+
+
+async def test_waits_time_out_with_a_clear_error(anyio_backend: str) -> None:
+    async with SSEServer() as server:
+        with pytest.raises(TimeoutError, match="0 connection"):
+            await server.await_for_connections(1, timeout=0.05)
+        with pytest.raises(TimeoutError, match="still false"):
+            await server.await_until(lambda: server.requests, timeout=0.05)
+        with pytest.raises(RuntimeError, match="await server.await_until"):
+            server.wait_until(lambda: True)  # would block the loop it waits on
+
+
+def test_sync_wait_times_out() -> None:
+    with SSEServer() as server, pytest.raises(TimeoutError, match="waiting for 2"):
+        server.wait_for_connections(2, timeout=0.05)
+
+
+# --- the record ------------------------------------------------------------------------
+
+
+async def test_requests_are_recorded(mode: str) -> None:
+    async with SSEServer(events=[{"data": "x", "id": "42"}]) as server:
+        source = EventSource(
+            server.url,
+            method="POST",
+            json={"prompt": "hi"},
+            params={"room": "7"},
+            headers={"X-Token": "secret"},
+            last_event_id="41",
+            retry=0.001,
+        )
+        outcome = await consume_within(source, mode, limit=1)
+        await server.await_until(lambda: server.connections[0].closed)
+    assert outcome.events == [E(data="x", id="42")]
+    (request,) = server.requests
+    assert request.method == "POST"
+    assert request.path == "/stream?room=7"
+    assert request.headers["x-token"] == request.headers["X-TOKEN"] == "secret"
+    assert request.headers["accept"] == "text/event-stream"
+    assert request.body.replace(b" ", b"") == b'{"prompt":"hi"}'  # httpx's JSON spacing
+    assert request.last_event_id == "41"
+    assert server.connections[0].closed_by_client  # the client closed after `break`
+
+
+async def test_live_send_comment_raw_and_malformed_input(mode: str) -> None:
+    comments: list[str] = []
+    async with SSEServer() as server:
+        source = EventSource(server.url, retry=0.001, on_comment=comments.append)
+
+        async def script() -> None:
+            await server.await_for_connections(1)
+            server.comment("heartbeat")
+            server.send_raw(b"data: partial line without end")  # completed below
+            server.send_raw(b"\ndata: \xff\n\nnot a field\n\n")
+            server.send({"n": 1}, event="json", id="1", retry=5)
+
+        outcome = await run_while(source, mode, script, limit=2)
+    assert outcome.events == [
+        E(data="partial line without end\n\ufffd"),  # "not a field" is ignored
+        E(type="json", data='{"n":1}', id="1", retry=5),
+    ]
+    assert comments == ["heartbeat"]
+    assert server.history == [format_event({"n": 1}, event="json", id="1", retry=5)]
+
+
+# --- resume ------------------------------------------------------------------------------
+
+
+async def test_resume_replays_after_last_event_id(mode: str) -> None:
+    async with SSEServer(events=[crlf_block(i) for i in range(1, 11)]) as server:
+        server.drop_after(3)
+        server.drop_after(3)
+        source = EventSource(server.url, retry=0.001)
+        outcome = await consume_within(source, mode, limit=10)
+    assert outcome.events == [chunk(i) for i in range(1, 11)]
+    assert [r.last_event_id for r in server.requests] == [None, "3", "6"]
+    assert [c.events_sent for c in server.connections] == [3, 3, 4]
+
+
+async def test_replay_false_sends_only_live_events_unless_resuming(anyio_backend: str) -> None:
+    async with SSEServer(events=[{"data": "old", "id": "1"}], replay=False) as server:
+
+        async def script() -> None:
+            first = await server.await_for_connections(1)
+            server.send("new", id="2")
+            await server.await_until(lambda: first.events_sent == 1)
+            server.drop()
+            await server.await_for_connections(2)
+            server.send("newer", id="3")
+
+        source = EventSource(server.url, retry=0.001)
+        outcome = await run_while(source, "async", script, limit=2)
+    assert outcome.events == [E(data="new", id="2"), E(data="newer", id="3")]
+    assert [r.last_event_id for r in server.requests] == [None, "2"]
+
+
+# --- faults ------------------------------------------------------------------------------
+
+
+async def test_drop_now_then_reconnect_with_last_event_id(mode: str) -> None:
+    errors: list[Any] = []
+    async with SSEServer() as server:
+        source = EventSource(server.url, retry=0.001, on_error=errors.append)
+
+        async def script() -> None:
+            await server.await_for_connections(1)
+            server.send("one", id="1")
+            server.send("two", id="2")
+            server.drop()  # after the two events queued before it
+            await server.await_for_connections(2)
+            server.send("three", id="3")
+
+        outcome = await run_while(source, mode, script, limit=3)
+    assert [e.data for e in outcome.events] == ["one", "two", "three"]
+    assert [r.last_event_id for r in server.requests] == [None, "2"]
+    assert len(errors) == 1
+    assert not server.connections[0].closed_by_client
+
+
+@pytest.mark.parametrize("at", [5, -1, -2, -4, "line", "utf8", "crlf"])
+async def test_drop_mid_event_discards_the_partial_event(mode: str, at: Any) -> None:
+    blocks = [crlf_block(i) for i in range(1, 6)]
+    async with SSEServer(events=blocks) as server:
+        server.drop_mid_event(2, at=at)
+        source = EventSource(server.url, retry=0.001)
+        outcome = await consume_within(source, mode, limit=5)
+    assert outcome.events == [chunk(i) for i in range(1, 6)]  # nothing lost or repeated
+    # -1 leaves the block's last CR: a complete blank line, so event 3 was
+    # dispatched before the drop (a CR alone ends a line) and resumes after it.
+    resumed_after = "3" if at == -1 else "2"
+    assert [r.last_event_id for r in server.requests] == [None, resumed_after]
+    first = server.connections[0]
+    assert first.events_sent == 2
+    cut = first.bytes_sent - len(blocks[0]) - len(blocks[1])
+    assert 0 < cut < len(blocks[2])
+    third = blocks[2]
+    if at == "utf8":
+        assert third[cut - 1] >= 0xC0  # the lead byte went, its continuation did not
+    elif at == "crlf":
+        assert third[cut - 1 : cut + 1] == b"\r\n"
+    elif at == "line":
+        assert third[cut - 1 : cut + 1].strip(b"\r\n") == third[cut - 1 : cut + 1]
+    else:
+        assert cut == at % len(third)
+
+
+async def test_drop_mid_event_without_that_cut_point_is_reported(anyio_backend: str) -> None:
+    with pytest.raises(ValueError, match="no 'crlf' cut point"):
+        async with SSEServer(events=[{"data": "a", "id": "1"}, {"data": "b", "id": "2"}]) as server:
+            server.drop_mid_event(1, at="crlf")
+            source = EventSource(server.url, retry=0.001)
+            outcome = await consume_within(source, "async", limit=2)
+            assert [e.data for e in outcome.events] == ["a", "b"]
+    with pytest.raises(ValueError):
+        SSEServer().drop_mid_event(1, at="middle")  # type: ignore[arg-type]
+
+
+async def test_stall_after_n_events_times_the_client_out(mode: str) -> None:
+    errors: list[Any] = []
+    async with SSEServer(events=[crlf_block(i) for i in range(1, 4)]) as server:
+        server.stall_after(1)
+        source = EventSource(server.url, retry=0.001, read_timeout=0.2, on_error=errors.append)
+        outcome = await consume_within(source, mode, limit=3)
+        first = server.connections[0]
+        await server.await_until(lambda: first.closed)
+    assert outcome.events == [chunk(i) for i in range(1, 4)]
+    assert len(errors) == 1 and isinstance(errors[0], ReadTimeoutError)
+    assert [r.last_event_id for r in server.requests] == [None, "1"]
+    assert first.closed_by_client and first.events_sent == 1
+
+
+async def test_stall_now_then_drop(mode: str) -> None:
+    async with SSEServer() as server:
+        # A long read timeout: only the server's drop() can end the stall.
+        source = EventSource(server.url, retry=0.001, read_timeout=30)
+
+        async def script() -> None:
+            first = await server.await_for_connections(1)
+            server.send("1", id="1")
+            server.stall()
+            server.send("2", id="2")  # held back by the stall, kept in the history
+            await server.await_until(lambda: first.events_sent == 1)
+            assert not first.closed
+            server.drop()
+            await server.await_for_connections(2)
+
+        outcome = await run_while(source, mode, script, limit=2)
+    assert [e.data for e in outcome.events] == ["1", "2"]
+    assert [r.last_event_id for r in server.requests] == [None, "1"]
+    assert server.connections[0].events_sent == 1
+
+
+async def test_503_with_retry_after_backs_off_then_succeeds(mode: str) -> None:
+    errors: list[Any] = []
+    async with SSEServer(events=[{"data": "ok", "id": "1"}]) as server:
+        server.respond_with(503, {"Retry-After": "0"}, b"busy", times=2)
+        source = EventSource(server.url, retry=0.001, on_error=errors.append)
+        outcome = await consume_within(source, mode, limit=1)
+    assert outcome.error is None and outcome.events == [E(data="ok", id="1")]
+    assert [c.status for c in server.connections] == [503, 503, 200]
+    assert [type(e) for e in errors] == [ResponseError, ResponseError]
+    assert [e.status_code for e in errors] == [503, 503]
+
+
+async def test_endless_503_exhausts_max_retries(mode: str) -> None:
+    async with SSEServer() as server:
+        server.respond_with(503, times=None)
+        source = EventSource(server.url, retry=0.001, max_retries=3)
+        outcome = await consume_within(source, mode)
+        server.clear_faults()
+    assert isinstance(outcome.error, RetriesExhaustedError)
+    assert len(server.requests) == 4  # the first attempt and 3 retries
+
+
+async def test_retry_after_and_the_retry_field_set_the_wait(anyio_backend: str) -> None:
+    events = [{"data": "a", "id": "1", "retry": 150}, {"data": "b", "id": "2"}]
+    async with SSEServer(events=events) as server:
+        server.drop_after(1)
+        server.respond_with(503, {"Retry-After": "1"})
+        source = EventSource(server.url, retry=0.001)
+        outcome = await consume_within(source, "async", limit=2)
+    assert [e.data for e in outcome.events] == ["a", "b"]
+    # respond_with() takes the next request: the first one.
+    busy, first, last = server.connections
+    assert [c.status for c in server.connections] == [503, 200, 200]
+    assert [r.last_event_id for r in server.requests] == [None, None, "1"]
+    assert first.opened_at - busy.opened_at >= 0.95  # Retry-After: 1 s, over the backoff
+    assert first.closed_at is not None
+    assert last.opened_at - first.closed_at >= 0.14  # the stream's retry: 150 ms
+
+
+async def test_401_stops_with_response_error(mode: str) -> None:
+    async with SSEServer(events=["never"]) as server:
+        server.respond_with(401, {"WWW-Authenticate": "Bearer"}, "no")
+        source = EventSource(server.url, retry=0.001)
+        outcome = await consume_within(source, mode)
+    assert isinstance(outcome.error, ResponseError) and outcome.error.status_code == 401
+    assert outcome.events == [] and len(server.requests) == 1
+
+
+async def test_204_closes_without_error(mode: str) -> None:
+    async with SSEServer(events=["never"]) as server:
+        server.respond_with(204)
+        source = EventSource(server.url, retry=0.001)
+        outcome = await consume_within(source, mode)
+    assert outcome.error is None and outcome.events == []
+    assert len(server.requests) == 1
+
+
+async def test_200_with_another_content_type_fails(mode: str) -> None:
+    async with SSEServer(events=["never"]) as server:
+        server.respond_with(200, {"Content-Type": "application/json"}, b'{"error": "nope"}')
+        source = EventSource(server.url, retry=0.001)
+        outcome = await consume_within(source, mode)
+    assert isinstance(outcome.error, ResponseError) and outcome.error.status_code == 200
+    assert len(server.requests) == 1
+
+
+async def test_slow_drip_delivers_exact_events(mode: str) -> None:
+    blocks = [crlf_block(1), format_event("a\nb", event="two", id="2"), crlf_block(3)]
+    async with SSEServer(events=blocks) as server:
+        server.slow_drip(0)
+        source = EventSource(server.url, retry=0.001)
+        outcome = await consume_within(source, mode, limit=3)
+    assert outcome.events == [chunk(1), E(type="two", data="a\nb", id="2"), chunk(3)]
+    assert len(server.requests) == 1
+
+
+async def test_slow_drip_writes_one_byte_at_a_time(anyio_backend: str) -> None:
+    async with SSEServer(events=[crlf_block(1)]) as server:
+        server.slow_drip(0.002)
+        block = crlf_block(1)
+        parts = await raw_get(server.port, "/", lambda b: b.endswith(block))
+    assert b"".join(parts).partition(b"\r\n\r\n")[2] == block
+    # One write per byte: even if the reader lags and some arrive together, the
+    # body comes in many pieces (parts[0] is the head, sent whole).
+    assert len(parts[1:]) >= len(block) // 4
+
+
+async def test_broadcast_reaches_100_clients(anyio_backend: str) -> None:
+    received: dict[int, list[ServerSentEvent]] = {}
+    async with SSEServer(replay=False) as server:
+
+        async def client(k: int) -> None:
+            async with EventSource(server.url, retry=0.001) as source:
+                received[k] = []
+                async for event in source:
+                    received[k].append(event)
+                    if len(received[k]) == 2:
+                        break
+
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                for k in range(100):
+                    tg.start_soon(client, k)
+                await server.await_for_connections(100, timeout=15)
+                server.send("hello", id="1")
+                server.broadcast({"data": {"n": 2}, "event": "json", "id": "2"})
+    expected = [E(data="hello", id="1"), E(type="json", data='{"n":2}', id="2")]
+    assert len(received) == 100 and all(events == expected for events in received.values())
+    assert len(server.requests) == 100
