@@ -8,10 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from eventsource import format_event
 from eventsource.__main__ import main
-
-from .loopback import Connection, LoopbackServer
+from eventsource.testing import SSEServer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,28 +30,25 @@ def test_demo_runs_end_to_end_and_exits_0() -> None:
     assert "answer: Server-Sent Events stream text from server to client over plain HTTP." in out
 
 
-def two_events(conn: Connection, index: int) -> None:
-    conn.start()
-    conn.send(format_event("a", event="chunk", id="1") + format_event("b", id="2"))
+TWO = [{"data": "a", "event": "chunk", "id": "1"}, {"data": "b", "id": "2"}]
 
 
 def test_url_prints_events(capsys: pytest.CaptureFixture[str]) -> None:
-    with LoopbackServer(two_events) as server:
+    with SSEServer(TWO) as server:
+        server.drop_after(2)  # the stream ends after two events
         assert main([server.url, "--no-reconnect"]) == 0
     assert capsys.readouterr().out == "chunk\t1\ta\nmessage\t2\tb\n"
 
 
 def test_max_events(capsys: pytest.CaptureFixture[str]) -> None:
-    with LoopbackServer(two_events) as server:
+    with SSEServer(TWO) as server:
         assert main([server.url, "-n", "1"]) == 0
     assert capsys.readouterr().out == "chunk\t1\ta\n"
 
 
 def test_failure_exits_1_with_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
-    def not_found(conn: Connection, index: int) -> None:
-        conn.start(status=404)
-
-    with LoopbackServer(not_found) as server:
+    with SSEServer() as server:
+        server.respond_with(404)
         assert main([server.url]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: HTTP 404") and err.count("\n") == 1
