@@ -19,7 +19,8 @@ each time up to max_retry_delay, with jitter that keeps it between half and
 all of that value, and a longer Retry-After wins (within max_retry_delay).
 The failure count resets only after a connection that delivered an event, so
 a server that accepts and hangs up at once still backs off and still reaches
-max_retries.
+max_retries; reconnecting after such a connection is not a retry.
+max_retry_delay also bounds the stream's `retry:` (the caller's limit wins).
 """
 
 from __future__ import annotations
@@ -135,7 +136,10 @@ class ConnectionPolicy:
         """Seconds to wait before the next attempt, after a connection that
         ended or failed. Raises RetriesExhaustedError past max_retries."""
         if delivered:
+            # A connection that delivered events and then ended is not a failed
+            # attempt: reconnecting after it is no retry, and the count restarts.
             self.failures = 0
+            return min(self.retry, self.max_retry_delay)
         self.failures += 1
         if self.max_retries is not None and self.failures > self.max_retries:
             raise RetriesExhaustedError(self.failures)

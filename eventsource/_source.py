@@ -258,7 +258,7 @@ class EventSource:
         if self._mode == "async":
             self._ready_state = ReadyState.CLOSED
             self._finish_soon()  # closing a response takes an await: done in the loop
-        elif self._mode is None and any(map(inspect.iscoroutinefunction, self._end_callbacks())):
+        elif self._mode is None and inspect.iscoroutinefunction(self._on_close):
             self._ready_state = ReadyState.CLOSED  # on_close runs at the first async use
         else:
             self._finish()
@@ -303,9 +303,17 @@ class EventSource:
         if self._cookies:
             # In the client's jar, for the URL's host: httpx then keeps them
             # across a same-host redirect and drops them on a cross-origin one.
+            # The domain as http.cookiejar sees the host: an IPv6 literal in
+            # brackets, and ".local" after a name without a dot ("localhost");
+            # any other spelling would never match the request.
+            domain = self._url.host
+            if ":" in domain:
+                domain = f"[{domain}]"
+            if "." not in domain:
+                domain += ".local"
             jar = httpx.Cookies()
             for name, value in self._cookies.items():
-                jar.set(name, value, domain=self._url.host)
+                jar.set(name, value, domain=domain)
             kwargs["cookies"] = jar
         return kwargs
 
@@ -465,19 +473,16 @@ class EventSource:
         elif self._mode == "sync" and self._busy and threading.get_ident() != self._thread:
             self._shutdown_socket()
 
-    def _end_callbacks(self) -> tuple[Callback | None, Callback | None]:
-        return (self._on_close, self._on_error)
-
     def _finish_soon(self) -> None:
         """Run _afinish in the source's event loop, from any thread."""
         spawn = self._spawn
         if spawn is None:
             return
         if threading.get_ident() == self._thread:
-            spawn(self._afinish)
+            spawn(self._afinish_quietly)
         elif self._call_soon is not None:
             try:
-                self._call_soon(lambda: spawn(self._afinish))
+                self._call_soon(lambda: spawn(self._afinish_quietly))
             except RuntimeError:  # the event loop is gone
                 pass
 
@@ -699,6 +704,14 @@ class EventSource:
             self._done.set()
         if error is not None:
             raise error
+
+    async def _afinish_quietly(self) -> None:
+        # Runs as a task of its own (a trio system task, where an exception
+        # would end the whole run): log instead of raising.
+        try:
+            await self._afinish()
+        except Exception:
+            logger.exception("error while closing %s", self.url)
 
     async def _ainvoke(self, callback: Callback | None, *args: Any) -> None:
         if callback is None:

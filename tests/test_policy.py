@@ -112,15 +112,26 @@ def test_max_retries_counts_failures_in_a_row() -> None:
 
 def test_failures_reset_only_after_a_connection_that_delivered() -> None:
     policy = ConnectionPolicy(retry=0.0, max_retries=1)
+    policy.next_delay(delivered=False)
     for _ in range(10):
         policy.next_delay(delivered=True)  # each connection delivered: never exhausted
+    assert policy.failures == 0
+    policy.next_delay(delivered=False)
     with pytest.raises(RetriesExhaustedError):
         policy.next_delay(delivered=False)
 
 
-def test_zero_max_retries_never_retries() -> None:
+def test_zero_max_retries_never_retries_a_failure() -> None:
+    policy = ConnectionPolicy(max_retries=0, retry=1.0)
+    assert policy.next_delay(delivered=True) == 1.0  # after a healthy stream: no retry
     with pytest.raises(RetriesExhaustedError):
-        ConnectionPolicy(max_retries=0).next_delay(delivered=True)
+        policy.next_delay(delivered=False)
+
+
+def test_retry_field_is_bounded_by_max_retry_delay() -> None:
+    policy = ConnectionPolicy(max_retry_delay=30.0)
+    policy.set_stream_retry(60_000)
+    assert policy.next_delay(delivered=True) == 30.0
 
 
 def test_many_failures_do_not_overflow() -> None:
