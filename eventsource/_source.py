@@ -14,6 +14,7 @@ so a drop is acted on after everything received before it was delivered.
 
 from __future__ import annotations
 
+import html
 import inspect
 import json
 import logging
@@ -228,6 +229,33 @@ class EventSource:
             f"<EventSource {self.url!r} {self._ready_state.name} "
             f"events={self._events_received} last_event_id={self.last_event_id!r}>"
         )
+
+    def _repr_html_(self) -> str:
+        """A summary table for Jupyter."""
+        colour = {"CONNECTING": "#b58900", "OPEN": "#2aa198", "CLOSED": "#93a1a1"}
+        state = self._ready_state.name
+        rows = [
+            ("url", html.escape(self.url)),
+            ("state", f'<span style="color:{colour[state]};font-weight:bold">{state}</span>'),
+            ("events received", str(self._events_received)),
+            ("last event id", html.escape(repr(self.last_event_id))),
+        ]
+        if self._last_event is not None:
+            event = self._last_event
+            data = event.data if len(event.data) <= 200 else event.data[:200] + "…"
+            rows.append(
+                (
+                    "last event",
+                    f"<code>{html.escape(event.type)}</code> <code>{html.escape(data)}</code>",
+                )
+            )
+        if self._error is not None:
+            rows.append(("error", html.escape(f"{type(self._error).__name__}: {self._error}")))
+        cell = 'style="text-align:left"'
+        body = "".join(
+            f"<tr><th {cell}>{name}</th><td {cell}>{value}</td></tr>" for name, value in rows
+        )
+        return f"<table><caption>EventSource</caption>{body}</table>"
 
     # --- listeners and control -------------------------------------------------------
 
@@ -554,6 +582,23 @@ class EventSource:
             async for _ in self:
                 pass
 
+    async def acollect(
+        self,
+        n: int | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (mirrors collect(); a cap, not a wait)
+    ) -> list[ServerSentEvent]:
+        """Collect events until ``n`` arrived, ``timeout`` seconds passed or the
+        stream ended, then close the source and return them (for notebooks
+        and quick scripts). A fatal error is raised as from the iterator."""
+        events: list[ServerSentEvent] = []
+        async with self:
+            with anyio.move_on_after(math.inf if timeout is None else timeout):
+                async for event in self:
+                    events.append(event)
+                    if n is not None and len(events) >= n:
+                        break
+        return events
+
     async def aclose(self) -> None:
         """Close the stream and wait until its connection is closed."""
         self._use_async()
@@ -774,6 +819,26 @@ class EventSource:
         with self:
             for _ in self:
                 pass
+
+    def collect(self, n: int | None = None, timeout: float | None = None) -> list[ServerSentEvent]:
+        """Collect events until ``n`` arrived, ``timeout`` seconds passed or the
+        stream ended, then close the source and return them (for notebooks
+        and quick scripts). A fatal error is raised as from the iterator."""
+        events: list[ServerSentEvent] = []
+        timer = threading.Timer(timeout, self.close) if timeout is not None else None
+        with self:
+            if timer is not None:
+                timer.daemon = True
+                timer.start()
+            try:
+                for event in self:
+                    events.append(event)
+                    if n is not None and len(events) >= n:
+                        break
+            finally:
+                if timer is not None:
+                    timer.cancel()
+        return events
 
     def _sync_client(self) -> httpx.Client:
         if self._client is None:

@@ -55,6 +55,7 @@ def test_sync_and_async_surfaces_match() -> None:
         "__exit__": "__aexit__",
         "run": "arun",
         "close": "aclose",
+        "collect": "acollect",
     }
     for sync_name, async_name in pairs.items():
         sync = getattr(EventSource, sync_name)

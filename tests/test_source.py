@@ -7,6 +7,8 @@ import gc
 import threading
 from typing import Any
 
+import anyio
+import anyio.to_thread
 import httpx
 import pytest
 import respx
@@ -519,3 +521,51 @@ async def test_ready_state_in_on_error_tells_whether_it_reconnects(mode: str) ->
         ("ResponseError", ReadyState.CONNECTING),  # 503: retried
         ("ResponseError", ReadyState.CLOSED),  # 404: the end
     ]
+
+
+async def test_collect_n_events_then_closed(mode: str) -> None:
+    with respx.mock:
+        route = respx.get(URL).mock(return_value=sse(b"data: a\n\ndata: b\n\ndata: c\n\n"))
+        source = source_for(mode)
+        if mode == "sync":
+            events = await anyio.to_thread.run_sync(source.collect, 2)
+        else:
+            events = await source.acollect(2)
+    assert [e.data for e in events] == ["a", "b"]
+    assert source.ready_state is ReadyState.CLOSED
+    assert len(route.calls) == 1
+
+
+async def test_collect_until_timeout_returns_what_arrived(mode: str) -> None:
+    with respx.mock:
+        # After the first stream, every reconnect is refused: only the timeout ends it.
+        respx.get(URL).mock(side_effect=[sse(b"data: a\n\n"), *[httpx.ConnectError("no")] * 1000])
+        source = source_for(mode, retry=0.05, max_retry_delay=0.05)
+        if mode == "sync":
+            events = await anyio.to_thread.run_sync(source.collect, None, 0.3)
+        else:
+            events = await source.acollect(timeout=0.3)
+    assert [e.data for e in events] == ["a"]
+    assert source.ready_state is ReadyState.CLOSED
+
+
+async def test_collect_raises_a_fatal_error(mode: str) -> None:
+    with respx.mock:
+        respx.get(URL).mock(return_value=httpx.Response(401))
+        source = source_for(mode)
+        with pytest.raises(ResponseError):
+            if mode == "sync":
+                await anyio.to_thread.run_sync(source.collect)
+            else:
+                await source.acollect()
+
+
+def test_repr_html_for_notebooks() -> None:
+    with respx.mock:
+        respx.get(URL).mock(return_value=sse(b"id: 7\nevent: chunk\ndata: <b>hi</b>\n\n"))
+        source = EventSource(URL, reconnect=False)
+        source.collect()
+    page = source._repr_html_()
+    assert "<table>" in page and "CLOSED" in page
+    assert "&lt;b&gt;hi&lt;/b&gt;" in page and "<b>hi</b>" not in page  # escaped
+    assert "&#x27;7&#x27;" in page and "chunk" in page
