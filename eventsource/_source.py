@@ -54,6 +54,7 @@ HeadersArg = Optional[MaybeCallable[Mapping[str, str]]]
 ParamsArg = Optional[MaybeCallable[Mapping[str, Any]]]
 
 _UNSET: Any = object()
+_NO_HANDLERS: list[Any] = []  # never mutated
 
 
 class ReadyState(IntEnum):
@@ -169,6 +170,7 @@ class EventSource:
         self._scope: anyio.CancelScope | None = None  # the async wait in progress
         self._stream: Any = None  # the sync request's network stream (see _trace)
         self._task: object = None  # the task iterating, in async mode
+        self._current_task: Callable[[], object] = _no_task
         self._call_soon: Callable[[Callable[[], None]], object] | None = None
         self._spawn: Callable[[Callable[[], Coroutine[Any, Any, None]]], None] | None = None
         self._done: anyio.Event | None = None
@@ -457,11 +459,10 @@ class EventSource:
         return error
 
     def _handlers(self, event: ServerSentEvent) -> list[Callback]:
-        handlers = [self._on_message] if self._on_message is not None else []
-        listeners = self._listeners.get(event.type)
-        if listeners:
-            handlers += listeners
-        return handlers
+        listeners = self._listeners.get(event.type) if self._listeners else None
+        if self._on_message is None:
+            return listeners or _NO_HANDLERS
+        return [self._on_message, *listeners] if listeners else [self._on_message]
 
     def _record(self, event: ServerSentEvent) -> None:
         self._last_event = event
@@ -544,11 +545,12 @@ class EventSource:
         return self
 
     async def __anext__(self) -> ServerSentEvent:
-        self._use_async()
+        if self._mode != "async":
+            self._use_async()
         if self._busy:
             raise RuntimeError("this EventSource is already being iterated")
         self._busy = True
-        self._task = _current_task()
+        self._task = self._current_task()
         try:
             while True:
                 if self._closing:
@@ -605,7 +607,7 @@ class EventSource:
         self._closing = True
         if self._busy:
             self._interrupt()
-            if self._task == _current_task():
+            if self._task is self._current_task():
                 return  # called by a callback: the loop finishes when it returns
             assert self._done is not None
             await self._done.wait()
@@ -620,6 +622,7 @@ class EventSource:
                 self._done.set()
             self._call_soon = _loop_call_soon()
             self._spawn = _loop_spawn()
+            self._current_task = _current_task_function()
 
     def _async_client(self) -> httpx.AsyncClient:
         if self._client is None:
@@ -991,8 +994,23 @@ class _StreamTracer:
             source._stream = info.get("return_value")
 
 
-def _current_task() -> object:
-    return anyio.get_current_task().id
+def _no_task() -> object:
+    return None
+
+
+def _current_task_function() -> Callable[[], object]:
+    """The running backend's own "current task" (anyio's builds a TaskInfo
+    object on each call, too slow for once per event)."""
+    try:
+        import asyncio
+
+        asyncio.get_running_loop()
+        return asyncio.current_task
+    except RuntimeError:
+        pass
+    import trio
+
+    return trio.lowlevel.current_task
 
 
 def _loop_spawn() -> Callable[[Callable[[], Coroutine[Any, Any, None]]], None] | None:
