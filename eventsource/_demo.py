@@ -1,22 +1,23 @@
 """`python -m eventsource --demo`: a chat answer streamed from an embedded
 loopback server, with one forced disconnect that the client rides out.
 
-Everything runs on 127.0.0.1 with the standard library's HTTP server, so the
-demo needs no network and nothing beyond the package's own dependencies.
+The server is the testing toolkit's SSEServer on 127.0.0.1, so the demo needs
+no network. A thread plays the answer into the server's history with small
+pauses, so the stream is seen to flow; the first connection is cut in the
+middle of event 6 (drop_mid_event), and the client, told by the first event's
+``retry:`` to come back after 0.3 s, resumes with Last-Event-ID. The client
+side is the command line's own (`eventsource -v URL`), in the pretty format.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TextIO
 
-from ._encoder import format_event
-from ._event import ServerSentEvent
-from ._source import EventSource
+from ._cli import Printer, Session
+from .testing import SSEServer
 
 ANSWER = "Server-Sent Events stream text from server to client over plain HTTP."
 # Each reply event, as the seed's chat endpoint sends them.
@@ -28,108 +29,63 @@ SCRIPT += [
     ("done", {}),
 ]
 DROP_AFTER = 5  # the first connection hangs up in the middle of event 6
+RETRY_MS = 300  # the reconnection time the stream asks for
 PACE = 0.04  # seconds between events, so the stream is seen to flow
+TIMEOUT = 20.0  # seconds: a demo that takes longer has failed
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _DemoServer
-
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-        start = int(self.headers.get("Last-Event-ID") or 0)
-        self.server.connections += 1
-        first = self.server.connections == 1
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Cache-Control", "no-cache")
-        self.send_header("X-Accel-Buffering", "no")
-        self.send_header("Connection", "close")
-        self.end_headers()
-        try:
-            if start == 0:
-                self._write(format_event(retry=300))  # reconnect after 0.3 s
-            for index in range(start, len(SCRIPT)):
-                event, data = SCRIPT[index]
-                block = format_event(data, event=event, id=str(index + 1))
-                if first and index == DROP_AFTER:
-                    self._write(block[: len(block) // 2])  # half an event, then gone
-                    return
-                self._write(block)
-                if self.server.stopping.wait(PACE):
-                    return
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-
-    def _write(self, data: bytes) -> None:
-        self.wfile.write(data)
-        self.wfile.flush()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # the demo prints the client's side only
-
-
-class _DemoServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.connections = 0
-        self.stopping = threading.Event()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/chat"
-
-
-class _ConnectionLines(logging.Handler):
-    """Shows the client's connection life (the eventsource logger) inline."""
-
-    def __init__(self, out: TextIO) -> None:
-        super().__init__(logging.INFO)
-        self.out = out
-
-    def emit(self, record: logging.LogRecord) -> None:
-        print(f"  · {record.getMessage()}", file=self.out, flush=True)
-
-
-def run_demo(out: TextIO = sys.stdout) -> int:
-    """Run the demo; return the process exit code (0: all events, in order)."""
-    server = _DemoServer()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    logger = logging.getLogger("eventsource")
-    handler = _ConnectionLines(out)
-    old_level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    events: list[ServerSentEvent] = []
-    answer: list[str] = []
+def _play(server: SSEServer, stop: threading.Event) -> None:
+    """Send the script, one event every PACE seconds, once the client is there."""
     try:
-        print(f"eventsource demo: a chat answer from {server.url}", file=out)
-        print("(the server hangs up once mid-answer; the client resumes it)\n", file=out)
+        server.wait_for_connections(1, timeout=TIMEOUT)
+    except TimeoutError:
+        return
+    for index, (event, data) in enumerate(SCRIPT):
+        retry = RETRY_MS if index == 0 else None
+        server.send(data, event=event, id=str(index + 1), retry=retry)
+        if stop.wait(PACE):
+            return
 
-        def on_message(event: ServerSentEvent) -> None:
-            events.append(event)
-            print(f"  {event.type:<8} id={event.id:<3} {event.data}", file=out, flush=True)
-            if event.type == "chunk":
-                answer.append(json.loads(event.data)["content"])
-            elif event.type == "done":
-                source.close()
 
-        source = EventSource(server.url, on_message=on_message, read_timeout=10)
-        source.run()
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(old_level)
-        server.stopping.set()
-        server.shutdown()
-        server.server_close()
-    ids = [int(event.id) for event in events]
-    text = "".join(answer)
-    print(f"\nanswer: {text}", file=out)
+def run_demo(out: TextIO | None = None) -> int:
+    """Run the demo; return the process exit code (0: every event arrived
+    once and in order, and the answer is whole)."""
+    out = sys.stdout if out is None else out
+    stop = threading.Event()
+    with SSEServer() as server:
+        server.drop_mid_event(DROP_AFTER)
+        url = f"http://127.0.0.1:{server.port}/chat"
+        print(f"eventsource demo: a chat answer from {url}", file=out)
+        print(
+            "(the server hangs up once mid-answer; the client resumes it)\n", file=out, flush=True
+        )
+        player = threading.Thread(target=_play, args=(server, stop), daemon=True)
+        player.start()
+        session = Session(
+            url,
+            printer=Printer.for_stream(out, "pretty"),
+            err=out,
+            verbose=True,
+            show_headers=False,
+            max_events=len(SCRIPT),
+            timeout=TIMEOUT,
+        )
+        try:
+            code = session.run()
+        finally:
+            stop.set()
+            player.join()
+        connections = len(server.connections)
+    events = session.events
+    ids = [event.id for event in events]
+    in_order = ids == [str(n) for n in range(1, len(SCRIPT) + 1)]
+    answer = "".join(json.loads(e.data)["content"] for e in events if e.type == "chunk")
+    print(f"\nanswer: {answer}", file=out)
     print(
-        f"{len(events)} events over {server.connections} connections; "
-        f"ids {ids[0]}..{ids[-1]}, none lost or repeated: {ids == list(range(1, len(SCRIPT) + 1))}",
+        f"{len(events)} events over {connections} connections; "
+        f"ids {ids[0] if ids else '-'}..{ids[-1] if ids else '-'}, "
+        f"none lost or repeated: {in_order}",
         file=out,
+        flush=True,
     )
-    return 0 if ids == list(range(1, len(SCRIPT) + 1)) and text == ANSWER else 1
+    return 0 if code == 0 and in_order and answer == ANSWER else 1

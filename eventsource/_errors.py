@@ -84,5 +84,6 @@ class RetriesExhaustedError(EventSourceError):
     ``attempts`` counts them; the last error is ``__cause__``."""
 
     def __init__(self, attempts: int) -> None:
-        super().__init__(f"gave up after {attempts} failed attempts in a row")
+        plural = "s" if attempts != 1 else ""
+        super().__init__(f"gave up after {attempts} failed attempt{plural} in a row")
         self.attempts = attempts

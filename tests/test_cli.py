@@ -1,63 +1,426 @@
-"""The command line and the demo, run for real."""
+"""The command line, in-process: main(argv) against a loopback SSEServer.
+
+The same entry point run as a subprocess (formats, the demo, Ctrl-C, a closed
+pipe) is in test_cli_process.py.
+"""
 
 from __future__ import annotations
 
+import io
+import socket
 import subprocess
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
+import eventsource._cli as cli
+from eventsource import parse
 from eventsource.__main__ import main
+from eventsource._demo import run_demo
 from eventsource.testing import SSEServer
 
 ROOT = Path(__file__).resolve().parent.parent
+ANSI = "\x1b["
+FIXED = datetime(2024, 5, 1, 12, 0, 0, 123000, tzinfo=timezone.utc)
+
+# Five events: a type, JSON with a retry field, multi-line data, an event that
+# inherits the last id, empty data. The server hangs up after them.
+EVENTS: list[dict[str, Any]] = [
+    {"data": "a", "event": "chunk", "id": "1"},
+    {"data": {"content": "héllo"}, "event": "chunk", "id": "2", "retry": 50},
+    {"data": "line 1\nline 2", "id": "3"},
+    {"data": "no id"},
+    {"data": "", "event": "done", "id": "4"},
+]
+
+JSONL = (
+    '{"type": "chunk", "data": "a", "id": "1", "retry": null,'
+    ' "received_at": "2024-05-01T12:00:00.123+00:00"}\n'
+    '{"type": "chunk", "data": "{\\"content\\":\\"héllo\\"}", "id": "2", "retry": 50,'
+    ' "received_at": "2024-05-01T12:00:00.123+00:00"}\n'
+    '{"type": "message", "data": "line 1\\nline 2", "id": "3", "retry": null,'
+    ' "received_at": "2024-05-01T12:00:00.123+00:00"}\n'
+    '{"type": "message", "data": "no id", "id": "3", "retry": null,'
+    ' "received_at": "2024-05-01T12:00:00.123+00:00"}\n'
+    '{"type": "done", "data": "", "id": "4", "retry": null,'
+    ' "received_at": "2024-05-01T12:00:00.123+00:00"}\n'
+)
+
+RAW = (
+    "event: chunk\nid: 1\ndata: a\n\n"
+    'event: chunk\nid: 2\nretry: 50\ndata: {"content":"héllo"}\n\n'
+    "id: 3\ndata: line 1\ndata: line 2\n\n"
+    "data: no id\n\n"
+    "event: done\nid: 4\ndata:\n\n"
+)
+
+PRETTY = (
+    "chunk  id: 1\na\n\n"
+    'chunk  id: 2  retry: 50 ms\n{"content": "héllo"}\n\n'
+    "message  id: 3\nline 1\nline 2\n\n"
+    "message  id: 3\nno id\n\n"
+    "done  id: 4\n(empty data)\n\n"
+)
 
 
-def test_demo_runs_end_to_end_and_exits_0() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "eventsource", "--demo"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
+@pytest.fixture
+def fixed_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli, "_now", lambda: FIXED)
+
+
+@pytest.fixture
+def server() -> Any:
+    """A server that plays EVENTS, then hangs up (once)."""
+    with SSEServer(EVENTS) as server:
+        server.drop_after(len(EVENTS))
+        yield server
+
+
+class FakeTTY(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def refused_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/stream"
+
+
+# --- output formats -------------------------------------------------------------------------
+
+
+def test_jsonl_is_the_default_when_piped(
+    server: SSEServer, fixed_clock: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([server.url, "--no-reconnect"]) == 0
+    out, err = capsys.readouterr()
+    assert out == JSONL
+    assert err == ""
+
+
+def test_raw_gives_the_wire_format_back(
+    server: SSEServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([server.url, "--no-reconnect", "--format", "raw"]) == 0
+    out = capsys.readouterr().out
+    assert out == RAW
+    assert out.encode() == b"".join(server.history)  # byte for byte what was sent
+    assert [e.data for e in parse(out)] == [
+        "a",
+        '{"content":"héllo"}',
+        "line 1\nline 2",
+        "no id",
+        "",
+    ]
+
+
+def test_pretty_without_a_terminal_has_no_colour(
+    server: SSEServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([server.url, "--no-reconnect", "-f", "pretty"]) == 0
+    out = capsys.readouterr().out
+    assert out == PRETTY
+    assert ANSI not in out
+
+
+def test_pretty_is_the_default_on_a_terminal_with_type_and_id_dimmed(
+    server: SSEServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    tty = FakeTTY()
+    monkeypatch.setattr(sys, "stdout", tty)
+    assert main([server.url, "--no-reconnect"]) == 0
+    out = tty.getvalue()
+    assert out.startswith("\x1b[2mchunk  id: 1\x1b[0m\na\n\n")
+    assert "\x1b[2mdone  id: 4\x1b[0m\n" in out
+    # Without the escapes, it is the plain pretty format.
+    assert out.replace("\x1b[2m", "").replace("\x1b[0m", "") == PRETTY
+
+
+def test_no_color_turns_colours_off_on_a_terminal(
+    server: SSEServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NO_COLOR", "1")
+    tty = FakeTTY()
+    monkeypatch.setattr(sys, "stdout", tty)
+    assert main([server.url, "--no-reconnect"]) == 0
+    assert tty.getvalue() == PRETTY
+
+
+def test_color_always_wins_over_no_color(
+    server: SSEServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert main([server.url, "--no-reconnect", "-f", "pretty", "--color", "always"]) == 0
+    assert "\x1b[2mchunk  id: 1\x1b[0m" in capsys.readouterr().out
+
+
+def test_pretty_prints_long_json_indented(capsys: pytest.CaptureFixture[str]) -> None:
+    data = {"role": "assistant", "content": "x" * 80}
+    with SSEServer([{"data": data, "event": "message"}]) as server:
+        assert main([server.url, "-n", "1", "-f", "pretty"]) == 0
+    out = capsys.readouterr().out
+    assert out == 'message\n{\n  "role": "assistant",\n  "content": "' + "x" * 80 + '"\n}\n\n'
+
+
+# --- filters and limits ----------------------------------------------------------------------
+
+
+def test_type_filter(server: SSEServer, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([server.url, "--no-reconnect", "-f", "raw", "--type", "chunk"]) == 0
+    assert [e.type for e in parse(capsys.readouterr().out)] == ["chunk", "chunk"]
+
+
+def test_type_filter_repeated(server: SSEServer, capsys: pytest.CaptureFixture[str]) -> None:
+    assert (
+        main([server.url, "--no-reconnect", "-f", "raw", "--type", "done", "--type", "message"])
+        == 0
     )
-    assert result.returncode == 0, result.stdout + result.stderr
-    out = result.stdout
-    assert "14 events over 2 connections" in out
-    assert "none lost or repeated: True" in out
-    assert "reconnecting in 0.3 s with Last-Event-ID '5'" in out
-    assert "answer: Server-Sent Events stream text from server to client over plain HTTP." in out
+    events = list(parse(capsys.readouterr().out))
+    assert [(e.type, e.data) for e in events] == [
+        ("message", "line 1\nline 2"),
+        ("message", "no id"),
+        ("done", ""),
+    ]
 
 
-TWO = [{"data": "a", "event": "chunk", "id": "1"}, {"data": "b", "id": "2"}]
+def test_max_events_counts_the_events_shown(
+    server: SSEServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([server.url, "-n", "1", "--type", "message", "-f", "raw"]) == 0
+    assert capsys.readouterr().out == "id: 3\ndata: line 1\ndata: line 2\n\n"
 
 
-def test_url_prints_events(capsys: pytest.CaptureFixture[str]) -> None:
-    with SSEServer(TWO) as server:
-        server.drop_after(2)  # the stream ends after two events
-        assert main([server.url, "--no-reconnect"]) == 0
-    assert capsys.readouterr().out == "chunk\t1\ta\nmessage\t2\tb\n"
+def test_max_events_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    with SSEServer(EVENTS) as server:  # endless: no drop
+        assert main([server.url, "-n", "2", "-f", "raw"]) == 0
+        server.wait_until(lambda: server.connections[0].closed_by_client)
+    assert capsys.readouterr().out == "".join(RAW.split("\n\n")[i] + "\n\n" for i in (0, 1))
 
 
-def test_max_events(capsys: pytest.CaptureFixture[str]) -> None:
-    with SSEServer(TWO) as server:
+# --- the request --------------------------------------------------------------------------
+
+
+def test_headers_method_and_body_reach_the_server(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["-H", "Authorization: Bearer t0k", "-H", "X-Tag: 1", "-H", "X-Tag: 2"]
+    argv += ["-X", "put", "-d", "hello body", "-n", "1"]
+    with SSEServer(EVENTS) as server:
+        assert main([server.url, *argv]) == 0
+    request = server.requests[0]
+    assert request.method == "PUT"
+    assert request.headers["authorization"] == "Bearer t0k"
+    assert request.headers.get_list("x-tag") == ["1", "2"]
+    assert request.headers["accept"] == "text/event-stream"
+    assert request.body == b"hello body"
+    assert request.last_event_id is None
+
+
+def test_data_from_a_file_is_sent_as_is_with_post(tmp_path: Path) -> None:
+    body = b'{"prompt": "Hi"}\n\x00binary\xff'
+    path = tmp_path / "body.bin"
+    path.write_bytes(body)
+    with SSEServer(EVENTS) as server:
+        assert main([server.url, "-d", f"@{path}", "-n", "1"]) == 0
+    assert server.requests[0].method == "POST"
+    assert server.requests[0].body == body
+
+
+def test_json_body(capsys: pytest.CaptureFixture[str]) -> None:
+    with SSEServer(EVENTS) as server:
+        assert main([server.url, "--json", '{"prompt": "Hi", "n": 1}', "-n", "1"]) == 0
+    request = server.requests[0]
+    assert request.method == "POST"
+    assert request.headers["content-type"] == "application/json"
+    assert request.body == b'{"prompt": "Hi", "n": 1}'
+
+
+def test_json_content_type_can_be_overridden() -> None:
+    with SSEServer(EVENTS) as server:
+        argv = [server.url, "--json", "[]", "-H", "Content-Type: application/x-ndjson", "-n", "1"]
+        assert main(argv) == 0
+    assert server.requests[0].headers.get_list("content-type") == ["application/x-ndjson"]
+
+
+def test_last_event_id_is_sent_and_the_server_resumes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with SSEServer(EVENTS) as server:
+        assert main([server.url, "--last-event-id", "3", "-n", "2", "-f", "raw"]) == 0
+    assert server.requests[0].last_event_id == "3"
+    # The stream resumes after id 3; the next event keeps that id, so raw writes none.
+    assert capsys.readouterr().out == "data: no id\n\nevent: done\nid: 4\ndata:\n\n"
+
+
+def test_insecure_makes_a_client_that_does_not_verify(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[Any] = []
+
+    class Recording(httpx.Client):
+        def __init__(self, **kwargs: Any) -> None:
+            seen.append(kwargs.get("verify"))
+            super().__init__(**kwargs)
+
+    monkeypatch.setattr(httpx, "Client", Recording)
+    with SSEServer(EVENTS) as server:
+        assert main([server.url, "-n", "1", "-k"]) == 0
         assert main([server.url, "-n", "1"]) == 0
-    assert capsys.readouterr().out == "chunk\t1\ta\n"
+    assert seen == [False, True]
 
 
-def test_failure_exits_1_with_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
+# --- ends and exit codes ----------------------------------------------------------------------
+
+
+def test_204_ends_normally(capsys: pytest.CaptureFixture[str]) -> None:
     with SSEServer() as server:
-        server.respond_with(404)
+        server.respond_with(204)
+        assert main([server.url]) == 0
+    assert capsys.readouterr() == ("", "")
+
+
+def test_error_status_exits_1_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with SSEServer() as server:
+        url = server.url
+        server.respond_with(401)
+        assert main([server.url]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == f"error: 401 Unauthorized from {url}: not retrying\n"
+
+
+def test_wrong_content_type_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
+    with SSEServer() as server:
+        url = server.url
+        server.respond_with(200, {"Content-Type": "application/json"}, b"{}")
         assert main([server.url]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("error: HTTP 404") and err.count("\n") == 1
+    assert err == (
+        f"error: expected Content-Type text/event-stream, got 'application/json' from {url}\n"
+    )
 
 
-def test_no_url_is_a_usage_error() -> None:
+def test_retries_exhausted_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
+    with SSEServer() as server:
+        url = server.url
+        server.respond_with(503, times=None)
+        assert main([server.url, "--max-retries", "0"]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        f"error: gave up on {url} after 1 attempt in a row failed;"
+        " the last: 503 Service Unavailable\n"
+    )
+
+
+def test_event_too_large_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
+    with SSEServer([{"data": "x" * 100, "id": "1"}]) as server:
+        url = server.url
+        assert main([server.url, "--max-event-size", "10"]) == 1
+    err = capsys.readouterr().err
+    assert err == f"error: event or line larger than max_event_size (10 characters) from {url}\n"
+
+
+def test_connection_refused_without_reconnect_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
+    url = refused_url()
+    assert main([url, "--no-reconnect"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot connect to {url}: ") and err.count("\n") == 1
+
+
+def test_drop_without_reconnect_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
+    with SSEServer(EVENTS[:1]) as server:  # one event, then silence
+        url = server.url
+        assert main([server.url, "--no-reconnect", "--read-timeout", "0.2"]) == 1
+    out, err = capsys.readouterr()
+    assert out.count("\n") == 1
+    assert err == f"error: no data for 0.2 s ({url})\n"
+
+
+def test_timeout_after_the_stream_opened_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    with SSEServer(EVENTS[:1]) as server:  # endless
+        assert main([server.url, "--timeout", "1", "-f", "raw"]) == 0
+        server.wait_until(lambda: server.connections[0].closed_by_client)
+    assert capsys.readouterr() == ("event: chunk\nid: 1\ndata: a\n\n", "")
+
+
+def test_timeout_before_any_stream_opened_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
+    with SSEServer() as server:
+        url = server.url
+        server.respond_with(503, times=None)
+        assert main([server.url, "--timeout", "0.5"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: no stream opened from {url} within 0.5 s")
+    assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["--demo", "http://127.0.0.1:1/"],
+        ["http://127.0.0.1:1/", "-H", "no colon"],
+        ["http://127.0.0.1:1/", "--json", "{not json"],
+        ["http://127.0.0.1:1/", "-d", "a", "--json", "{}"],
+        ["http://127.0.0.1:1/", "-n", "0"],
+        ["http://127.0.0.1:1/", "--timeout", "-1"],
+        ["http://127.0.0.1:1/", "--last-event-id", "a\nb"],
+        ["http://127.0.0.1:1/", "-d", "@/nonexistent/file"],
+        ["http://127.0.0.1:1/", "--format", "xml"],
+    ],
+)
+def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
-        main([])
+        main(argv)
     assert info.value.code == 2
+    assert "usage: eventsource" in capsys.readouterr().err
+
+
+# --- verbose -------------------------------------------------------------------------------------
+
+
+def test_verbose_shows_the_connection_life(capsys: pytest.CaptureFixture[str]) -> None:
+    events: list[dict[str, Any]] = [{"data": "a", "id": "1", "retry": 10}, {"data": "b", "id": "2"}]
+    with SSEServer(events) as server:
+        url = server.url
+        server.drop_after(1)  # the first connection hangs up after "a"
+        assert main([server.url, "-v", "-n", "2", "-f", "raw"]) == 0
+    out, err = capsys.readouterr()
+    assert [e.data for e in parse(out)] == ["a", "b"]
+    lines = err.splitlines()
+    assert lines[:3] == [f"> GET {url}", "< HTTP/1.1 200 OK", "< content-type: text/event-stream"]
+    assert f"* open: {url} (HTTP 200)" in lines
+    drop = (
+        "* connection lost (the server ended the stream);"
+        " reconnecting in 0.01 s with Last-Event-ID '1'"
+    )
+    assert drop in lines
+    assert lines[lines.index(drop) + 1 : lines.index(drop) + 3] == [
+        f"> GET {url}",
+        "> Last-Event-ID: 1",
+    ]
+    assert lines[-1] == f"* closed: {url}"
+    assert ANSI not in err
+
+
+def test_nothing_on_stderr_without_verbose(capsys: pytest.CaptureFixture[str]) -> None:
+    with SSEServer([{"data": "a", "id": "1", "retry": 10}, {"data": "b", "id": "2"}]) as server:
+        server.drop_after(1)
+        assert main([server.url, "-n", "2"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+# --- the demo ------------------------------------------------------------------------------------
+
+
+def test_demo_in_process() -> None:
+    out = io.StringIO()
+    assert run_demo(out) == 0
+    text = out.getvalue()
+    assert "14 events over 2 connections; ids 1..14, none lost or repeated: True" in text
+    assert ANSI not in text
 
 
 def test_chat_example_runs() -> None:

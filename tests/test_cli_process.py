@@ -1,0 +1,243 @@
+"""The command line as a user runs it: `python -m eventsource` in a subprocess,
+against a loopback SSEServer (formats, exit codes, the demo, Ctrl-C, a reader
+that goes away)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+
+from eventsource.testing import SSEServer
+
+from .test_cli import ANSI, EVENTS, JSONL, PRETTY, RAW
+
+ROOT = Path(__file__).resolve().parent.parent
+TIMEOUT = 60  # seconds: a subprocess still running after this is hung
+ISO = re.compile(r'"received_at": "\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00"')
+
+
+def environ(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "PYTHONIOENCODING")}
+    env["PYTHONIOENCODING"] = "utf-8"
+    env.update(extra)
+    return env
+
+
+def run(*args: str, input: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "eventsource", *args],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=TIMEOUT,
+        cwd=ROOT,
+        input=input,
+        env=environ(**env),
+    )
+
+
+def start(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "eventsource", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+        cwd=ROOT,
+        env=environ(),
+    )
+
+
+def first_line(stream: IO[str], timeout: float = TIMEOUT) -> str:
+    """The stream's next line, waiting at most `timeout` seconds for it."""
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.append(stream.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    if not lines:
+        raise TimeoutError(f"no line within {timeout} s")
+    return lines[0]
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    if process.poll() is None:
+        process.kill()
+    process.wait(TIMEOUT)
+    for pipe in (process.stdout, process.stderr):
+        if pipe is not None:
+            pipe.close()
+
+
+@pytest.fixture
+def server() -> Any:
+    with SSEServer(EVENTS) as server:
+        server.drop_after(len(EVENTS))
+        yield server
+
+
+# --- formats -------------------------------------------------------------------------------------
+
+
+def test_jsonl_when_piped(server: SSEServer) -> None:
+    result = run(server.url, "--no-reconnect")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    fixed = '"received_at": "2024-05-01T12:00:00.123+00:00"'
+    assert ISO.sub(fixed, result.stdout) == JSONL
+    for line in result.stdout.splitlines():  # each line is a JSON object, for jq
+        assert set(json.loads(line)) == {"type", "data", "id", "retry", "received_at"}
+
+
+def test_raw(server: SSEServer) -> None:
+    result = run(server.url, "--no-reconnect", "--format", "raw")
+    assert (result.returncode, result.stdout, result.stderr) == (0, RAW, "")
+
+
+def test_pretty_piped_has_no_colour(server: SSEServer) -> None:
+    result = run(server.url, "--no-reconnect", "-f", "pretty")
+    assert (result.returncode, result.stdout, result.stderr) == (0, PRETTY, "")
+    assert ANSI not in result.stdout
+
+
+def test_pretty_forced_colour_has_ansi_codes(server: SSEServer) -> None:
+    result = run(server.url, "--no-reconnect", "-f", "pretty", "--color", "always")
+    assert result.returncode == 0, result.stderr
+    assert "\x1b[2mchunk  id: 1\x1b[0m\na\n\n" in result.stdout
+
+
+# --- requests, filters, exit codes ---------------------------------------------------------------
+
+
+def test_type_filter_and_max_events() -> None:
+    with SSEServer(EVENTS) as server:  # endless: only -n ends it
+        result = run(server.url, "--type", "chunk", "-n", "2", "-f", "raw")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == RAW.split("\n\nid: 3")[0] + "\n\n"
+
+
+def test_body_from_stdin_headers_and_last_event_id() -> None:
+    with SSEServer(EVENTS) as server:
+        args = ["-d", "@-", "-H", "X-Trace: 42", "--last-event-id", "3", "-n", "1"]
+        result = run(server.url, *args, input="question?")
+    assert result.returncode == 0, result.stderr
+    request = server.requests[0]
+    assert (request.method, request.body) == ("POST", b"question?")
+    assert request.headers["x-trace"] == "42"
+    assert request.last_event_id == "3"
+    assert json.loads(result.stdout)["data"] == "no id"
+
+
+def test_error_exits_1_with_one_line() -> None:
+    with SSEServer() as server:
+        server.respond_with(401)
+        result = run(server.url)
+        url = server.url
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr == f"error: 401 Unauthorized from {url}: not retrying\n"
+
+
+def test_204_exits_0() -> None:
+    with SSEServer() as server:
+        server.respond_with(204)
+        result = run(server.url, "-v")
+    assert result.returncode == 0
+    assert "HTTP 204" in result.stderr
+
+
+def test_timeout_exits_0_once_the_stream_opened() -> None:
+    with SSEServer(EVENTS[:1]) as server:  # endless
+        result = run(server.url, "--timeout", "2")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert json.loads(result.stdout)["data"] == "a"
+
+
+def test_usage_error_exits_2() -> None:
+    result = run()
+    assert result.returncode == 2
+    assert "give a URL, or --demo" in result.stderr
+
+
+def test_help_reads_well() -> None:
+    result = run("--help")
+    assert result.returncode == 0
+    for text in ("usage: eventsource", "--last-event-id", "output formats:", "exit status:"):
+        assert text in result.stdout
+
+
+def test_console_script() -> None:
+    script = shutil.which("eventsource", path=str(Path(sys.executable).parent))
+    if script is None:
+        pytest.skip("the package's console script is not installed in this environment")
+    result = subprocess.run(
+        [script, "--version"], capture_output=True, text=True, timeout=TIMEOUT, env=environ()
+    )
+    assert result.returncode == 0
+    assert result.stdout.startswith("eventsource ")
+
+
+# --- the demo ------------------------------------------------------------------------------------
+
+
+def test_demo_runs_end_to_end_and_exits_0() -> None:
+    result = run("--demo")
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "14 events over 2 connections" in out
+    assert "none lost or repeated: True" in out
+    assert "* connection lost (the server ended the stream)" in out
+    assert "reconnecting in 0.3 s with Last-Event-ID '5'" in out
+    assert "> Last-Event-ID: 5" in out
+    assert "answer: Server-Sent Events stream text from server to client over plain HTTP." in out
+    assert "chunk  id: 6\n" in out and "done  id: 14\n{}\n" in out
+    assert out.count("* open: ") == 2 and "* closed: " in out
+    assert ANSI not in out  # piped
+    assert result.stderr == ""
+
+
+# --- stopping from outside --------------------------------------------------------------------
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process is POSIX")
+def test_ctrl_c_exits_130_with_a_clean_close() -> None:
+    with SSEServer(EVENTS[:1]) as server:  # endless: the client waits for more
+        process = start(server.url, "-v")
+        try:
+            assert json.loads(first_line(process.stdout))["data"] == "a"  # type: ignore[arg-type]
+            connection = server.connections[0]
+            assert not connection.closed
+            process.send_signal(signal.SIGINT)
+            code = process.wait(TIMEOUT)
+            err = process.stderr.read()  # type: ignore[union-attr]
+        finally:
+            stop(process)
+        server.wait_until(lambda: connection.closed_by_client)
+        url = server.url
+    assert code == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert err.splitlines()[-1] == f"* closed: {url}"  # the source's own close path ran
+
+
+def test_a_reader_that_goes_away_ends_the_run_quietly() -> None:
+    with SSEServer(EVENTS[:1]) as server:  # endless
+        process = start(server.url)
+        try:
+            assert process.stdout is not None and process.stderr is not None
+            assert json.loads(first_line(process.stdout))["data"] == "a"
+            process.stdout.close()  # as `| head -1` does
+            server.send("b", id="2")
+            code = process.wait(TIMEOUT)
+            err = process.stderr.read()
+        finally:
+            stop(process)
+    assert (code, err) == (0, "")
