@@ -3,8 +3,9 @@ closing, restarting and cancelling at every stage, state at every step, the
 caller's client, leaks (fds, threads), logging, and the bugs found on the way
 (bugs that were fixed are kept as regression tests).
 
-Everything runs against respx mocks or a LoopbackServer on 127.0.0.1 started by
-the test; no test sleeps to wait for something, retry delays are a few ms.
+Everything runs against respx mocks or the testing toolkit's SSEServer on
+127.0.0.1 started by the test; no test sleeps to wait for something, retry
+delays are a few ms.
 """
 
 from __future__ import annotations
@@ -36,11 +37,10 @@ from eventsource import (
     ResponseError,
     RetriesExhaustedError,
     ServerSentEvent,
-    format_event,
 )
+from eventsource.testing import SSEServer
 
 from .conftest import Recorder, client_for, consume, sse
-from .loopback import Connection, LoopbackServer
 
 pytestmark = pytest.mark.anyio
 
@@ -73,30 +73,41 @@ async def wait_thread_event(event: threading.Event) -> bool:
     return await anyio.to_thread.run_sync(event.wait, WAIT)
 
 
-def holding(got_request: threading.Event, release: threading.Event) -> Callable[..., None]:
-    """A server that reads the request and answers nothing until released or
-    until the client goes away: a slow server, the client stays 'connecting'."""
-
-    def script(conn: Connection, index: int) -> None:
-        got_request.set()
-        conn.sock.settimeout(0.05)
-        while not release.is_set():
-            try:
-                if conn.sock.recv(1024) == b"":
-                    conn.closed_by_client.set()
-                    return
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-
-    return script
+def endless() -> SSEServer:
+    """Every connection gets "first" (id 1), then nothing until the client goes away."""
+    return SSEServer(events=[{"data": "first", "id": "1"}])
 
 
-def endless(conn: Connection, index: int) -> None:
-    conn.start()
-    conn.send(format_event("first", id="1"))
-    conn.wait_for_client_close(10)
+def holding() -> SSEServer:
+    """A server that reads the request and answers nothing (until release() or
+    the client goes away): a slow server, the client stays 'connecting'."""
+    server = SSEServer()
+    server.hold()
+    return server
+
+
+async def client_hung_up(
+    server: SSEServer,
+    n: int = 1,
+    timeout: float = WAIT,  # noqa: ASYNC109
+) -> bool:
+    """Whether the client closed the server's n-th connection within `timeout`."""
+    conn = await server.await_for_connections(n, timeout)
+    try:
+        await server.await_until(lambda: conn.closed, timeout)
+    except TimeoutError:
+        return False
+    return conn.closed_by_client
+
+
+def client_hung_up_sync(server: SSEServer, n: int = 1, timeout: float = WAIT) -> bool:
+    """client_hung_up() for a server run with `with` (blocks the calling thread)."""
+    conn = server.wait_for_connections(n, timeout)
+    try:
+        server.wait_until(lambda: conn.closed, timeout)
+    except TimeoutError:
+        return False
+    return conn.closed_by_client
 
 
 # --- closing before use and from every callback --------------------------------------
@@ -267,70 +278,56 @@ async def test_close_from_another_task_interrupts_the_reconnect_wait(anyio_backe
 
 
 async def test_aclose_from_another_task_while_connecting(anyio_backend: str) -> None:
-    got_request, release = threading.Event(), threading.Event()
     closes: list[bool] = []
-    with LoopbackServer(holding(got_request, release)) as server:
+    async with holding() as server:
         source = EventSource(server.url, read_timeout=30, on_close=lambda: closes.append(True))
-        try:
-            with anyio.fail_after(WAIT):
-                async with anyio.create_task_group() as tg:
+        with anyio.fail_after(WAIT):
+            async with anyio.create_task_group() as tg:
 
-                    async def reader() -> None:
-                        async with source:
-                            async for _ in source:
-                                pass
+                async def reader() -> None:
+                    async with source:
+                        async for _ in source:
+                            pass
 
-                    tg.start_soon(reader)
-                    assert await wait_thread_event(got_request)
-                    assert source.ready_state is ReadyState.CONNECTING
-                    await source.aclose()
-            assert await wait_thread_event(server.connections[0].closed_by_client)
-        finally:
-            release.set()
+                tg.start_soon(reader)
+                assert (await server.await_for_connections(1)).held
+                assert source.ready_state is ReadyState.CONNECTING
+                await source.aclose()
+        assert await client_hung_up(server)
     assert closes == [True]
     assert len(server.requests) == 1
 
 
 async def test_async_close_from_another_thread_while_connecting(anyio_backend: str) -> None:
-    got_request, release = threading.Event(), threading.Event()
     closed = anyio.Event()
-    with LoopbackServer(holding(got_request, release)) as server:
+    async with holding() as server:
         source = EventSource(server.url, read_timeout=30, on_close=closed.set)
-        try:
-            with anyio.fail_after(WAIT):
-                async with anyio.create_task_group() as tg:
+        with anyio.fail_after(WAIT):
+            async with anyio.create_task_group() as tg:
 
-                    async def reader() -> None:
-                        async with source:
-                            async for _ in source:
-                                pass
+                async def reader() -> None:
+                    async with source:
+                        async for _ in source:
+                            pass
 
-                    tg.start_soon(reader)
-                    assert await wait_thread_event(got_request)
-                    await anyio.to_thread.run_sync(source.close)
-                    await closed.wait()
-            assert await wait_thread_event(server.connections[0].closed_by_client)
-        finally:
-            release.set()
+                tg.start_soon(reader)
+                assert (await server.await_for_connections(1)).held
+                await anyio.to_thread.run_sync(source.close)
+                await closed.wait()
+        assert await client_hung_up(server)
 
 
 @pytest.mark.parametrize("stage", ["connecting", "reading", "callback", "reconnect-wait"])
 async def test_cancellation_at_every_stage(anyio_backend: str, stage: str) -> None:
     """Cancelling the task that iterates closes the response, stops any
     reconnect, sets CLOSED and calls on_close once; the own client is closed."""
-    got_request, release = threading.Event(), threading.Event()
     reached = anyio.Event()
     recorder = Recorder()
-
-    def script(conn: Connection, index: int) -> None:
-        if stage == "connecting":
-            holding(got_request, release)(conn, index)
-            return
-        got_request.set()
-        conn.start()
-        conn.send(format_event("first", id="1"))
-        if stage != "reconnect-wait":
-            conn.wait_for_client_close(10)
+    # "connecting": the request gets no answer; "reconnect-wait": the server
+    # hangs up after "first"; otherwise the stream stays open after "first".
+    server = holding() if stage == "connecting" else endless()
+    if stage == "reconnect-wait":
+        server.drop_after(1)
 
     async def on_message(event: ServerSentEvent) -> None:
         recorder.on_message(event)
@@ -338,7 +335,7 @@ async def test_cancellation_at_every_stage(anyio_backend: str, stage: str) -> No
         if stage == "callback":
             await anyio.sleep_forever()
 
-    with LoopbackServer(script) as server:
+    async with server:
         source = EventSource(
             server.url, retry=60.0, max_retry_delay=60.0, read_timeout=30, **recorder.kwargs()
         )
@@ -346,27 +343,24 @@ async def test_cancellation_at_every_stage(anyio_backend: str, stage: str) -> No
         source._on_message = on_message
         if stage == "reconnect-wait":
             source._on_error = lambda error: (recorder.on_error(error), reached.set())
-        try:
-            with anyio.fail_after(WAIT):
-                with anyio.CancelScope() as scope:
-                    async with anyio.create_task_group() as tg:
+        with anyio.fail_after(WAIT):
+            with anyio.CancelScope() as scope:
+                async with anyio.create_task_group() as tg:
 
-                        async def reader() -> None:
-                            async with source:
-                                async for _ in source:
-                                    pass
+                    async def reader() -> None:
+                        async with source:
+                            async for _ in source:
+                                pass
 
-                        tg.start_soon(reader)
-                        if stage == "connecting":
-                            assert await wait_thread_event(got_request)
-                        else:
-                            await reached.wait()
-                        scope.cancel()
-                assert scope.cancelled_caught
-            if stage != "reconnect-wait":
-                assert await wait_thread_event(server.connections[0].closed_by_client)
-        finally:
-            release.set()
+                    tg.start_soon(reader)
+                    if stage == "connecting":
+                        assert (await server.await_for_connections(1)).held
+                    else:
+                        await reached.wait()
+                    scope.cancel()
+            assert scope.cancelled_caught
+        if stage != "reconnect-wait":
+            assert await client_hung_up(server)
     assert recorder.kinds().count("close") == 1
     assert recorder.log[-1] == ("close", "CLOSED")
     assert source.ready_state is ReadyState.CLOSED
@@ -376,7 +370,7 @@ async def test_cancellation_at_every_stage(anyio_backend: str, stage: str) -> No
 
 async def test_exception_in_the_loop_body_closes_the_source(mode: str) -> None:
     recorder = Recorder()
-    with LoopbackServer(endless) as server:
+    async with endless() as server:
         source = EventSource(server.url, **recorder.kwargs())
         recorder.source = source
 
@@ -395,7 +389,7 @@ async def test_exception_in_the_loop_body_closes_the_source(mode: str) -> None:
                 await anyio.to_thread.run_sync(sync_body)
             else:
                 await async_body()
-        assert await wait_thread_event(server.connections[0].closed_by_client)
+        assert await client_hung_up(server)
     assert recorder.kinds() == ["open", "message", "close"]
     assert source.ready_state is ReadyState.CLOSED
 
@@ -404,7 +398,7 @@ async def test_break_without_with_then_close_releases_everything(mode: str) -> N
     """`break` without a `with` block leaves the source open (not promised
     otherwise); an explicit close afterwards ends it and nothing warns."""
     closes: list[bool] = []
-    with LoopbackServer(endless) as server:
+    async with endless() as server:
         source = EventSource(server.url, on_close=lambda: closes.append(True))
         if mode == "sync":
 
@@ -420,7 +414,7 @@ async def test_break_without_with_then_close_releases_everything(mode: str) -> N
                 break
             assert source.is_connected
             await source.aclose()
-        assert await wait_thread_event(server.connections[0].closed_by_client)
+        assert await client_hung_up(server)
     assert closes == [True]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -444,14 +438,15 @@ async def test_restart_from_outside_while_blocked_reading(mode: str) -> None:
     """restart() from another task (async) or thread (sync) while the reader
     waits for bytes: the connection is dropped at once and resumed, no error."""
 
-    def script(conn: Connection, index: int) -> None:
-        conn.start()
-        conn.send(format_event("first" if index == 0 else "second", id=str(index + 1)))
-        conn.wait_for_client_close(10)
+    async def second_connection_gets_second() -> None:
+        # The first connection gets "first" (id 1), the resumed one "second" (id 2).
+        assert await client_hung_up(server, 1)
+        await server.await_for_connections(2)
+        server.send("second", id="2")
 
     errors: list[EventSourceError] = []
     first = threading.Event()
-    with LoopbackServer(script) as server:
+    async with endless() as server:
         source = EventSource(server.url, retry=60.0, on_error=errors.append)
         source.add_listener("message", lambda event: first.set())
         received: list[str] = []
@@ -468,6 +463,7 @@ async def test_restart_from_outside_while_blocked_reading(mode: str) -> None:
             thread.start()
             assert await wait_thread_event(first)
             source.restart()
+            await second_connection_gets_second()
             await anyio.to_thread.run_sync(thread.join, WAIT)
             assert not thread.is_alive()
         else:
@@ -484,10 +480,11 @@ async def test_restart_from_outside_while_blocked_reading(mode: str) -> None:
                     tg.start_soon(areader)
                     assert await wait_thread_event(first)
                     source.restart()
-        assert await wait_thread_event(server.connections[0].closed_by_client)
-        assert await wait_thread_event(server.connections[1].closed_by_client)
+                    await second_connection_gets_second()
+        assert await client_hung_up(server, 1)
+        assert await client_hung_up(server, 2)
     assert received == ["first", "second"]
-    assert server.requests[1].headers["last-event-id"] == "1"
+    assert server.requests[1].last_event_id == "1"
     assert errors == []
     assert source.ready_state is ReadyState.CLOSED
 
@@ -527,13 +524,13 @@ async def test_a_callers_client_is_never_closed(mode: str, ending: str) -> None:
 
 async def test_a_callers_async_client_survives_cancellation(anyio_backend: str) -> None:
     client = httpx.AsyncClient()
-    with LoopbackServer(endless) as server:
+    async with endless() as server:
         source = EventSource(server.url, client=client)
         with anyio.CancelScope() as scope:
             async with source:
                 async for _ in source:
                     scope.cancel()
-        assert await wait_thread_event(server.connections[0].closed_by_client)
+        assert await client_hung_up(server)
         assert not client.is_closed
         await client.aclose()
 
@@ -820,17 +817,10 @@ async def test_reconnect_false_never_retries(
 
 
 async def test_reconnect_false_with_a_stalled_stream_raises_read_timeout(mode: str) -> None:
-    release = threading.Event()
-
-    def script(conn: Connection, index: int) -> None:
-        conn.start()
-        conn.send(format_event("only"))
-        release.wait(10)
-
-    with LoopbackServer(script) as server:
+    async with SSEServer(events=["only"]) as server:
+        server.stall_after(1)  # silent after "only", the socket stays open
         source = EventSource(server.url, reconnect=False, read_timeout=0.2)
         outcome = await consume(source, mode)
-        release.set()
     assert [e.data for e in outcome.events] == ["only"]
     assert isinstance(outcome.error, ReadTimeoutError)
     assert len(server.requests) == 1
@@ -929,7 +919,7 @@ async def test_a_redirect_loop_fails_without_retry(mode: str) -> None:
 
 async def test_two_tasks_iterating_one_source_is_a_clear_error(anyio_backend: str) -> None:
     first = anyio.Event()
-    with LoopbackServer(endless) as server:
+    async with endless() as server:
         source = EventSource(server.url)
         with anyio.fail_after(WAIT):
             async with anyio.create_task_group() as tg:
@@ -945,7 +935,7 @@ async def test_two_tasks_iterating_one_source_is_a_clear_error(anyio_backend: st
                     await source.__anext__()
                 assert source.is_connected  # the first reader is undisturbed
                 await source.aclose()
-        assert await wait_thread_event(server.connections[0].closed_by_client)
+        assert await client_hung_up(server)
 
 
 def test_two_threads_iterating_one_source_is_a_clear_error() -> None:
@@ -958,7 +948,7 @@ def test_two_threads_iterating_one_source_is_a_clear_error() -> None:
         except RuntimeError as exc:
             results.append(exc)
 
-    with LoopbackServer(endless) as server:
+    with endless() as server:
 
         def in_another_thread(event: ServerSentEvent) -> None:
             other = threading.Thread(target=on_message, args=(event,))
@@ -970,7 +960,7 @@ def test_two_threads_iterating_one_source_is_a_clear_error() -> None:
             for event in source:
                 assert event.data == "first"
                 break
-        assert server.connections[0].closed_by_client.wait(WAIT)
+        assert client_hung_up_sync(server)
     assert len(results) == 1 and "already being iterated" in str(results[0])
 
 
@@ -980,7 +970,7 @@ def _fds() -> int:
 
 async def test_no_fd_leak_over_many_cycles(mode: str) -> None:
     async def cycles(n: int, closing: str) -> None:
-        with LoopbackServer(endless) as server:
+        async with endless() as server:
             for i in range(n):
                 source = EventSource(server.url)
                 if closing == "break":
@@ -996,7 +986,7 @@ async def test_no_fd_leak_over_many_cycles(mode: str) -> None:
                 else:
                     async for _ in source:
                         await source.aclose()
-                assert await wait_thread_event(server.connections[i].closed_by_client)
+                assert await client_hung_up(server, i + 1)
 
     await cycles(2, "break")  # warm up: imports, pools, the event loop's own fds
     before = _fds()
@@ -1007,7 +997,7 @@ async def test_no_fd_leak_over_many_cycles(mode: str) -> None:
 
 def test_no_thread_left_behind() -> None:
     before = set(threading.enumerate())
-    with LoopbackServer(endless) as server:
+    with endless() as server:
         for i in range(5):
             source = EventSource(server.url)
             received = threading.Event()
@@ -1018,7 +1008,7 @@ def test_no_thread_left_behind() -> None:
             source.close()  # from another thread, while the reader blocks
             reader.join(WAIT)
             assert not reader.is_alive()
-            assert server.connections[i].closed_by_client.wait(WAIT)
+            assert client_hung_up_sync(server, i + 1)
         with respx.mock:
             respx.get(URL).mock(return_value=httpx.Response(503))
             source = EventSource(URL, retry=60, max_retry_delay=60)
@@ -1174,21 +1164,20 @@ def test_sync_close_from_another_thread_while_connecting() -> None:
     the request is in flight (no response headers yet) does not interrupt it: _interrupt()
     only shuts the socket of an open response, so the reader stays blocked until the server
     answers or read_timeout."""
-    got_request, release = threading.Event(), threading.Event()
-    with LoopbackServer(holding(got_request, release)) as server:
+    with holding() as server:
         source = EventSource(server.url, read_timeout=30)
         done = threading.Event()
         reader = threading.Thread(target=lambda: (list(source), done.set()))
         reader.start()
         try:
-            assert got_request.wait(WAIT)
+            assert server.wait_for_connections(1, WAIT).held
             started = time.monotonic()
             source.close()
             assert time.monotonic() - started < 0.5, "close() blocked"
             assert done.wait(2), "the reader is still blocked in the request"
-            assert server.connections[0].closed_by_client.wait(WAIT)
+            assert client_hung_up_sync(server)
         finally:
-            release.set()
+            source.close()
             reader.join(WAIT)
 
 
@@ -1197,14 +1186,14 @@ async def test_async_close_then_break_without_with(anyio_backend: str) -> None:
     only sets CLOSED: the response stays open (the server never sees the disconnect), on_close
     never runs, and the collected source warns 'unclosed <EventSource ... CLOSED>'."""
     closes: list[bool] = []
-    with LoopbackServer(endless) as server:
+    async with endless() as server:
         source = EventSource(server.url, on_close=lambda: closes.append(True))
         try:
             async for _ in source:
                 source.close()  # the contract: never blocks, may finish asynchronously
                 break
             assert source.ready_state is ReadyState.CLOSED
-            seen = await anyio.to_thread.run_sync(server.connections[0].closed_by_client.wait, 1.0)
+            seen = await client_hung_up(server, timeout=1.0)
             assert seen, "the server never saw the disconnect"
             assert closes == [True]
         finally:

@@ -18,6 +18,7 @@ import pytest
 from eventsource import (
     EventSource,
     ReadTimeoutError,
+    ReadyState,
     ResponseError,
     RetriesExhaustedError,
     ServerSentEvent,
@@ -489,3 +490,165 @@ async def test_broadcast_reaches_100_clients(anyio_backend: str) -> None:
     expected = [E(data="hello", id="1"), E(type="json", data='{"n":2}', id="2")]
     assert len(received) == 100 and all(events == expected for events in received.values())
     assert len(server.requests) == 100
+
+
+# --- hold: a request that gets no answer until release() ---------------------------------
+
+
+async def test_hold_answers_nothing_until_release(anyio_backend: str) -> None:
+    async with SSEServer(events=[{"data": "a", "id": "1"}]) as server:
+        server.hold()
+        async with await anyio.connect_tcp("127.0.0.1", server.port) as stream:
+            await stream.send(b"GET /held HTTP/1.1\r\nHost: x\r\n\r\n")
+            conn = await server.await_for_connections(1)
+            assert conn.held and conn.bytes_sent == 0 and not conn.closed
+            assert server.requests[0].path == "/held"
+            server.send("b", id="2")  # queued for the held stream, kept in the history
+            with anyio.move_on_after(0.2):  # a bounded check that nothing comes
+                unexpected = await stream.receive()
+                pytest.fail(f"a held request was answered: {unexpected!r}")
+            assert conn.bytes_sent == 0
+            server.release()
+            assert not conn.held
+            received = b""
+            with anyio.fail_after(5):
+                while not received.endswith(b"data: b\n\n"):
+                    received += await stream.receive()
+        head, _, body = received.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert body == b"id: 1\ndata: a\n\nid: 2\ndata: b\n\n"
+        await server.await_until(lambda: conn.closed)
+        assert conn.closed_by_client and conn.events_sent == 2
+
+
+async def test_hold_keeps_the_client_connecting(mode: str) -> None:
+    opened: list[bool] = []
+    async with SSEServer(events=[{"data": "a", "id": "1"}]) as server:
+        server.hold()
+        source = EventSource(server.url, retry=0.001, on_open=lambda: opened.append(True))
+
+        async def script() -> None:
+            conn = await server.await_for_connections(1)
+            assert conn.held and opened == []
+            assert source.ready_state is ReadyState.CONNECTING
+            server.send("b", id="2")
+            server.release()
+            await server.await_until(lambda: conn.events_sent == 2)
+
+        outcome = await run_while(source, mode, script, limit=2)
+    assert outcome.events == [E(data="a", id="1"), E(data="b", id="2")]
+    assert opened == [True] and len(server.requests) == 1
+    assert not server.connections[0].held
+
+
+async def test_hold_sees_the_client_give_up(mode: str) -> None:
+    closes: list[bool] = []
+    async with SSEServer(events=["never"]) as server:
+        server.hold()
+        source = EventSource(server.url, retry=0.001, on_close=lambda: closes.append(True))
+
+        async def script() -> None:
+            conn = await server.await_for_connections(1)
+            source.close()  # thread-safe, never blocks
+            await server.await_until(lambda: conn.closed)
+
+        outcome = await run_while(source, mode, script, limit=None)
+    assert outcome.events == [] and outcome.error is None and closes == [True]
+    (conn,) = server.connections
+    assert conn.closed_by_client and conn.held and conn.bytes_sent == 0
+    assert server.open_connections == []
+
+
+async def test_drop_hangs_up_a_held_request_without_an_answer(mode: str) -> None:
+    errors: list[Any] = []
+    async with SSEServer(events=[{"data": "a", "id": "1"}]) as server:
+        server.hold()
+        source = EventSource(server.url, retry=0.001, on_error=errors.append)
+
+        async def script() -> None:
+            first = await server.await_for_connections(1)
+            server.drop()
+            await server.await_until(lambda: first.closed)
+            second = await server.await_for_connections(2)
+            assert not second.held  # hold() took one request
+
+        outcome = await run_while(source, mode, script, limit=1)
+    assert outcome.events == [E(data="a", id="1")]
+    first = server.connections[0]
+    assert first.held and not first.closed_by_client and first.bytes_sent == 0
+    assert len(errors) == 1
+    assert [r.last_event_id for r in server.requests] == [None, None]
+
+
+async def test_hold_times_none_until_clear_faults_with_respond_with(mode: str) -> None:
+    async with SSEServer(events=[{"data": "ok", "id": "1"}]) as server:
+        server.hold(times=None)
+        server.respond_with(503, {"Retry-After": "0"})
+        source = EventSource(server.url, retry=0.001)
+
+        async def script() -> None:
+            busy = await server.await_for_connections(1)
+            assert busy.held
+            server.release()  # answered as armed: the 503
+            second = await server.await_for_connections(2)
+            assert second.held
+            server.clear_faults()  # no more holds; the held one stays held
+            assert second.held
+            server.release()
+            await server.await_until(lambda: second.events_sent == 1)
+            server.drop()
+            third = await server.await_for_connections(3)
+            assert not third.held
+            server.send("two", id="2")
+
+        outcome = await run_while(source, mode, script, limit=2)
+    assert outcome.events == [E(data="ok", id="1"), E(data="two", id="2")]
+    assert [c.status for c in server.connections] == [503, 200, 200]
+    assert [c.held for c in server.connections] == [False, False, False]
+    assert [r.last_event_id for r in server.requests] == [None, None, "1"]
+
+
+async def test_hold_times_counts_requests(anyio_backend: str) -> None:
+    events = [{"data": x, "id": str(i)} for i, x in enumerate("abc", 1)]
+    async with SSEServer(events=events) as server:
+        server.hold(times=2)
+        server.drop_after(1)
+        server.drop_after(1)
+        source = EventSource(server.url, retry=0.001)
+
+        async def script() -> None:
+            for n in (1, 2):
+                conn = await server.await_for_connections(n)
+                assert conn.held
+                server.release()
+                server.release()  # nothing held: harmless
+            third = await server.await_for_connections(3)
+            assert not third.held
+
+        outcome = await run_while(source, "async", script, limit=3)
+    assert [e.data for e in outcome.events] == ["a", "b", "c"]
+    assert [r.last_event_id for r in server.requests] == [None, "1", "2"]
+
+
+async def test_stopping_closes_a_held_request(anyio_backend: str) -> None:
+    async with AsyncExitStack() as stack:
+        async with SSEServer(events=["x"]) as server:
+            server.hold()
+            client = await stack.enter_async_context(
+                await anyio.connect_tcp("127.0.0.1", server.port)
+            )
+            await client.send(b"GET / HTTP/1.1\r\n\r\n")
+            conn = await server.await_for_connections(1)
+        with anyio.fail_after(5):
+            try:
+                rest = await client.receive()
+            except (anyio.EndOfStream, anyio.BrokenResourceError):
+                rest = b""
+        assert rest == b""
+    assert conn.closed and conn.held and not conn.closed_by_client
+
+
+def test_hold_rejects_a_bad_count() -> None:
+    for bad in (0, -1, True, 1.5):
+        with pytest.raises(ValueError):
+            SSEServer().hold(bad)

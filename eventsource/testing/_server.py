@@ -7,6 +7,10 @@ order the test script calls the control methods, and the connection's task
 writes them out. So ``server.send("a"); server.drop()`` delivers "a", then
 hangs up, deterministically.
 
+``hold()`` makes the next request(s) wait without any answer (the client stays
+connecting) until ``release()``; the server still reads the held connection,
+so it sees the client hang up.
+
 Threads: control methods (``send``, ``drop``, ...) change the state under a
 lock in the caller's thread and wake the server's event loop with its
 thread-safe "call soon", so they work from any thread, whichever way the server
@@ -94,12 +98,16 @@ class RecordedConnection:
     closed: bool = False
     #: The client hung up first (the server saw EOF or a reset).
     closed_by_client: bool = False
+    #: The request was held by ``hold()`` and no response head was sent yet;
+    #: stays True if the connection closed while held (it never got an answer).
+    held: bool = False
     #: ``time.monotonic()`` when the request was received / the connection closed.
     opened_at: float = field(default_factory=time.monotonic)
     closed_at: Optional[float] = None  # noqa: UP045
     _outbox: deque[tuple[str, bytes]] = field(default_factory=deque, repr=False)
     _wakeup: Optional[anyio.Event] = field(default=None, repr=False)  # noqa: UP045
     _plan: Optional[_Plan] = field(default=None, repr=False)  # noqa: UP045
+    _hung_up: bool = field(default=False, repr=False)
 
 
 @dataclass
@@ -139,7 +147,8 @@ class SSEServer:
     follows its ``Last-Event-ID`` when it sends one that the history holds;
     with ``replay=False`` nothing from before it connected, unless it resumes),
     then every event sent while it is connected. Any method and path are
-    accepted. ``headers`` are added to every event-stream response.
+    accepted. ``headers`` are added to every event-stream response. A request
+    held by ``hold()`` gets no answer until ``release()``.
 
     The control methods are plain (no ``await``) and thread-safe, and apply in
     the order they are called. Only the wait methods block: ``await
@@ -166,6 +175,9 @@ class SSEServer:
         self._plans: deque[_Plan] = deque()
         self._canned: deque[_Canned] = deque()
         self._drip: float | None = None
+        self._hold_next = 0
+        self._hold_all = False
+        self._holding: list[RecordedConnection] = []
         self._waiters: list[Callable[[], None]] = []
         self._errors: list[BaseException] = []
         self._port: int | None = None
@@ -341,7 +353,11 @@ class SSEServer:
 
     def drop(self) -> None:
         """Hang up every open connection (after what was already queued for it;
-        stalled ones too)."""
+        stalled ones too; held ones at once, without any answer)."""
+        with self._lock:
+            for conn in self._holding:
+                if conn.held:  # not those released already
+                    conn._hung_up = True
         self._to_live((_DROP, b""))
 
     def stall(self) -> None:
@@ -394,6 +410,35 @@ class SSEServer:
         with self._lock:
             self._canned.append(_Canned(status, _head(status, pairs), payload, times))
 
+    def hold(self, times: int | None = 1) -> None:
+        """Hold the next ``times`` requests (None: every request until
+        ``clear_faults()``): each is received and recorded (``conn.held`` is
+        True) but gets no answer, not even a status line, so the client stays
+        connecting, until ``release()``. Then it is answered as it would have
+        been (a ``respond_with()`` answer, or the event stream with the events
+        sent meanwhile). Meanwhile the server still reads the connection: a
+        client that gives up is seen (``conn.closed_by_client``). ``drop()``
+        hangs up a held connection without an answer; stopping the server
+        closes it."""
+        if times is not None and (
+            isinstance(times, bool) or not isinstance(times, int) or times < 1
+        ):
+            raise ValueError(f"times must be an int >= 1, or None, not {times!r}")
+        with self._lock:
+            if times is None:
+                self._hold_all = True
+            else:
+                self._hold_next += times
+
+    def release(self) -> None:
+        """Answer every request held now (see ``hold()``); requests that come
+        later are held as armed. Harmless when nothing is held."""
+        with self._lock:
+            for conn in self._holding:
+                conn.held = False
+        self._poke()
+        self._notify()
+
     def slow_drip(self, delay: float | None) -> None:
         """Write every body one byte at a time, ``delay`` seconds apart, on open
         and future connections; ``slow_drip(None)`` ends it."""
@@ -403,12 +448,15 @@ class SSEServer:
             self._drip = delay
 
     def clear_faults(self) -> None:
-        """Forget armed faults, pending ``respond_with`` answers and slow drip
-        (connections already stalled stay stalled)."""
+        """Forget armed faults, pending ``respond_with`` answers and holds, and
+        slow drip (connections already stalled stay stalled, held ones stay
+        held until ``release()``)."""
         with self._lock:
             self._plans.clear()
             self._canned.clear()
             self._drip = None
+            self._hold_next = 0
+            self._hold_all = False
 
     def _arm(self, plan: _Plan) -> None:
         with self._lock:
@@ -517,7 +565,7 @@ class SSEServer:
 
     def _wake_connections(self) -> None:
         with self._lock:
-            events = [conn._wakeup for conn in self._live]
+            events = [conn._wakeup for conn in [*self._live, *self._holding]]
         for event in events:
             if event is not None:
                 event.set()
@@ -534,6 +582,8 @@ class SSEServer:
             except (anyio.EndOfStream, anyio.BrokenResourceError, ValueError):
                 return
             conn, canned = self._open(request)
+            if conn.held and not await self._hold(conn, stream):
+                return
             if canned is not None:
                 try:
                     await stream.send(canned.head + canned.body)
@@ -555,6 +605,8 @@ class SSEServer:
                     conn.closed_at = time.monotonic()
                     if conn in self._live:
                         self._live.remove(conn)
+                    if conn in self._holding:
+                        self._holding.remove(conn)
                 self._notify()
 
     def _open(self, request: RecordedRequest) -> tuple[RecordedConnection, _Canned | None]:
@@ -577,6 +629,13 @@ class SSEServer:
                 conn._outbox.extend((_EVENT, item.block) for item in self._history[start:])
                 self._connections.append(conn)
                 self._live.append(conn)
+            if self._hold_all or self._hold_next > 0:
+                if not self._hold_all:
+                    self._hold_next -= 1
+                conn.held = True
+                if conn._wakeup is None:
+                    conn._wakeup = anyio.Event()
+                self._holding.append(conn)
         self._notify()
         return conn, canned
 
@@ -586,6 +645,21 @@ class SSEServer:
                 if self._history[index].id == last_event_id:
                     return index + 1
         return 0 if self._replay else len(self._history)
+
+    async def _hold(self, conn: RecordedConnection, stream: anyio.abc.SocketStream) -> bool:
+        """Answer nothing until ``release()``: True then; False when the client
+        hung up or ``drop()`` hung up on it."""
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._watch_client, conn, stream, tg.cancel_scope)
+            while True:
+                with self._lock:
+                    if conn._hung_up or not conn.held:
+                        self._holding.remove(conn)
+                        break
+                    conn._wakeup = wakeup = anyio.Event()
+                await wakeup.wait()
+            tg.cancel_scope.cancel()
+        return not conn.closed_by_client and not conn._hung_up
 
     async def _watch_client(
         self, conn: RecordedConnection, stream: anyio.abc.SocketStream, scope: anyio.CancelScope
