@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import socket
+import ssl
 import threading
 import warnings
 import weakref
@@ -329,7 +330,7 @@ class EventSource:
 
     def _new_client_kwargs(self) -> dict[str, Any]:
         timeout = self._timeout if self._timeout is not None else 10.0
-        kwargs: dict[str, Any] = {"timeout": timeout}
+        kwargs: dict[str, Any] = {"timeout": timeout, "verify": _default_ssl_context()}
         if self._cookies:
             # In the client's jar, for the URL's host: httpx then keeps them
             # across a same-host redirect and drops them on a cross-origin one.
@@ -992,6 +993,21 @@ class _StreamTracer:
         source = self._source()
         if source is not None and name.endswith(self._EVENTS):
             source._stream = info.get("return_value")
+
+
+_ssl_context: ssl.SSLContext | None = None
+_ssl_lock = threading.Lock()
+
+
+def _default_ssl_context() -> ssl.SSLContext:
+    """httpx's default TLS context (verification on), made once: building one
+    loads the CA bundle, which takes longer than opening a stream, and every
+    source without a client of its own makes a client."""
+    global _ssl_context
+    with _ssl_lock:
+        if _ssl_context is None:
+            _ssl_context = httpx.create_ssl_context()
+        return _ssl_context
 
 
 def _no_task() -> object:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import http
 import re
 import socket
+import ssl
 import threading
 import time
 from collections import deque
@@ -35,6 +36,7 @@ import anyio
 import anyio.abc
 import anyio.from_thread
 import httpx
+from anyio.streams.tls import TLSListener
 
 from .._encoder import format_event
 from ._events import EventLike, format_kwargs
@@ -148,7 +150,8 @@ class SSEServer:
     with ``replay=False`` nothing from before it connected, unless it resumes),
     then every event sent while it is connected. Any method and path are
     accepted. ``headers`` are added to every event-stream response. A request
-    held by ``hold()`` gets no answer until ``release()``.
+    held by ``hold()`` gets no answer until ``release()``. With ``tls`` (a
+    server-side ``ssl.SSLContext``, e.g. from trustme) it serves HTTPS.
 
     The control methods are plain (no ``await``) and thread-safe, and apply in
     the order they are called. Only the wait methods block: ``await
@@ -163,8 +166,10 @@ class SSEServer:
         replay: bool = True,
         headers: HeadersLike | None = None,
         backend: str = "asyncio",
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self._lock = threading.Lock()
+        self._tls = tls
         self._history: list[_HistoryItem] = [_history_item(event) for event in events]
         self._replay = replay
         self._extra_headers = _header_pairs(headers)
@@ -191,10 +196,12 @@ class SSEServer:
 
     @property
     def url(self) -> str:
-        """``http://127.0.0.1:PORT/stream`` (any path is served)."""
+        """``http://127.0.0.1:PORT/stream`` (``https`` with ``tls``; any path
+        is served)."""
         if self._port is None:
             raise RuntimeError("the server is not running: use `with` or `async with`")
-        return f"http://127.0.0.1:{self._port}/stream"
+        scheme = "https" if self._tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self._port}/stream"
 
     @property
     def port(self) -> int:
@@ -252,8 +259,13 @@ class SSEServer:
 
     @asynccontextmanager
     async def _serve(self) -> AsyncIterator[None]:
-        listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-        self._port = listener.extra(anyio.abc.SocketAttribute.local_port)
+        tcp = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+        self._port = tcp.extra(anyio.abc.SocketAttribute.local_port)
+        listener: anyio.abc.Listener[Any] = tcp
+        if self._tls is not None:
+            # No close_notify is required: an SSE body ends when the connection
+            # does, and clients often close without one.
+            listener = TLSListener(tcp, self._tls, standard_compatible=False)
         self._loop_thread = threading.get_ident()
         self._call_soon = _loop_call_soon()
         body_error: BaseException | None = None
