@@ -55,6 +55,7 @@ HeadersArg = Optional[MaybeCallable[Mapping[str, str]]]
 ParamsArg = Optional[MaybeCallable[Mapping[str, Any]]]
 
 _UNSET: Any = object()
+_CLOSE_TIMEOUT = 5.0  # seconds that closing a response may take, at most
 _NO_HANDLERS: list[Any] = []  # never mutated
 
 
@@ -723,13 +724,16 @@ class EventSource:
         chunks, self._chunks = self._chunks, None
         if response is None:
             return
-        with anyio.CancelScope(shield=True):
+        # Shielded, so cancellation cannot leave the connection open; with a
+        # deadline, so a transport that ignores the close cannot hang us.
+        with anyio.CancelScope(shield=True, deadline=anyio.current_time() + _CLOSE_TIMEOUT):
             try:
                 await response.aclose()
             except Exception as exc:  # closing a broken connection may fail too
                 logger.debug("error while closing the response: %r", exc)
             if chunks is not None:
-                await _finish_chunks(chunks)
+                with anyio.move_on_after(_CLOSE_TIMEOUT / 5):
+                    await _finish_chunks(chunks)
         self._parser.close()
 
     async def _afinish(self, error: EventSourceError | None = None) -> None:

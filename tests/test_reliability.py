@@ -45,20 +45,38 @@ def library_threads() -> set[threading.Thread]:
 # --- resources ------------------------------------------------------------------------
 
 
-async def test_a_thousand_open_close_cycles_leave_nothing_behind(mode: str) -> None:
+def running_tasks(backend: str) -> int:
+    """Tasks alive in the event loop (asyncio; trio keeps no such list)."""
+    if backend != "asyncio":
+        return 0
+    import asyncio
+
+    try:
+        return len(asyncio.all_tasks())
+    except RuntimeError:  # the sync mode's thread has no loop
+        return 0
+
+
+async def test_a_thousand_open_close_cycles_leave_nothing_behind(
+    mode: str, anyio_backend: str
+) -> None:
     """Each cycle opens a stream, reads one event and closes (break inside the
     with block): afterwards no socket, thread or task is left and on_close ran
     exactly once per source."""
     closes = Counter[int]()
+    # Kept referenced, as an application would: otherwise CPython's garbage
+    # collector would close a leaked connection and hide the leak.
+    sources: list[EventSource] = []
 
     async def one(i: int, url: str) -> None:
         source = EventSource(url, on_close=lambda: closes.update([i]))
+        sources.append(source)
         outcome = await consume(source, mode, limit=1)
         assert outcome.events == [ServerSentEvent(data="first", id="1")]
 
     async with SSEServer([{"data": "first", "id": "1"}]) as server:
         await one(-1, server.url)  # warm up: imports, the loop's own fds
-        fds, threads = open_fds(), library_threads()
+        fds, threads, tasks = open_fds(), library_threads(), running_tasks(anyio_backend)
         for i in range(CYCLES):
             await one(i, server.url)
         # The server closes its side once it sees the client's close.
@@ -67,6 +85,7 @@ async def test_a_thousand_open_close_cycles_leave_nothing_behind(mode: str) -> N
     assert sorted(closes) == [-1, *range(CYCLES)] and set(closes.values()) == {1}
     assert open_fds() <= fds
     assert library_threads() <= threads
+    assert running_tasks(anyio_backend) <= tasks
 
 
 # --- backoff at scale -------------------------------------------------------------------
@@ -220,3 +239,33 @@ async def test_tls_with_a_trusted_ca(mode: str, certificates: Any) -> None:
         source = EventSource(server.url, client=client_class(verify=client_context))
         outcome = await consume(source, mode, limit=1)
     assert outcome.events == [ServerSentEvent(data="x", id="1")]
+
+
+async def test_closing_cannot_hang_on_a_transport_that_ignores_it(
+    anyio_backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A response body that never ends and ignores aclose(): closing is
+    bounded (here shortened to 0.2 s) instead of hanging in its shield."""
+    import eventsource._source as source_module
+
+    monkeypatch.setattr(source_module, "_CLOSE_TIMEOUT", 0.2)
+
+    class Deaf(httpx.AsyncByteStream):
+        async def __aiter__(self):  # type: ignore[no-untyped-def]
+            yield b"data: first\n\n"
+            await anyio.sleep_forever()
+
+        async def aclose(self) -> None:
+            pass  # ignores the close
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, stream=Deaf())
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    with anyio.fail_after(5):
+        async with EventSource("http://sse.test/", client=client) as source:
+            async for event in source:
+                assert event.data == "first"
+                break
+    assert source.ready_state.name == "CLOSED"
+    await client.aclose()
