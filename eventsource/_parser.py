@@ -101,8 +101,7 @@ def _build_md(rows: Iterable[Any], lid: str) -> list[ServerSentEvent]:
 
 
 def _build_me(rows: Iterable[Any], lid: str) -> list[ServerSentEvent]:
-    return [_new(_Event, (t or "message", d.replace(_CONT, "\n"), lid, None))
-            for t, d in rows]
+    return [_new(_Event, (t or "message", d.replace(_CONT, "\n"), lid, None)) for t, d in rows]
 
 
 def _build_mi(rows: Iterable[Any], lid: str) -> list[ServerSentEvent]:
@@ -110,8 +109,7 @@ def _build_mi(rows: Iterable[Any], lid: str) -> list[ServerSentEvent]:
 
 
 def _build_mei(rows: Iterable[Any], lid: str) -> list[ServerSentEvent]:
-    return [_new(_Event, (t or "message", d.replace(_CONT, "\n"), i, None))
-            for t, i, d in rows]
+    return [_new(_Event, (t or "message", d.replace(_CONT, "\n"), i, None)) for t, i, d in rows]
 
 
 _One = Callable[["re.Match[str]", str], ServerSentEvent]
@@ -122,11 +120,13 @@ def _one_builder(t: int, i: int, d: int, multi: bool) -> _One:
     of event, id (0: none) and data."""
     if multi:
         if t and i:
-            return lambda m, lid: _new(_Event, (m[t] or "message", m[d].replace(_CONT, "\n"),
-                                                m[i], None))
+            return lambda m, lid: _new(
+                _Event, (m[t] or "message", m[d].replace(_CONT, "\n"), m[i], None)
+            )
         if t:
-            return lambda m, lid: _new(_Event, (m[t] or "message", m[d].replace(_CONT, "\n"),
-                                                lid, None))
+            return lambda m, lid: _new(
+                _Event, (m[t] or "message", m[d].replace(_CONT, "\n"), lid, None)
+            )
         if i:
             return lambda m, lid: _new(_Event, ("message", m[d].replace(_CONT, "\n"), m[i], None))
         return lambda m, lid: _new(_Event, ("message", m[d].replace(_CONT, "\n"), lid, None))
@@ -173,7 +173,8 @@ def _form_table() -> dict[_Key, _Form]:
             order = [shape.index(name) for name in ("event", "id", "data") if name in shape]
             for comments, multi in ((False, False), (False, True), (True, False), (True, True)):
                 fields = "".join(
-                    r"data:\x20?([^\n]*(?:\ndata:\x20[^\n]*)*)\n" if name == "data" and multi
+                    r"data:\x20?([^\n]*(?:\ndata:\x20[^\n]*)*)\n"
+                    if name == "data" and multi
                     else rf"{name}:\x20?([^\n]*)\n"
                     for name in shape
                 )
@@ -183,8 +184,12 @@ def _form_table() -> dict[_Key, _Form]:
                 reorder = None if groups == list(range(len(shape))) else itemgetter(*groups)
                 index = {name: i + 1 + comments for i, name in enumerate(shape)}
                 table[(shape, int(comments), multi)] = _Form(
-                    pattern, len(shape) + 1, reorder, mbuild if multi else build,
-                    "id" in shape, comments or multi,
+                    pattern,
+                    len(shape) + 1,
+                    reorder,
+                    mbuild if multi else build,
+                    "id" in shape,
+                    comments or multi,
                     _one_builder(index.get("event", 0), index.get("id", 0), index["data"], multi),
                 )
     return table
@@ -307,8 +312,10 @@ class SSEParser:
             # Kept-back lines hold no blank line, so they dispatch nothing;
             # a retry field among them still sets the reconnection time.
             # (Kept bytes hold no CR: they were normalised or have no line end.)
-            text = "".join(self._pending) + _utf8_decode(
-                self._tail + b"".join(self._raw), "replace")[0]
+            text = (
+                "".join(self._pending)
+                + _utf8_decode(self._tail + b"".join(self._raw), "replace")[0]
+            )
             last = text.rfind("\n")
             if last > 0:
                 self._out = []
@@ -419,7 +426,7 @@ class SSEParser:
         else:
             self._lean = self._whole_blocks
         if not self._skip:
-            self._room = (self._limit - self._pending_len - self._data_len - len(self._tail))
+            self._room = self._limit - self._pending_len - self._data_len - len(self._tail)
         return out
 
     def _feed_text(self, chunk: bytes) -> list[ServerSentEvent]:
@@ -474,8 +481,9 @@ class SSEParser:
         if self._clean and end <= self._limit and form is not None:
             found = _match(form, text, 0, end)
             if found is not None:
-                out = form.build(found if form.reorder is None else map(form.reorder, found),
-                                 self.last_event_id)
+                out = form.build(
+                    found if form.reorder is None else map(form.reorder, found), self.last_event_id
+                )
                 if form.has_id:
                     self.last_event_id = self._id_buf = out[-1][2]
                 if self._pending_len > self._limit:
@@ -559,8 +567,9 @@ class SSEParser:
             if found is None:
                 return False
             self._form = form = new_form
-        events = form.build(found if form.reorder is None else map(form.reorder, found),
-                            self.last_event_id)
+        events = form.build(
+            found if form.reorder is None else map(form.reorder, found), self.last_event_id
+        )
         if form.has_id:
             self.last_event_id = self._id_buf = events[-1][2]
         self._out += events
@@ -640,9 +649,7 @@ class SSEParser:
             self._fail(out)
 
 
-def _match(
-    form: _Form, text: str, start: int, stop: int, nul: bool = True
-) -> list[Any] | None:
+def _match(form: _Form, text: str, start: int, stop: int, nul: bool = True) -> list[Any] | None:
     """The regex groups of every block in text[start:stop], or None unless all
     of them have this form; ``nul``: whether the text may hold a NUL."""
     if nul and form.has_id and text.find("\0", start, stop) >= 0:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-USER_TESTS = '''
+USER_TESTS = """
 import pytest
 from eventsource import EventSource
 from eventsource.testing import assert_events
@@ -33,7 +33,7 @@ def test_sync_server(sse_server_sync):
 def test_mock(sse_mock):
     sse_mock.respond(["x"])
     assert [e.data for e in EventSource(sse_mock.url)] == ["x"]
-'''
+"""
 
 
 def test_fixtures_come_with_the_package(pytester: pytest.Pytester) -> None:
@@ -46,13 +46,13 @@ def test_fixtures_come_with_the_package(pytester: pytest.Pytester) -> None:
 
 def test_a_failing_comparison_shows_the_diff(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
-        test_user='''
+        test_user="""
 from eventsource import ServerSentEvent
 from eventsource.testing import assert_events
 
 def test_diff():
     assert_events([ServerSentEvent(data='{"n": 1}')], [{"data": {"n": 2}}])
-'''
+"""
     )
     result = pytester.runpytest_subprocess()
     result.assert_outcomes(failed=1)
