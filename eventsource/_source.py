@@ -41,6 +41,7 @@ from ._errors import (
     RetriesExhaustedError,
 )
 from ._event import ServerSentEvent
+from ._loop import loop_call_soon as _loop_call_soon
 from ._parser import DEFAULT_MAX_EVENT_SIZE, SSEParser
 from ._policy import DEFAULT_RETRY_STATUSES, Action, ConnectionPolicy
 
@@ -1062,20 +1063,3 @@ def _loop_spawn() -> Callable[[Callable[[], Coroutine[Any, Any, None]]], None] |
         trio.lowlevel.spawn_system_task(function)
 
     return spawn_trio
-
-
-def _loop_call_soon() -> Callable[[Callable[[], None]], object] | None:
-    """A thread-safe 'call this soon in the running event loop' for close()
-    and restart() from other threads."""
-    try:
-        import asyncio
-
-        return asyncio.get_running_loop().call_soon_threadsafe
-    except RuntimeError:
-        pass
-    try:
-        import trio
-
-        return trio.lowlevel.current_trio_token().run_sync_soon
-    except (ImportError, RuntimeError):
-        return None

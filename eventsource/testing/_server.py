@@ -39,6 +39,7 @@ import httpx
 from anyio.streams.tls import TLSListener
 
 from .._encoder import format_event
+from .._loop import loop_call_soon as _loop_call_soon
 from ._events import EventLike, format_kwargs
 
 __all__ = ["RecordedConnection", "RecordedRequest", "SSEServer"]
@@ -878,19 +879,3 @@ def _threadsafe_setter(set_event: Callable[[], None]) -> Callable[[], None]:
                 pass
 
     return wake
-
-
-def _loop_call_soon() -> Callable[[Callable[[], None]], object] | None:
-    """A thread-safe 'call this soon in the running event loop'."""
-    try:
-        import asyncio
-
-        return asyncio.get_running_loop().call_soon_threadsafe
-    except RuntimeError:
-        pass
-    try:
-        import trio
-
-        return trio.lowlevel.current_trio_token().run_sync_soon
-    except (ImportError, RuntimeError):
-        return None
