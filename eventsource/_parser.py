@@ -426,7 +426,9 @@ class SSEParser:
         else:
             self._lean = self._whole_blocks
         if not self._skip:
-            self._room = self._limit - self._pending_len - self._data_len - len(self._tail)
+            self._room = (
+                self._limit - self._pending_len - self._data_len - len(self._data) - len(self._tail)
+            )
         return out
 
     def _feed_text(self, chunk: bytes) -> list[ServerSentEvent]:
@@ -455,7 +457,7 @@ class SSEParser:
             # Nothing to parse yet: keep the text, unless that passes the limit.
             pending.append(text)
             self._pending_len += len(text)
-            if self._pending_len + self._data_len <= self._limit:
+            if self._pending_len + self._data_len + len(self._data) <= self._limit:
                 return []
             text = "".join(pending)
             pending.clear()

@@ -392,7 +392,10 @@ class EventSource:
             fatal.__cause__ = exc
             self._fatal = fatal
             return None
-        error = ConnectionLostError(f"cannot connect: {exc!r}")
+        if isinstance(exc, httpx.ReadTimeout):  # connected, but no response head in time
+            error: EventSourceError = ReadTimeoutError(f"no response for {self._read_timeout} s")
+        else:
+            error = ConnectionLostError(f"cannot connect: {exc!r}")
         error.__cause__ = exc
         return error
 
