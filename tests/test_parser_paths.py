@@ -134,7 +134,7 @@ def test_close_applies_a_retry_from_kept_bytes() -> None:
         for split in range(1, 18):
             parser = SSEParser(on_comment=(lambda _: None) if comments else None)
             body = b"data: a\n\nretry: 7\ndata: x\n"
-            assert parser.feed(body[:split + 9]) in ([], [ServerSentEvent(data="a")])
+            assert parser.feed(body[: split + 9]) in ([], [ServerSentEvent(data="a")])
             parser.feed(body[split + 9 :])
             assert parser.close() == []
             assert parser.retry == 7
@@ -246,7 +246,6 @@ def test_kept_bytes_never_change_the_limit_outcome(limit: int) -> None:
                 repr(until_first_error(chunks, limit, comments)) for chunks in chunkings(body)
             }
             assert len(outcomes) == 1, (body, outcomes)
-
 
 
 line = st.text(st.sampled_from("aé🙂: \0"), max_size=8)
