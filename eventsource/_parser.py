@@ -68,6 +68,9 @@ DEFAULT_MAX_EVENT_SIZE = 16 * 1024 * 1024
 _new = tuple.__new__
 _Event = ServerSentEvent
 _utf8_decode = codecs.utf_8_decode
+# Past this many kept bytes of an unfinished block, the bytes path appends
+# chunks to a list instead of copying the tail on each one (see feed()).
+_LONG_TAIL = 4096
 _FIELDS = frozenset(("data", "event", "id", "retry"))
 
 _Shape = tuple[str, ...]
@@ -245,6 +248,7 @@ class SSEParser:
         "_clean",
         "_raw",
         "_tail",
+        "_tail_more",
         "_room",
         "_lean",
         "_skip",
@@ -279,14 +283,18 @@ class SSEParser:
         self._form: _Form | None = _PLAIN
         self._out: list[ServerSentEvent] = []
         # Bytes received and not decoded yet follow _pending: _tail, kept by
-        # the last feed() that looked at its chunk, then the chunks in _raw,
-        # kept without a look.
+        # the last feed() that looked at its chunk; then _tail_more, chunks the
+        # bytes path kept while no blank line could have arrived (appended,
+        # not joined: joining on every chunk made a growing block quadratic);
+        # then the chunks in _raw, kept without a look.
         self._raw: list[bytes] = []
+        self._tail_more: list[bytes] = []
         self._reset()
 
     def _reset(self) -> None:
         self._raw.clear()
         self._tail = b""
+        self._tail_more.clear()
         # How many more bytes feed() may keep in _raw without looking at them,
         # or -1 while a BOM or an LF is to be skipped: see feed().
         self._room = -1
@@ -308,13 +316,13 @@ class SSEParser:
     def close(self) -> list[ServerSentEvent]:
         """End the stream: an unfinished event is discarded (so this returns
         ``[]``), and the parser is ready for a new connection."""
-        if self._pending or self._tail or self._raw:
+        if self._pending or self._tail or self._tail_more or self._raw:
             # Kept-back lines hold no blank line, so they dispatch nothing;
             # a retry field among them still sets the reconnection time.
             # (Kept bytes hold no CR: they were normalised or have no line end.)
             text = (
                 "".join(self._pending)
-                + _utf8_decode(self._tail + b"".join(self._raw), "replace")[0]
+                + _utf8_decode(b"".join([self._tail, *self._tail_more, *self._raw]), "replace")[0]
             )
             last = text.rfind("\n")
             if last > 0:
@@ -343,7 +351,7 @@ class SSEParser:
             self._lean
             and len(chunk) <= self._room
             and chunk[-1:] != b"\r"
-            and (chunk[:1] not in _EOL or self._tail or any(raw))
+            and (chunk[:1] not in _EOL or self._tail or self._tail_more or any(raw))
         ):
             # The bytes path: whole-blocks mode, no BOM or LF to skip, no data
             # of an unfinished block (see _lean), no CR at the end (it may pair
@@ -363,6 +371,21 @@ class SSEParser:
                 raw.append(chunk)
                 chunk = b"".join(raw)
                 raw.clear()
+            more = self._tail_more
+            if (more or len(self._tail) > _LONG_TAIL) and (
+                b"\n\n" not in chunk
+                and not (chunk[:1] == b"\n" and (more[-1] if more else self._tail)[-1:] == b"\n")
+            ):
+                # A long unfinished block, and no blank line can end in this
+                # chunk: keep it without copying or scanning the tail again (a
+                # short tail is cheaper to copy, and its cost stays bounded).
+                more.append(chunk)
+                self._room -= len(chunk)
+                return []
+            if more:
+                more.append(chunk)
+                chunk = b"".join(more)
+                more.clear()
             chunk = self._tail + chunk
             end = (chunk.rfind(b"\n\n") if len(chunk) < 4096 else _rfind_blank(chunk)) + 2
             if end < 2:  # no blank line: nothing to parse yet
@@ -416,8 +439,9 @@ class SSEParser:
             raw.append(chunk)
             chunk = b"".join(raw)
             raw.clear()
-        chunk = self._tail + chunk
+        chunk = b"".join([self._tail, *self._tail_more, chunk])
         self._tail = b""
+        self._tail_more.clear()
         self._room = -1
         out = self._feed_text(chunk)
         if self._skip or self._data:
