@@ -21,7 +21,7 @@ from eventsource import EventSource, RetriesExhaustedError, ServerSentEvent
 from eventsource._policy import ConnectionPolicy
 from eventsource.testing import SSEServer
 
-from .conftest import consume
+from .conftest import consume, sse
 
 pytestmark = pytest.mark.anyio
 
@@ -153,11 +153,7 @@ async def test_credentials_do_not_follow_a_cross_origin_redirect(mode: str) -> N
         respx.get("http://a.test/stream").mock(
             return_value=httpx.Response(307, headers={"location": "http://b.test/stream"})
         )
-        other = respx.get("http://b.test/stream").mock(
-            return_value=httpx.Response(
-                200, headers={"content-type": "text/event-stream"}, content=b"data: x\n\n"
-            )
-        )
+        other = respx.get("http://b.test/stream").mock(return_value=sse(b"data: x\n\n"))
         source = EventSource(
             "http://a.test/stream",
             headers={"Authorization": "Bearer secret"},
@@ -175,11 +171,7 @@ async def test_credentials_follow_a_same_origin_redirect(mode: str) -> None:
         first = respx.get("http://a.test/stream").mock(
             return_value=httpx.Response(307, headers={"location": "/moved"})
         )
-        moved = respx.get("http://a.test/moved").mock(
-            return_value=httpx.Response(
-                200, headers={"content-type": "text/event-stream"}, content=b"data: x\n\n"
-            )
-        )
+        moved = respx.get("http://a.test/moved").mock(return_value=sse(b"data: x\n\n"))
         source = EventSource(
             "http://a.test/stream",
             headers={"Authorization": "Bearer secret"},
