@@ -27,7 +27,7 @@ import weakref
 from collections import deque
 from collections.abc import Awaitable, Collection, Coroutine, Mapping
 from enum import IntEnum
-from typing import Any, Callable, Optional, TypeVar, Union
+from typing import Any, Callable, Optional, Protocol, TypeVar, Union
 
 import anyio
 import httpx
@@ -171,6 +171,9 @@ class EventSource:
         self._thread: int | None = None  # the thread that drives the source
         self._wake = threading.Event()  # interrupts a sync reconnect wait
         self._scope: anyio.CancelScope | None = None  # the async wait in progress
+        # The open HTTP/1.1 response's socket, when async reads may go without a
+        # cancel scope (see _aread).
+        self._socket: _Shutdown | None = None
         self._stream: Any = None  # the sync request's network stream (see _trace)
         self._task: object = None  # the task iterating, in async mode
         self._current_task: Callable[[], object] = _no_task
@@ -524,6 +527,13 @@ class EventSource:
     def _cancel_wait(self) -> None:
         if self._scope is not None:
             self._scope.cancel()
+        sock = self._socket
+        if sock is not None:
+            # A read without a scope may be waiting: end it (see _aread).
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def _shutdown_socket(self) -> None:
         # Another thread is blocked reading: shutting the socket down makes its
@@ -677,7 +687,8 @@ class EventSource:
         verdict = self._policy.judge(response.status_code, response.headers, response)
         if verdict.action is Action.OPEN:
             self._opened(response)
-            self._chunks = response.aiter_bytes()
+            self._socket = _own_socket(response)
+            self._chunks = response.aiter_raw() if _identity(response) else response.aiter_bytes()
             await self._ainvoke(self._on_open)
             return
         with anyio.CancelScope(shield=True):
@@ -694,7 +705,14 @@ class EventSource:
         error: EventSourceError | None = None
         ended = False
         try:
-            chunk = await self._await_cancellable(self._chunks.__anext__(), self._read_timeout)
+            if self._socket is not None:
+                # A cancel scope per read costs more than httpx's read and the
+                # parsing together. Without one, close() and restart() shut the
+                # socket down, which ends a waiting read, and httpx enforces the
+                # read timeout (the request carries it).
+                chunk = await self._chunks.__anext__()
+            else:
+                chunk = await self._await_cancellable(self._chunks.__anext__(), self._read_timeout)
         except StopAsyncIteration:
             chunk, error = None, ConnectionLostError("the server ended the stream")
             ended = True
@@ -726,6 +744,7 @@ class EventSource:
     async def _aclose_response(self) -> None:
         response, self._response = self._response, None
         chunks, self._chunks = self._chunks, None
+        self._socket = None
         if response is None:
             return
         # Shielded, so cancellation cannot leave the connection open; with a
@@ -882,7 +901,7 @@ class EventSource:
         verdict = self._policy.judge(response.status_code, response.headers, response)
         if verdict.action is Action.OPEN:
             self._opened(response)
-            self._chunks = response.iter_bytes()
+            self._chunks = response.iter_raw() if _identity(response) else response.iter_bytes()
             self._invoke(self._on_open)
             return
         response.close()
@@ -984,6 +1003,28 @@ async def _finish_chunks(chunks: Any) -> None:
             await chunks.__anext__()
         except (StopAsyncIteration, Exception):
             return
+
+
+class _Shutdown(Protocol):
+    def shutdown(self, how: int, /) -> None: ...
+
+
+def _own_socket(response: httpx.Response) -> _Shutdown | None:
+    """The socket under an HTTP/1.1 response from httpx's own transport (one
+    response per connection: shutting it down touches nothing else). On
+    asyncio it is the transport's socket wrapper, on trio trio's socket."""
+    if response.http_version != "HTTP/1.1":
+        return None
+    stream = response.extensions.get("network_stream")
+    sock = stream.get_extra_info("socket") if stream is not None else None
+    return sock if callable(getattr(sock, "shutdown", None)) else None
+
+
+def _identity(response: httpx.Response) -> bool:
+    """No content coding: the raw body is the stream (httpx's decoding layer
+    is skipped, it only copies)."""
+    coding = response.headers.get("content-encoding")
+    return coding is None or coding.strip().lower() in ("", "identity")
 
 
 class _StreamTracer:
