@@ -25,7 +25,7 @@ import threading
 import warnings
 import weakref
 from collections import deque
-from collections.abc import Awaitable, Collection, Coroutine, Mapping
+from collections.abc import AsyncIterator, Awaitable, Collection, Coroutine, Iterator, Mapping
 from enum import IntEnum
 from typing import Any, Callable, Optional, Protocol, TypeVar, Union
 
@@ -409,6 +409,18 @@ class EventSource:
         self._error = None
         logger.info("open: %s (HTTP %d)", self.url, response.status_code)
 
+    def _read_failure(self, exc: BaseException) -> tuple[EventSourceError, bool]:
+        """The error a failed read means, and whether the server ended the body."""
+        if isinstance(exc, (StopIteration, StopAsyncIteration)):
+            return ConnectionLostError("the server ended the stream"), True
+        error: EventSourceError
+        if isinstance(exc, httpx.TimeoutException):
+            error = ReadTimeoutError(f"no data for {self._read_timeout} s")
+        else:
+            error = ConnectionLostError(f"connection lost: {exc!r}")
+        error.__cause__ = exc
+        return error, False
+
     def _take_chunk(self, chunk: bytes) -> None:
         """Parse a chunk into the queue."""
         try:
@@ -579,8 +591,9 @@ class EventSource:
                         continue
                     assert isinstance(event, ServerSentEvent)
                     self._record(event)
-                    for handler in self._handlers(event):
-                        await self._ainvoke(handler, event)
+                    if self._on_message is not None or self._listeners:
+                        for handler in self._handlers(event):
+                            await self._ainvoke(handler, event)
                     return event
                 if self._fatal is not None:
                     await self._afinish(self._fatal_error())
@@ -588,6 +601,19 @@ class EventSource:
                     await self._aconnect()
                 elif self._restart:
                     await self._adrop(None)
+                elif self._socket is not None:
+                    # A cancel scope per read would cost more than httpx's read
+                    # and the parsing together. Without one, close() and
+                    # restart() shut the socket down, which ends a waiting read,
+                    # and httpx enforces the read timeout (the request has it).
+                    try:
+                        chunk = await self._chunks.__anext__()
+                    except (StopAsyncIteration, httpx.HTTPError) as exc:
+                        await self._aread_failed(exc)
+                        continue
+                    self._take_chunk(chunk)
+                    if self._fatal is not None:
+                        await self._aclose_response()
                 else:
                     await self._aread()
         finally:
@@ -688,7 +714,7 @@ class EventSource:
         if verdict.action is Action.OPEN:
             self._opened(response)
             self._socket = _own_socket(response)
-            self._chunks = response.aiter_raw() if _identity(response) else response.aiter_bytes()
+            self._chunks = _body(response) if _identity(response) else response.aiter_bytes()
             await self._ainvoke(self._on_open)
             return
         with anyio.CancelScope(shield=True):
@@ -702,36 +728,25 @@ class EventSource:
             await self._adrop(verdict.error, verdict.retry_after)
 
     async def _aread(self) -> None:
-        error: EventSourceError | None = None
-        ended = False
+        """Read a chunk within a cancel scope (see __anext__ for the other way)."""
         try:
-            if self._socket is not None:
-                # A cancel scope per read costs more than httpx's read and the
-                # parsing together. Without one, close() and restart() shut the
-                # socket down, which ends a waiting read, and httpx enforces the
-                # read timeout (the request carries it).
-                chunk = await self._chunks.__anext__()
-            else:
-                chunk = await self._await_cancellable(self._chunks.__anext__(), self._read_timeout)
-        except StopAsyncIteration:
-            chunk, error = None, ConnectionLostError("the server ended the stream")
-            ended = True
-        except httpx.TimeoutException as exc:
-            chunk, error = None, ReadTimeoutError(f"no data for {self._read_timeout} s")
-            error.__cause__ = exc
-        except httpx.HTTPError as exc:
-            chunk, error = None, ConnectionLostError(f"connection lost: {exc!r}")
-            error.__cause__ = exc
-        if chunk is None:
-            if self._closing or self._restart:
-                return  # the loop acts on the flag
-            if error is None:
-                error = ReadTimeoutError(f"no data for {self._read_timeout} s")
-            await self._adrop(error, ended=ended)
+            chunk = await self._await_cancellable(self._chunks.__anext__(), self._read_timeout)
+        except (StopAsyncIteration, httpx.HTTPError) as exc:
+            await self._aread_failed(exc)
+            return
+        if chunk is None:  # interrupted, or the timeout passed
+            if not (self._closing or self._restart):
+                await self._adrop(ReadTimeoutError(f"no data for {self._read_timeout} s"))
             return
         self._take_chunk(chunk)
         if self._fatal is not None:
             await self._aclose_response()
+
+    async def _aread_failed(self, exc: BaseException) -> None:
+        if self._closing or self._restart:
+            return  # the loop acts on the flag
+        error, ended = self._read_failure(exc)
+        await self._adrop(error, ended=ended)
 
     async def _adrop(
         self, error: EventSourceError | None, retry_after: float | None = None, ended: bool = False
@@ -830,8 +845,9 @@ class EventSource:
                         continue
                     assert isinstance(event, ServerSentEvent)
                     self._record(event)
-                    for handler in self._handlers(event):
-                        self._invoke(handler, event)
+                    if self._on_message is not None or self._listeners:
+                        for handler in self._handlers(event):
+                            self._invoke(handler, event)
                     return event
                 if self._fatal is not None:
                     self._finish(self._fatal_error())
@@ -901,7 +917,7 @@ class EventSource:
         verdict = self._policy.judge(response.status_code, response.headers, response)
         if verdict.action is Action.OPEN:
             self._opened(response)
-            self._chunks = response.iter_raw() if _identity(response) else response.iter_bytes()
+            self._chunks = _sync_body(response) if _identity(response) else response.iter_bytes()
             self._invoke(self._on_open)
             return
         response.close()
@@ -914,23 +930,12 @@ class EventSource:
             self._drop(verdict.error, verdict.retry_after)
 
     def _read(self) -> None:
-        error: EventSourceError | None = None
-        ended = False
         try:
             chunk = next(self._chunks)
-        except StopIteration:
-            chunk, error = None, ConnectionLostError("the server ended the stream")
-            ended = True
-        except httpx.TimeoutException as exc:
-            chunk, error = None, ReadTimeoutError(f"no data for {self._read_timeout} s")
-            error.__cause__ = exc
-        except httpx.HTTPError as exc:
-            chunk, error = None, ConnectionLostError(f"connection lost: {exc!r}")
-            error.__cause__ = exc
-        if chunk is None:
-            if self._closing or self._restart:
-                return  # the loop acts on the flag
-            self._drop(error, ended=ended)
+        except (StopIteration, httpx.HTTPError) as exc:
+            if not (self._closing or self._restart):  # else the loop acts on the flag
+                error, ended = self._read_failure(exc)
+                self._drop(error, ended=ended)
             return
         self._take_chunk(chunk)
         if self._fatal is not None:
@@ -1018,6 +1023,25 @@ def _own_socket(response: httpx.Response) -> _Shutdown | None:
     stream = response.extensions.get("network_stream")
     sock = stream.get_extra_info("socket") if stream is not None else None
     return sock if callable(getattr(sock, "shutdown", None)) else None
+
+
+def _body(response: httpx.Response) -> AsyncIterator[bytes]:
+    """The body's byte chunks straight from the transport's stream: a layer
+    and a copy per chunk fewer than aiter_raw(), which only counts bytes."""
+    stream = response.stream
+    if not isinstance(stream, httpx.AsyncByteStream):
+        return response.aiter_bytes()  # let httpx say what is wrong
+    response.is_stream_consumed = True
+    return stream.__aiter__()
+
+
+def _sync_body(response: httpx.Response) -> Iterator[bytes]:
+    """_body() for a sync response."""
+    stream = response.stream
+    if not isinstance(stream, httpx.SyncByteStream):
+        return response.iter_bytes()
+    response.is_stream_consumed = True
+    return stream.__iter__()
 
 
 def _identity(response: httpx.Response) -> bool:

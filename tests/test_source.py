@@ -4,6 +4,7 @@ bodies, reconnects, callbacks and state, in async (asyncio, trio) and sync mode.
 from __future__ import annotations
 
 import gc
+import gzip
 import threading
 from typing import Any
 
@@ -73,6 +74,19 @@ async def test_events_state_and_callbacks_over_a_reconnect(mode: str) -> None:
     assert source.data == "c"
     assert source.events_received == 3
     assert source.error is None  # cleared when the second connection opened
+
+
+@pytest.mark.parametrize("coding", ["gzip", "identity"])
+async def test_a_content_coded_body_is_decoded(mode: str, coding: str) -> None:
+    body = b"id: 1\ndata: first\n\nid: 2\ndata: second\n\n"
+    wire = gzip.compress(body) if coding == "gzip" else body
+    half = len(wire) // 2
+    with respx.mock:
+        respx.get(URL).mock(
+            return_value=sse(wire[:half], wire[half:], **{"content-encoding": coding})
+        )
+        outcome = await consume(source_for(mode, reconnect=False), mode)
+    assert outcome.events == [E(data="first", id="1"), E(data="second", id="2")]
 
 
 async def test_headers_sent(mode: str) -> None:
