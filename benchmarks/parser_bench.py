@@ -7,26 +7,22 @@ timed. Run ``python benchmarks/parser_bench.py [--quick] [--repeat N] [--markdow
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
-import platform
 import statistics
 import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from importlib import metadata
 from typing import Callable
 
 try:
     from benchmarks._corpora import Corpus, fixed_chunks, make_corpora, random_chunks
+    from benchmarks._report import SUBJECT, Table, environment, ratio
 except ImportError:  # run as a script without the project root on sys.path
     from _corpora import Corpus, fixed_chunks, make_corpora, random_chunks  # type: ignore
+    from _report import SUBJECT, Table, environment, ratio  # type: ignore
 
 # A runner parses a list of byte chunks and returns (event count, total data length).
 Runner = Callable[[list[bytes]], tuple[int, int]]
-
-SUBJECT = "eventsource"
 
 
 # --------------------------------------------------------------------------- runners
@@ -113,12 +109,45 @@ def _load_sseclient() -> Runner:
     return run
 
 
+def _load_requests_sse() -> Runner:
+    # requests_sse.EventSource parses what requests' Response.iter_lines() yields; feed
+    # that our chunks (iter_content is what iter_lines reads from) and stop at the end
+    # of the body, where the library would sleep and reconnect.
+    import requests
+    import requests_sse
+
+    class _End(Exception):
+        pass
+
+    def end() -> None:
+        raise _End
+
+    def run(chunks: list[bytes]) -> tuple[int, int]:
+        response = requests.Response()
+        response.status_code = 200
+        response.iter_content = lambda chunk_size=1, decode_unicode=False: iter(chunks)  # type: ignore[method-assign]
+        source = requests_sse.EventSource("http://127.0.0.1/", on_error=end)
+        source._response = response
+        source._data_generator = response.iter_lines()
+        n = total = 0
+        try:
+            for event in source:
+                n += 1
+                total += len(event.data)
+        except _End:
+            pass
+        return n, total
+
+    return run
+
+
 # (display name, distribution name, loader)
 LIBRARIES: list[tuple[str, str, Callable[[], Runner]]] = [
     (SUBJECT, "eventsource-client", _load_eventsource),
     ("launchdarkly-eventsource", "launchdarkly-eventsource", _load_launchdarkly),
     ("httpx-sse", "httpx-sse", _load_httpx_sse),
     ("sseclient-py", "sseclient-py", _load_sseclient),
+    ("requests-sse", "requests-sse", _load_requests_sse),
 ]
 
 
@@ -214,7 +243,6 @@ def _rows(cases: list[Case]) -> list[tuple[str, ...]]:
                 continue
             t = res.median
             events = res.counts[0] if res.counts else 0
-            ratio = f"{best_peer / t:.2f}x" if best_peer else "-"
             rows.append(
                 (
                     *label,
@@ -222,43 +250,10 @@ def _rows(cases: list[Case]) -> list[tuple[str, ...]]:
                     f"{t:.4f}",
                     f"{events / t:,.0f}",
                     f"{nbytes / t / 1e6:.2f}",
-                    ratio,
+                    ratio(1 / t, 1 / best_peer if best_peer else None),
                 )
             )
     return rows
-
-
-def _numeric(col: int) -> bool:
-    return col >= 3
-
-
-def format_text(rows: list[tuple[str, ...]]) -> str:
-    widths = [max(len(r[i]) for r in [HEADERS, *rows]) for i in range(len(HEADERS))]
-
-    def fmt(r: tuple[str, ...]) -> str:
-        cells = [
-            c.rjust(w) if _numeric(i) else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))
-        ]
-        return "  ".join(cells).rstrip()
-
-    lines = [fmt(HEADERS), "  ".join("-" * w for w in widths)]
-    prev: str | None = None
-    for r in rows:
-        key = r[1] + r[2]
-        if prev is not None and key != prev:
-            lines.append("")
-        prev = key
-        lines.append(fmt(r))
-    return "\n".join(lines)
-
-
-def format_markdown(rows: list[tuple[str, ...]]) -> str:
-    align = ["---:" if _numeric(i) else ":---" for i in range(len(HEADERS))]
-    lines = ["| " + " | ".join(HEADERS) + " |", "| " + " | ".join(align) + " |"]
-    for r in rows:
-        name = f"**{r[0]}**" if r[0] == SUBJECT else r[0]
-        lines.append("| " + " | ".join((name, *r[1:])) + " |")
-    return "\n".join(lines)
 
 
 def check_counts(cases: list[Case], runners: dict[str, Runner]) -> list[str]:
@@ -294,82 +289,34 @@ def check_counts(cases: list[Case], runners: dict[str, Runner]) -> list[str]:
     return problems
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+DISTS = [dist for _name, dist, _loader in LIBRARIES]
 
 
-def _version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def environment(missing: dict[str, str]) -> list[str]:
-    libs = []
-    for name, dist, _loader in LIBRARIES:
-        note = " (n/a)" if name in missing else ""
-        libs.append(f"{dist} {_version(dist)}{note}")
-    return [
-        f"Date: {datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
-        f"Machine: nproc {_nproc()}, {_cpu_model()}, {platform.system()} {platform.machine()}",
-        f"Python: {platform.python_implementation()} {platform.python_version()}"
-        f"; load average at end: {_loadavg()}",
-        f"Libraries: {', '.join(libs)}, httpx {_version('httpx')}",
-    ]
-
-
-def _loadavg() -> str:
-    try:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except (AttributeError, OSError):  # not available on Windows
-        return "n/a"
-
-
-def _nproc() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not available on macOS / Windows
-        return os.cpu_count() or 1
-
-
-def write_markdown(
-    path: str,
-    cases: list[Case],
-    rows: list[tuple[str, ...]],
-    env: list[str],
-    problems: list[str],
-    args: argparse.Namespace,
-) -> None:
+def run(quick: bool = False, repeat: int = 5) -> list[Table]:
+    """Run every library on every corpus and chunking; one table of the results."""
+    runners, missing = load_runners()
+    cases = build_cases(5 if quick else 1)
+    for case in cases:
+        t0 = time.perf_counter()
+        run_case(case, runners, repeat)
+        print(
+            f"  parser {case.corpus.name}/{case.chunking}: {time.perf_counter() - t0:.1f} s",
+            file=sys.stderr,
+            flush=True,
+        )
     corpora = {c.corpus.name: c.corpus for c in cases}
-    out = ["## Parser throughput", ""]
-    out += [f"- {line}" for line in env]
-    out.append(
-        f"- Run: `python benchmarks/parser_bench.py{' --quick' if args.quick else ''} "
-        f"--repeat {args.repeat}`, median of {args.repeat}"
-    )
-    out += [""]
-    out += [f"- `{c.name}`: {c.description}, {len(c.data) / 1e6:.2f} MB" for c in corpora.values()]
-    out += [
-        "",
-        "MB = 10^6 bytes of raw stream. `vs peer` = throughput relative to the fastest peer "
-        "(eventsource excluded) on the same corpus and chunking; higher is faster.",
-        "",
-        format_markdown(rows),
-        "",
-        "### Output mismatches and errors",
-        "",
+    problems = check_counts(cases, runners)
+    notes = [f"`{c.name}`: {c.description}, {len(c.data) / 1e6:.2f} MB" for c in corpora.values()]
+    notes += [
+        f"Median of {repeat} runs. MB = 10^6 bytes of raw stream. `vs peer` = throughput "
+        "relative to the fastest peer (eventsource excluded) on the same corpus and "
+        "chunking; higher is faster.",
+        *(f"n/a: {name}: {reason}" for name, reason in missing.items()),
+        *(f"Mismatch: {p}" for p in problems),
     ]
-    out += [f"- {p}" for p in problems] or ["None."]
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("\n".join(out) + "\n")
+    if not problems:
+        notes.append("Every library's event count and data length match eventsource's.")
+    return [Table("Parser throughput (in memory)", HEADERS, list(_rows(cases)), notes, 3)]
 
 
 # ------------------------------------------------------------------------------ main
@@ -383,44 +330,15 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.repeat < 1:
         ap.error("--repeat must be >= 1")
-
-    runners, missing = load_runners()
-    for name, reason in missing.items():
-        print(f"{name}: n/a ({reason})", file=sys.stderr)
-    if not runners:
-        print("no library available", file=sys.stderr)
-        return 1
-
-    t0 = time.perf_counter()
-    cases = build_cases(5 if args.quick else 1)
-    print(f"corpora generated and split in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-    for case in cases:
-        c = case.corpus
-        print(
-            f"  {c.name}/{case.chunking}: {len(c.data) / 1e6:.2f} MB, {c.events:,} events, "
-            f"{len(case.chunks):,} chunks",
-            file=sys.stderr,
-        )
-
-    for case in cases:
-        t0 = time.perf_counter()
-        run_case(case, runners, args.repeat)
-        print(
-            f"  ran {case.corpus.name}/{case.chunking} in {time.perf_counter() - t0:.1f} s",
-            file=sys.stderr,
-        )
-
-    env = environment(missing)
-    rows = _rows(cases)
-    problems = check_counts(cases, runners)
-    print("\n".join(env))
-    print(f"median of {args.repeat} runs; MB = 10^6 bytes; vs peer = speed / fastest peer\n")
-    print(format_text(rows))
-    print("\nOutput mismatches and errors:" if problems else "\nOutput mismatches: none")
-    for p in problems:
-        print(f"  {p}")
+    tables = run(args.quick, args.repeat)
+    env = environment([*DISTS, "httpx"])
+    print("\n".join(env) + "\n")
+    for table in tables:
+        print(table.text())
     if args.markdown:
-        write_markdown(args.markdown, cases, rows, env, problems, args)
+        lines = [f"- {line}" for line in env] + ["", *(t.markdown() for t in tables)]
+        with open(args.markdown, "w", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
         print(f"\nwrote {args.markdown}", file=sys.stderr)
     return 0
 

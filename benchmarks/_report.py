@@ -1,0 +1,148 @@
+"""Shared pieces of the benchmark scripts: result tables, the machine description,
+and the loopback server process."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SUBJECT = "eventsource"
+
+
+@dataclass
+class Table:
+    """One result table: a title, column headers, rows of cells, and notes
+    (printed under the table: what was measured, mismatches, errors)."""
+
+    title: str
+    headers: Sequence[str]
+    rows: list[Sequence[str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    numeric_from: int = 1  # columns from this index on are right-aligned
+
+    def text(self) -> str:
+        cols = range(len(self.headers))
+        table = [list(self.headers), *[list(r) for r in self.rows]]
+        widths = [max(len(r[i]) for r in table) for i in cols]
+
+        def line(r: Sequence[str]) -> str:
+            cells = [
+                c.rjust(w) if i >= self.numeric_from else c.ljust(w)
+                for i, (c, w) in enumerate(zip(r, widths))
+            ]
+            return "  ".join(cells).rstrip()
+
+        out = [self.title, "", line(self.headers), "  ".join("-" * w for w in widths)]
+        out += [line(r) for r in self.rows]
+        out += [f"  {n}" for n in self.notes]
+        return "\n".join(out)
+
+    def markdown(self, level: str = "###") -> str:
+        align = [":---" if i < self.numeric_from else "---:" for i in range(len(self.headers))]
+        out = [f"{level} {self.title}", ""]
+        out += ["| " + " | ".join(self.headers) + " |", "| " + " | ".join(align) + " |"]
+        for r in self.rows:
+            first = f"**{r[0]}**" if r[0].startswith(SUBJECT) else r[0]
+            out.append("| " + " | ".join((first, *r[1:])) + " |")
+        if self.notes:
+            out.append("")
+            out += [f"- {n}" for n in self.notes]
+        return "\n".join(out)
+
+
+def ratio(value: float, reference: float | None) -> str:
+    return f"{value / reference:.2f}x" if reference else "-"
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def loadavg() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except (AttributeError, OSError):  # not available on Windows
+        return "n/a"
+
+
+def nproc() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not available on macOS / Windows
+        return os.cpu_count() or 1
+
+
+def environment(dists: Sequence[str]) -> list[str]:
+    """Date, machine, Python and library versions, one item a line."""
+    now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    return [
+        f"Date: {now}",
+        f"Machine: nproc {nproc()}, {cpu_model()}, {platform.system()} {platform.machine()}",
+        f"Python: {platform.python_implementation()} {platform.python_version()}"
+        f"; load average: {loadavg()}",
+        "Libraries: " + ", ".join(f"{d} {version(d)}" for d in dists),
+    ]
+
+
+class ServerProcess:
+    """``benchmarks._server`` in a child process: its port and its stdin commands."""
+
+    def __init__(self, proc: subprocess.Popen[str], port: int) -> None:
+        self.proc = proc
+        self.port = port
+        self.base = f"http://127.0.0.1:{port}"
+
+    def command(self, line: str) -> str:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        return self.proc.stdout.readline().strip()
+
+
+@contextmanager
+def server_process() -> Iterator[ServerProcess]:
+    """Start the loopback benchmark server in its own process; stop it after."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks._server"],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline().split()
+        if len(first) != 2 or first[0] != "PORT":
+            raise RuntimeError(f"benchmark server did not start: {first!r}")
+        yield ServerProcess(proc, int(first[1]))
+    finally:
+        if proc.stdin is not None:
+            proc.stdin.close()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
