@@ -23,14 +23,15 @@ nothing else: no I/O, no clock. Every rule of the format lives here.
 - Kept bytes: what cannot complete anything is kept undecoded. A chunk with
   no CR or LF is appended to a list as it is (a C memchr or two per chunk:
   tiny chunks of long lines cost almost nothing). In whole-blocks mode, with
-  no BOM or LF to skip and no CR at the chunk's end, the bytes path finds the
-  last blank line on the bytes (CR and LF are ASCII, never inside a UTF-8
-  sequence nor a replaced invalid one, so normalising and cutting before
-  decoding gives the same text), decodes only the whole blocks and keeps the
-  rest as bytes. Bytes are at least as many as the characters they decode
-  to: kept bytes within the limit prove that the exact checks would pass;
-  past it, the general path decodes everything and runs them (so an overflow
-  of bytes is never an error by itself).
+  no BOM to skip, the bytes path finds the last blank line on the bytes (CR
+  and LF are ASCII, never inside a UTF-8 sequence nor a replaced invalid one,
+  so normalising and cutting before decoding gives the same text), decodes
+  only the whole blocks and keeps the rest as bytes; a CR at a chunk's end
+  becomes an LF at once, and an LF starting the next chunk is dropped. Bytes
+  are at least as many as the characters they decode to: kept bytes within
+  the limit prove that the exact checks would pass; past it, the general path
+  decodes everything and runs them (so an overflow of bytes is never an error
+  by itself).
 - The fast path: a run of whole blocks that all have one shape (the same
   event / id / data fields, each at most once, in the same order; in the
   extended forms also comment lines first, when on_comment is unset, and
@@ -93,7 +94,7 @@ def _build_ei(rows: Iterable[Any], lid: str) -> list[ServerSentEvent]:
     return [_new(_Event, (t or "message", d, i, None)) for t, i, d in rows]
 
 
-_EOL = frozenset((b"\n", b"\r"))
+_EOL = frozenset((10, 13))  # LF and CR, as a bytes object's items
 _CONT = "\ndata: "  # what joins the lines of a multi-line data group
 
 
@@ -254,6 +255,7 @@ class SSEParser:
         "_skip",
         "_bom",
         "_skip_lf",
+        "_cr",
         "_pending",
         "_pending_len",
         "_data",
@@ -301,6 +303,7 @@ class SSEParser:
         self._lean = False  # the bytes path is open: whole blocks, nothing to skip
         self._skip = self._bom = True
         self._skip_lf = False
+        self._cr = False  # the bytes path's _skip_lf: the last chunk's CR became an LF
         # The text after the last parsed line end, kept as a list of pieces
         # so that a long line arriving in small chunks is joined only once.
         self._pending: list[str] = []
@@ -347,23 +350,33 @@ class SSEParser:
                 self._raw.append(chunk)
                 return []
         raw = self._raw
+        if self._cr and chunk:
+            # The last chunk ended with a CR: an LF that follows it at once
+            # (kept chunks without line ends may come between only if empty)
+            # completes that line end.
+            self._cr = False
+            if chunk[0] == 10 and not any(raw):
+                chunk = chunk[1:]
+                if not chunk:
+                    return []
         if (
             self._lean
             and len(chunk) <= self._room
-            and chunk[-1:] != b"\r"
-            and (chunk[:1] not in _EOL or self._tail or self._tail_more or any(raw))
+            and (chunk[0] not in _EOL or self._tail or self._tail_more or any(raw))
         ):
             # The bytes path: whole-blocks mode, no BOM or LF to skip, no data
-            # of an unfinished block (see _lean), no CR at the end (it may pair
-            # with the next chunk's LF), no blank line across the boundary
-            # (kept bytes never start with a line end; empty chunks may be
-            # kept, hence any()), nothing that could
-            # pass the limit. Blocks are found on the bytes (CR and LF are
-            # ASCII: never part of a UTF-8 sequence, nor of a replaced invalid
-            # one, so normalising and cutting at an LF before decoding gives
-            # the same text), and only the complete blocks are decoded; the
-            # rest is kept as bytes (normalised: kept bytes hold no CR).
+            # of an unfinished block (see _lean), no blank line across the
+            # boundary (kept bytes never start with a line end; empty chunks
+            # may be kept, hence any()), nothing that could pass the limit.
+            # Blocks are found on the bytes (CR and LF are ASCII: never part
+            # of a UTF-8 sequence, nor of a replaced invalid one, so
+            # normalising and cutting at an LF before decoding gives the same
+            # text), and only the complete blocks are decoded; the rest is
+            # kept as bytes (normalised: kept bytes hold no CR). A CR that
+            # ends the chunk ends its line now; _cr drops the LF that may
+            # follow it at the start of the next chunk.
             if 13 in chunk:
+                self._cr = chunk[-1] == 13
                 chunk = chunk.replace(b"\r\n", b"\n")
                 if 13 in chunk:
                     chunk = chunk.replace(b"\r", b"\n")

@@ -112,6 +112,25 @@ def test_kept_lines_then_blank_line_alone() -> None:
                     assert events == [ServerSentEvent(data="a\nb"), ServerSentEvent(data="c")]
 
 
+def test_cr_at_a_chunk_end_on_the_bytes_path() -> None:
+    # Warmed up on the bytes path, then every cut that leaves a CR at a chunk's
+    # end, with empty chunks or a chunk without line ends after it.
+    warm = b"data: w\r\n\r\n"
+    for body in (b"data: a\r\ndata: b\r\n\r\nid: 7\r\ndata: c\r\n\r\n", b"data: a\r\rdata: b\r\r"):
+        expected = [(r.type, r.data, r.id, r.retry) for r in reference_parse(warm + body).events]
+        for cut in (i + 1 for i, byte in enumerate(body) if byte == 13):
+            head, rest = body[:cut], body[cut:]
+            for between in ([], [b""], [b"", b""]):
+                for chunks in (
+                    [warm, head, *between, rest],
+                    [warm, head, *between, rest[:1], rest[1:]],
+                ):
+                    for comments in (False, True):
+                        events, _, _ = feed_all(chunks, comments)
+                        assert [tuple(e) for e in events] == expected, chunks
+                    assert_prompt(chunks, False)
+
+
 def test_bom_and_cr_then_kept_bytes() -> None:
     body = "\ufeffdata: 1\r".encode() + b"\ndata: two\r\n\r\n" + "data: ü🙂\n\n".encode()
     assert_reference(body)
