@@ -38,6 +38,10 @@ __all__ = ["DEFAULT_RETRY_STATUSES", "Action", "ConnectionPolicy", "Verdict", "p
 
 DEFAULT_RETRY_STATUSES: frozenset[int] = frozenset({408, 429, *range(500, 600)})
 
+# Jitter only needs to differ between clients; one generator serves every
+# policy (a Mersenne Twister's state is 2.5 KiB, too much per stream).
+_RNG = random.Random()
+
 
 class Action(enum.Enum):
     OPEN = "open"  # read the stream
@@ -99,7 +103,7 @@ class ConnectionPolicy:
         self.retry_statuses = frozenset(retry_statuses)
         self.reconnect = reconnect
         self.failures = 0  # failed attempts in a row
-        self._rng = rng or random.Random()
+        self._rng = rng or _RNG
 
     def judge(self, status: int, headers: Mapping[str, str], response: object = None) -> Verdict:
         """What a response (status and headers) means for the stream."""

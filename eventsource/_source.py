@@ -82,6 +82,58 @@ class EventSource:
     instance. Options are in seconds. See the README for the full contract.
     """
 
+    # Slots: a service may hold thousands of sources; a __dict__ each costs 1.6 KiB.
+    __slots__ = (
+        "__weakref__",
+        "_auth_kwargs",
+        "_busy",
+        "_call_soon",
+        "_chunks",
+        "_client",
+        "_closing",
+        "_content",
+        "_cookies",
+        "_current_task",
+        "_data",
+        "_delay",
+        "_delivered",
+        "_delivered_id",
+        "_done",
+        "_error",
+        "_events_received",
+        "_fatal",
+        "_finished",
+        "_headers",
+        "_json",
+        "_last_event",
+        "_listeners",
+        "_method",
+        "_mode",
+        "_on_close",
+        "_on_comment",
+        "_on_error",
+        "_on_message",
+        "_on_open",
+        "_own_client",
+        "_params",
+        "_parser",
+        "_policy",
+        "_queue",
+        "_read_timeout",
+        "_ready_state",
+        "_response",
+        "_restart",
+        "_scope",
+        "_socket",
+        "_spawn",
+        "_stream",
+        "_task",
+        "_thread",
+        "_timeout",
+        "_url",
+        "_wake",
+    )
+
     def __init__(
         self,
         url: str | httpx.URL,
@@ -169,7 +221,7 @@ class EventSource:
         self._restart = False
         self._busy = False
         self._thread: int | None = None  # the thread that drives the source
-        self._wake = threading.Event()  # interrupts a sync reconnect wait
+        self._wake: threading.Event | None = None  # interrupts a sync reconnect wait
         self._scope: anyio.CancelScope | None = None  # the async wait in progress
         # The open HTTP/1.1 response's socket, when async reads may go without a
         # cancel scope (see _aread).
@@ -178,7 +230,7 @@ class EventSource:
         self._task: object = None  # the task iterating, in async mode
         self._current_task: Callable[[], object] = _no_task
         self._call_soon: Callable[[Callable[[], None]], object] | None = None
-        self._spawn: Callable[[Callable[[], Coroutine[Any, Any, None]]], None] | None = None
+        self._spawn: _Spawn | None = None
         self._done: anyio.Event | None = None
 
     # --- live state -----------------------------------------------------------------
@@ -511,7 +563,8 @@ class EventSource:
 
     def _interrupt(self) -> None:
         """Wake the driving side out of a wait or a read (close / restart)."""
-        self._wake.set()
+        if self._wake is not None:
+            self._wake.set()
         if self._mode == "async":
             if threading.get_ident() == self._thread:
                 self._cancel_wait()
@@ -896,6 +949,8 @@ class EventSource:
     def _connect(self) -> None:
         client = self._sync_client()
         if self._delay:
+            if self._wake is None:
+                self._wake = threading.Event()
             self._wake.clear()
             if not (self._closing or self._restart):
                 self._wake.wait(self._delay)
@@ -1102,9 +1157,14 @@ def _current_task_function() -> Callable[[], object]:
     return trio.lowlevel.current_task
 
 
-def _loop_spawn() -> Callable[[Callable[[], Coroutine[Any, Any, None]]], None] | None:
+_Spawn = Callable[[Callable[[], Coroutine[Any, Any, None]]], None]
+_asyncio_spawners: weakref.WeakKeyDictionary[Any, _Spawn] = weakref.WeakKeyDictionary()
+
+
+def _loop_spawn() -> _Spawn | None:
     """Start a coroutine function as a task of the running event loop (from
-    that loop's thread), for close() outside an iteration."""
+    that loop's thread), for close() outside an iteration. One per loop: a
+    service may hold thousands of sources."""
     try:
         import asyncio
 
@@ -1112,22 +1172,31 @@ def _loop_spawn() -> Callable[[Callable[[], Coroutine[Any, Any, None]]], None] |
     except RuntimeError:
         pass
     else:
-        tasks: set[asyncio.Task[None]] = set()  # strong references until done
+        spawn = _asyncio_spawners.get(loop)
+        if spawn is None:
+            tasks: set[asyncio.Task[None]] = set()  # strong references until done
+            loop_ref = weakref.ref(loop)  # a strong one would keep the key alive
 
-        def spawn_asyncio(function: Callable[[], Coroutine[Any, Any, None]]) -> None:
-            task = loop.create_task(function())
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
+            def spawn(function: Callable[[], Coroutine[Any, Any, None]]) -> None:
+                running = loop_ref()
+                if running is None:
+                    raise RuntimeError("the event loop is gone")
+                task = running.create_task(function())
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
 
-        return spawn_asyncio
+            _asyncio_spawners[loop] = spawn
+        return spawn
     try:
         import trio
 
         trio.lowlevel.current_trio_token()
     except (ImportError, RuntimeError):
         return None
+    return _spawn_trio
 
-    def spawn_trio(function: Callable[[], Coroutine[Any, Any, None]]) -> None:
-        trio.lowlevel.spawn_system_task(function)
 
-    return spawn_trio
+def _spawn_trio(function: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    import trio
+
+    trio.lowlevel.spawn_system_task(function)
