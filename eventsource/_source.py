@@ -1084,7 +1084,7 @@ def _body(response: httpx.Response) -> AsyncIterator[bytes]:
     """The body's byte chunks straight from the transport's stream: a layer
     and a copy per chunk fewer than aiter_raw(), which only counts bytes."""
     stream = response.stream
-    if not isinstance(stream, httpx.AsyncByteStream):
+    if not isinstance(stream, httpx.AsyncByteStream) or response.is_stream_consumed:
         return response.aiter_bytes()  # let httpx say what is wrong
     response.is_stream_consumed = True
     return stream.__aiter__()
@@ -1093,7 +1093,7 @@ def _body(response: httpx.Response) -> AsyncIterator[bytes]:
 def _sync_body(response: httpx.Response) -> Iterator[bytes]:
     """_body() for a sync response."""
     stream = response.stream
-    if not isinstance(stream, httpx.SyncByteStream):
+    if not isinstance(stream, httpx.SyncByteStream) or response.is_stream_consumed:
         return response.iter_bytes()
     response.is_stream_consumed = True
     return stream.__iter__()
