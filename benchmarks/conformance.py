@@ -14,6 +14,11 @@ import argparse
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+try:
+    from benchmarks._peers import requests_sse_events
+except ImportError:  # run as a script
+    from _peers import requests_sse_events  # type: ignore
+
 Parsed = list[tuple[str, str, str]]
 Parser = Callable[[list[bytes]], Parsed]
 
@@ -33,6 +38,8 @@ CASES = [
     Case("LF line ends", [b"data: a\n\n"], [msg("a")]),
     Case("CR line ends", [b"data: a\r\rdata: b\r\r"], [msg("a"), msg("b")]),
     Case("CRLF split across reads", [b"data: a\r", b"\n\r\n"], [msg("a")]),
+    Case("CRLF split inside an event", [b"data: a\r", b"\ndata: b\r\n\r\n"], [msg("a\nb")]),
+    Case("only one leading space removed", [b"data:  a\n\n"], [msg(" a")]),
     Case("leading BOM stripped", [b"\xef\xbb\xbfdata: a\n\n"], [msg("a")]),
     Case("UTF-8 split across reads", [b"data: \xc3", b"\xa9\n\n"], [msg("\u00e9")]),
     Case("invalid UTF-8 replaced", [b"data: a\xffb\n\n"], [msg("a\ufffdb")]),
@@ -112,11 +119,21 @@ def _sseclient() -> Parser:
     return parse
 
 
+def _requests_sse() -> Parser:
+    import requests_sse  # noqa: F401 (skipped when missing)
+
+    def parse(chunks: list[bytes]) -> Parsed:
+        return [(e.type, e.data or "", e.last_event_id) for e in requests_sse_events(chunks)]
+
+    return parse
+
+
 LIBRARIES = [
     ("eventsource", _eventsource),
     ("launchdarkly-eventsource", _launchdarkly),
     ("httpx-sse", _httpx_sse),
     ("sseclient-py", _sseclient),
+    ("requests-sse", _requests_sse),
 ]
 
 

@@ -9,6 +9,7 @@ Run ``python -m benchmarks.e2e_bench [--quick] [--events N] [--repeat R]``.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import statistics
 import subprocess
@@ -33,6 +34,7 @@ PEER = "httpx-sse async"
 SUBJECT_ASYNC = "eventsource async (asyncio)"
 FAST = "eventsource async + httpx-aiohttp"
 LD = "launchdarkly-eventsource"
+MYPYC = " + h11-mypyc"
 
 
 def _asyncio(factory: Callable[[str], object]) -> Client:
@@ -183,6 +185,13 @@ CLIENTS: list[tuple[str, Client, bool]] = [
 
 def child(name: str, url: str, repeat: int) -> dict[str, object]:
     """One client: a warm-up run, then ``repeat`` timed runs."""
+    if name.endswith(MYPYC):
+        # h11 compiled with mypyc, in place of h11 for this process only; httpcore
+        # imports h11 when httpx is first imported, which has not happened yet.
+        import h11_mypyc  # type: ignore[import-not-found]
+
+        sys.modules["h11"] = h11_mypyc
+        name = name[: -len(MYPYC)]
     runner, floor = {n: (r, f) for n, r, f in CLIENTS}[name]
     counts = runner(url)
     times = []
@@ -194,6 +203,16 @@ def child(name: str, url: str, repeat: int) -> dict[str, object]:
         if again[floor:] != counts[floor:]:
             raise RuntimeError(f"non-deterministic output: {counts} then {again}")
     return {"times": times, "count": counts[0], "size": counts[1]}
+
+
+def _variants() -> list[tuple[str, bool]]:
+    """Every client, plus the httpx-based ones that matter on h11-mypyc if installed."""
+    out = [(name, floor) for name, _runner, floor in CLIENTS]
+    if importlib.util.find_spec("h11_mypyc") is not None:
+        out += [
+            (name + MYPYC, floor) for name, floor in out if name in (FLOOR, SUBJECT_ASYNC, PEER)
+        ]
+    return out
 
 
 def _measure(name: str, url: str, repeat: int) -> dict[str, object]:
@@ -215,7 +234,7 @@ def run(quick: bool = False, events: int | None = None, repeat: int = 3) -> list
     with server_process() as server:
         for framing in FRAMINGS:
             url = f"{server.base}/stream/llm/{framing}?events={n}"
-            for name, _runner, _floor in CLIENTS:
+            for name, _floor in _variants():
                 print(f"  e2e {framing}: {name}", file=sys.stderr, flush=True)
                 results[name, framing] = _measure(name, url, repeat)
     table = Table(
@@ -225,7 +244,7 @@ def run(quick: bool = False, events: int | None = None, repeat: int = 3) -> list
     )
     rates: dict[tuple[str, str], float] = {}
     for framing in FRAMINGS:
-        for name, _runner, floor in CLIENTS:
+        for name, floor in _variants():
             res = results[name, framing]
             if "error" in res:
                 table.rows.append((name, framing, "error", "-", "-", "-", "-"))
@@ -238,7 +257,7 @@ def run(quick: bool = False, events: int | None = None, repeat: int = 3) -> list
                     f"{name} ({framing}): {res['count']:,} events / {res['size']:,} data chars, "
                     f"expected {corpus.events:,} / {corpus.data_chars:,}"
                 )
-        for name, _runner, floor in CLIENTS:
+        for name, floor in _variants():
             rate = rates.get((name, framing))
             if rate is None:
                 continue

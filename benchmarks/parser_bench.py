@@ -16,9 +16,11 @@ from typing import Callable
 
 try:
     from benchmarks._corpora import Corpus, fixed_chunks, make_corpora, random_chunks
+    from benchmarks._peers import requests_sse_events
     from benchmarks._report import SUBJECT, Table, environment, ratio
 except ImportError:  # run as a script without the project root on sys.path
     from _corpora import Corpus, fixed_chunks, make_corpora, random_chunks  # type: ignore
+    from _peers import requests_sse_events  # type: ignore
     from _report import SUBJECT, Table, environment, ratio  # type: ignore
 
 # A runner parses a list of byte chunks and returns (event count, total data length).
@@ -110,32 +112,13 @@ def _load_sseclient() -> Runner:
 
 
 def _load_requests_sse() -> Runner:
-    # requests_sse.EventSource parses what requests' Response.iter_lines() yields; feed
-    # that our chunks (iter_content is what iter_lines reads from) and stop at the end
-    # of the body, where the library would sleep and reconnect.
-    import requests
-    import requests_sse
-
-    class _End(Exception):
-        pass
-
-    def end() -> None:
-        raise _End
+    import requests_sse  # noqa: F401 (n/a when missing)
 
     def run(chunks: list[bytes]) -> tuple[int, int]:
-        response = requests.Response()
-        response.status_code = 200
-        response.iter_content = lambda chunk_size=1, decode_unicode=False: iter(chunks)  # type: ignore[method-assign]
-        source = requests_sse.EventSource("http://127.0.0.1/", on_error=end)
-        source._response = response
-        source._data_generator = response.iter_lines()
         n = total = 0
-        try:
-            for event in source:
-                n += 1
-                total += len(event.data)
-        except _End:
-            pass
+        for event in requests_sse_events(chunks):
+            n += 1
+            total += len(event.data)
         return n, total
 
     return run
