@@ -244,6 +244,10 @@ class Result:
         """Latencies after the warm-up, sorted."""
         return sorted(self.latency_ns[self.warmup :])
 
+    def p99(self) -> float | None:
+        values = self.measured()
+        return percentile(values, 0.99) if values else None
+
 
 def pooled(rounds: list[Result]) -> Result:
     """One client's rounds as one result: every round's latencies after its warm-up;
@@ -254,10 +258,6 @@ def pooled(rounds: list[Result]) -> Result:
     ids = max(rounds, key=lambda r: r.ids != rounds[0].ids).ids
     latencies = [ns for r in rounds for ns in r.latency_ns[r.warmup :]]
     return Result(rounds[0].name, "ok", "", ids, latencies, warmup=0)
-
-    def p99(self) -> float | None:
-        values = self.measured()
-        return percentile(values, 0.99) if values else None
 
 
 def percentile(ordered: Sequence[int], q: float) -> float:
