@@ -107,6 +107,14 @@ def environment(dists: Sequence[str]) -> list[str]:
     ]
 
 
+def write_markdown(path: str, tables: Sequence[Table], dists: Sequence[str]) -> None:
+    """Write the environment (as a list) and the tables as Markdown to ``path``."""
+    lines = [f"- {line}" for line in environment(dists)]
+    lines += ["", *(t.markdown() + "\n" for t in tables)]
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines))
+
+
 class ServerProcess:
     """``benchmarks._server`` in a child process: its port and its stdin commands."""
 

@@ -19,10 +19,10 @@ from typing import Callable
 
 try:
     from benchmarks._corpora import make_llm
-    from benchmarks._report import ROOT, Table, environment, ratio, server_process
+    from benchmarks._report import ROOT, Table, ratio, server_process, write_markdown
 except ImportError:  # run as a script
     from _corpora import make_llm  # type: ignore
-    from _report import ROOT, Table, environment, ratio, server_process  # type: ignore
+    from _report import ROOT, Table, ratio, server_process, write_markdown  # type: ignore
 
 # A client streams the URL to its end and returns (events, total data length); a floor
 # returns (chunks, bytes) instead: it does not parse.
@@ -323,10 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     for table in tables:
         print(table.text())
     if args.markdown:
-        env = environment(("eventsource-client", "httpx", "httpx-sse", "httpx-aiohttp"))
-        lines = [f"- {line}" for line in env] + ["", *(t.markdown() for t in tables)]
-        with open(args.markdown, "w", encoding="utf-8") as f:
-            f.write("\n".join(lines) + "\n")
+        dists = ("eventsource-client", "httpx", "h11", "httpx-sse", "httpx-aiohttp", "aiohttp")
+        write_markdown(args.markdown, tables, (*dists, "launchdarkly-eventsource"))
     return 0
 
 

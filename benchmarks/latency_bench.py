@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from benchmarks._report import ROOT, Table, environment, ratio, server_process
+from benchmarks._report import ROOT, Table, ratio, server_process, write_markdown
 
 INTERVAL_MS = 5
 EVENTS = 2_000
@@ -413,10 +413,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("\n\n".join(t.text() for t in tables))
     print(f"\n(total {time.monotonic() - started:.1f} s)", file=sys.stderr)
     if args.markdown:
-        lines = [f"- {item}" for item in environment(DISTS)]
-        lines += ["", *(t.markdown() + "\n" for t in tables)]
-        with open(args.markdown, "w", encoding="utf-8") as f:
-            f.write("\n".join(lines))
+        write_markdown(args.markdown, tables, DISTS)
     return 0
 
 

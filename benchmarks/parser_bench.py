@@ -17,11 +17,11 @@ from typing import Callable
 try:
     from benchmarks._corpora import Corpus, fixed_chunks, make_corpora, random_chunks
     from benchmarks._peers import requests_sse_events
-    from benchmarks._report import SUBJECT, Table, environment, ratio
+    from benchmarks._report import SUBJECT, Table, environment, ratio, write_markdown
 except ImportError:  # run as a script without the project root on sys.path
     from _corpora import Corpus, fixed_chunks, make_corpora, random_chunks  # type: ignore
     from _peers import requests_sse_events  # type: ignore
-    from _report import SUBJECT, Table, environment, ratio  # type: ignore
+    from _report import SUBJECT, Table, environment, ratio, write_markdown  # type: ignore
 
 # A runner parses a list of byte chunks and returns (event count, total data length).
 Runner = Callable[[list[bytes]], tuple[int, int]]
@@ -319,9 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     for table in tables:
         print(table.text())
     if args.markdown:
-        lines = [f"- {line}" for line in env] + ["", *(t.markdown() for t in tables)]
-        with open(args.markdown, "w", encoding="utf-8") as f:
-            f.write("\n".join(lines) + "\n")
+        write_markdown(args.markdown, tables, [*DISTS, "httpx"])
         print(f"\nwrote {args.markdown}", file=sys.stderr)
     return 0
 

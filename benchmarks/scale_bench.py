@@ -28,10 +28,10 @@ from httpx_sse import aconnect_sse
 from eventsource import EventSource
 
 try:
-    from benchmarks._report import ROOT, Table, environment, ratio, server_process
+    from benchmarks._report import ROOT, Table, ratio, server_process, write_markdown
     from benchmarks._server import raise_fd_limit
 except ImportError:  # run as a script without the project root on sys.path
-    from _report import ROOT, Table, environment, ratio, server_process  # type: ignore
+    from _report import ROOT, Table, ratio, server_process, write_markdown  # type: ignore
     from _server import raise_fd_limit  # type: ignore
 
 TITLE = "Scale: N idle streams in one process"
@@ -507,11 +507,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(table.text())
         print()
     if args.markdown:
-        env = environment(["eventsource", "httpx", "httpcore", "anyio", "trio", "httpx-sse"])
-        parts = ["\n".join(f"- {line}" for line in env)]
-        parts += [table.markdown() for table in tables]
-        with open(args.markdown, "w", encoding="utf-8") as f:
-            f.write("\n\n".join(parts) + "\n")
+        dists = ["eventsource-client", "httpx", "httpcore", "anyio", "trio", "httpx-sse"]
+        write_markdown(args.markdown, tables, dists)
         print(f"wrote {args.markdown}", file=sys.stderr)
     return 0
 
