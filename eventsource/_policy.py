@@ -26,6 +26,7 @@ max_retry_delay also bounds the stream's `retry:` (the caller's limit wins).
 from __future__ import annotations
 
 import enum
+import os
 import random
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -41,6 +42,8 @@ DEFAULT_RETRY_STATUSES: frozenset[int] = frozenset({408, 429, *range(500, 600)})
 # Jitter only needs to differ between clients; one generator serves every
 # policy (a Mersenne Twister's state is 2.5 KiB, too much per stream).
 _RNG = random.Random()
+if hasattr(os, "register_at_fork"):  # a forked worker must not back off in step
+    os.register_at_fork(after_in_child=_RNG.seed)
 
 
 class Action(enum.Enum):

@@ -125,7 +125,7 @@ class EventSource:
         "_restart",
         "_scope",
         "_socket",
-        "_spawn",
+        "_closer",
         "_stream",
         "_task",
         "_thread",
@@ -225,12 +225,12 @@ class EventSource:
         self._scope: anyio.CancelScope | None = None  # the async wait in progress
         # The open HTTP/1.1 response's socket, when async reads may go without a
         # cancel scope (see _aread).
-        self._socket: _Shutdown | None = None
+        self._socket: _Socket | None = None
         self._stream: Any = None  # the sync request's network stream (see _trace)
         self._task: object = None  # the task iterating, in async mode
         self._current_task: Callable[[], object] = _no_task
         self._call_soon: Callable[[Callable[[], None]], object] | None = None
-        self._spawn: _Spawn | None = None
+        self._closer: object = None  # the task close() started, held until the source goes
         self._done: anyio.Event | None = None
 
     # --- live state -----------------------------------------------------------------
@@ -465,6 +465,11 @@ class EventSource:
         """The error a failed read means, and whether the server ended the body."""
         if isinstance(exc, (StopIteration, StopAsyncIteration)):
             return ConnectionLostError("the server ended the stream"), True
+        if isinstance(exc, httpx.RequestError) and self._response is not None:
+            try:
+                exc.request  # noqa: B018 (set by httpx's iterators, not by the stream's)
+            except RuntimeError:
+                exc.request = self._response.request
         error: EventSourceError
         if isinstance(exc, httpx.TimeoutException):
             error = ReadTimeoutError(f"no data for {self._read_timeout} s")
@@ -578,27 +583,24 @@ class EventSource:
 
     def _finish_soon(self) -> None:
         """Run _afinish in the source's event loop, from any thread."""
-        spawn = self._spawn
-        if spawn is None:
-            return
         if threading.get_ident() == self._thread:
-            spawn(self._afinish_quietly)
+            self._start_finish()
         elif self._call_soon is not None:
             try:
-                self._call_soon(lambda: spawn(self._afinish_quietly))
+                self._call_soon(self._start_finish)
             except RuntimeError:  # the event loop is gone
                 pass
+
+    def _start_finish(self) -> None:
+        # In the loop's thread. The source holds the task: a task nothing
+        # refers to may be collected before it is done.
+        self._closer = _spawn(self._afinish_quietly)
 
     def _cancel_wait(self) -> None:
         if self._scope is not None:
             self._scope.cancel()
-        sock = self._socket
-        if sock is not None:
-            # A read without a scope may be waiting: end it (see _aread).
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        if self._socket is not None:
+            _shutdown(self._socket)  # a read without a scope may be waiting: end it
 
     def _shutdown_socket(self) -> None:
         # Another thread is blocked reading: shutting the socket down makes its
@@ -716,7 +718,6 @@ class EventSource:
             if self._finished:  # closed (sync) before its first async use
                 self._done.set()
             self._call_soon = _loop_call_soon()
-            self._spawn = _loop_spawn()
             self._current_task = _current_task_function()
 
     def _async_client(self) -> httpx.AsyncClient:
@@ -1065,19 +1066,35 @@ async def _finish_chunks(chunks: Any) -> None:
             return
 
 
-class _Shutdown(Protocol):
-    def shutdown(self, how: int, /) -> None: ...
+class _Socket(Protocol):
+    def fileno(self) -> int: ...
 
 
-def _own_socket(response: httpx.Response) -> _Shutdown | None:
+def _own_socket(response: httpx.Response) -> _Socket | None:
     """The socket under an HTTP/1.1 response from httpx's own transport (one
-    response per connection: shutting it down touches nothing else). On
-    asyncio it is the transport's socket wrapper, on trio trio's socket."""
+    response per connection: shutting it down touches nothing else): a
+    socket.socket, asyncio's or uvloop's wrapper of one, trio's socket."""
     if response.http_version != "HTTP/1.1":
         return None
     stream = response.extensions.get("network_stream")
     sock = stream.get_extra_info("socket") if stream is not None else None
-    return sock if callable(getattr(sock, "shutdown", None)) else None
+    return sock if callable(getattr(sock, "fileno", None)) else None
+
+
+def _shutdown(sock: _Socket) -> None:
+    """Shut a socket down for reading and writing, by its descriptor: event
+    loops wrap their sockets, and uvloop's wrapper refuses shutdown()."""
+    try:
+        fd = sock.fileno()
+        if fd < 0:
+            return  # closed already
+        borrowed = socket.socket(fileno=fd)
+        try:
+            borrowed.shutdown(socket.SHUT_RDWR)
+        finally:
+            borrowed.detach()  # the descriptor stays its owner's
+    except (OSError, ValueError):
+        pass  # not connected any more, or not a socket: nothing to end
 
 
 def _body(response: httpx.Response) -> AsyncIterator[bytes]:
@@ -1157,14 +1174,9 @@ def _current_task_function() -> Callable[[], object]:
     return trio.lowlevel.current_task
 
 
-_Spawn = Callable[[Callable[[], Coroutine[Any, Any, None]]], None]
-_asyncio_spawners: weakref.WeakKeyDictionary[Any, _Spawn] = weakref.WeakKeyDictionary()
-
-
-def _loop_spawn() -> _Spawn | None:
-    """Start a coroutine function as a task of the running event loop (from
-    that loop's thread), for close() outside an iteration. One per loop: a
-    service may hold thousands of sources."""
+def _spawn(function: Callable[[], Coroutine[Any, Any, None]]) -> object:
+    """Start a coroutine function as a task of the event loop running in this
+    thread (asyncio or trio); return the task, or None outside a loop."""
     try:
         import asyncio
 
@@ -1172,31 +1184,12 @@ def _loop_spawn() -> _Spawn | None:
     except RuntimeError:
         pass
     else:
-        spawn = _asyncio_spawners.get(loop)
-        if spawn is None:
-            tasks: set[asyncio.Task[None]] = set()  # strong references until done
-            loop_ref = weakref.ref(loop)  # a strong one would keep the key alive
-
-            def spawn(function: Callable[[], Coroutine[Any, Any, None]]) -> None:
-                running = loop_ref()
-                if running is None:
-                    raise RuntimeError("the event loop is gone")
-                task = running.create_task(function())
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-
-            _asyncio_spawners[loop] = spawn
-        return spawn
+        return loop.create_task(function())
     try:
         import trio
 
         trio.lowlevel.current_trio_token()
     except (ImportError, RuntimeError):
         return None
-    return _spawn_trio
-
-
-def _spawn_trio(function: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    import trio
-
     trio.lowlevel.spawn_system_task(function)
+    return None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import random
+import warnings
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 
@@ -146,3 +148,26 @@ def test_bad_arguments() -> None:
         ConnectionPolicy(retry=-1)
     with pytest.raises(ValueError):
         ConnectionPolicy(max_retries=-1)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_forked_workers_draw_their_own_jitter() -> None:
+    """The policies share one generator; a forked process reseeds it, or every
+    worker of a preforking server would back off in step with the others."""
+
+    def delays() -> list[float]:
+        policy = ConnectionPolicy(retry=1.0, max_retry_delay=60.0)
+        return [policy.next_delay(delivered=False) for _ in range(4)]
+
+    read_end, write_end = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads (3.12+)
+        pid = os.fork()
+    if pid == 0:  # the child: report its delays and leave at once
+        os.write(write_end, repr(delays()).encode())
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        child = pipe.read()
+    os.waitpid(pid, 0)
+    assert child.startswith("[") and child != repr(delays())

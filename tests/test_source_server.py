@@ -4,14 +4,17 @@ async (asyncio, trio) and sync."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
 from typing import Any
 
 import anyio
 import anyio.to_thread
+import httpx
 import pytest
 
-from eventsource import EventSource, ReadTimeoutError, ServerSentEvent
+from eventsource import ConnectionLostError, EventSource, ReadTimeoutError, ServerSentEvent
 from eventsource.testing import SSEServer
 
 from .conftest import Recorder, consume
@@ -99,6 +102,59 @@ async def test_server_sees_the_close_after_break(mode: str) -> None:
         assert outcome.events == [E(data="first", id="1")]
         await server.await_until(lambda: server.connections[0].closed_by_client)
     assert closes == [True]
+
+
+async def test_a_dropped_read_reports_httpx_error_with_its_request(mode: str) -> None:
+    errors: list[Any] = []
+    async with SSEServer(HISTORY[:3]) as server:
+        # The first answer promises more body than it sends, then hangs up.
+        first = b'event: chunk\nid: 1\ndata: {"n": 1}\n\n'
+        headers = {"Content-Type": "text/event-stream", "Content-Length": "1000"}
+        server.respond_with(200, headers, first)
+        url = server.url
+        source = EventSource(url, retry=0.001, on_error=errors.append)
+        outcome = await consume(source, mode, limit=3)
+    assert [e.id for e in outcome.events] == ["1", "2", "3"]
+    assert isinstance(errors[0], ConnectionLostError)
+    cause = errors[0].__cause__
+    assert isinstance(cause, httpx.HTTPError)
+    assert cause.request.url == url
+
+
+def test_uvloop_close_and_restart_end_a_waiting_read() -> None:
+    """uvloop wraps its sockets in objects that refuse shutdown(): close() and
+    restart() must still end a read that waits for bytes, at once."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def main(server: SSEServer) -> list[str]:
+        loop = asyncio.get_running_loop()
+        received: list[str] = []
+        opens: list[bool] = []
+
+        def on_open() -> None:  # the second open (after the restart): close soon
+            opens.append(True)
+            if len(opens) == 2:
+                loop.call_later(0.05, source.close)
+
+        # retry=60: only an interrupted read lets the restart reconnect in time.
+        source = EventSource(server.url, retry=60.0, on_open=on_open)
+        async with source:
+            async for event in source:
+                received.append(event.data)
+                loop.call_later(0.05, source.restart)  # while the next read waits
+        return received
+
+    with SSEServer([{"data": "first", "id": "1"}]) as server:
+        loop = uvloop.new_event_loop()
+        try:
+            started = time.monotonic()
+            received = loop.run_until_complete(asyncio.wait_for(main(server), 10))
+            assert time.monotonic() - started < 5
+        finally:
+            loop.close()
+        assert received == ["first"]
+        server.wait_until(lambda: all(c.closed_by_client for c in server.connections))
+        assert len(server.connections) == 2
 
 
 async def test_async_close_from_another_task_while_reading(anyio_backend: str) -> None:
