@@ -571,25 +571,24 @@ class EventSource:
         if self._wake is not None:
             self._wake.set()
         if self._mode == "async":
-            if threading.get_ident() == self._thread:
-                self._cancel_wait()
-            elif self._call_soon is not None:
-                try:
-                    self._call_soon(self._cancel_wait)
-                except RuntimeError:  # the event loop is gone
-                    pass
+            self._in_loop(self._cancel_wait)
         elif self._mode == "sync" and self._busy and threading.get_ident() != self._thread:
             self._shutdown_socket()
 
-    def _finish_soon(self) -> None:
-        """Run _afinish in the source's event loop, from any thread."""
+    def _in_loop(self, function: Callable[[], None]) -> None:
+        """Call function in the source's event loop: now when called from its
+        thread, else soon (safe from any thread)."""
         if threading.get_ident() == self._thread:
-            self._start_finish()
+            function()
         elif self._call_soon is not None:
             try:
-                self._call_soon(self._start_finish)
+                self._call_soon(function)
             except RuntimeError:  # the event loop is gone
                 pass
+
+    def _finish_soon(self) -> None:
+        """Run _afinish in the source's event loop, from any thread."""
+        self._in_loop(self._start_finish)
 
     def _start_finish(self) -> None:
         # In the loop's thread. The source holds the task: a task nothing
@@ -610,10 +609,7 @@ class EventSource:
         stream = stream or self._stream  # no response yet: the socket being used
         sock = stream.get_extra_info("socket") if stream is not None else None
         if isinstance(sock, socket.socket):
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            _shutdown(sock)
 
     # --- async ------------------------------------------------------------------------
 
