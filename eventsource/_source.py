@@ -99,6 +99,7 @@ class EventSource:
         "_delivered",
         "_delivered_id",
         "_done",
+        "_ended",
         "_error",
         "_events_received",
         "_fatal",
@@ -231,6 +232,10 @@ class EventSource:
         self._current_task: Callable[[], object] = _no_task
         self._call_soon: Callable[[Callable[[], None]], object] | None = None
         self._closer: object = None  # the task close() started, held until the source goes
+        # _ended: the finish (_afinish / _finish) is complete. _done: made by
+        # the first task that waits for it (an event per source would cost
+        # memory that thousands of idle sources pay for nothing).
+        self._ended = False
         self._done: anyio.Event | None = None
 
     # --- live state -----------------------------------------------------------------
@@ -702,17 +707,13 @@ class EventSource:
             self._interrupt()
             if self._task is self._current_task():
                 return  # called by a callback: the loop finishes when it returns
-            assert self._done is not None
-            await self._done.wait()
+            await self._wait_ended()
         else:
             await self._afinish()
 
     def _use_async(self) -> None:
         if self._mode != "async":
             self._use("async")
-            self._done = anyio.Event()
-            if self._finished:  # closed (sync) before its first async use
-                self._done.set()
             self._call_soon = _loop_call_soon()
             self._current_task = _current_task_function()
 
@@ -824,25 +825,33 @@ class EventSource:
                     await _finish_chunks(chunks)
         self._parser.close()
 
+    async def _wait_ended(self) -> None:
+        if not self._ended:
+            if self._done is None:
+                self._done = anyio.Event()
+            await self._done.wait()
+
     async def _afinish(self, error: EventSourceError | None = None) -> None:
         if self._finished:
-            if self._done is not None and not self._done.is_set():
-                await self._done.wait()  # another task is finishing: wait for the end
+            await self._wait_ended()  # another task may be finishing: wait for the end
             if error is not None:
                 raise error
             return
         self._finished = self._closing = True
         self._ready_state = ReadyState.CLOSED
-        with anyio.CancelScope(shield=True):
-            await self._aclose_response()
-            if self._own_client and self._client is not None:
-                await self._client.aclose()  # type: ignore[union-attr]
-            if error is not None:
-                await self._ainvoke(self._on_error, error)
-            logger.info("closed: %s", self.url)
-            await self._ainvoke(self._on_close)
-        if self._done is not None:
-            self._done.set()
+        try:
+            with anyio.CancelScope(shield=True):
+                await self._aclose_response()
+                if self._own_client and self._client is not None:
+                    await self._client.aclose()  # type: ignore[union-attr]
+                if error is not None:
+                    await self._ainvoke(self._on_error, error)
+                logger.info("closed: %s", self.url)
+                await self._ainvoke(self._on_close)
+        finally:  # whatever happened, nobody may wait for this end forever
+            self._ended = True
+            if self._done is not None:
+                self._done.set()
         if error is not None:
             raise error
 
@@ -1028,6 +1037,7 @@ class EventSource:
             self._invoke(self._on_error, error)
         logger.info("closed: %s", self.url)
         self._invoke(self._on_close)
+        self._ended = True
         if error is not None:
             raise error
 
