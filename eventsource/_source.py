@@ -43,7 +43,7 @@ from ._errors import (
 from ._event import ServerSentEvent
 from ._loop import loop_call_soon as _loop_call_soon
 from ._parser import DEFAULT_MAX_EVENT_SIZE, SSEParser
-from ._policy import DEFAULT_RETRY_STATUSES, Action, ConnectionPolicy
+from ._policy import DEFAULT_RETRY_STATUSES, Action, ConnectionPolicy, Verdict
 
 __all__ = ["EventSource", "ReadyState"]
 
@@ -438,6 +438,27 @@ class EventSource:
             request.extensions["trace"] = _StreamTracer(self)
         return request
 
+    def _attempt(self, client: httpx.Client | httpx.AsyncClient) -> httpx.Request:
+        """Start a connection attempt: the request to send."""
+        self._delay = None
+        self._restart = False
+        self._ready_state = ReadyState.CONNECTING
+        request = self._build_request(client)
+        logger.debug("connecting: %s %s", request.method, request.url)
+        return request
+
+    def _refused(self, verdict: Verdict) -> bool:
+        """Act on a response that does not open the stream: True when it ends
+        the source (204, or a fatal error), False when it is to be retried."""
+        if verdict.action is Action.CLOSE:
+            logger.info("HTTP 204 from %s: closing", self.url)
+            self._closing = True
+        elif verdict.action is Action.FAIL:
+            self._fatal = verdict.error
+        else:
+            return False
+        return True
+
     def _send_failed(self, exc: httpx.HTTPError) -> EventSourceError | None:
         """Classify a failed request: returns the transient error to retry
         with, or None when the failure is fatal (then self._fatal is set)."""
@@ -744,11 +765,7 @@ class EventSource:
             await self._await_cancellable(anyio.sleep_forever(), self._delay)
             if self._closing:
                 return
-        self._delay = None
-        self._restart = False
-        self._ready_state = ReadyState.CONNECTING
-        request = self._build_request(client)
-        logger.debug("connecting: %s %s", request.method, request.url)
+        request = self._attempt(client)
         try:
             response = await self._await_cancellable(
                 client.send(request, stream=True, follow_redirects=True, **self._auth_kwargs),
@@ -770,12 +787,7 @@ class EventSource:
             return
         with anyio.CancelScope(shield=True):
             await response.aclose()
-        if verdict.action is Action.CLOSE:
-            logger.info("HTTP 204 from %s: closing", self.url)
-            self._closing = True
-        elif verdict.action is Action.FAIL:
-            self._fatal = verdict.error
-        else:
+        if not self._refused(verdict):
             await self._adrop(verdict.error, verdict.retry_after)
 
     async def _aread(self) -> None:
@@ -962,12 +974,8 @@ class EventSource:
                 self._wake.wait(self._delay)
             if self._closing:
                 return
-        self._delay = None
-        self._restart = False
         self._stream = None
-        self._ready_state = ReadyState.CONNECTING
-        request = self._build_request(client)
-        logger.debug("connecting: %s %s", request.method, request.url)
+        request = self._attempt(client)
         try:
             response = client.send(request, stream=True, follow_redirects=True, **self._auth_kwargs)
         except httpx.HTTPError as exc:
@@ -982,12 +990,7 @@ class EventSource:
             self._invoke(self._on_open)
             return
         response.close()
-        if verdict.action is Action.CLOSE:
-            logger.info("HTTP 204 from %s: closing", self.url)
-            self._closing = True
-        elif verdict.action is Action.FAIL:
-            self._fatal = verdict.error
-        else:
+        if not self._refused(verdict):
             self._drop(verdict.error, verdict.retry_after)
 
     def _read(self) -> None:
