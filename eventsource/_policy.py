@@ -13,14 +13,17 @@ Statuses (WHATWG, with one deliberate difference):
   a server restart. `retry_statuses=()` is the browser's behaviour.
 - anything else, or a 200 of another content type: fail (ResponseError).
 
-Delays: a reconnect waits the reconnection time (the stream's `retry:` field,
-else the `retry` option). From the second failure in a row the wait doubles
-each time up to max_retry_delay, with jitter that keeps it between half and
-all of that value, and a longer Retry-After wins (within max_retry_delay).
-The failure count resets only after a connection that delivered an event, so
-a server that accepts and hangs up at once still backs off and still reaches
-max_retries; reconnecting after such a connection is not a retry.
-max_retry_delay also bounds the stream's `retry:` (the caller's limit wins).
+Delays: after a connection that delivered an event, and after the first
+failed attempt, a reconnect waits the reconnection time (the stream's `retry:`
+field, else the `retry` option), which may be 0 as the spec allows. From the
+second failed attempt in a row the wait starts from at least
+`min_retry_delay` (1 s by default) whatever `retry` says, doubles each time up
+to max_retry_delay, and gets jitter that keeps it between half and all of
+twice that base; a longer Retry-After wins (within max_retry_delay). So a
+server that sent `retry: 0` and then fails cannot be stormed. A failed attempt
+is an error, a retried status, or a connection that ended without delivering
+an event: the failure count resets only after a connection that delivered
+one. max_retry_delay also bounds the stream's `retry:` (the caller's limit wins).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from ._errors import EventSourceError, ResponseError, RetriesExhaustedError
 __all__ = ["DEFAULT_RETRY_STATUSES", "Action", "ConnectionPolicy", "Verdict", "parse_retry_after"]
 
 DEFAULT_RETRY_STATUSES: frozenset[int] = frozenset({408, 429, *range(500, 600)})
+DEFAULT_MIN_RETRY_DELAY = 1.0  # seconds: the backoff floor of consecutive failures
 
 # Jitter only needs to differ between clients; one generator serves every
 # policy (a Mersenne Twister's state is 2.5 KiB, too much per stream).
@@ -92,17 +96,19 @@ class ConnectionPolicy:
         retry: float = 3.0,
         max_retries: int | None = None,
         max_retry_delay: float = 30.0,
+        min_retry_delay: float = DEFAULT_MIN_RETRY_DELAY,
         retry_statuses: Collection[int] = DEFAULT_RETRY_STATUSES,
         reconnect: bool = True,
         rng: random.Random | None = None,
     ) -> None:
-        if retry < 0 or max_retry_delay < 0:
-            raise ValueError("retry and max_retry_delay must not be negative")
+        if retry < 0 or max_retry_delay < 0 or min_retry_delay < 0:
+            raise ValueError("retry, min_retry_delay and max_retry_delay must not be negative")
         if max_retries is not None and max_retries < 0:
             raise ValueError("max_retries must be None or >= 0")
         self.retry = retry  # the reconnection time
         self.max_retries = max_retries
         self.max_retry_delay = max_retry_delay
+        self.min_retry_delay = min_retry_delay
         self.retry_statuses = frozenset(retry_statuses)
         self.reconnect = reconnect
         self.failures = 0  # failed attempts in a row
@@ -150,9 +156,15 @@ class ConnectionPolicy:
         self.failures += 1
         if self.max_retries is not None and self.failures > self.max_retries:
             raise RetriesExhaustedError(self.failures)
-        # The exponent is capped: 2.0 ** 1024 overflows, and the cap applies long before.
-        delay = min(self.retry * 2.0 ** min(self.failures - 1, 64), self.max_retry_delay)
-        if self.failures > 1:
+        if self.failures == 1:
+            delay = min(self.retry, self.max_retry_delay)
+        else:
+            # Consecutive failures: never less than the floor, whatever retry
+            # says (a retry of 0 would otherwise storm a failing server). The
+            # exponent is capped: 2.0 ** 1024 overflows, and the cap applies
+            # long before.
+            base = max(self.retry, self.min_retry_delay)
+            delay = min(base * 2.0 ** min(self.failures - 1, 64), self.max_retry_delay)
             delay *= self._rng.uniform(0.5, 1.0)
         if retry_after is not None and retry_after > delay:
             delay = min(retry_after, self.max_retry_delay)
