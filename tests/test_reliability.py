@@ -140,8 +140,8 @@ def test_a_real_client_fleet_does_not_reconnect_in_step() -> None:
     draws = set()
     for _ in range(50):
         source = EventSource("http://sse.test/", retry=1.0)
-        source._policy.next_delay(delivered=False)
-        draws.add(source._policy.next_delay(delivered=False))
+        source._machine.policy.next_delay(delivered=False)
+        draws.add(source._machine.policy.next_delay(delivered=False))
     assert len(draws) > 45
 
 
@@ -189,9 +189,8 @@ def test_last_event_id_cannot_inject_headers(evil: str) -> None:
     # The parser never produces such an id (lines end at CR and LF, an id
     # with NUL is ignored); the header-building step refuses it anyway.
     source = EventSource("http://sse.test/")
-    source._parser.last_event_id = evil
     with httpx.Client() as client, pytest.raises(ValueError, match="Last-Event-ID"):
-        source._build_request(client)
+        source._spec.build(client, evil)
     with pytest.raises(ValueError):
         EventSource("http://sse.test/", last_event_id=evil)
 
@@ -238,9 +237,9 @@ async def test_closing_cannot_hang_on_a_transport_that_ignores_it(
 ) -> None:
     """A response body that never ends and ignores aclose(): closing is
     bounded (here shortened to 0.2 s) instead of hanging in its shield."""
-    import eventsource._source as source_module
+    import eventsource._httpx as httpx_module
 
-    monkeypatch.setattr(source_module, "_CLOSE_TIMEOUT", 0.2)
+    monkeypatch.setattr(httpx_module, "CLOSE_TIMEOUT", 0.2)
 
     class Deaf(httpx.AsyncByteStream):
         async def __aiter__(self):  # type: ignore[no-untyped-def]

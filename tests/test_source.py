@@ -56,7 +56,7 @@ async def test_events_state_and_callbacks_over_a_reconnect(mode: str) -> None:
         source = source_for(mode, recorder, reconnect=False)
         # reconnect=False would end at the first end of stream; a network
         # error is not an end, so give the source its reconnect back:
-        source._policy.reconnect = True
+        source._machine.policy.reconnect = True
         outcome = await consume(source, mode, limit=3)
     assert outcome.events == [E(data="a", id="1"), E(data='{"n": 2}', id="2"), E(data="c", id="3")]
     assert recorder.log == [
@@ -275,7 +275,7 @@ async def test_close_from_a_callback(mode: str) -> None:
     with respx.mock:
         route = respx.get(URL).mock(return_value=sse(b"data: a\n\ndata: b\n\ndata: c\n\n"))
         source = source_for(mode, recorder)
-        source._on_message = on_message
+        source._callbacks.on_message = on_message
         outcome = await consume(source, mode)
     assert [e.data for e in outcome.events] == ["a", "b"]
     assert recorder.kinds().count("close") == 1
@@ -298,7 +298,7 @@ async def test_restart_reconnects_at_once_with_last_event_id(mode: str) -> None:
             side_effect=[sse(b"id: 1\ndata: a\n\n"), sse(b"id: 2\ndata: b\n\n")]
         )
         source = source_for(mode, recorder, retry=30.0)  # a real wait would time the test out
-        source._on_message = on_message
+        source._callbacks.on_message = on_message
         outcome = await consume(source, mode, limit=2)
     assert [e.data for e in outcome.events] == ["a", "b"]
     assert route.calls[1].request.headers["last-event-id"] == "1"
@@ -480,7 +480,7 @@ def test_close_from_another_thread_during_reconnect_wait() -> None:
         source = EventSource(URL, retry=60.0, max_retry_delay=60.0, on_close=closed.set)
         source.add_listener("never", print)
         errors: list[Any] = []
-        source._on_error = lambda error: threading.Timer(0, source.close).start()
+        source._callbacks.on_error = lambda error: threading.Timer(0, source.close).start()
         thread = threading.Thread(target=lambda: errors.append(list(source)))
         thread.start()
         assert closed.wait(5), "close() did not interrupt the 60 s wait"

@@ -234,7 +234,7 @@ async def test_aclose_from_another_task_interrupts_the_reconnect_wait(anyio_back
         respx.get(URL).mock(return_value=httpx.Response(503))
         source = EventSource(URL, retry=60.0, max_retry_delay=60.0, **recorder.kwargs())
         recorder.source = source
-        source._on_error = lambda error: (recorder.on_error(error), failed.set())
+        source._callbacks.on_error = lambda error: (recorder.on_error(error), failed.set())
         with anyio.fail_after(WAIT):
             async with anyio.create_task_group() as tg:
 
@@ -340,9 +340,9 @@ async def test_cancellation_at_every_stage(anyio_backend: str, stage: str) -> No
             server.url, retry=60.0, max_retry_delay=60.0, read_timeout=30, **recorder.kwargs()
         )
         recorder.source = source
-        source._on_message = on_message
+        source._callbacks.on_message = on_message
         if stage == "reconnect-wait":
-            source._on_error = lambda error: (recorder.on_error(error), reached.set())
+            source._callbacks.on_error = lambda error: (recorder.on_error(error), reached.set())
         with anyio.fail_after(WAIT):
             with anyio.CancelScope() as scope:
                 async with anyio.create_task_group() as tg:
@@ -364,7 +364,7 @@ async def test_cancellation_at_every_stage(anyio_backend: str, stage: str) -> No
     assert recorder.kinds().count("close") == 1
     assert recorder.log[-1] == ("close", "CLOSED")
     assert source.ready_state is ReadyState.CLOSED
-    assert isinstance(source._client, httpx.AsyncClient) and source._client.is_closed
+    assert isinstance(source._driver.client, httpx.AsyncClient) and source._driver.client.is_closed
     assert len(server.requests) == 1
 
 
@@ -540,7 +540,7 @@ async def test_the_own_client_is_closed(mode: str) -> None:
         respx.get(URL).mock(return_value=sse(b"data: a\n\n"))
         source = EventSource(URL, reconnect=False)
         await consume(source, mode)
-    assert source._client is not None and source._client.is_closed
+    assert source._driver.client is not None and source._driver.client.is_closed
 
 
 # --- state at each step -------------------------------------------------------------------
@@ -622,7 +622,9 @@ async def test_state_after_a_fatal_error(mode: str) -> None:
     with respx.mock:
         respx.get(URL).mock(return_value=httpx.Response(404))
         source = source_for(mode, recorder)
-        source._on_error = lambda error: seen.append((source.ready_state, source.error is error))
+        source._callbacks.on_error = lambda error: seen.append(
+            (source.ready_state, source.error is error)
+        )
         outcome = await consume(source, mode)
     assert isinstance(outcome.error, ResponseError) and outcome.error.status_code == 404
     assert outcome.error.response is not None and outcome.error.response.is_closed
@@ -1012,7 +1014,7 @@ def test_no_thread_left_behind() -> None:
         with respx.mock:
             respx.get(URL).mock(return_value=httpx.Response(503))
             source = EventSource(URL, retry=60, max_retry_delay=60)
-            source._on_error = lambda error: source.close()
+            source._callbacks.on_error = lambda error: source.close()
             assert list(source) == []
     assert set(threading.enumerate()) - before == set()
 
@@ -1151,7 +1153,7 @@ async def test_aclose_inside_a_coroutine_callback(anyio_backend: str, where: str
     with respx.mock:
         respx.get(URL).mock(side_effect=[sse(b"data: a\n\ndata: b\n\n"), sse(b"data: c\n\n")])
         source = EventSource(URL, **FAST, on_close=lambda: closes.append(True))
-        setattr(source, f"_{where}", callback)
+        setattr(source._callbacks, where, callback)
         received: list[str] = []
         with anyio.fail_after(1):  # a deadlock, when it happens, is cut here
             async with source:

@@ -1,0 +1,307 @@
+"""The async driver: carries out the machine's steps with anyio (asyncio or trio).
+
+It decides nothing: it asks the machine what to do, does the I/O through the
+httpx adapter, and reports the outcome back. Only closing the response and the
+source's own client is shielded (with a deadline); user callbacks never are,
+so a caller's cancel scope is honoured whatever a callback does.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from collections.abc import Coroutine
+from typing import Any, Callable
+
+import anyio
+import httpx
+
+from . import _httpx
+from ._callbacks import Callback, Callbacks
+from ._errors import ConnectionLostError, EventSourceError
+from ._event import ServerSentEvent
+from ._httpx import AsyncReader, classify
+from ._loop import loop_call_soon
+from ._machine import CONNECT, FINISH, OPENED, READ, RELEASE, Comment, Failure, Machine
+from ._request import RequestSpec
+
+__all__ = ["AsyncDriver"]
+
+
+class AsyncDriver:
+    """Drives one source in async mode (``async for``, ``arun()``)."""
+
+    __slots__ = (
+        "_call_soon",
+        "_callback_task",
+        "_closer",
+        "_current_task",
+        "_done",
+        "_thread",
+        "busy",
+        "callbacks",
+        "client",
+        "machine",
+        "own_client",
+        "reader",
+        "spec",
+    )
+
+    def __init__(
+        self,
+        machine: Machine,
+        spec: RequestSpec,
+        callbacks: Callbacks,
+        client: httpx.AsyncClient | None,
+    ) -> None:
+        self.machine = machine
+        self.spec = spec
+        self.callbacks = callbacks
+        self.client = client
+        self.own_client = client is None
+        self.reader = AsyncReader()
+        self.busy = False
+        self._thread = threading.get_ident()
+        self._call_soon = loop_call_soon()
+        self._current_task = _current_task_function()
+        self._callback_task: object = None  # the task running a callback
+        self._closer: object = None  # the task close() started, held until the source goes
+        # Made by the first task that waits for the end (an event per source
+        # would cost memory that thousands of idle sources pay for nothing).
+        self._done: anyio.Event | None = None
+
+    @property
+    def response(self) -> httpx.Response | None:
+        return self.reader.response
+
+    async def next(self) -> ServerSentEvent:
+        """The next event; StopAsyncIteration at the end; the fatal error."""
+        if self.busy:
+            raise RuntimeError("this EventSource is already being iterated")
+        self.busy = True
+        machine = self.machine
+        callbacks = self.callbacks
+        try:
+            while True:
+                item = machine.next()
+                kind = item.__class__
+                if kind is ServerSentEvent:
+                    assert isinstance(item, ServerSentEvent)
+                    machine.delivering(item)
+                    if callbacks.on_message is not None or callbacks.listeners:
+                        for handler in callbacks.handlers(item):
+                            if machine.closed:
+                                break  # close() in a handler: no more on_message
+                            await self._invoke(handler, item)
+                    return item
+                if item is READ:
+                    await self._read()
+                elif item is CONNECT:
+                    await self._connect()
+                elif item is RELEASE:
+                    await self.reader.release()
+                    machine.released()
+                elif item is OPENED:
+                    await self._invoke(callbacks.on_open)
+                elif kind is Comment:
+                    await self._invoke(callbacks.on_comment, str(item))
+                elif kind is Failure:
+                    assert isinstance(item, Failure)
+                    await self._invoke(callbacks.on_error, item.error)
+                elif item is FINISH:
+                    await self._finish(raise_error=True)
+                    raise StopAsyncIteration
+                else:  # STOP: finished, or being finished by another task
+                    await self._wait_ended()
+                    raise StopAsyncIteration
+        finally:
+            self.busy = False
+
+    async def _connect(self) -> None:
+        machine = self.machine
+        if machine.delay:
+            await self.reader.wait(machine.delay)
+            machine.waited()
+            return
+        client = self._client()
+        try:
+            request = self.spec.build(client, machine.start_attempt())
+        except EventSourceError as exc:
+            machine.fail(exc)
+            return
+        try:
+            response = await self.reader.send(client, request, self.spec.auth)
+        except Exception as exc:
+            self._failed(exc, sending=True)
+            return
+        if response is None:
+            machine.fail(ConnectionLostError("interrupted"))
+        elif machine.response(response.status_code, response.headers, response):
+            self.reader.open(response)
+        else:
+            await self.reader.close_refused(response)
+
+    async def _read(self) -> None:
+        try:
+            data = await self.reader.read(self.spec.read_timeout)
+        except Exception as exc:
+            self.reader.fix(exc)
+            self._failed(exc, sending=False)
+            return
+        if data is None:
+            self.machine.end()
+        else:
+            self.machine.receive(data)
+
+    def _failed(self, exc: Exception, *, sending: bool) -> None:
+        result = classify(exc, sending=sending, read_timeout=self.spec.read_timeout)
+        if result is None:
+            raise exc  # not an I/O failure: a bug to see
+        error, fatal = result
+        self.machine.fail(error, fatal=fatal)
+
+    def _client(self) -> httpx.AsyncClient:
+        if self.client is None:
+            self.client = httpx.AsyncClient(**self.spec.client_kwargs())
+        return self.client
+
+    async def _finish(self, *, raise_error: bool) -> None:
+        machine = self.machine
+        error = machine.final_error
+        try:
+            with anyio.CancelScope(
+                shield=True, deadline=anyio.current_time() + _httpx.CLOSE_TIMEOUT
+            ):
+                await self.reader.release()
+                if self.own_client and self.client is not None:
+                    await self.client.aclose()
+            try:
+                if error is not None:
+                    await self._invoke(self.callbacks.on_error, error)
+            finally:
+                await self._invoke(self.callbacks.on_close)
+        finally:  # whatever happened, nobody may wait for this end forever
+            machine.finished()
+            if self._done is not None:
+                self._done.set()
+        if error is not None and raise_error:
+            raise error
+
+    async def _wait_ended(self) -> None:
+        if not self.machine.ended:
+            if self._done is None:
+                self._done = anyio.Event()
+            await self._done.wait()
+
+    async def _invoke(self, callback: Callback | None, *args: Any) -> None:
+        if callback is None:
+            return
+        self._callback_task = self._current_task()
+        try:
+            result = callback(*args)
+            if inspect.isawaitable(result):
+                await result
+        except Exception as exc:
+            report = self.callbacks.failed(callback, exc)
+            if report is not None:
+                await self._invoke(self.callbacks.on_error, report)
+        finally:
+            self._callback_task = None
+
+    # --- control, from the user ---------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Close and wait for the end (not from inside a callback: there it
+        returns at once, and the end follows when the callback returns)."""
+        self.machine.close()
+        if self.busy:
+            self.reader.interrupt()
+            if self._callback_task is not None and self._callback_task is self._current_task():
+                return
+            await self._wait_ended()
+        elif self.machine.next() is FINISH:
+            await self._finish(raise_error=False)
+        else:
+            await self._wait_ended()
+
+    def close(self) -> None:
+        """Close without waiting, from any thread, task or callback."""
+        self.machine.close()
+        self._in_loop(self._close_in_loop)
+
+    def restart(self) -> None:
+        self.machine.restart()
+        self._in_loop(self.reader.interrupt)
+
+    def _close_in_loop(self) -> None:
+        self.reader.interrupt()
+        if not self.busy and self._closer is None and not self.machine.ended:
+            # Closing a response takes an await: done by a task of its own,
+            # which the source holds (a task nothing refers to may be collected).
+            self._closer = _spawn(self._finish_quietly)
+
+    async def _finish_quietly(self) -> None:
+        # A task of its own (a trio system task, where an exception would end
+        # the whole run): the error was reported to on_error; log the rest.
+        if self.machine.next() is FINISH:
+            try:
+                await self._finish(raise_error=False)
+            except Exception:
+                import logging
+
+                logging.getLogger("eventsource").exception("error while closing")
+
+    def _in_loop(self, function: Callable[[], None]) -> None:
+        """Call function in the source's event loop: now when called from its
+        thread, else soon (safe from any thread)."""
+        if threading.get_ident() == self._thread:
+            function()
+        elif self._call_soon is not None:
+            try:
+                self._call_soon(function)
+            except RuntimeError:  # the event loop is gone
+                pass
+
+
+def _current_task_function() -> Callable[[], object]:
+    """The running backend's own "current task" (anyio's builds a TaskInfo
+    object on each call, too slow for once per callback)."""
+    try:
+        import asyncio
+
+        asyncio.get_running_loop()
+        return asyncio.current_task
+    except RuntimeError:
+        pass
+    try:
+        import trio
+
+        trio.lowlevel.current_task()
+        return trio.lowlevel.current_task
+    except (ImportError, RuntimeError):
+        return _no_task
+
+
+def _no_task() -> object:
+    return None
+
+
+def _spawn(function: Callable[[], Coroutine[Any, Any, None]]) -> object:
+    """Start a coroutine function as a task of the event loop running in this
+    thread (asyncio or trio); return the task (None for trio, or outside a loop)."""
+    try:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        return loop.create_task(function())
+    try:
+        import trio
+
+        trio.lowlevel.current_trio_token()
+    except (ImportError, RuntimeError):
+        return None
+    trio.lowlevel.spawn_system_task(function)
+    return True

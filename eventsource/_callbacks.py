@@ -1,0 +1,56 @@
+"""A source's callbacks and listeners, and what both drivers do with them."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+from ._errors import EventSourceError
+from ._event import ServerSentEvent
+
+__all__ = ["Callback", "Callbacks"]
+
+logger = logging.getLogger("eventsource")
+
+Callback = Callable[..., Any]
+_NO_HANDLERS: list[Callback] = []  # never mutated
+
+
+class Callbacks:
+    """on_open / on_message / on_error / on_close / on_comment, and the
+    per-type listeners."""
+
+    __slots__ = ("listeners", "on_close", "on_comment", "on_error", "on_message", "on_open")
+
+    def __init__(
+        self,
+        on_open: Callback | None,
+        on_message: Callback | None,
+        on_error: Callback | None,
+        on_close: Callback | None,
+        on_comment: Callback | None,
+    ) -> None:
+        self.on_open = on_open
+        self.on_message = on_message
+        self.on_error = on_error
+        self.on_close = on_close
+        self.on_comment = on_comment
+        self.listeners: dict[str, list[Callback]] = {}
+
+    def handlers(self, event: ServerSentEvent) -> list[Callback]:
+        """Who hears of this event: on_message, then the type's listeners."""
+        listeners = self.listeners.get(event[0]) if self.listeners else None
+        if self.on_message is None:
+            return listeners or _NO_HANDLERS
+        return [self.on_message, *listeners] if listeners else [self.on_message]
+
+    def failed(self, callback: Callback, exc: Exception) -> EventSourceError | None:
+        """Log a callback's exception; return what on_error should receive
+        (None when on_error itself raised)."""
+        if callback is self.on_error:
+            logger.exception("on_error callback raised", exc_info=exc)
+            return None
+        logger.warning("%r raised %r; the stream goes on", callback, exc)
+        error = EventSourceError(f"callback {getattr(callback, '__name__', callback)!r} raised")
+        error.__cause__ = exc
+        return error

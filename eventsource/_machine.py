@@ -1,0 +1,386 @@
+"""The connection machine: a source's whole life, without I/O.
+
+A driver (``_async``, ``_sync``) asks ``next()`` what to do, does it, and
+reports the outcome back as an input; every decision is made here, once, for
+both drivers. No I/O, no clock, no threads (``close()`` and ``restart()`` are
+plain flag writes, safe to call from another thread).
+
+States and transitions (``ready_state`` in brackets)::
+
+    state         input                          -> state        outputs
+    WAITING  [0]  start_attempt()                -> CONNECTING
+    CONNECTING[0] response(): 200 event-stream   -> OPEN         OPENED
+                  response(): retried status     -> WAITING      Failure, CONNECT after delay
+                  response(): 204                -> CLOSED       FINISH
+                  response(): other / fail(fatal)-> CLOSED       FINISH with the error
+                  fail(transient)                -> WAITING      Failure, CONNECT after delay
+    OPEN     [1]  receive(bytes)                 -> OPEN         events, comments
+                  end() / fail()                 -> WAITING      RELEASE, Failure, CONNECT
+                  restart()                      -> WAITING      RELEASE, CONNECT at once
+                  receive() too large / reconnect=False and fail()
+                                                 -> CLOSED       RELEASE, FINISH with the error
+    any           close()                        -> CLOSED       FINISH (once), then STOP
+    WAITING       max_retries failures in a row  -> CLOSED       Failure, FINISH (RetriesExhausted)
+
+``next()`` answers, in this order of priority: FINISH once closed (then STOP);
+RELEASE (close the response) when a connection has ended; then the queue, in
+stream order (events, comments, OPENED, Failure notices); then FINISH for a
+fatal error; READ while open (RELEASE first when a restart is pending); else
+CONNECT (wait ``delay`` seconds first, then ``waited()``; ``start_attempt()``).
+
+A failure report that arrives while a close or a restart is pending is the
+interrupted I/O ending: it is not an error. Events are read only when the
+queue is empty, so everything received before a drop is delivered before the
+drop is reported.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections import deque
+from collections.abc import Mapping
+from typing import Union
+
+from ._errors import (
+    ConnectionLostError,
+    EventSourceError,
+    EventTooLargeError,
+    RetriesExhaustedError,
+)
+from ._event import ServerSentEvent
+from ._parser import SSEParser
+from ._policy import Action, ConnectionPolicy
+
+__all__ = [
+    "CONNECT",
+    "FINISH",
+    "OPENED",
+    "READ",
+    "RELEASE",
+    "STOP",
+    "Comment",
+    "Failure",
+    "Machine",
+    "ReadyState",
+]
+
+logger = logging.getLogger("eventsource")
+
+
+class ReadyState(enum.IntEnum):
+    """The source's state, numbered as in browsers."""
+
+    CONNECTING = 0
+    OPEN = 1
+    CLOSED = 2
+
+
+class _State(enum.Enum):
+    WAITING = "waiting"
+    CONNECTING = "connecting"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class _Step(enum.Enum):
+    CONNECT = "connect"  # wait machine.delay, then waited(); with no delay, start_attempt()
+    READ = "read"  # read the body: receive() / end() / fail()
+    RELEASE = "release"  # close the response, then released()
+    FINISH = "finish"  # close everything, report machine.final_error, on_close; finished()
+    STOP = "stop"  # finished: nothing more to do
+    OPENED = "opened"  # notice: call on_open
+
+
+CONNECT = _Step.CONNECT
+READ = _Step.READ
+RELEASE = _Step.RELEASE
+FINISH = _Step.FINISH
+STOP = _Step.STOP
+OPENED = _Step.OPENED
+
+
+class Comment(str):
+    """A comment line, queued among the events to keep stream order."""
+
+    __slots__ = ()
+
+
+class Failure(tuple):  # type: ignore[type-arg]
+    """Notice: a transient error to report to on_error (the source retries)."""
+
+    __slots__ = ()
+
+    @property
+    def error(self) -> EventSourceError:
+        error: EventSourceError = self[0]
+        return error
+
+
+Output = Union[ServerSentEvent, Comment, Failure, _Step]
+
+_STATES = {
+    _State.WAITING: ReadyState.CONNECTING,
+    _State.CONNECTING: ReadyState.CONNECTING,
+    _State.OPEN: ReadyState.OPEN,
+    _State.CLOSED: ReadyState.CLOSED,
+}
+
+
+class Machine:
+    """One source's connection life: see the module docstring."""
+
+    __slots__ = (
+        "_delivered",
+        "_fatal",
+        "_finished",
+        "_queue",
+        "_release",
+        "_restart",
+        "_state",
+        "delay",
+        "delivered_id",
+        "ended",
+        "error",
+        "events_received",
+        "final_error",
+        "last_event",
+        "parser",
+        "policy",
+        "ready_state",
+        "url",
+    )
+
+    def __init__(
+        self,
+        policy: ConnectionPolicy,
+        *,
+        max_event_size: int,
+        last_event_id: str = "",
+        comments: bool = False,
+        url: str = "",
+    ) -> None:
+        self.parser = SSEParser(
+            max_event_size=max_event_size,
+            on_comment=self._queue_comment if comments else None,
+            last_event_id=last_event_id,
+        )
+        self.policy = policy
+        self.url = url  # for log lines
+        self._queue: deque[Output] = deque()
+        self._state = _State.WAITING
+        self.ready_state = ReadyState.CONNECTING
+        self.delay = 0.0  # seconds to wait before the next attempt
+        self.error: EventSourceError | None = None  # the latest error
+        self.final_error: EventSourceError | None = None  # what FINISH reports
+        self.delivered_id = last_event_id
+        self.last_event: ServerSentEvent | None = None
+        self.events_received = 0
+        self._delivered = False  # this attempt's connection produced an event
+        self._fatal: EventSourceError | None = None
+        self._release = False
+        self._restart = False
+        self._finished = False  # FINISH was handed out
+        self.ended = False  # ... and carried out
+
+    def _to(self, state: _State) -> None:
+        self._state = state
+        self.ready_state = _STATES[state]
+
+    # --- outputs ------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._state is _State.CLOSED
+
+    @property
+    def interrupting(self) -> bool:
+        """A close or restart waits for the current I/O to end."""
+        return self._restart or self._state is _State.CLOSED
+
+    @property
+    def last_event_id(self) -> str:
+        """The last event ID as delivered: what a reconnect sends."""
+        return self.delivered_id if self._queue else self.parser.last_event_id
+
+    def next(self) -> Output:
+        """What the driver does next (see the module docstring)."""
+        if self._state is _State.CLOSED:
+            if self._finished:
+                return STOP
+            self._finished = True
+            return FINISH
+        if self._release:
+            return RELEASE
+        if self._queue:
+            return self._queue.popleft()
+        if self._fatal is not None:
+            self._close(self._fatal)
+            return self.next()
+        if self._state is _State.OPEN:
+            if self._restart:
+                self._restart = False
+                self._release = True
+                self._to(_State.WAITING)
+                self.delay = 0.0
+                logger.info("restart: reconnecting to %s", self.url)
+                return RELEASE
+            return READ
+        return CONNECT
+
+    def delivering(self, event: ServerSentEvent) -> None:
+        """The driver hands this event to the user now."""
+        self.last_event = event
+        self.delivered_id = event[2]
+        self.events_received += 1
+
+    # --- inputs from the user (any thread) ----------------------------------------------
+
+    def close(self) -> bool:
+        """Close: CLOSED at once, nothing more delivered. True the first time."""
+        if self._state is _State.CLOSED:
+            return False
+        self._close(None)
+        return True
+
+    def restart(self) -> None:
+        """Drop the connection and reconnect at once (no error, no backoff)."""
+        if self._state is not _State.CLOSED:
+            self._restart = True
+            self.delay = 0.0
+
+    def _close(self, error: EventSourceError | None) -> None:
+        self._to(_State.CLOSED)
+        self._queue.clear()
+        self._fatal = None
+        self.final_error = error
+        if error is not None:
+            self.error = error
+            logger.error("stream failed: %s: %s", self.url, error)
+
+    # --- inputs from the driver ----------------------------------------------------------
+
+    def waited(self) -> None:
+        """The delay before the next attempt has passed."""
+        self.delay = 0.0
+
+    def start_attempt(self) -> str:
+        """A request is about to be sent: returns the Last-Event-ID to send."""
+        self._to(_State.CONNECTING)
+        self._restart = False
+        self._delivered = False
+        return self.parser.last_event_id
+
+    def response(self, status: int, headers: Mapping[str, str], response: object = None) -> bool:
+        """The response head arrived: True when the stream opens (read it),
+        False when the driver is to close the response now."""
+        if self._state is not _State.CONNECTING:
+            return False  # closed meanwhile
+        if self._restart:
+            self._restart = False
+            self._to(_State.WAITING)
+            return False
+        verdict = self.policy.judge(status, headers, response)
+        if verdict.action is Action.OPEN:
+            self._to(_State.OPEN)
+            self.error = None
+            self._queue.append(OPENED)
+            logger.info("open: %s (HTTP %d)", self.url, status)
+            return True
+        if verdict.action is Action.CLOSE:
+            logger.info("HTTP 204 from %s: closing", self.url)
+            self._close(None)
+        elif verdict.action is Action.FAIL:
+            assert verdict.error is not None
+            self._close(verdict.error)
+        else:
+            assert verdict.error is not None
+            self._retry(verdict.error, verdict.retry_after)
+        return False
+
+    def receive(self, data: bytes) -> None:
+        """Body bytes arrived."""
+        if self._state is not _State.OPEN:
+            return
+        parser = self.parser
+        try:
+            events = parser.feed(data)
+        except EventTooLargeError as exc:
+            self._queue.extend(exc.events)
+            self._fatal = exc
+            self._release = True
+            return
+        if parser.retry is not None:
+            self.policy.set_stream_retry(parser.retry)
+        if events:
+            self._queue.extend(events)
+            if not self._delivered and not all(isinstance(e, Comment) for e in events):
+                self._delivered = True  # a comment alone is not an event
+
+    def _queue_comment(self, text: str) -> None:
+        # Called by the parser during feed(): the list it is filling holds the
+        # events that came before this comment, so appending keeps the order.
+        self.parser._out.append(Comment(text))  # type: ignore[arg-type]
+
+    def end(self) -> None:
+        """The server ended the body."""
+        if self._state is not _State.OPEN or self._restart:
+            self.fail(ConnectionLostError("the server ended the stream"))
+            return
+        self._release = True
+        if not self.policy.reconnect:
+            logger.info("stream ended: %s (reconnect=False)", self.url)
+            self._close(None)
+            return
+        self._retry(ConnectionLostError("the server ended the stream"), None)
+
+    def fail(
+        self, error: EventSourceError, *, fatal: bool = False, retry_after: float | None = None
+    ) -> None:
+        """The attempt or the connection failed (a classified cause)."""
+        if self._state is _State.OPEN:
+            self._release = True
+        if self._state is _State.CLOSED:
+            return  # the I/O a close interrupted
+        if self._restart:
+            self._restart = False
+            self._to(_State.WAITING)
+            self.delay = 0.0
+            logger.info("restart: reconnecting to %s", self.url)
+            return
+        if fatal or not self.policy.reconnect:
+            self._close(error)
+            return
+        self._retry(error, retry_after)
+
+    def released(self) -> None:
+        """The driver closed the response: the parser is ready for the next one."""
+        self._release = False
+        self.parser.close()
+        if self.parser.retry is not None:  # a retry field kept back in the last block
+            self.policy.set_stream_retry(self.parser.retry)
+
+    def finished(self) -> None:
+        """The driver has finished (connection and client closed, callbacks run)."""
+        self.ended = True
+        logger.info("closed: %s", self.url)
+
+    def _retry(self, error: EventSourceError, retry_after: float | None) -> None:
+        self._to(_State.WAITING)
+        self.error = error
+        try:
+            self.delay = self.policy.next_delay(delivered=self._delivered, retry_after=retry_after)
+        except RetriesExhaustedError as exc:
+            exc.__cause__ = error
+            self._queue.append(Failure((error,)))
+            self._fatal = exc
+            return
+        self._delivered = False
+        last_id = self.parser.last_event_id
+        logger.info(
+            "connection lost (%s); reconnecting in %.3g s%s",
+            error,
+            self.delay,
+            f" with Last-Event-ID {last_id!r}" if last_id else "",
+        )
+        self._queue.append(Failure((error,)))

@@ -1,0 +1,173 @@
+"""What a source sends on every attempt: the URL rules, the request options,
+and building the request (httpx's public API only; sending and everything
+below it is ``_httpx``'s)."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+from collections.abc import Mapping
+from typing import Any, Callable, Optional, TypeVar, Union
+from urllib.parse import unquote
+
+import httpx
+
+from ._errors import EventSourceError
+
+__all__ = ["HeadersArg", "ParamsArg", "RequestSpec", "check_url"]
+
+logger = logging.getLogger("eventsource")
+
+T = TypeVar("T")
+MaybeCallable = Union[T, Callable[[], T]]
+HeadersArg = Optional[MaybeCallable[Mapping[str, str]]]
+ParamsArg = Optional[MaybeCallable[Mapping[str, Any]]]
+AnyClient = Union[httpx.Client, httpx.AsyncClient]
+
+_DEFAULT_CONNECT_TIMEOUT = 10.0
+
+# WHATWG URL: forbidden domain code points (a space in a host, say). httpx
+# percent-encodes them, and the request would then fail in DNS, again and again.
+_FORBIDDEN_HOST = frozenset("\0\t\n\r #/:<>?@[\\]^|%\x7f") | frozenset(map(chr, range(32)))
+
+
+def check_url(url: str | httpx.URL, *, relative_ok: bool = False) -> httpx.URL:
+    """The URL as httpx.URL; ValueError when retrying could never reach it: not
+    absolute http(s), or rejected by httpx or the WHATWG host rules."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError, ValueError) as exc:
+        raise ValueError(f"invalid URL {str(url)!r}: {exc}") from None
+    if not parsed.is_absolute_url:
+        if relative_ok and not parsed.scheme:
+            return parsed  # the caller's client has a base_url
+        raise ValueError(
+            f"{str(url)!r} is not an absolute http:// or https:// URL"
+            + ("" if parsed.scheme else f" (did you mean 'https://{url}'?)")
+        )
+    if parsed.scheme not in ("http", "https"):
+        raise ValueError(f"unsupported URL scheme {parsed.scheme!r} in {str(url)!r}")
+    host = parsed.host
+    if not host or (":" not in host and _FORBIDDEN_HOST.intersection(_raw_host(parsed))):
+        raise ValueError(f"invalid host in URL {str(url)!r}")
+    return parsed
+
+
+def _raw_host(url: httpx.URL) -> str:
+    # httpx percent-encodes what it cannot put in a host: decode to judge it.
+    return unquote(url.host)
+
+
+class RequestSpec:
+    """What a source sends on every attempt."""
+
+    __slots__ = (
+        "auth",
+        "content",
+        "cookies",
+        "headers",
+        "json",
+        "method",
+        "params",
+        "read_timeout",
+        "timeout",
+        "url",
+    )
+
+    def __init__(
+        self,
+        url: httpx.URL,
+        *,
+        method: str,
+        headers: HeadersArg,
+        params: ParamsArg,
+        json: Any,
+        content: bytes | str | None,
+        cookies: Mapping[str, str] | None,
+        auth: Any,
+        timeout: httpx.Timeout | float | None,
+        read_timeout: float | None,
+    ) -> None:
+        self.url = url
+        self.method = method
+        self.headers = headers
+        self.params = params
+        self.json = json
+        self.content = content
+        self.cookies = cookies
+        # Passing auth=None to httpx would switch off a caller's client-level
+        # auth, so auth is passed only when given.
+        self.auth: dict[str, Any] = {"auth": auth} if auth is not None else {}
+        self.timeout = timeout
+        self.read_timeout = read_timeout
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """Keywords for the client a source makes for itself."""
+        timeout = self.timeout if self.timeout is not None else _DEFAULT_CONNECT_TIMEOUT
+        kwargs: dict[str, Any] = {"timeout": timeout, "verify": _default_ssl_context()}
+        if self.cookies:
+            # In the client's jar, for the URL's host: httpx then keeps them
+            # across a same-host redirect and drops them on a cross-origin one.
+            # The domain as http.cookiejar sees the host: an IPv6 literal in
+            # brackets, and ".local" after a name without a dot ("localhost").
+            domain = self.url.host
+            if ":" in domain:
+                domain = f"[{domain}]"
+            if "." not in domain:
+                domain += ".local"
+            jar = httpx.Cookies()
+            for name, value in self.cookies.items():
+                jar.set(name, value, domain=domain)
+            kwargs["cookies"] = jar
+        return kwargs
+
+    def build(self, client: AnyClient, last_event_id: str) -> httpx.Request:
+        """The request of one attempt. A raising headers / params callable
+        raises EventSourceError (its __cause__ the original)."""
+        headers = httpx.Headers({"Accept": "text/event-stream", "Cache-Control": "no-cache"})
+        try:
+            extra = self.headers() if callable(self.headers) else self.headers
+            params = self.params() if callable(self.params) else self.params
+        except Exception as exc:
+            error = EventSourceError(f"the headers or params callable raised {exc!r}")
+            error.__cause__ = exc
+            raise error from exc
+        if extra:
+            headers.update(extra)
+        if last_event_id:
+            # The parser never lets CR, LF or NUL into an id; checked again here
+            # because this is where a header could be injected.
+            if any(c in last_event_id for c in "\r\n\0"):
+                raise ValueError("refusing a Last-Event-ID with CR, LF or NUL")
+            headers["Last-Event-ID"] = last_event_id  # httpx encodes it as UTF-8
+        base = client.timeout
+        request = client.build_request(
+            self.method,
+            self.url,
+            headers=headers,
+            params=params,
+            json=self.json,
+            content=self.content,
+            # The client's connect / write / pool timeouts, the source's read timeout.
+            timeout=httpx.Timeout(
+                connect=base.connect, read=self.read_timeout, write=base.write, pool=base.pool
+            ),
+        )
+        logger.debug("connecting: %s %s", request.method, request.url)
+        return request
+
+
+_ssl_context: ssl.SSLContext | None = None
+_ssl_lock = threading.Lock()
+
+
+def _default_ssl_context() -> ssl.SSLContext:
+    """httpx's default TLS context (verification on), made once: building one
+    loads the CA bundle, which takes longer than opening a stream, and every
+    source without a client of its own makes a client."""
+    global _ssl_context
+    with _ssl_lock:
+        if _ssl_context is None:
+            _ssl_context = httpx.create_ssl_context()
+        return _ssl_context
