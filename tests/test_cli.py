@@ -20,7 +20,7 @@ import pytest
 import eventsource._cli as cli
 from eventsource import parse
 from eventsource.__main__ import main
-from eventsource._demo import run_demo
+from eventsource._cli._demo import run_demo
 from eventsource.testing import SSEServer
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -16,8 +16,8 @@ import sys
 import threading
 from typing import Any, TextIO
 
-from ._cli import Printer, Session
-from .testing import SSEServer
+from ..testing import SSEServer
+from . import Printer, Session
 
 ANSWER = "Server-Sent Events stream text from server to client over plain HTTP."
 # Each reply event, as the seed's chat endpoint sends them.

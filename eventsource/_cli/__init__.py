@@ -28,17 +28,17 @@ from typing import Any, TextIO
 
 import httpx
 
-from ._encoder import format_event
-from ._errors import (
+from .._encoder import format_event
+from .._errors import (
     ConnectionLostError,
     EventSourceError,
     EventTooLargeError,
     ResponseError,
     RetriesExhaustedError,
 )
-from ._event import ServerSentEvent
-from ._source import EventSource
-from ._version import __version__
+from .._event import ServerSentEvent
+from .._source import EventSource
+from .._version import __version__
 
 __all__ = ["Printer", "Session", "build_parser", "main"]
 
