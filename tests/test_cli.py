@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-import eventsource._cli as cli
+import eventsource._cli._session as session_module
 from eventsource import parse
 from eventsource.__main__ import main
 from eventsource._cli._demo import run_demo
@@ -69,7 +69,7 @@ PRETTY = (
 
 @pytest.fixture
 def fixed_clock(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli, "_now", lambda: FIXED)
+    monkeypatch.setattr(session_module, "_now", lambda: FIXED)
 
 
 @pytest.fixture

@@ -17,7 +17,8 @@ import threading
 from typing import Any, TextIO
 
 from ..testing import SSEServer
-from . import Printer, Session
+from ._output import Printer
+from ._session import Session
 
 ANSWER = "Server-Sent Events stream text from server to client over plain HTTP."
 # Each reply event, as the seed's chat endpoint sends them.
