@@ -6,6 +6,7 @@ pipe) is in test_cli_process.py.
 
 from __future__ import annotations
 
+import ast
 import io
 import socket
 import subprocess
@@ -17,10 +18,10 @@ from typing import Any
 import httpx
 import pytest
 
-import eventsource._cli as cli
+import eventsource._cli._session as session_module
 from eventsource import parse
 from eventsource.__main__ import main
-from eventsource._demo import run_demo
+from eventsource._cli._demo import run_demo
 from eventsource.testing import SSEServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,7 +70,7 @@ PRETTY = (
 
 @pytest.fixture
 def fixed_clock(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli, "_now", lambda: FIXED)
+    monkeypatch.setattr(session_module, "_now", lambda: FIXED)
 
 
 @pytest.fixture
@@ -433,3 +434,85 @@ def test_chat_example_runs() -> None:
     assert result.returncode == 0, result.stderr
     assert "Hello, how can I help?" in result.stdout
     assert "'role': 'assistant'" in result.stdout
+
+
+# --- the package's imports -------------------------------------------------------------------
+
+PACKAGE = ROOT / "eventsource"
+CLI_MODULES = [
+    "eventsource._cli",
+    "eventsource._cli._args",
+    "eventsource._cli._demo",
+    "eventsource._cli._output",
+    "eventsource._cli._session",
+]
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Which eventsource modules each eventsource module imports, anywhere in
+    its source (function-level imports too). ``from X import name`` counts as
+    importing X, and X.name when that is a module."""
+    files = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        is_package = parts[-1] == "__init__"
+        files[".".join(parts[:-1] if is_package else parts)] = (path, is_package)
+    graph: dict[str, set[str]] = {}
+    for name, (path, is_package) in files.items():
+        here = name.split(".") if is_package else name.split(".")[:-1]
+        targets: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                targets.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = here[: len(here) - node.level + 1]
+                    module = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    module = node.module or ""
+                targets.add(module)
+                targets.update(f"{module}.{alias.name}" for alias in node.names)
+        graph[name] = {t for t in targets if t in files and t != name}
+    return graph
+
+
+def circle_from(start: str, graph: dict[str, set[str]]) -> list[str] | None:
+    """A chain of imports that leads from `start` back to it, if there is one."""
+    seen: set[str] = set()
+
+    def visit(chain: list[str]) -> list[str] | None:
+        for module in sorted(graph[chain[-1]]):
+            if module == start:
+                return [*chain, module]
+            if module not in seen:
+                seen.add(module)
+                found = visit([*chain, module])
+                if found is not None:
+                    return found
+        return None
+
+    return visit([start])
+
+
+def test_the_cli_modules_import_each_other_in_no_circle() -> None:
+    graph = import_graph()
+    assert set(CLI_MODULES) == {m for m in graph if m.startswith("eventsource._cli")}
+    assert {m: circle_from(m, graph) for m in CLI_MODULES} == dict.fromkeys(CLI_MODULES)
+    # no part imports the package's __init__: only __main__ does
+    assert [m for m in graph if "eventsource._cli" in graph[m]] == ["eventsource.__main__"]
+
+
+@pytest.mark.parametrize("module", CLI_MODULES)
+def test_each_cli_module_imports_alone(module: str) -> None:
+    code = (
+        f"import sys, {module}; "
+        "print(' '.join(m for m in sys.modules if m.startswith('eventsource')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert result.returncode == 0, result.stderr
+    loaded = result.stdout.split()
+    if module != "eventsource._cli._demo":  # the demo's server loads only for --demo
+        assert "eventsource._cli._demo" not in loaded
+        assert "eventsource.testing" not in loaded

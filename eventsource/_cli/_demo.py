@@ -16,8 +16,9 @@ import sys
 import threading
 from typing import Any, TextIO
 
-from ._cli import Printer, Session
-from .testing import SSEServer
+from ..testing import SSEServer
+from ._output import Printer
+from ._session import Session
 
 ANSWER = "Server-Sent Events stream text from server to client over plain HTTP."
 # Each reply event, as the seed's chat endpoint sends them.

@@ -1,0 +1,201 @@
+"""The command line's output: events in the pretty, jsonl or raw format, colour,
+and the one-line description of an error that ended a stream."""
+
+from __future__ import annotations
+
+import http
+import json
+import os
+from datetime import datetime
+from typing import Any, TextIO
+
+import httpx
+
+from .._encoder import format_event
+from .._errors import (
+    ConnectionLostError,
+    EventTooLargeError,
+    ResponseError,
+    RetriesExhaustedError,
+)
+from .._event import ServerSentEvent
+
+__all__ = [
+    "FORMATS",
+    "Printer",
+    "Style",
+    "describe_error",
+    "reason",
+    "short_error",
+    "tolerant",
+    "use_colour",
+]
+
+FORMATS = ("pretty", "jsonl", "raw")
+PRETTY_ONE_LINE = 80  # JSON shorter than this (compact) stays on one line
+
+
+def use_colour(stream: TextIO, when: str = "auto") -> bool:
+    """Whether to colour output to `stream`: --color always / never, or (auto)
+    on a terminal when NO_COLOR is unset or empty."""
+    if when != "auto":
+        return when == "always"
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty is not None and isatty()) and not os.environ.get("NO_COLOR")
+
+
+class Style:
+    """ANSI styles, or plain text when colour is off."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+
+    def paint(self, text: str, code: str) -> str:
+        return f"\x1b[{code}m{text}\x1b[0m" if self.enabled and text else text
+
+    def dim(self, text: str) -> str:
+        return self.paint(text, "2")
+
+
+class Printer:
+    """Writes events to a stream in one of the output formats."""
+
+    def __init__(self, out: TextIO, format: str, colour: bool = False) -> None:
+        if format not in FORMATS:
+            raise ValueError(f"unknown format {format!r}")
+        self.out = out
+        self.format = format
+        self.style = Style(colour and format == "pretty")
+        self._last_id = ""  # raw: the id the reader already knows
+
+    @classmethod
+    def for_stream(cls, out: TextIO, format: str | None, color: str = "auto") -> Printer:
+        """The format asked for, else pretty on a terminal and jsonl elsewhere."""
+        if format is None:
+            isatty = getattr(out, "isatty", None)
+            format = "pretty" if isatty is not None and isatty() else "jsonl"
+        return cls(out, format, use_colour(out, color))
+
+    def start(self, last_event_id: str) -> None:
+        """Note the id the stream starts from (raw writes ids only as they change)."""
+        self._last_id = last_event_id
+
+    def write(self, event: ServerSentEvent, received_at: datetime) -> None:
+        """Write one event and flush, so a reader sees it at once."""
+        if self.format == "jsonl":
+            record = {
+                "type": event.type,
+                "data": event.data,
+                "id": event.id,
+                "retry": event.retry,
+                "received_at": received_at.isoformat(timespec="milliseconds"),
+            }
+            self._write_bytes((json.dumps(record, ensure_ascii=False) + "\n").encode())
+        elif self.format == "raw":
+            block = format_event(
+                event.data,
+                event=event.type if event.type != "message" else None,
+                id=event.id if event.id != self._last_id else None,
+                retry=event.retry,
+            )
+            self._last_id = event.id
+            self._write_bytes(block)
+        else:
+            self.out.write(self._pretty(event))
+            self.out.flush()
+
+    def _pretty(self, event: ServerSentEvent) -> str:
+        head = [event.type]
+        if event.id:
+            head.append(f"id: {event.id}")
+        if event.retry is not None:
+            head.append(f"retry: {event.retry} ms")
+        body = _pretty_data(event.data) if event.data else self.style.dim("(empty data)")
+        return f"{self.style.dim('  '.join(head))}\n{body}\n\n"
+
+    def _write_bytes(self, data: bytes) -> None:
+        # jsonl and raw are UTF-8 whatever the locale (JSON and the wire format
+        # both are); a stream without a byte buffer gets the text.
+        buffer = getattr(self.out, "buffer", None)
+        if buffer is not None:
+            self.out.flush()
+            buffer.write(data)
+            buffer.flush()
+        else:
+            self.out.write(data.decode())
+            self.out.flush()
+
+
+def _pretty_data(data: str) -> str:
+    """JSON objects and arrays pretty-printed (on one line when short), other
+    data as it is."""
+    if data[:1] not in ("{", "["):
+        return data
+    try:
+        value = json.loads(data)
+    except (ValueError, RecursionError):
+        return data
+    compact = json.dumps(value, ensure_ascii=False)
+    if len(compact) <= PRETTY_ONE_LINE:
+        return compact
+    return json.dumps(value, ensure_ascii=False, indent=2)
+
+
+def reason(status: int, response: Any) -> str:
+    """A status and its phrase, e.g. "404 Not Found"."""
+    phrase = getattr(response, "reason_phrase", "") or ""
+    if not phrase:
+        try:
+            phrase = http.HTTPStatus(status).phrase
+        except ValueError:
+            phrase = ""
+    return f"{status} {phrase}".rstrip()
+
+
+def describe_error(error: BaseException, url: str) -> str:
+    """One line naming what ended the stream, for ``error: ...``."""
+    if isinstance(error, ResponseError):
+        response = error.response
+        request = getattr(response, "request", None)
+        where = str(request.url) if request is not None else url
+        if error.status_code is not None and error.status_code != 200:
+            return f"{reason(error.status_code, response)} from {where}: not retrying"
+        return f"{error} from {where}"
+    if isinstance(error, RetriesExhaustedError):
+        attempts = "1 attempt" if error.attempts == 1 else f"{error.attempts} attempts"
+        text = f"gave up on {url} after {attempts} in a row failed"
+        cause = error.__cause__
+        if cause is not None:
+            text += f"; the last: {short_error(cause)}"
+        return text
+    if isinstance(error, EventTooLargeError):
+        return f"{error} from {url}"
+    if isinstance(error, ConnectionLostError):
+        cause = error.__cause__
+        if isinstance(cause, (httpx.ConnectError, httpx.ConnectTimeout)):
+            return f"cannot connect to {url}: {cause or type(cause).__name__}"
+        return f"{error} ({url})"
+    return f"{error} ({url})"
+
+
+def short_error(error: BaseException) -> str:
+    """An error in a few words: the status of a ResponseError, the network
+    error behind a failed connection."""
+    if isinstance(error, ResponseError) and error.status_code not in (None, 200):
+        assert error.status_code is not None
+        return reason(error.status_code, error.response)
+    cause = error.__cause__
+    if isinstance(cause, (httpx.ConnectError, httpx.ConnectTimeout)):
+        return f"cannot connect: {cause or type(cause).__name__}"
+    return str(error)
+
+
+def tolerant(stream: TextIO) -> None:
+    """Let a terminal that cannot show a character show a replacement instead
+    of ending the run with UnicodeEncodeError."""
+    reconfigure = getattr(stream, "reconfigure", None)
+    if reconfigure is not None:
+        try:
+            reconfigure(errors="replace")
+        except (ValueError, OSError):
+            pass
