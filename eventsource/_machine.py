@@ -340,8 +340,8 @@ class Machine:
         """The attempt or the connection failed (a classified cause)."""
         if self._state is _State.OPEN:
             self._release = True
-        if self._state is _State.CLOSED:
-            return  # the I/O a close interrupted
+        elif self._state is not _State.CONNECTING:
+            return  # closed (the I/O a close interrupted), or no attempt under way
         if self._restart:
             self._restart = False
             self._to(_State.WAITING)
