@@ -213,6 +213,7 @@ class HyperServer:
 
     def _run(self, config: Config, sockets: Sockets) -> None:
         loop = asyncio.new_event_loop()
+        loop.set_exception_handler(_quiet_cancellations)
         self._loop = loop
         try:
             loop.run_until_complete(self._serve(config, sockets))
@@ -421,6 +422,14 @@ class HyperServer:
 
 class _Drop(Exception):
     pass
+
+
+def _quiet_cancellations(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    # hypercorn cancels the connections still open at shutdown, and asyncio's
+    # stream callback logs each cancellation as an error: not one.
+    if isinstance(context.get("exception"), asyncio.CancelledError):
+        return
+    loop.default_exception_handler(context)
 
 
 def refused_url() -> str:
