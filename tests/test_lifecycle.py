@@ -110,6 +110,55 @@ def test_close_while_waiting_to_reconnect_spares_the_neighbour_request(h1: Hyper
         assert not a.thread.is_alive()
 
 
+@pytest.mark.anyio
+@pytest.mark.parametrize("closer", ["aclose", "close-from-thread"])
+async def test_async_close_while_waiting_to_reconnect_spares_the_neighbour_request(
+    h1: HyperServer, anyio_backend: str, closer: str
+) -> None:
+    """The async twin: B streams on the same httpx.AsyncClient, on A's old
+    connection, while A is closed from another task or another thread."""
+    waiting = anyio.Event()
+    done = anyio.Event()
+    async with h1.async_client() as client:
+        source = EventSource(
+            f"{h1.url}/events?key=a&end_after=1",
+            client=client,
+            retry=30.0,
+            on_error=lambda error: waiting.set(),
+        )
+
+        async def iterate() -> None:
+            try:
+                async with source:
+                    async for _ in source:
+                        pass
+            finally:
+                done.set()
+
+        try:
+            with anyio.fail_after(JOIN):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(iterate)
+                    await waiting.wait()
+                    async with client.stream("GET", f"{h1.url}/json?key=b&hold=b") as response:
+                        chunks = response.aiter_raw()
+                        first = await chunks.__anext__()
+                        (request_a,) = h1.requests_for("a")
+                        (request_b,) = h1.requests_for("b")
+                        assert request_b.client_port == request_a.client_port, "no reuse"
+                        if closer == "aclose":
+                            await source.aclose()
+                        else:
+                            await anyio.to_thread.run_sync(source.close)
+                        h1.release("b")
+                        rest = b"".join([chunk async for chunk in chunks])
+                    assert json.loads(first + rest) == {"path": "/json", "ok": True}
+                    await done.wait()
+        finally:
+            h1.release("b")
+    assert source.ready_state is ReadyState.CLOSED
+
+
 # --- 3. close() / restart() end a blocked read -----------------------------------------
 
 # Where the source's read blocks: the server holds the response head, or sends
@@ -152,16 +201,18 @@ def test_sync_interrupt_ends_a_blocked_read(h1: HyperServer, where: str, action:
             start = time.monotonic()
             if action == "close":
                 source.close()
+                state_at_return = source.ready_state
                 driven.thread.join(JOIN)
                 elapsed = time.monotonic() - start
                 assert not driven.thread.is_alive(), "close() did not end the read"
-                assert source.ready_state is ReadyState.CLOSED
             else:
                 source.restart()
                 assert driven.got.wait(JOIN), "no event after restart()"
                 elapsed = time.monotonic() - start
             assert driven.error is None
             assert elapsed < PROMPT, f"{action}() took {elapsed:.3f} s to end the read"
+            if action == "close":  # the rule: CLOSED before close() returns
+                assert state_at_return is ReadyState.CLOSED
         finally:
             source.close()
             h1.release(key)
@@ -171,7 +222,7 @@ def test_sync_interrupt_ends_a_blocked_read(h1: HyperServer, where: str, action:
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("where", list(WHERE))
-@pytest.mark.parametrize("action", ["aclose", "restart"])
+@pytest.mark.parametrize("action", ["aclose", "close", "close-from-thread", "restart"])
 async def test_async_interrupt_ends_a_blocked_read(
     h1: HyperServer, where: str, action: str
 ) -> None:
@@ -216,10 +267,15 @@ async def test_async_interrupt_ends_a_blocked_read(
                         (neighbour,) = h1.requests_for("neighbour")
                         assert request.client_port == neighbour.client_port, "no reuse"
                     start = anyio.current_time()
-                    if action == "aclose":
-                        await source.aclose()
+                    if action != "restart":
+                        if action == "aclose":
+                            await source.aclose()  # from another task
+                        elif action == "close":
+                            source.close()  # from another task
+                        else:
+                            await anyio.to_thread.run_sync(source.close)
+                        state_at_return = source.ready_state
                         await done.wait()
-                        assert source.ready_state is ReadyState.CLOSED
                     else:
                         source.restart()
                         await got.wait()
@@ -229,6 +285,8 @@ async def test_async_interrupt_ends_a_blocked_read(
             h1.release(key)
         assert not errors
         assert elapsed < PROMPT, f"{action}() took {elapsed:.3f} s to end the read"
+        if action != "restart":  # the rule: CLOSED before close() returns
+            assert state_at_return is ReadyState.CLOSED
 
 
 # --- 5. close() inside a callback -------------------------------------------------------
