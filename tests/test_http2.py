@@ -158,6 +158,57 @@ def test_sync_close_of_one_source_spares_the_other_stream(h2: HyperServer) -> No
         assert not b.thread.is_alive()
 
 
+@pytest.mark.anyio
+@pytest.mark.parametrize("closer", ["aclose", "close-from-thread"])
+async def test_async_close_of_one_source_spares_the_other_stream(
+    h2c: HyperServer, anyio_backend: str, closer: str
+) -> None:
+    """The async twin: two sources on one httpx.AsyncClient(http2=True)."""
+    b_errors: list[EventSourceError] = []
+    b_events: list[ServerSentEvent] = []
+    b_more = anyio.Event()
+    first = {"a": anyio.Event(), "b": anyio.Event()}
+    async with h2c.async_client() as client:
+        a = EventSource(f"{h2c.url}/events?key=a&interval=0.01", client=client)
+        b = EventSource(
+            f"{h2c.url}/events?key=b&interval=0.01",
+            client=client,
+            retry=0.001,
+            on_error=b_errors.append,
+        )
+
+        async def iterate(source: EventSource, name: str) -> None:
+            async with source:
+                async for event in source:
+                    first[name].set()
+                    if name == "b":
+                        b_events.append(event)
+                        if a.ready_state is ReadyState.CLOSED and len(b_events) >= seen + 10:
+                            b_more.set()
+
+        seen = 10**9
+        with anyio.fail_after(JOIN):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(iterate, a, "a")
+                tg.start_soon(iterate, b, "b")
+                await first["a"].wait()
+                await first["b"].wait()
+                (request_a,) = h2c.requests_for("a")
+                (request_b,) = h2c.requests_for("b")
+                assert request_a.client_port == request_b.client_port, "not one connection"
+                seen = len(b_events)
+                if closer == "aclose":
+                    await a.aclose()
+                else:
+                    await anyio.to_thread.run_sync(a.close)
+                state_at_return = a.ready_state
+                await b_more.wait()  # B goes on receiving
+                await b.aclose()
+    assert not [e for e in b_errors if isinstance(e, ConnectionLostError)], b_errors
+    assert len(h2c.requests_for("b")) == 1, "B had to reconnect"
+    assert state_at_return is ReadyState.CLOSED  # the rule: CLOSED before close() returns
+
+
 # --- async: ending a stream is prompt ---------------------------------------------------
 
 
