@@ -364,7 +364,7 @@ async def test_aclose_inside_an_async_callback_sets_closed_before_it_returns(
 
 # --- 4. callbacks never make the caller uncancellable ----------------------------------
 
-SLOW = 3.0  # a slow callback is let go after this (it "sleeps 10 s" until then)
+SLOW = 1.5  # a slow callback is let go after this (it "sleeps 10 s" until then)
 CANCEL_AFTER = 0.5
 MARGIN = 0.25
 
