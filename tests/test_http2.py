@@ -89,6 +89,12 @@ async def consume_h2(
     return source, outcome
 
 
+def _close(source: EventSource) -> ReadyState:
+    """close() from a worker thread; the state the moment it returned."""
+    source.close()
+    return source.ready_state
+
+
 # --- one source's close() spares the other streams of the connection -------------------
 
 
@@ -199,9 +205,9 @@ async def test_async_close_of_one_source_spares_the_other_stream(
                 seen = len(b_events)
                 if closer == "aclose":
                     await a.aclose()
+                    state_at_return = a.ready_state
                 else:
-                    await anyio.to_thread.run_sync(a.close)
-                state_at_return = a.ready_state
+                    state_at_return = await anyio.to_thread.run_sync(_close, a)
                 await b_more.wait()  # B goes on receiving
                 await b.aclose()
     assert not [e for e in b_errors if isinstance(e, ConnectionLostError)], b_errors

@@ -45,6 +45,12 @@ def _key() -> str:
     return uuid.uuid4().hex[:8]
 
 
+def _close(source: EventSource) -> ReadyState:
+    """close() from a worker thread; the state the moment it returned."""
+    source.close()
+    return source.ready_state
+
+
 class Driven:
     """A sync source iterated in a thread of its own."""
 
@@ -270,11 +276,12 @@ async def test_async_interrupt_ends_a_blocked_read(
                     if action != "restart":
                         if action == "aclose":
                             await source.aclose()  # from another task
+                            state_at_return = source.ready_state
                         elif action == "close":
                             source.close()  # from another task
+                            state_at_return = source.ready_state
                         else:
-                            await anyio.to_thread.run_sync(source.close)
-                        state_at_return = source.ready_state
+                            state_at_return = await anyio.to_thread.run_sync(_close, source)
                         await done.wait()
                     else:
                         source.restart()
