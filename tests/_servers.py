@@ -227,7 +227,7 @@ class HyperServer:
     async def _serve(self, config: Config, sockets: Sockets) -> None:
         self._stop = asyncio.Event()
         self._ready.set()  # the socket listens already: accepting follows at once
-        app = wrap_app(self._app, config.wsgi_max_body_size, "asgi")
+        app = wrap_app(self._app, config.wsgi_max_body_size, "asgi")  # type: ignore[arg-type]
         await worker_serve(app, config, sockets=sockets, shutdown_trigger=self._stop.wait)
 
     def _gate(self, name: str) -> asyncio.Event:
@@ -352,8 +352,8 @@ class HyperServer:
         await send({"type": "http.response.body", "body": head.encode(), "more_body": True})
         sent = 0
         if burst:
-            body = "".join(f"id: {prefix}{n + i}\ndata: {n + i}\n\n" for i in range(1, burst + 1))
-            await send({"type": "http.response.body", "body": body.encode(), "more_body": True})
+            text = "".join(f"id: {prefix}{n + i}\ndata: {n + i}\n\n" for i in range(1, burst + 1))
+            await send({"type": "http.response.body", "body": text.encode(), "more_body": True})
             n += burst
             sent += burst
         while not self._over(gone):

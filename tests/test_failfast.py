@@ -168,12 +168,13 @@ async def test_a_failing_callable_option_is_a_failed_attempt(
         raise original
 
     errors: list[EventSourceError] = []
+    option_kwargs: dict[str, Any] = {option: refresh}
     source = EventSource(
         f"{h1.url}/events?key=c",
         retry=0.01,
         max_retries=1,
         on_error=errors.append,
-        **{option: refresh},
+        **option_kwargs,
     )
     try:
         outcome = await consume(source, mode)

@@ -427,7 +427,8 @@ async def test_a_slow_callback_does_not_make_the_iterator_uncancellable(
     slow = SlowCallback()
     # on_error: a 404 is fatal, reported to on_error as the source closes.
     path = "/events" if callback == "on_message" else "/status?code=404"
-    source = EventSource(f"{h1.url}{path}", **{callback: slow})
+    callbacks: dict[str, Any] = {callback: slow}
+    source = EventSource(f"{h1.url}{path}", **callbacks)
     async with anyio.create_task_group() as tg:
         tg.start_soon(_release_later, slow)
         start = anyio.current_time()
