@@ -31,7 +31,7 @@ from .conftest import Recorder, consume
 # switch, a loop turn), while the defects these tests catch take seconds
 # (the read timeout).
 PROMPT = 0.1
-READ_TIMEOUT = 2.0  # the source's read timeout: what a missed interrupt waits for
+READ_TIMEOUT = 1.0  # the source's read timeout: what a missed interrupt waits for
 JOIN = 4.0  # a thread that is still running after this is hung
 
 
