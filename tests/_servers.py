@@ -1,0 +1,441 @@
+"""A third-party HTTP server for the lifecycle tests: hypercorn serving a small
+ASGI SSE app, on 127.0.0.1 at a free port, in a thread with its own asyncio
+loop, so sync tests and async tests (asyncio and trio) can all use it.
+
+Modes: "h1" (HTTP/1.1 keep-alive, chunked bodies), "h2c" (HTTP/2 cleartext,
+prior knowledge) and "h2" (HTTP/2 over TLS, ALPN, a trustme certificate).
+
+The listening socket is bound and listening before the server thread starts,
+so a client can connect at once (its connection waits in the backlog until
+hypercorn accepts it): no polling, no sleep.
+
+Endpoints (query parameters configure each request):
+
+``/events``   an endless SSE stream. Each event has ``id: <prefix><n>``; n
+              starts after the request's Last-Event-ID (when it is
+              ``<prefix><int>``), else at 1. Parameters:
+              key        groups requests (the counters below are per key)
+              prefix     id prefix (default "")
+              interval   seconds between events (default 0.02)
+              retry      send ``retry: <ms>`` first
+              end_after  end the body after this many events
+              drop_after abort the connection after this many events (HTTP/1.1
+                         only: hypercorn leaves an HTTP/2 stream open)
+              hold_after go silent after this many events, until the client
+                         leaves or the gate ``key`` is released (with
+                         ``hold_once=1``: on the key's first request only)
+              burst      send the first N events in one body chunk
+              hold_head  the first N requests of the key send no response
+                         head until the client leaves or the gate is released
+              then       from the key's second request on, answer this status
+                         (e.g. 503) instead of a stream
+``/json``     a small JSON body; ``hold=<gate>`` sends its first half, then
+              waits for the gate before sending the rest
+``/redirect`` ``302`` to the ``to`` parameter (the Location is sent verbatim)
+``/status``   an empty response with the ``code`` parameter's status
+
+Every request is recorded (path, query, headers decoded as UTF-8, the
+client's port, the HTTP version, the time it arrived).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+import ssl
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+import httpx
+import trustme
+from hypercorn.asyncio.run import worker_serve
+from hypercorn.config import Config, Sockets
+from hypercorn.utils import wrap_app
+
+__all__ = ["HyperServer", "Request", "refused_url"]
+
+_START_TIMEOUT = 10.0
+_STOP_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class Request:
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]  # lower-case names; values decoded as UTF-8
+    raw_headers: list[tuple[bytes, bytes]]
+    client_port: int
+    http_version: str
+    time: float  # time.monotonic() when the request arrived
+
+    @property
+    def last_event_id(self) -> str | None:
+        return self.headers.get("last-event-id")
+
+    @property
+    def key(self) -> str:
+        return self.query.get("key", "")
+
+
+class HyperServer:
+    """hypercorn on 127.0.0.1, started in a thread; use as a context manager."""
+
+    def __init__(self, mode: str = "h1") -> None:
+        if mode not in ("h1", "h2c", "h2"):
+            raise ValueError(f"unknown mode {mode!r}")
+        self.mode = mode
+        self.requests: list[Request] = []
+        self._cond = threading.Condition()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._gates: dict[str, asyncio.Event] = {}
+        self._released: set[str] = set()  # gates released before anyone waited
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self.ca: trustme.CA | None = None
+        self.port = 0
+
+    # --- the test's side ---------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.mode == "h2" else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """httpx client arguments that speak this server's protocol."""
+        if self.mode == "h1":
+            return {}
+        if self.mode == "h2c":
+            return {"http1": False, "http2": True}  # prior knowledge
+        assert self.ca is not None
+        context = ssl.create_default_context()
+        self.ca.configure_trust(context)
+        return {"http2": True, "verify": context}
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        return httpx.Client(**self.client_kwargs(), **kwargs)
+
+    def async_client(self, **kwargs: Any) -> httpx.AsyncClient:
+        return httpx.AsyncClient(**self.client_kwargs(), **kwargs)
+
+    def requests_for(self, key: str) -> list[Request]:
+        with self._cond:
+            return [r for r in self.requests if r.key == key]
+
+    def wait_requests(self, n: int, key: str | None = None, timeout: float = 5.0) -> list[Request]:
+        """Block until n requests (of the key, if given) arrived; fail after timeout."""
+
+        def matching() -> list[Request]:
+            return [r for r in self.requests if key is None or r.key == key]
+
+        with self._cond:
+            if not self._cond.wait_for(lambda: len(matching()) >= n, timeout):
+                raise AssertionError(f"{len(matching())} requests arrived, waited for {n}")
+            return matching()
+
+    def release(self, gate: str) -> None:
+        """Open a gate (a held head, a held body, a stalled stream); thread-safe."""
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._open_gate, gate)
+
+    def start(self) -> HyperServer:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(128)  # clients may connect from now on
+        sock.setblocking(False)
+        self.port = sock.getsockname()[1]
+        config = Config()
+        config.graceful_timeout = 0.5
+        config.keep_alive_timeout = 30
+        config.accesslog = None
+        config.errorlog = logging.getLogger("tests.hypercorn")
+        config.include_date_header = False
+        if self.mode == "h2":
+            self.ca = trustme.CA()
+            cert = self.ca.issue_cert("127.0.0.1", "localhost")
+            self._tmp = tempfile.TemporaryDirectory()
+            certfile = Path(self._tmp.name, "cert.pem")
+            keyfile = Path(self._tmp.name, "key.pem")
+            cert.private_key_pem.write_to_path(str(keyfile))
+            with certfile.open("wb") as f:
+                for blob in cert.cert_chain_pems:
+                    f.write(blob.bytes())
+            config.certfile = str(certfile)
+            config.keyfile = str(keyfile)
+            config.alpn_protocols = ["h2", "http/1.1"]
+            sockets = Sockets([sock], [], [])
+        else:
+            sockets = Sockets([], [sock], [])
+        self._thread = threading.Thread(
+            target=self._run, args=(config, sockets), name=f"hypercorn-{self.mode}", daemon=True
+        )
+        self._thread.start()
+        if not self._ready.wait(_START_TIMEOUT):
+            raise RuntimeError("hypercorn did not start")
+        if self._error is not None:
+            raise RuntimeError("hypercorn failed to start") from self._error
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None:
+            try:
+                self._loop.call_soon_threadsafe(self._stop.set)
+            except RuntimeError:
+                pass  # the loop is gone already
+        if self._thread is not None:
+            self._thread.join(_STOP_TIMEOUT)
+            if self._thread.is_alive():
+                raise RuntimeError("hypercorn did not stop")
+        if self._tmp is not None:
+            self._tmp.cleanup()
+        if self._error is not None:
+            raise RuntimeError("the hypercorn thread failed") from self._error
+
+    def __enter__(self) -> HyperServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # --- the server thread -----------------------------------------------------------------
+
+    def _run(self, config: Config, sockets: Sockets) -> None:
+        loop = asyncio.new_event_loop()
+        loop.set_exception_handler(_quiet_cancellations)
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._serve(config, sockets))
+        except BaseException as exc:  # reported by start() / stop()
+            self._error = exc
+        finally:
+            self._ready.set()
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    async def _serve(self, config: Config, sockets: Sockets) -> None:
+        self._stop = asyncio.Event()
+        self._ready.set()  # the socket listens already: accepting follows at once
+        app = wrap_app(self._app, config.wsgi_max_body_size, "asgi")  # type: ignore[arg-type]
+        await worker_serve(app, config, sockets=sockets, shutdown_trigger=self._stop.wait)
+
+    def _gate(self, name: str) -> asyncio.Event:
+        gate = self._gates.get(name)
+        if gate is None:
+            gate = self._gates[name] = asyncio.Event()
+            if name in self._released:
+                gate.set()
+        return gate
+
+    def _open_gate(self, name: str) -> None:
+        self._released.add(name)
+        self._gate(name).set()
+
+    def _record(self, scope: dict[str, Any]) -> Request:
+        raw = [(bytes(k), bytes(v)) for k, v in scope["headers"]]
+        headers: dict[str, str] = {}
+        for name, value in raw:
+            headers[name.decode("latin-1").lower()] = value.decode("utf-8", "replace")
+        query = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
+        client = scope.get("client") or ("", 0)
+        request = Request(
+            path=scope["path"],
+            query=query,
+            headers=headers,
+            raw_headers=raw,
+            client_port=client[1],
+            http_version=scope.get("http_version", ""),
+            time=time.monotonic(),
+        )
+        with self._cond:
+            self.requests.append(request)
+            self._cond.notify_all()
+        return request
+
+    async def _app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        request = self._record(scope)
+        index = len(self.requests_for(request.key)) - 1
+        gone = asyncio.Event()
+
+        async def watch() -> None:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    gone.set()
+                    return
+
+        watcher = asyncio.ensure_future(watch())
+        try:
+            handler = {
+                "/events": self._events,
+                "/json": self._json,
+                "/redirect": self._redirect,
+                "/status": self._status,
+            }.get(request.path, self._not_found)
+            await handler(request, index, gone, send)
+        except _Drop:
+            raise RuntimeError("dropping the connection on purpose") from None
+        finally:
+            watcher.cancel()
+
+    async def _until(
+        self, gone: asyncio.Event, *events: asyncio.Event, timeout: float | None
+    ) -> None:
+        """Wait until the client left, the server stops, one of the events is
+        set, or the timeout passed."""
+        assert self._stop is not None
+        waiters = [asyncio.ensure_future(e.wait()) for e in (gone, self._stop, *events)]
+        try:
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    def _over(self, gone: asyncio.Event) -> bool:
+        assert self._stop is not None
+        return gone.is_set() or self._stop.is_set()
+
+    async def _events(self, request: Request, index: int, gone: asyncio.Event, send: Any) -> None:
+        q = request.query
+        key = request.key
+        if "then" in q and index >= 1:
+            await self._plain(send, int(q["then"]), b"unavailable")
+            return
+        if index < int(q.get("hold_head", "0")):
+            await self._until(gone, self._gate(key), timeout=None)
+            if self._over(gone):
+                return
+        prefix = q.get("prefix", "")
+        n = 0
+        last = request.last_event_id or ""
+        if last.startswith(prefix) and last[len(prefix) :].isdigit():
+            n = int(last[len(prefix) :])
+        interval = float(q.get("interval", "0.02"))
+        end_after = int(q["end_after"]) if "end_after" in q else None
+        drop_after = int(q["drop_after"]) if "drop_after" in q else None
+        hold_after = int(q["hold_after"]) if "hold_after" in q else None
+        if q.get("hold_once") == "1" and index >= 1:
+            hold_after = None
+        burst = int(q.get("burst", "0"))
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"text/event-stream"),
+                    (b"cache-control", b"no-cache"),
+                ],
+            }
+        )
+        head = f"retry: {q['retry']}\n\n" if "retry" in q else ":ok\n\n"
+        await send({"type": "http.response.body", "body": head.encode(), "more_body": True})
+        sent = 0
+        if burst:
+            text = "".join(f"id: {prefix}{n + i}\ndata: {n + i}\n\n" for i in range(1, burst + 1))
+            await send({"type": "http.response.body", "body": text.encode(), "more_body": True})
+            n += burst
+            sent += burst
+        while not self._over(gone):
+            if end_after is not None and sent >= end_after:
+                break
+            if drop_after is not None and sent >= drop_after:
+                raise _Drop
+            if hold_after is not None and sent >= hold_after:
+                await self._until(gone, self._gate(key), timeout=None)
+                hold_after = None
+                continue
+            if sent:
+                await self._until(gone, timeout=interval)
+                if self._over(gone):
+                    break
+            n += 1
+            sent += 1
+            body = f"id: {prefix}{n}\ndata: {n}\n\n".encode()
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _json(self, request: Request, index: int, gone: asyncio.Event, send: Any) -> None:
+        body = json.dumps({"path": request.path, "ok": True}).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        gate = request.query.get("hold")
+        if gate is None:
+            await send({"type": "http.response.body", "body": body})
+            return
+        half = len(body) // 2
+        await send({"type": "http.response.body", "body": body[:half], "more_body": True})
+        await self._until(gone, self._gate(gate), timeout=None)
+        await send({"type": "http.response.body", "body": body[half:]})
+
+    async def _redirect(self, request: Request, index: int, gone: asyncio.Event, send: Any) -> None:
+        location = request.query["to"].encode()
+        await send(
+            {"type": "http.response.start", "status": 302, "headers": [(b"location", location)]}
+        )
+        await send({"type": "http.response.body", "body": b""})
+
+    async def _status(self, request: Request, index: int, gone: asyncio.Event, send: Any) -> None:
+        await self._plain(send, int(request.query.get("code", "200")), b"")
+
+    async def _not_found(
+        self, request: Request, index: int, gone: asyncio.Event, send: Any
+    ) -> None:
+        await self._plain(send, 404, b"not found")
+
+    @staticmethod
+    async def _plain(send: Any, status: int, body: bytes) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"text/plain")],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+class _Drop(Exception):
+    pass
+
+
+def _quiet_cancellations(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    # hypercorn cancels the connections still open at shutdown, and asyncio's
+    # stream callback logs each cancellation as an error: not one.
+    if isinstance(context.get("exception"), asyncio.CancelledError):
+        return
+    loop.default_exception_handler(context)
+
+
+def refused_url() -> str:
+    """A URL on a port that was bound and closed again: connecting is refused."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return f"http://127.0.0.1:{port}/events"
