@@ -37,6 +37,7 @@ class AsyncDriver:
         "_closer",
         "_current_task",
         "_done",
+        "_in_callback",
         "_thread",
         "busy",
         "callbacks",
@@ -64,7 +65,8 @@ class AsyncDriver:
         self._thread = threading.get_ident()
         self._call_soon = loop_call_soon()
         self._current_task = _current_task_function()
-        self._callback_task: object = None  # the task running a callback
+        self._in_callback = 0  # depth of callbacks running in the iterating task
+        self._callback_task: object = None  # the task awaiting a coroutine callback
         self._closer: object = None  # the task close() started, held until the source goes
         # Made by the first task that waits for the end (an event per source
         # would cost memory that thousands of idle sources pay for nothing).
@@ -196,17 +198,30 @@ class AsyncDriver:
     async def _invoke(self, callback: Callback | None, *args: Any) -> None:
         if callback is None:
             return
-        self._callback_task = self._current_task()
+        self._in_callback += 1
         try:
             result = callback(*args)
             if inspect.isawaitable(result):
-                await result
+                # Only a coroutine callback can be suspended while another task
+                # calls aclose(): only then is the task worth looking up.
+                outer, self._callback_task = self._callback_task, self._current_task()
+                try:
+                    await result
+                finally:
+                    self._callback_task = outer
         except Exception as exc:
             report = self.callbacks.failed(callback, exc)
             if report is not None:
                 await self._invoke(self.callbacks.on_error, report)
         finally:
-            self._callback_task = None
+            self._in_callback -= 1
+
+    def _called_back(self) -> bool:
+        """True inside one of this source's callbacks (in the iterating task)."""
+        if not self._in_callback:
+            return False
+        task = self._callback_task
+        return task is None or task is self._current_task()
 
     # --- control, from the user ---------------------------------------------------------
 
@@ -216,7 +231,7 @@ class AsyncDriver:
         self.machine.close()
         if self.busy:
             self.reader.interrupt()
-            if self._callback_task is not None and self._callback_task is self._current_task():
+            if self._called_back():
                 return
             await self._wait_ended()
         elif self.machine.next() is FINISH:
