@@ -148,6 +148,11 @@ class Interrupter:
     def disarm(self) -> None:
         with self._lock:
             self._socket = None
+
+    def begin(self) -> None:
+        """A new attempt: forget the last one's interrupt."""
+        with self._lock:
+            self._socket = None
             self._fired = False
 
     @property
@@ -261,6 +266,10 @@ class AsyncReader:
         self._scope: anyio.CancelScope | None = None
         self._scoped = True  # reads need a cancel scope to be interrupted
 
+    def begin(self) -> None:
+        """Called before each attempt's machine.start_attempt()."""
+        self._interrupter.begin()
+
     def interrupt(self) -> None:
         """End the wait, send or read in progress (call in the loop's thread)."""
         if self._scope is not None:
@@ -279,7 +288,6 @@ class AsyncReader:
         self, client: httpx.AsyncClient, request: httpx.Request, auth: dict[str, Any]
     ) -> httpx.Response | None:
         """Send (following redirects); None when interrupted."""
-        self._interrupter.disarm()
         response: httpx.Response | None = None
         try:
             with anyio.CancelScope() as scope:
@@ -412,6 +420,10 @@ class SyncReader:
         self._interrupter = Interrupter()
         self._wake: threading.Event | None = None
 
+    def begin(self) -> None:
+        """Called before each attempt's machine.start_attempt()."""
+        self._interrupter.begin()
+
     def interrupt(self) -> None:
         """End the wait, send or read in progress (from any thread)."""
         if self._wake is not None:
@@ -429,7 +441,6 @@ class SyncReader:
         self, client: httpx.Client, request: httpx.Request, auth: dict[str, Any]
     ) -> httpx.Response:
         """Send (following redirects)."""
-        self._interrupter.disarm()
         request.extensions["trace"] = self._interrupter.tracer()
         hops = 0
         response = client.send(request, stream=True, follow_redirects=False, **auth)

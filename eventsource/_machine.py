@@ -264,8 +264,11 @@ class Machine:
         """The delay before the next attempt has passed."""
         self.delay = 0.0
 
-    def start_attempt(self) -> str:
-        """A request is about to be sent: returns the Last-Event-ID to send."""
+    def start_attempt(self) -> str | None:
+        """A request is about to be sent: returns the Last-Event-ID to send,
+        or None when the source was closed meanwhile (send nothing)."""
+        if self._state is _State.CLOSED:
+            return None
         self._to(_State.CONNECTING)
         self._restart = False
         self._delivered = False

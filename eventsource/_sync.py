@@ -107,8 +107,12 @@ class SyncDriver:
             machine.waited()
             return
         client = self._client()
+        self.reader.begin()
+        last_event_id = machine.start_attempt()
+        if last_event_id is None:
+            return  # closed meanwhile
         try:
-            request = self.spec.build(client, machine.start_attempt())
+            request = self.spec.build(client, last_event_id)
         except EventSourceError as exc:
             machine.fail(exc)
             return

@@ -302,3 +302,12 @@ def test_the_stream_retry_field_sets_the_reconnection_time() -> None:
     m.receive(b"retry: 1500\ndata: a\n\n")
     run(m)
     assert m.policy.retry == 1.5
+
+
+def test_a_close_between_connect_and_the_attempt_sends_nothing() -> None:
+    m = machine()
+    assert run(m) == [CONNECT]
+    m.close()  # from another thread, before the driver starts the attempt
+    assert m.start_attempt() is None
+    assert m.ready_state is ReadyState.CLOSED
+    assert run(m) == [FINISH]
