@@ -142,10 +142,16 @@ class AsyncDriver:
             return
         if response is None:
             machine.fail(ConnectionLostError("interrupted"))
-        elif machine.response(response.status_code, response.headers, response):
+        elif machine.response(
+            response.status_code,
+            response.headers,
+            response,
+            reason=response.reason_phrase,
+            url=str(response.request.url),
+        ):
             self.reader.open(response)
         else:
-            await self.reader.close_refused(response)
+            await self.reader.close_refused(response, machine.error)
 
     async def _read(self) -> None:
         try:

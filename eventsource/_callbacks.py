@@ -8,11 +8,28 @@ from typing import Any, Callable
 from ._errors import EventSourceError
 from ._event import ServerSentEvent
 
-__all__ = ["Callback", "Callbacks"]
+__all__ = [
+    "Callback",
+    "Callbacks",
+    "Listener",
+    "OnClose",
+    "OnComment",
+    "OnError",
+    "OnMessage",
+    "OnOpen",
+]
 
 logger = logging.getLogger("eventsource")
 
-Callback = Callable[..., Any]
+Callback = Callable[..., Any]  # any of these, as the drivers call them
+# Each may also be a coroutine function in async mode: it returns an awaitable,
+# which is an object too.
+OnOpen = Callable[[], object]
+OnMessage = Callable[[ServerSentEvent], object]
+OnError = Callable[[EventSourceError], object]
+OnClose = Callable[[], object]
+OnComment = Callable[[str], object]
+Listener = Callable[[ServerSentEvent], object]
 _NO_HANDLERS: list[Callback] = []  # never mutated
 
 
@@ -24,17 +41,17 @@ class Callbacks:
 
     def __init__(
         self,
-        on_open: Callback | None,
-        on_message: Callback | None,
-        on_error: Callback | None,
-        on_close: Callback | None,
-        on_comment: Callback | None,
+        on_open: OnOpen | None,
+        on_message: OnMessage | None,
+        on_error: OnError | None,
+        on_close: OnClose | None,
+        on_comment: OnComment | None,
     ) -> None:
-        self.on_open = on_open
-        self.on_message = on_message
-        self.on_error = on_error
-        self.on_close = on_close
-        self.on_comment = on_comment
+        self.on_open: Callback | None = on_open
+        self.on_message: Callback | None = on_message
+        self.on_error: Callback | None = on_error
+        self.on_close: Callback | None = on_close
+        self.on_comment: Callback | None = on_comment
         self.listeners: dict[str, list[Callback]] = {}
 
     def handlers(self, event: ServerSentEvent) -> list[Callback]:

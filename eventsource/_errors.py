@@ -15,16 +15,20 @@ can catch them all at once::
 httpx's exceptions are never subclassed: the originals are kept as __cause__.
 Calling the API wrongly (a bad argument) raises TypeError or ValueError, as usual.
 
-In ``on_error``, ``source.ready_state`` tells what follows, as in browsers:
-CONNECTING, the source will reconnect (a drop, or a status in retry_statuses);
-CLOSED, the error ended the stream and is raised from the iterator.
+Every error handed to ``on_error`` says what follows in ``will_retry``: True,
+the source reconnects (a drop, or a status in retry_statuses); False, the
+error ended the stream (it is then raised from the iterator), or it did not
+interrupt the stream at all (a callback raised).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import http
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import httpx
+
     from ._event import ServerSentEvent
 
 __all__ = [
@@ -38,7 +42,13 @@ __all__ = [
 
 
 class EventSourceError(Exception):
-    """Base class of every error eventsource raises."""
+    """Base class of every error eventsource raises.
+
+    ``will_retry``: whether the source reconnects after this error (see the
+    module docstring).
+    """
+
+    will_retry: bool = False
 
 
 class EventTooLargeError(EventSourceError):
@@ -57,18 +67,43 @@ class EventTooLargeError(EventSourceError):
 
 class ResponseError(EventSourceError):
     """The server answered with an error status, or a 200 that is not
-    ``text/event-stream``. A status in ``retry_statuses`` (5xx, 408, 429 by
-    default) is reported to ``on_error`` and retried; any other ends the stream.
+    ``text/event-stream``, or a redirect could not be followed. A status in
+    ``retry_statuses`` (5xx, 408, 429 by default) is reported to ``on_error``
+    and retried (``will_retry``); any other ends the stream.
 
     ``status_code`` is the final status (None when there was none: a redirect
-    loop or an unusable Location); ``response`` is the ``httpx.Response``
-    (closed; its body was not read).
+    that cannot be followed); ``response`` is the ``httpx.Response``, closed,
+    with the start of its body (up to 64 KiB) readable (``.text``,
+    ``.json()``); ``body`` is that text ("" when there was none).
     """
 
-    def __init__(self, message: str, *, status_code: int | None, response: Any = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None,
+        response: httpx.Response | None = None,
+        body: str = "",
+    ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.response = response
+        self.body = body
+
+
+def status_message(status: int, reason: str, method: str, url: str) -> str:
+    """An error status in httpx's words: ``Client error '404 Not Found' for
+    GET url 'https://…'``."""
+    if not reason:
+        try:
+            reason = http.HTTPStatus(status).phrase
+        except ValueError:
+            reason = ""
+    kind = {1: "Informational response", 2: "Response", 3: "Redirect response"}.get(
+        status // 100, "Client error" if status < 500 else "Server error"
+    )
+    where = f" for {method} url {url!r}" if url else ""
+    return f"{kind} '{f'{status} {reason}'.rstrip()}'{where}"
 
 
 class ConnectionLostError(EventSourceError):

@@ -37,6 +37,7 @@ import math
 import socket
 import sys
 import threading
+import time
 import weakref
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any, Callable, Protocol, Union
@@ -235,6 +236,29 @@ def _shutdown(sock: _Socket) -> None:
         pass  # not connected any more, or not a socket: nothing to end
 
 
+_BODY_LIMIT = 64 * 1024  # bytes of a refused response's body kept in its error
+_BODY_DEADLINE = 2.0  # seconds that reading them may take
+
+
+def _keep_body(error: ResponseError, response: httpx.Response, body: bytes) -> None:
+    """Give the error a closed, readable copy of the response with this body."""
+    headers = httpx.Headers(response.headers)
+    for name in ("content-encoding", "content-length", "transfer-encoding"):
+        headers.pop(name, None)  # the body is decoded, and maybe cut
+    copy = httpx.Response(
+        response.status_code,
+        headers=headers,
+        content=body,
+        request=response.request,
+        extensions={
+            "http_version": response.http_version.encode(),
+            "reason_phrase": response.reason_phrase.encode(),
+        },
+    )
+    error.response = copy
+    error.body = copy.text
+
+
 def _identity(response: httpx.Response) -> bool:
     """No content coding: the raw body is the stream (httpx's decoding layer
     is skipped, it only copies)."""
@@ -364,9 +388,23 @@ class AsyncReader:
         if self.response is not None:
             _fix_request(exc, self.response)
 
-    async def close_refused(self, response: httpx.Response) -> None:
-        """Close a response that does not open the stream."""
-        await _aclose(response)
+    async def close_refused(self, response: httpx.Response, error: object = None) -> None:
+        """Close a response that does not open the stream; when it is the
+        error's, read the start of its body into it first (an API's JSON error)."""
+        chunks = None
+        if isinstance(error, ResponseError) and error.response is response:
+            body = bytearray()
+            chunks = response.aiter_bytes()
+            try:
+                with anyio.move_on_after(_BODY_DEADLINE):
+                    while len(body) < _BODY_LIMIT:
+                        body += await chunks.__anext__()
+            except StopAsyncIteration:
+                pass
+            except Exception as exc:  # the body is a courtesy: its failure is no error
+                logger.debug("error while reading a refused response's body: %r", exc)
+            _keep_body(error, response, bytes(body[:_BODY_LIMIT]))
+        await _aclose(response, chunks)
 
     async def release(self) -> None:
         """Close the response (shielded, with a deadline)."""
@@ -498,6 +536,22 @@ class SyncReader:
         except Exception as exc:  # closing a broken connection may fail too
             logger.debug("error while closing the response: %r", exc)
 
-    def close_refused(self, response: httpx.Response) -> None:
+    def close_refused(self, response: httpx.Response, error: object = None) -> None:
+        """Close a response that does not open the stream; when it is the
+        error's, read the start of its body into it first (an API's JSON error)."""
+        if isinstance(error, ResponseError) and error.response is response:
+            body = bytearray()
+            deadline = time.monotonic() + _BODY_DEADLINE
+            try:
+                for chunk in response.iter_bytes():
+                    body += chunk
+                    if len(body) >= _BODY_LIMIT or time.monotonic() > deadline:
+                        break
+            except Exception as exc:  # the body is a courtesy: its failure is no error
+                logger.debug("error while reading a refused response's body: %r", exc)
+            _keep_body(error, response, bytes(body[:_BODY_LIMIT]))
         self._interrupter.disarm()
-        response.close()
+        try:
+            response.close()
+        except Exception as exc:
+            logger.debug("error while closing the response: %r", exc)

@@ -17,7 +17,7 @@ States and transitions (``ready_state`` in brackets)::
     OPEN     [1]  receive(bytes)                 -> OPEN         events, comments
                   end() / fail()                 -> WAITING      RELEASE, Failure, CONNECT
                   restart()                      -> WAITING      RELEASE, CONNECT at once
-                  receive() too large / reconnect=False and fail()
+                  receive() too large / no reconnect and fail()
                                                  -> CLOSED       RELEASE, FINISH with the error
     any           close()                        -> CLOSED       FINISH (once), then STOP
     WAITING       max_retries failures in a row  -> CLOSED       Failure, FINISH (RetriesExhausted)
@@ -40,7 +40,7 @@ import enum
 import logging
 from collections import deque
 from collections.abc import Mapping
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
 from ._errors import (
     ConnectionLostError,
@@ -51,6 +51,9 @@ from ._errors import (
 from ._event import ServerSentEvent
 from ._parser import SSEParser
 from ._policy import Action, ConnectionPolicy
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = [
     "CONNECT",
@@ -145,6 +148,8 @@ class Machine:
         "events_received",
         "final_error",
         "last_event",
+        "method",
+        "opens",
         "parser",
         "policy",
         "ready_state",
@@ -158,6 +163,7 @@ class Machine:
         max_event_size: int,
         last_event_id: str = "",
         comments: bool = False,
+        method: str = "GET",
         url: str = "",
     ) -> None:
         self.parser = SSEParser(
@@ -167,6 +173,8 @@ class Machine:
         )
         self.policy = policy
         self.url = url  # for log lines
+        self.method = method
+        self.opens = 0  # connections opened
         self._queue: deque[Output] = deque()
         self._state = _State.WAITING
         self.ready_state = ReadyState.CONNECTING
@@ -255,6 +263,7 @@ class Machine:
         self._fatal = None
         self.final_error = error
         if error is not None:
+            error.will_retry = False
             self.error = error
             logger.error("stream failed: %s: %s", self.url, error)
 
@@ -274,18 +283,30 @@ class Machine:
         self._delivered = False
         return self.parser.last_event_id
 
-    def response(self, status: int, headers: Mapping[str, str], response: object = None) -> bool:
+    def response(
+        self,
+        status: int,
+        headers: Mapping[str, str],
+        response: httpx.Response | None = None,
+        *,
+        reason: str = "",
+        url: str = "",
+    ) -> bool:
         """The response head arrived: True when the stream opens (read it),
-        False when the driver is to close the response now."""
+        False when the driver is to close the response now (``error`` then
+        holds the ResponseError, if it is one)."""
         if self._state is not _State.CONNECTING:
             return False  # closed meanwhile
         if self._restart:
             self._restart = False
             self._to(_State.WAITING)
             return False
-        verdict = self.policy.judge(status, headers, response)
+        verdict = self.policy.judge(
+            status, headers, response, reason=reason, method=self.method, url=url or self.url
+        )
         if verdict.action is Action.OPEN:
             self._to(_State.OPEN)
+            self.opens += 1
             self.error = None
             self._queue.append(OPENED)
             logger.info("open: %s (HTTP %d)", self.url, status)
@@ -331,8 +352,8 @@ class Machine:
             self.fail(ConnectionLostError("the server ended the stream"))
             return
         self._release = True
-        if not self.policy.reconnect:
-            logger.info("stream ended: %s (reconnect=False)", self.url)
+        if not self._reconnects():
+            logger.info("stream ended: %s (no reconnect)", self.url)
             self._close(None)
             return
         self._retry(ConnectionLostError("the server ended the stream"), None)
@@ -351,7 +372,7 @@ class Machine:
             self.delay = 0.0
             logger.info("restart: reconnecting to %s", self.url)
             return
-        if fatal or not self.policy.reconnect:
+        if fatal or not self._reconnects():
             self._close(error)
             return
         self._retry(error, retry_after)
@@ -368,6 +389,15 @@ class Machine:
         self.ended = True
         logger.info("closed: %s", self.url)
 
+    def _reconnects(self) -> bool:
+        """Whether what just failed or ended is attempted again. By default a
+        request other than GET (a POST that starts a generation, say) is sent
+        again only when it can resume, or when nothing came of it."""
+        reconnect = self.policy.reconnect
+        if reconnect is not None:
+            return reconnect
+        return self.method == "GET" or bool(self.parser.last_event_id) or not self._delivered
+
     def _retry(self, error: EventSourceError, retry_after: float | None) -> None:
         self._to(_State.WAITING)
         self.error = error
@@ -375,9 +405,11 @@ class Machine:
             self.delay = self.policy.next_delay(delivered=self._delivered, retry_after=retry_after)
         except RetriesExhaustedError as exc:
             exc.__cause__ = error
+            error.will_retry = False
             self._queue.append(Failure((error,)))
             self._fatal = exc
             return
+        error.will_retry = True
         self._delivered = False
         last_id = self.parser.last_event_id
         logger.info(

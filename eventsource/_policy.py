@@ -35,8 +35,12 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING
 
-from ._errors import EventSourceError, ResponseError, RetriesExhaustedError
+if TYPE_CHECKING:
+    import httpx
+
+from ._errors import EventSourceError, ResponseError, RetriesExhaustedError, status_message
 
 __all__ = ["DEFAULT_RETRY_STATUSES", "Action", "ConnectionPolicy", "Verdict", "parse_retry_after"]
 
@@ -98,7 +102,7 @@ class ConnectionPolicy:
         max_retry_delay: float = 30.0,
         min_retry_delay: float = DEFAULT_MIN_RETRY_DELAY,
         retry_statuses: Collection[int] = DEFAULT_RETRY_STATUSES,
-        reconnect: bool = True,
+        reconnect: bool | None = True,
         rng: random.Random | None = None,
     ) -> None:
         if retry < 0 or max_retry_delay < 0 or min_retry_delay < 0:
@@ -110,12 +114,23 @@ class ConnectionPolicy:
         self.max_retry_delay = max_retry_delay
         self.min_retry_delay = min_retry_delay
         self.retry_statuses = frozenset(retry_statuses)
-        self.reconnect = reconnect
+        self.reconnect = reconnect  # None: the machine decides per request method
         self.failures = 0  # failed attempts in a row
         self._rng = rng or _RNG
 
-    def judge(self, status: int, headers: Mapping[str, str], response: object = None) -> Verdict:
-        """What a response (status and headers) means for the stream."""
+    def judge(
+        self,
+        status: int,
+        headers: Mapping[str, str],
+        response: httpx.Response | None = None,
+        *,
+        reason: str = "",
+        method: str = "GET",
+        url: str = "",
+    ) -> Verdict:
+        """What a response (status and headers) means for the stream; reason,
+        method and url only word the error."""
+        where = f" for {method} url {url!r}" if url else ""
         if status == 200:
             content_type = headers.get("content-type", "")
             if _is_event_stream(content_type):
@@ -123,22 +138,20 @@ class ConnectionPolicy:
             return Verdict(
                 Action.FAIL,
                 ResponseError(
-                    f"expected Content-Type text/event-stream, got {content_type or 'none'!r}",
+                    f"expected Content-Type text/event-stream, got {content_type or 'none'!r}"
+                    + where,
                     status_code=status,
                     response=response,
                 ),
             )
         if status == 204:
             return Verdict(Action.CLOSE)
-        error = ResponseError(f"HTTP {status}", status_code=status, response=response)
-        if status in self.retry_statuses and self.reconnect:
-            return Verdict(Action.RETRY, error, parse_retry_after(headers.get("retry-after")))
+        message = status_message(status, reason, method, url)
         if 300 <= status < 400:
-            error = ResponseError(
-                f"HTTP {status} redirect without a usable Location",
-                status_code=status,
-                response=response,
-            )
+            message += ": a redirect without a usable Location"
+        error = ResponseError(message, status_code=status, response=response)
+        if status in self.retry_statuses and self.reconnect is not False:
+            return Verdict(Action.RETRY, error, parse_retry_after(headers.get("retry-after")))
         return Verdict(Action.FAIL, error)
 
     def set_stream_retry(self, milliseconds: int) -> None:

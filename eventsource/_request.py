@@ -25,8 +25,6 @@ HeadersArg = Optional[MaybeCallable[Mapping[str, str]]]
 ParamsArg = Optional[MaybeCallable[Mapping[str, Any]]]
 AnyClient = Union[httpx.Client, httpx.AsyncClient]
 
-_DEFAULT_CONNECT_TIMEOUT = 10.0
-
 # WHATWG URL: forbidden domain code points (a space in a host, say). httpx
 # percent-encodes them, and the request would then fail in DNS, again and again.
 _FORBIDDEN_HOST = frozenset("\0\t\n\r #/:<>?@[\\]^|%\x7f") | frozenset(map(chr, range(32)))
@@ -104,8 +102,7 @@ class RequestSpec:
 
     def client_kwargs(self) -> dict[str, Any]:
         """Keywords for the client a source makes for itself."""
-        timeout = self.timeout if self.timeout is not None else _DEFAULT_CONNECT_TIMEOUT
-        kwargs: dict[str, Any] = {"timeout": timeout, "verify": _default_ssl_context()}
+        kwargs: dict[str, Any] = {"timeout": self.timeout, "verify": _default_ssl_context()}
         if self.cookies:
             # In the client's jar, for the URL's host: httpx then keeps them
             # across a same-host redirect and drops them on a cross-origin one.

@@ -23,8 +23,8 @@ import anyio
 import httpx
 
 from ._async import AsyncDriver
-from ._callbacks import Callback, Callbacks
-from ._errors import EventSourceError
+from ._callbacks import Callbacks, Listener, OnClose, OnComment, OnError, OnMessage, OnOpen
+from ._errors import ConnectionLostError, EventSourceError
 from ._event import ServerSentEvent
 from ._machine import FINISH, Machine, ReadyState
 from ._parser import DEFAULT_MAX_EVENT_SIZE
@@ -63,21 +63,21 @@ class EventSource:
         cookies: Mapping[str, str] | None = None,
         auth: httpx.Auth | tuple[str, str] | Callable[..., Any] | None = None,
         client: httpx.Client | httpx.AsyncClient | None = None,
-        timeout: httpx.Timeout | float | None = None,
+        timeout: httpx.Timeout | float | None = 10.0,
         last_event_id: str = "",
         retry: float = 3.0,
-        reconnect: bool = True,
+        reconnect: bool | None = None,
         max_retries: int | None = None,
         min_retry_delay: float = DEFAULT_MIN_RETRY_DELAY,
         max_retry_delay: float = 30.0,
         retry_statuses: Collection[int] = DEFAULT_RETRY_STATUSES,
         read_timeout: float | None = 60.0,
         max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
-        on_open: Callback | None = None,
-        on_message: Callback | None = None,
-        on_error: Callback | None = None,
-        on_close: Callback | None = None,
-        on_comment: Callback | None = None,
+        on_open: OnOpen | None = None,
+        on_message: OnMessage | None = None,
+        on_error: OnError | None = None,
+        on_close: OnClose | None = None,
+        on_comment: OnComment | None = None,
     ) -> None:
         if json is not None and content is not None:
             raise ValueError("give json or content, not both")
@@ -113,6 +113,7 @@ class EventSource:
             max_event_size=max_event_size,
             last_event_id=last_event_id,
             comments=on_comment is not None,
+            method=self._spec.method,
             url=str(self._spec.url),
         )
         self._callbacks = Callbacks(on_open, on_message, on_error, on_close, on_comment)
@@ -217,11 +218,11 @@ class EventSource:
 
     # --- listeners and control -------------------------------------------------------
 
-    def add_listener(self, type: str, listener: Callback) -> None:
+    def add_listener(self, type: str, listener: Listener) -> None:
         """Call ``listener(event)`` for every event of this type."""
         self._callbacks.listeners.setdefault(type, []).append(listener)
 
-    def remove_listener(self, type: str, listener: Callback) -> None:
+    def remove_listener(self, type: str, listener: Listener) -> None:
         """Stop calling a listener added for this type (no error if absent)."""
         listeners = self._callbacks.listeners.get(type, [])
         if listener in listeners:
@@ -310,17 +311,26 @@ class EventSource:
         self,
         n: int | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 (mirrors collect(); a cap, not a wait)
+        *,
+        until: Callable[[ServerSentEvent], object] | None = None,
     ) -> list[ServerSentEvent]:
-        """Collect events until ``n`` arrived, ``timeout`` seconds passed or the
-        stream ended, then close the source and return them (for notebooks
-        and quick scripts). A fatal error is raised as from the iterator."""
+        """Collect events until ``n`` arrived, ``until(event)`` is true (that
+        event included), ``timeout`` seconds passed or the stream ended, then
+        close the source and return them (for notebooks and quick scripts).
+        A fatal error is raised as from the iterator, and so is the last
+        error when no connection opened before the timeout."""
+        if _collect_nothing(n):
+            await self.aclose()
+            return []
         events: list[ServerSentEvent] = []
         async with self:
-            with anyio.move_on_after(math.inf if timeout is None else timeout):
+            with anyio.move_on_after(math.inf if timeout is None else timeout) as scope:
                 async for event in self:
                     events.append(event)
-                    if n is not None and len(events) >= n:
+                    if (until is not None and until(event)) or len(events) == n:
                         break
+        if scope.cancelled_caught:
+            self._never_opened(timeout)
         return events
 
     async def aclose(self) -> None:
@@ -352,12 +362,29 @@ class EventSource:
             for _ in self:
                 pass
 
-    def collect(self, n: int | None = None, timeout: float | None = None) -> list[ServerSentEvent]:
-        """Collect events until ``n`` arrived, ``timeout`` seconds passed or the
-        stream ended, then close the source and return them (for notebooks
-        and quick scripts). A fatal error is raised as from the iterator."""
+    def collect(
+        self,
+        n: int | None = None,
+        timeout: float | None = None,
+        *,
+        until: Callable[[ServerSentEvent], object] | None = None,
+    ) -> list[ServerSentEvent]:
+        """Collect events until ``n`` arrived, ``until(event)`` is true (that
+        event included), ``timeout`` seconds passed or the stream ended, then
+        close the source and return them (for notebooks and quick scripts).
+        A fatal error is raised as from the iterator, and so is the last
+        error when no connection opened before the timeout."""
+        if _collect_nothing(n):
+            self.close()
+            return []
         events: list[ServerSentEvent] = []
-        timer = threading.Timer(timeout, self.close) if timeout is not None else None
+        timed_out = threading.Event()
+
+        def expire() -> None:
+            timed_out.set()
+            self.close()
+
+        timer = threading.Timer(timeout, expire) if timeout is not None else None
         with self:
             if timer is not None:
                 timer.daemon = True
@@ -365,9 +392,26 @@ class EventSource:
             try:
                 for event in self:
                     events.append(event)
-                    if n is not None and len(events) >= n:
+                    if (until is not None and until(event)) or len(events) == n:
                         break
             finally:
                 if timer is not None:
                     timer.cancel()
+        if timed_out.is_set():
+            self._never_opened(timeout)
         return events
+
+    def _never_opened(self, timeout: float | None) -> None:
+        """After a timeout: raise when no connection ever opened."""
+        if self._machine.opens:
+            return
+        error = self._machine.error
+        if error is None:
+            error = ConnectionLostError(f"no stream opened within {timeout} s")
+        raise error
+
+
+def _collect_nothing(n: int | None) -> bool:
+    if n is not None and n < 0:
+        raise ValueError("n must be None or >= 0")
+    return n == 0

@@ -121,10 +121,16 @@ class SyncDriver:
         except Exception as exc:
             self._failed(exc, sending=True)
             return
-        if machine.response(response.status_code, response.headers, response):
+        if machine.response(
+            response.status_code,
+            response.headers,
+            response,
+            reason=response.reason_phrase,
+            url=str(response.request.url),
+        ):
             self.reader.open(response)
         else:
-            self.reader.close_refused(response)
+            self.reader.close_refused(response, machine.error)
 
     def _read(self) -> None:
         try:

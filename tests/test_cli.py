@@ -300,7 +300,8 @@ def test_wrong_content_type_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
         assert main([server.url]) == 1
     err = capsys.readouterr().err
     assert err == (
-        f"error: expected Content-Type text/event-stream, got 'application/json' from {url}\n"
+        "error: expected Content-Type text/event-stream, got 'application/json'"
+        f" for GET url '{url}'\n"
     )
 
 

@@ -888,7 +888,7 @@ async def test_post_json_is_kept_over_307_and_308(mode: str, status: int) -> Non
             return_value=httpx.Response(status, headers={"location": "/other"})
         )
         other = respx.post(OTHER).mock(side_effect=[sse(b"data: a\n\n"), sse(b"data: b\n\n")])
-        source = source_for(mode, method="post", json={"q": "hi"})
+        source = source_for(mode, method="post", json={"q": "hi"}, reconnect=True)
         outcome = await consume(source, mode, limit=2)
     assert [e.data for e in outcome.events] == ["a", "b"]
     assert original.calls.call_count == 2 and other.calls.call_count == 2
@@ -1190,8 +1190,9 @@ async def test_async_close_then_break_without_with(anyio_backend: str) -> None:
     only sets CLOSED: the response stays open (the server never sees the disconnect), on_close
     never runs, and the collected source warns 'unclosed <EventSource ... CLOSED>'."""
     closes: list[bool] = []
+    closed = anyio.Event()
     async with endless() as server:
-        source = EventSource(server.url, on_close=lambda: closes.append(True))
+        source = EventSource(server.url, on_close=lambda: (closes.append(True), closed.set()))
         try:
             async for _ in source:
                 source.close()  # the contract: never blocks, may finish asynchronously
@@ -1199,6 +1200,8 @@ async def test_async_close_then_break_without_with(anyio_backend: str) -> None:
             assert source.ready_state is ReadyState.CLOSED
             seen = await client_hung_up(server, timeout=1.0)
             assert seen, "the server never saw the disconnect"
+            with anyio.fail_after(1.0):  # on_close follows the hang-up, in the closing task
+                await closed.wait()
             assert closes == [True]
         finally:
             await source.aclose()  # clean up so the test itself leaks nothing

@@ -160,6 +160,8 @@ def describe_error(error: BaseException, url: str) -> str:
         where = str(request.url) if request is not None else url
         if error.status_code is not None and error.status_code != 200:
             return f"{reason(error.status_code, response)} from {where}: not retrying"
+        if error.status_code == 200:
+            return str(error)  # it names the URL
         return f"{error} from {where}"
     if isinstance(error, RetriesExhaustedError):
         attempts = "1 attempt" if error.attempts == 1 else f"{error.attempts} attempts"

@@ -1,0 +1,31 @@
+"""Right usages of the public API: mypy --strict must accept all of them
+(tests/test_typing.py)."""
+
+from __future__ import annotations
+
+from eventsource import EventSource, EventSourceError, ServerSentEvent
+
+
+def on_open() -> None: ...
+def on_message(event: ServerSentEvent) -> None: ...
+def on_error(error: EventSourceError) -> None: ...
+def on_close() -> None: ...
+def on_comment(text: str) -> None: ...
+async def on_message_async(event: ServerSentEvent) -> None: ...
+async def on_error_async(error: EventSourceError) -> None: ...
+
+
+source = EventSource(
+    "http://127.0.0.1:1/stream",
+    on_open=on_open,
+    on_message=on_message,
+    on_error=on_error,
+    on_close=on_close,
+    on_comment=on_comment,
+)
+EventSource("http://127.0.0.1:1/", on_message=on_message_async, on_error=on_error_async)
+EventSource("http://127.0.0.1:1/", on_message=lambda event: print(event.data))
+EventSource("http://127.0.0.1:1/", on_error=lambda error: print(error.will_retry))
+source.add_listener("chunk", on_message)
+source.add_listener("chunk", lambda event: event.json())
+events: list[ServerSentEvent] = source.collect(n=3, until=lambda event: event.type == "done")
