@@ -45,10 +45,12 @@ class EventSourceError(Exception):
     """Base class of every error eventsource raises.
 
     ``will_retry``: whether the source reconnects after this error (see the
-    module docstring).
+    module docstring); ``retry_delay``: then the seconds until the next
+    attempt, else None.
     """
 
     will_retry: bool = False
+    retry_delay: float | None = None
 
 
 class EventTooLargeError(EventSourceError):

@@ -264,6 +264,7 @@ class Machine:
         self.final_error = error
         if error is not None:
             error.will_retry = False
+            error.retry_delay = None
             self.error = error
             logger.error("stream failed: %s: %s", self.url, error)
 
@@ -406,10 +407,12 @@ class Machine:
         except RetriesExhaustedError as exc:
             exc.__cause__ = error
             error.will_retry = False
+            error.retry_delay = None
             self._queue.append(Failure((error,)))
             self._fatal = exc
             return
         error.will_retry = True
+        error.retry_delay = self.delay
         self._delivered = False
         last_id = self.parser.last_event_id
         logger.info(

@@ -62,19 +62,19 @@ async def test_a_large_error_body_is_cut_at_64_kib(mode: str) -> None:
 
 
 async def test_on_error_says_whether_the_source_retries(mode: str) -> None:
-    seen: list[tuple[int | None, bool]] = []
+    seen: list[tuple[int | None, bool, float | None]] = []
     messages: list[str] = []
 
     def on_error(error: EventSourceError) -> None:
         assert isinstance(error, ResponseError)
-        seen.append((error.status_code, error.will_retry))
+        seen.append((error.status_code, error.will_retry, error.retry_delay))
         messages.append(str(error))
 
     async with SSEServer() as server:
         server.respond_with(503, {"Retry-After": "0"}, "busy")
         server.respond_with(404)
         outcome = await consume(EventSource(server.url, on_error=on_error, **FAST), mode)
-    assert seen == [(503, True), (404, False)]
+    assert seen == [(503, True, 0.01), (404, False, None)]
     assert messages[0].startswith("Server error '503 Service Unavailable' for GET url ")
     assert isinstance(outcome.error, ResponseError) and outcome.error.status_code == 404
 
