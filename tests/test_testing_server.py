@@ -32,6 +32,13 @@ pytestmark = pytest.mark.anyio
 
 E = ServerSentEvent
 
+FRAMINGS = ["chunked", "close", "content-length"]
+#: Every framing, for tests whose events are in the history when a request comes.
+all_framings = pytest.mark.parametrize("framing", FRAMINGS)
+#: The framings where events sent later reach a response already open
+#: ("content-length" fixes its body when the response starts).
+streaming_framings = pytest.mark.parametrize("framing", ["chunked", "close"])
+
 
 def crlf_block(i: int) -> bytes:
     """Event i with CRLF line ends and multi-byte characters: every cut point."""
@@ -95,6 +102,24 @@ async def raw_get(port: int, target: str, until: Callable[[bytes], bool]) -> lis
     return parts
 
 
+def dechunk(body: bytes) -> tuple[bytes, bool]:
+    """A chunked body's data, and whether it ended with the last chunk."""
+    data = b""
+    while body:
+        size_line, _, rest = body.partition(b"\r\n")
+        size = int(size_line, 16)
+        if size == 0:
+            return data, rest == b"\r\n"
+        data, body = data + rest[:size], rest[size + 2 :]
+    return data, False
+
+
+def body_of(framing: str, received: bytes) -> bytes:
+    """The body data after the head, in any framing (chunks decoded)."""
+    body = received.partition(b"\r\n\r\n")[2]
+    return dechunk(body)[0] if framing == "chunked" else body
+
+
 def open_fds() -> int:
     """How many file descriptors the process holds (-1 where /proc is missing)."""
     gc.collect()
@@ -104,24 +129,48 @@ def open_fds() -> int:
 # --- both ways to run it -------------------------------------------------------------
 
 
-async def test_async_with_serves_sse_headers_and_history(anyio_backend: str) -> None:
-    async with SSEServer(events=[{"data": "a", "id": "1"}, b"data: raw\n\n", "plain"]) as server:
+@all_framings
+async def test_async_with_serves_sse_headers_and_history(anyio_backend: str, framing: str) -> None:
+    events = [{"data": "a", "id": "1"}, b"data: raw\n\n", "plain"]
+    wire = b"id: 1\ndata: a\n\ndata: raw\n\ndata: plain\n\n"
+    framing_header = {
+        "chunked": [b"Transfer-Encoding: chunked"],
+        "close": [b"Connection: close"],
+        "content-length": [b"Content-Length: %d" % len(wire)],
+    }[framing]
+    async with SSEServer(events=events, framing=framing) as server:  # type: ignore[arg-type]
         assert server.url.startswith("http://127.0.0.1:") and server.url.endswith("/stream")
-        parts = await raw_get(server.port, "/stream?q=1", lambda b: b.endswith(b"plain\n\n"))
-        head, _, body = b"".join(parts).partition(b"\r\n\r\n")
+        assert server.framing == framing
+        parts = await raw_get(server.port, "/stream?q=1", lambda b: b"plain\n\n" in b)
+        received = b"".join(parts)
+        head = received.partition(b"\r\n\r\n")[0]
         assert head.split(b"\r\n") == [
             b"HTTP/1.1 200 OK",
             b"Content-Type: text/event-stream",
             b"Cache-Control: no-cache",
             b"X-Accel-Buffering: no",
-            b"Connection: close",
+            *framing_header,
         ]
+        assert body_of(framing, received) == wire
+        if framing == "chunked":  # one chunk per event
+            assert received.partition(b"\r\n\r\n")[2] == (
+                b"f\r\nid: 1\ndata: a\n\n\r\nb\r\ndata: raw\n\n\r\nd\r\ndata: plain\n\n\r\n"
+            )
         conn = await server.await_for_connections(1)
         await server.await_until(lambda: conn.closed)
-        assert conn.closed_by_client and conn.events_sent == 3
+        assert conn.events_sent == 3 and conn.bytes_sent == len(wire)
+        # A Content-Length body is complete once sent; a stream goes on until
+        # the client hangs up.
+        assert conn.complete is (framing == "content-length")
+        assert conn.closed_by_client is (framing != "content-length")
         assert server.requests[0].path == "/stream?q=1"
     with pytest.raises(RuntimeError):
         server.url  # noqa: B018
+
+
+def test_framing_is_checked() -> None:
+    with pytest.raises(ValueError, match="framing must be one of chunked, close, content-length"):
+        SSEServer(framing="gzip")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
@@ -185,7 +234,7 @@ async def test_an_error_in_the_body_comes_out_unwrapped(anyio_backend: str) -> N
                 client = await stack.enter_async_context(
                     await anyio.connect_tcp("127.0.0.1", server.port)
                 )
-                await client.send(b"GET / HTTP/1.1\r\n\r\n")
+                await client.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
                 await server.await_for_connections(1)
                 raise KeyError("from the test")  # with a connection open
     assert server.connections[0].closed
@@ -457,14 +506,19 @@ async def test_slow_drip_delivers_exact_events(mode: str) -> None:
     assert len(server.requests) == 1
 
 
-async def test_slow_drip_writes_one_byte_at_a_time(anyio_backend: str) -> None:
-    async with SSEServer(events=[crlf_block(1)]) as server:
+@all_framings
+async def test_slow_drip_writes_one_byte_at_a_time(anyio_backend: str, framing: str) -> None:
+    block = crlf_block(1)
+    async with SSEServer(events=[block], framing=framing) as server:  # type: ignore[arg-type]
         server.slow_drip(0.002)
-        block = crlf_block(1)
-        parts = await raw_get(server.port, "/", lambda b: b.endswith(block))
-    assert b"".join(parts).partition(b"\r\n\r\n")[2] == block
-    # One write per byte: even if the reader lags and some arrive together, the
-    # body comes in many pieces (parts[0] is the head, sent whole).
+        parts = await raw_get(
+            server.port, "/", lambda b: b.endswith(block + b"\r\n"[: 2 * (framing == "chunked")])
+        )
+    received = b"".join(parts)
+    assert body_of(framing, received) == block
+    # One write per byte (chunk framing too): even if the reader lags and
+    # some arrive together, the body comes in many pieces (parts[0] is the
+    # head, sent whole).
     assert len(parts[1:]) >= len(block) // 4
 
 
@@ -495,8 +549,9 @@ async def test_broadcast_reaches_100_clients(anyio_backend: str) -> None:
 # --- hold: a request that gets no answer until release() ---------------------------------
 
 
-async def test_hold_answers_nothing_until_release(anyio_backend: str) -> None:
-    async with SSEServer(events=[{"data": "a", "id": "1"}]) as server:
+@all_framings
+async def test_hold_answers_nothing_until_release(anyio_backend: str, framing: str) -> None:
+    async with SSEServer(events=[{"data": "a", "id": "1"}], framing=framing) as server:  # type: ignore[arg-type]
         server.hold()
         async with await anyio.connect_tcp("127.0.0.1", server.port) as stream:
             await stream.send(b"GET /held HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -512,13 +567,15 @@ async def test_hold_answers_nothing_until_release(anyio_backend: str) -> None:
             assert not conn.held
             received = b""
             with anyio.fail_after(5):
-                while not received.endswith(b"data: b\n\n"):
+                while b"data: b\n\n" not in received:
                     received += await stream.receive()
-        head, _, body = received.partition(b"\r\n\r\n")
+        head = received.partition(b"\r\n\r\n")[0]
         assert head.startswith(b"HTTP/1.1 200 OK\r\n")
-        assert body == b"id: 1\ndata: a\n\nid: 2\ndata: b\n\n"
+        # "content-length": the body holds what was sent while held, too.
+        assert body_of(framing, received) == b"id: 1\ndata: a\n\nid: 2\ndata: b\n\n"
         await server.await_until(lambda: conn.closed)
-        assert conn.closed_by_client and conn.events_sent == 2
+        assert conn.closed_by_client is (framing != "content-length")
+        assert conn.events_sent == 2
 
 
 async def test_hold_keeps_the_client_connecting(mode: str) -> None:
@@ -637,7 +694,7 @@ async def test_stopping_closes_a_held_request(anyio_backend: str) -> None:
             client = await stack.enter_async_context(
                 await anyio.connect_tcp("127.0.0.1", server.port)
             )
-            await client.send(b"GET / HTTP/1.1\r\n\r\n")
+            await client.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             conn = await server.await_for_connections(1)
         with anyio.fail_after(5):
             try:
@@ -652,3 +709,31 @@ def test_hold_rejects_a_bad_count() -> None:
     for bad in (0, -1, True, 1.5):
         with pytest.raises(ValueError):
             SSEServer().hold(bad)
+
+
+# --- requests the server must accept -----------------------------------------------------
+
+
+async def test_a_utf8_last_event_id_is_accepted_and_recorded(mode: str) -> None:
+    """After ``id: é-1`` the client sends ``Last-Event-ID: é-1`` in UTF-8."""
+    async with SSEServer(events=[{"data": "a", "id": "é-1"}, {"data": "b", "id": "é-2"}]) as server:
+        server.drop_after(1)
+        source = EventSource(server.url, retry=0.001)
+        outcome = await consume_within(source, mode, limit=2)
+    assert [e.id for e in outcome.events] == ["é-1", "é-2"]
+    assert [r.last_event_id for r in server.requests] == [None, "é-1"]
+    assert server.requests[1].headers.raw[-1:] != []  # the raw bytes are kept
+
+
+async def test_raw_utf8_header_bytes_are_recorded(anyio_backend: str) -> None:
+    async with SSEServer(events=[{"data": "a", "id": "é-1"}, {"data": "b", "id": "é-2"}]) as server:
+        async with await anyio.connect_tcp("127.0.0.1", server.port) as stream:
+            await stream.send(b"GET /s HTTP/1.1\r\nHost: x\r\nLast-Event-ID: \xc3\xa9-1\r\n\r\n")
+            received = b""
+            with anyio.fail_after(5):
+                while b"data: b\n\n" not in received:
+                    received += await stream.receive()
+        assert b"data: a" not in received  # resumed after \xc3\xa9-1
+        (request,) = server.requests
+        assert request.last_event_id == "é-1"
+        assert (b"Last-Event-ID", b"\xc3\xa9-1") in request.headers.raw
