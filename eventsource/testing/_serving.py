@@ -165,10 +165,10 @@ class Serving(Waiting):
                 else:
                     framing = self._framing if incoming.http11 else "close"
                     again = await self._respond(conn, peer, framing, incoming.keep_alive)
+                if not again or peer.eof:
+                    return  # the record is closed after the socket (below)
                 self._finish(conn)
                 conn = None
-                if not again or peer.eof:
-                    return
         except Exception as exc:
             self._errors.append(exc)
         finally:
