@@ -24,6 +24,8 @@ from eventsource import (
     ServerSentEvent,
     format_event,
 )
+from eventsource.testing import EventLike
+from eventsource.testing._http import Framing
 from eventsource.testing._server import SSEServer
 
 from .conftest import Outcome, consume
@@ -130,15 +132,17 @@ def open_fds() -> int:
 
 
 @all_framings
-async def test_async_with_serves_sse_headers_and_history(anyio_backend: str, framing: str) -> None:
-    events = [{"data": "a", "id": "1"}, b"data: raw\n\n", "plain"]
+async def test_async_with_serves_sse_headers_and_history(
+    anyio_backend: str, framing: Framing
+) -> None:
+    events: list[EventLike] = [{"data": "a", "id": "1"}, b"data: raw\n\n", "plain"]
     wire = b"id: 1\ndata: a\n\ndata: raw\n\ndata: plain\n\n"
     framing_header = {
         "chunked": [b"Transfer-Encoding: chunked"],
         "close": [b"Connection: close"],
         "content-length": [b"Content-Length: %d" % len(wire)],
     }[framing]
-    async with SSEServer(events=events, framing=framing) as server:  # type: ignore[arg-type]
+    async with SSEServer(events=events, framing=framing) as server:
         assert server.url.startswith("http://127.0.0.1:") and server.url.endswith("/stream")
         assert server.framing == framing
         parts = await raw_get(server.port, "/stream?q=1", lambda b: b"plain\n\n" in b)
@@ -258,8 +262,9 @@ def test_sync_wait_times_out() -> None:
 # --- the record ------------------------------------------------------------------------
 
 
-async def test_requests_are_recorded(mode: str) -> None:
-    async with SSEServer(events=[{"data": "x", "id": "42"}]) as server:
+@all_framings
+async def test_requests_are_recorded(mode: str, framing: Framing) -> None:
+    async with SSEServer(framing=framing, events=[{"data": "x", "id": "42"}]) as server:
         source = EventSource(
             server.url,
             method="POST",
@@ -279,12 +284,16 @@ async def test_requests_are_recorded(mode: str) -> None:
     assert request.headers["accept"] == "text/event-stream"
     assert request.body.replace(b" ", b"") == b'{"prompt":"hi"}'  # httpx's JSON spacing
     assert request.last_event_id == "41"
-    assert server.connections[0].closed_by_client  # the client closed after `break`
+    # The client closed after `break`; a Content-Length body was whole by then.
+    assert server.connections[0].closed_by_client is (framing != "content-length")
 
 
-async def test_live_send_comment_raw_and_malformed_input(mode: str) -> None:
+@streaming_framings
+async def test_live_send_comment_raw_and_malformed_input(mode: str, framing: Framing) -> None:
     comments: list[str] = []
-    async with SSEServer() as server:
+    async with SSEServer(
+        framing=framing,
+    ) as server:
         source = EventSource(server.url, retry=0.001, on_comment=comments.append)
 
         async def script() -> None:
@@ -306,8 +315,9 @@ async def test_live_send_comment_raw_and_malformed_input(mode: str) -> None:
 # --- resume ------------------------------------------------------------------------------
 
 
-async def test_resume_replays_after_last_event_id(mode: str) -> None:
-    async with SSEServer(events=[crlf_block(i) for i in range(1, 11)]) as server:
+@all_framings
+async def test_resume_replays_after_last_event_id(mode: str, framing: Framing) -> None:
+    async with SSEServer(framing=framing, events=[crlf_block(i) for i in range(1, 11)]) as server:
         server.drop_after(3)
         server.drop_after(3)
         source = EventSource(server.url, retry=0.001)
@@ -317,8 +327,13 @@ async def test_resume_replays_after_last_event_id(mode: str) -> None:
     assert [c.events_sent for c in server.connections] == [3, 3, 4]
 
 
-async def test_replay_false_sends_only_live_events_unless_resuming(anyio_backend: str) -> None:
-    async with SSEServer(events=[{"data": "old", "id": "1"}], replay=False) as server:
+@streaming_framings
+async def test_replay_false_sends_only_live_events_unless_resuming(
+    anyio_backend: str, framing: Framing
+) -> None:
+    async with SSEServer(
+        framing=framing, events=[{"data": "old", "id": "1"}], replay=False
+    ) as server:
 
         async def script() -> None:
             first = await server.await_for_connections(1)
@@ -337,9 +352,12 @@ async def test_replay_false_sends_only_live_events_unless_resuming(anyio_backend
 # --- faults ------------------------------------------------------------------------------
 
 
-async def test_drop_now_then_reconnect_with_last_event_id(mode: str) -> None:
+@streaming_framings
+async def test_drop_now_then_reconnect_with_last_event_id(mode: str, framing: Framing) -> None:
     errors: list[Any] = []
-    async with SSEServer() as server:
+    async with SSEServer(
+        framing=framing,
+    ) as server:
         source = EventSource(server.url, retry=0.001, on_error=errors.append)
 
         async def script() -> None:
@@ -357,10 +375,13 @@ async def test_drop_now_then_reconnect_with_last_event_id(mode: str) -> None:
     assert not server.connections[0].closed_by_client
 
 
+@all_framings
 @pytest.mark.parametrize("at", [5, -1, -2, -4, "line", "utf8", "crlf"])
-async def test_drop_mid_event_discards_the_partial_event(mode: str, at: Any) -> None:
+async def test_drop_mid_event_discards_the_partial_event(
+    mode: str, at: Any, framing: Framing
+) -> None:
     blocks = [crlf_block(i) for i in range(1, 6)]
-    async with SSEServer(events=blocks) as server:
+    async with SSEServer(framing=framing, events=blocks) as server:
         server.drop_mid_event(2, at=at)
         source = EventSource(server.url, retry=0.001)
         outcome = await consume_within(source, mode, limit=5)
@@ -395,9 +416,10 @@ async def test_drop_mid_event_without_that_cut_point_is_reported(anyio_backend: 
         SSEServer().drop_mid_event(1, at="middle")  # type: ignore[arg-type]
 
 
-async def test_stall_after_n_events_times_the_client_out(mode: str) -> None:
+@all_framings
+async def test_stall_after_n_events_times_the_client_out(mode: str, framing: Framing) -> None:
     errors: list[Any] = []
-    async with SSEServer(events=[crlf_block(i) for i in range(1, 4)]) as server:
+    async with SSEServer(framing=framing, events=[crlf_block(i) for i in range(1, 4)]) as server:
         server.stall_after(1)
         source = EventSource(server.url, retry=0.001, read_timeout=0.2, on_error=errors.append)
         outcome = await consume_within(source, mode, limit=3)
@@ -409,8 +431,11 @@ async def test_stall_after_n_events_times_the_client_out(mode: str) -> None:
     assert first.closed_by_client and first.events_sent == 1
 
 
-async def test_stall_now_then_drop(mode: str) -> None:
-    async with SSEServer() as server:
+@streaming_framings
+async def test_stall_now_then_drop(mode: str, framing: Framing) -> None:
+    async with SSEServer(
+        framing=framing,
+    ) as server:
         # A long read timeout: only the server's drop() can end the stall.
         source = EventSource(server.url, retry=0.001, read_timeout=30)
 
@@ -430,9 +455,10 @@ async def test_stall_now_then_drop(mode: str) -> None:
     assert server.connections[0].events_sent == 1
 
 
-async def test_503_with_retry_after_backs_off_then_succeeds(mode: str) -> None:
+@all_framings
+async def test_503_with_retry_after_backs_off_then_succeeds(mode: str, framing: Framing) -> None:
     errors: list[Any] = []
-    async with SSEServer(events=[{"data": "ok", "id": "1"}]) as server:
+    async with SSEServer(framing=framing, events=[{"data": "ok", "id": "1"}]) as server:
         server.respond_with(503, {"Retry-After": "0"}, b"busy", times=2)
         source = EventSource(server.url, retry=0.001, on_error=errors.append)
         outcome = await consume_within(source, mode, limit=1)
@@ -496,9 +522,10 @@ async def test_200_with_another_content_type_fails(mode: str) -> None:
     assert len(server.requests) == 1
 
 
-async def test_slow_drip_delivers_exact_events(mode: str) -> None:
+@all_framings
+async def test_slow_drip_delivers_exact_events(mode: str, framing: Framing) -> None:
     blocks = [crlf_block(1), format_event("a\nb", event="two", id="2"), crlf_block(3)]
-    async with SSEServer(events=blocks) as server:
+    async with SSEServer(framing=framing, events=blocks) as server:
         server.slow_drip(0)
         source = EventSource(server.url, retry=0.001)
         outcome = await consume_within(source, mode, limit=3)
@@ -507,9 +534,9 @@ async def test_slow_drip_delivers_exact_events(mode: str) -> None:
 
 
 @all_framings
-async def test_slow_drip_writes_one_byte_at_a_time(anyio_backend: str, framing: str) -> None:
+async def test_slow_drip_writes_one_byte_at_a_time(anyio_backend: str, framing: Framing) -> None:
     block = crlf_block(1)
-    async with SSEServer(events=[block], framing=framing) as server:  # type: ignore[arg-type]
+    async with SSEServer(events=[block], framing=framing) as server:
         server.slow_drip(0.002)
         parts = await raw_get(
             server.port, "/", lambda b: b.endswith(block + b"\r\n"[: 2 * (framing == "chunked")])
@@ -550,8 +577,8 @@ async def test_broadcast_reaches_100_clients(anyio_backend: str) -> None:
 
 
 @all_framings
-async def test_hold_answers_nothing_until_release(anyio_backend: str, framing: str) -> None:
-    async with SSEServer(events=[{"data": "a", "id": "1"}], framing=framing) as server:  # type: ignore[arg-type]
+async def test_hold_answers_nothing_until_release(anyio_backend: str, framing: Framing) -> None:
+    async with SSEServer(events=[{"data": "a", "id": "1"}], framing=framing) as server:
         server.hold()
         async with await anyio.connect_tcp("127.0.0.1", server.port) as stream:
             await stream.send(b"GET /held HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -578,9 +605,10 @@ async def test_hold_answers_nothing_until_release(anyio_backend: str, framing: s
         assert conn.events_sent == 2
 
 
-async def test_hold_keeps_the_client_connecting(mode: str) -> None:
+@all_framings
+async def test_hold_keeps_the_client_connecting(mode: str, framing: Framing) -> None:
     opened: list[bool] = []
-    async with SSEServer(events=[{"data": "a", "id": "1"}]) as server:
+    async with SSEServer(framing=framing, events=[{"data": "a", "id": "1"}]) as server:
         server.hold()
         source = EventSource(server.url, retry=0.001, on_open=lambda: opened.append(True))
 
@@ -616,9 +644,10 @@ async def test_hold_sees_the_client_give_up(mode: str) -> None:
     assert server.open_connections == []
 
 
-async def test_drop_hangs_up_a_held_request_without_an_answer(mode: str) -> None:
+@all_framings
+async def test_drop_hangs_up_a_held_request_without_an_answer(mode: str, framing: Framing) -> None:
     errors: list[Any] = []
-    async with SSEServer(events=[{"data": "a", "id": "1"}]) as server:
+    async with SSEServer(framing=framing, events=[{"data": "a", "id": "1"}]) as server:
         server.hold()
         source = EventSource(server.url, retry=0.001, on_error=errors.append)
 
@@ -637,8 +666,11 @@ async def test_drop_hangs_up_a_held_request_without_an_answer(mode: str) -> None
     assert [r.last_event_id for r in server.requests] == [None, None]
 
 
-async def test_hold_times_none_until_clear_faults_with_respond_with(mode: str) -> None:
-    async with SSEServer(events=[{"data": "ok", "id": "1"}]) as server:
+@streaming_framings
+async def test_hold_times_none_until_clear_faults_with_respond_with(
+    mode: str, framing: Framing
+) -> None:
+    async with SSEServer(framing=framing, events=[{"data": "ok", "id": "1"}]) as server:
         server.hold(times=None)
         server.respond_with(503, {"Retry-After": "0"})
         source = EventSource(server.url, retry=0.001)
@@ -714,9 +746,12 @@ def test_hold_rejects_a_bad_count() -> None:
 # --- requests the server must accept -----------------------------------------------------
 
 
-async def test_a_utf8_last_event_id_is_accepted_and_recorded(mode: str) -> None:
+@all_framings
+async def test_a_utf8_last_event_id_is_accepted_and_recorded(mode: str, framing: Framing) -> None:
     """After ``id: é-1`` the client sends ``Last-Event-ID: é-1`` in UTF-8."""
-    async with SSEServer(events=[{"data": "a", "id": "é-1"}, {"data": "b", "id": "é-2"}]) as server:
+    async with SSEServer(
+        framing=framing, events=[{"data": "a", "id": "é-1"}, {"data": "b", "id": "é-2"}]
+    ) as server:
         server.drop_after(1)
         source = EventSource(server.url, retry=0.001)
         outcome = await consume_within(source, mode, limit=2)
@@ -725,8 +760,11 @@ async def test_a_utf8_last_event_id_is_accepted_and_recorded(mode: str) -> None:
     assert server.requests[1].headers.raw[-1:] != []  # the raw bytes are kept
 
 
-async def test_raw_utf8_header_bytes_are_recorded(anyio_backend: str) -> None:
-    async with SSEServer(events=[{"data": "a", "id": "é-1"}, {"data": "b", "id": "é-2"}]) as server:
+@all_framings
+async def test_raw_utf8_header_bytes_are_recorded(anyio_backend: str, framing: Framing) -> None:
+    async with SSEServer(
+        framing=framing, events=[{"data": "a", "id": "é-1"}, {"data": "b", "id": "é-2"}]
+    ) as server:
         async with await anyio.connect_tcp("127.0.0.1", server.port) as stream:
             await stream.send(b"GET /s HTTP/1.1\r\nHost: x\r\nLast-Event-ID: \xc3\xa9-1\r\n\r\n")
             received = b""
