@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import os
 import socket
+import ssl
 import threading
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -14,6 +15,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+import trustme
 
 from eventsource import (
     EventSource,
@@ -775,3 +777,257 @@ async def test_raw_utf8_header_bytes_are_recorded(anyio_backend: str, framing: F
         (request,) = server.requests
         assert request.last_event_id == "é-1"
         assert (b"Last-Event-ID", b"\xc3\xa9-1") in request.headers.raw
+
+
+# --- HTTP/1.1: framing, keep-alive, a drop really hangs up -----------------------------------
+
+
+async def read_response(stream: Any, framing: str, sofar: bytes = b"") -> tuple[bytes, bytes]:
+    """Read one whole response off a raw connection: (head, body data) and
+    nothing more (the connection stays usable)."""
+    received = sofar
+    with anyio.fail_after(5):
+        while b"\r\n\r\n" not in received:
+            received += await stream.receive()
+        head, _, body = received.partition(b"\r\n\r\n")
+        if framing == "chunked":
+            while not dechunk(body)[1]:
+                body += await stream.receive()
+            return head, dechunk(body)[0]
+        length = int(
+            httpx.Headers([line.split(b": ", 1) for line in head.split(b"\r\n")[1:]])[
+                "content-length"
+            ]
+        )
+        while len(body) < length:
+            body += await stream.receive()
+        return head, body
+
+
+async def eof_within(stream: Any, seconds: float = 5) -> bytes:
+    """What comes until the peer closes (fails if it does not within `seconds`)."""
+    rest = b""
+    with anyio.fail_after(seconds):
+        while True:
+            try:
+                rest += await stream.receive()
+            except (anyio.EndOfStream, anyio.BrokenResourceError):
+                return rest
+
+
+@pytest.mark.parametrize("framing", ["chunked", "content-length"])
+async def test_keep_alive_carries_requests_one_after_another(
+    anyio_backend: str, framing: Framing
+) -> None:
+    events = [{"data": x, "id": str(i)} for i, x in enumerate("abc", 1)]
+    async with SSEServer(events=events, framing=framing) as server:
+        server.respond_with(503, {"Retry-After": "0"}, "busy")
+        server.end_after(3)  # "chunked": the stream ends normally after 3 events
+        server.end_after(1)
+        async with await anyio.connect_tcp("127.0.0.1", server.port) as stream:
+            await stream.send(b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\n")
+            head, body = await read_response(stream, "content-length")
+            assert head.startswith(b"HTTP/1.1 503 ") and body == b"busy"
+            assert b"Connection: close" not in head
+            await stream.send(b"GET /2 HTTP/1.1\r\nHost: x\r\n\r\n")
+            head, body = await read_response(stream, framing)
+            assert body == b"id: 1\ndata: a\n\nid: 2\ndata: b\n\nid: 3\ndata: c\n\n"
+            await stream.send(b"GET /3 HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 2\r\n\r\n")
+            head, body = await read_response(stream, framing)
+            assert body == b"id: 3\ndata: c\n\n"
+            busy, first, second = server.connections
+            await server.await_until(lambda: second.closed)
+            assert {busy.tcp_index, first.tcp_index, second.tcp_index} == {0}  # one TCP connection
+            assert all(
+                c.complete and c.closed and not c.closed_by_client for c in server.connections
+            )
+            assert [r.path for r in server.requests] == ["/1", "/2", "/3"]
+            assert server.open_connections == []
+            server.drop()  # hangs up the idle keep-alive connection
+            assert await eof_within(stream) == b""
+
+
+@all_framings
+async def test_httpx_sees_the_framing_and_reuses_the_connection(
+    anyio_backend: str, framing: Framing
+) -> None:
+    events = [{"data": "a", "id": "1"}, {"data": "b", "id": "2"}]
+    async with SSEServer(events=events, framing=framing) as server:
+        server.end_after(2)
+        server.end_after(1)
+        async with httpx.AsyncClient() as client:
+            for expected in ("id: 1\ndata: a\n\nid: 2\ndata: b\n\n", "id: 2\ndata: b\n\n"):
+                last = None if expected.startswith("id: 1") else "1"
+                headers = {"Last-Event-ID": last} if last else {}
+                async with client.stream("GET", server.url, headers=headers) as response:
+                    assert (await response.aread()).decode() == expected
+                    assert response.headers.get("transfer-encoding") == (
+                        "chunked" if framing == "chunked" else None
+                    )
+                    assert response.headers.get("content-length") == (
+                        str(len(expected)) if framing == "content-length" else None
+                    )
+    first, second = server.connections
+    assert first.complete and second.complete
+    # The keep-alive framings carry both requests on one TCP connection.
+    assert (first.tcp_index == second.tcp_index) is (framing != "close")
+
+
+@all_framings
+async def test_a_drop_breaks_the_body_and_closes_the_connection(
+    anyio_backend: str, framing: Framing
+) -> None:
+    events = [{"data": "a", "id": "1"}, {"data": "b", "id": "2"}]
+    async with SSEServer(events=events, framing=framing) as server:
+        server.drop_after(1)
+        server.end_after(2)
+        async with httpx.AsyncClient() as client:
+            async with client.stream("GET", server.url) as response:
+                chunks: list[bytes] = []
+                if framing == "close":  # the end of the body looks like a normal end
+                    async for part in response.aiter_bytes():
+                        chunks.append(part)
+                else:  # an incomplete chunk, or less than the Content-Length
+                    with pytest.raises(httpx.RemoteProtocolError):
+                        async for part in response.aiter_bytes():
+                            chunks.append(part)
+                assert b"".join(chunks) == b"id: 1\ndata: a\n\n"
+            async with client.stream("GET", server.url) as response:
+                assert (await response.aread()).startswith(b"id: 1")
+    first, second = server.connections
+    assert first.closed and not first.complete and not first.closed_by_client
+    assert first.tcp_index != second.tcp_index  # a new TCP connection
+
+
+@pytest.mark.parametrize("at", [5, "line", "utf8", "crlf"])
+@all_framings
+async def test_drop_mid_event_cuts_inside_the_chunk(
+    anyio_backend: str, framing: Framing, at: Any
+) -> None:
+    blocks = [crlf_block(1), crlf_block(2)]
+    async with SSEServer(events=blocks, framing=framing) as server:
+        server.drop_mid_event(1, at=at)
+        async with await anyio.connect_tcp("127.0.0.1", server.port) as stream:
+            await stream.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            received = await eof_within(stream)
+        conn = server.connections[0]
+        cut = conn.bytes_sent - len(blocks[0])
+        assert 0 < cut < len(blocks[1])
+    head, _, body = received.partition(b"\r\n\r\n")
+    if framing == "chunked":
+        # The second chunk announces the whole block; part of it follows.
+        assert body == b"%x\r\n%s\r\n%x\r\n%s" % (
+            len(blocks[0]),
+            blocks[0],
+            len(blocks[1]),
+            blocks[1][:cut],
+        )
+    else:
+        assert body == blocks[0] + blocks[1][:cut]
+    if framing == "content-length":
+        assert b"Content-Length: %d" % (len(blocks[0]) + len(blocks[1])) in head
+
+
+@all_framings
+async def test_stall_then_drop_hangs_up_a_keep_alive_stream(
+    anyio_backend: str, framing: Framing
+) -> None:
+    async with SSEServer(events=[crlf_block(1), crlf_block(2)], framing=framing) as server:
+        server.stall_after(1)
+        async with await anyio.connect_tcp("127.0.0.1", server.port) as stream:
+            await stream.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            conn = await server.await_for_connections(1)
+            await server.await_until(lambda: conn.events_sent == 1)
+            assert not conn.closed
+            server.drop()
+            received = await eof_within(stream)
+    assert body_of(framing, received) == crlf_block(1)
+    assert conn.closed and not conn.complete and conn.events_sent == 1
+
+
+async def test_end_lets_the_client_resume_on_the_same_connection(mode: str) -> None:
+    events = [crlf_block(i) for i in range(1, 5)]
+    async with SSEServer(events=events) as server:  # "chunked"
+        server.end_after(2)
+        source = EventSource(server.url, retry=0.001)
+        outcome = await consume_within(source, mode, limit=4)
+    assert outcome.events == [chunk(i) for i in range(1, 5)]
+    assert [r.last_event_id for r in server.requests] == [None, "2"]
+    first, second = server.connections
+    assert first.complete and first.events_sent == 2 and not first.closed_by_client
+    assert first.tcp_index == second.tcp_index  # httpx's pool reused the connection
+
+
+async def test_end_in_close_framing_closes(anyio_backend: str) -> None:
+    async with SSEServer(events=[crlf_block(1)], framing="close") as server:
+        async with await anyio.connect_tcp("127.0.0.1", server.port) as stream:
+            await stream.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            conn = await server.await_for_connections(1)
+            await server.await_until(lambda: conn.events_sent == 1)
+            server.end()
+            received = await eof_within(stream)
+    assert body_of("close", received) == crlf_block(1)
+    assert conn.complete and not conn.closed_by_client
+
+
+@pytest.mark.parametrize(
+    ("request_line", "framing_header"),
+    [
+        (b"GET / HTTP/1.0\r\n", b"Connection: close"),  # no chunks for HTTP/1.0
+        (
+            b"GET / HTTP/1.1\r\nConnection: close\r\n",
+            b"Transfer-Encoding: chunked\r\nConnection: close",
+        ),
+    ],
+)
+async def test_a_request_that_closes_gets_connection_close(
+    anyio_backend: str, request_line: bytes, framing_header: bytes
+) -> None:
+    async with SSEServer(events=[crlf_block(1)]) as server:
+        async with await anyio.connect_tcp("127.0.0.1", server.port) as stream:
+            await stream.send(request_line + b"Host: x\r\n\r\n")
+            conn = await server.await_for_connections(1)
+            await server.await_until(lambda: conn.events_sent == 1)
+            server.end()
+            received = await eof_within(stream)
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.endswith(b"X-Accel-Buffering: no\r\n" + framing_header)
+    chunked = b"chunked" in framing_header
+    assert body_of("chunked" if chunked else "close", received) == crlf_block(1)
+    assert body.endswith(b"0\r\n\r\n") is chunked
+    assert conn.complete
+
+
+async def test_a_malformed_request_gets_400_and_is_not_recorded(anyio_backend: str) -> None:
+    async with SSEServer(events=["x"]) as server:
+        async with await anyio.connect_tcp("127.0.0.1", server.port) as stream:
+            await stream.send(b"GET / HTTP/1.1\r\n\r\n")  # HTTP/1.1 needs a Host header
+            received = await eof_within(stream)
+        assert received.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+        assert b"Host" in received.partition(b"\r\n\r\n")[2]  # h11's reason
+        assert server.requests == [] and server.connections == []
+
+
+@pytest.fixture(scope="module")
+def certificates() -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    ca = trustme.CA()
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server)
+    client = ssl.create_default_context()
+    ca.configure_trust(client)
+    return server, client
+
+
+@all_framings
+async def test_tls_in_each_framing(anyio_backend: str, framing: Framing, certificates: Any) -> None:
+    server_context, client_context = certificates
+    events = [crlf_block(i) for i in range(1, 5)]
+    async with SSEServer(events=events, tls=server_context, framing=framing) as server:
+        server.drop_mid_event(1, at="utf8")
+        server.drop_after(1)
+        client = httpx.AsyncClient(verify=client_context)
+        source = EventSource(server.url, retry=0.001, client=client)
+        outcome = await consume_within(source, "async", limit=4)
+        await client.aclose()
+    assert outcome.events == [chunk(i) for i in range(1, 5)]
+    assert [r.last_event_id for r in server.requests] == [None, "1", "2"]
