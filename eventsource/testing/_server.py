@@ -8,8 +8,9 @@ normally; a drop closes it. Every request being answered owns an outbox:
 events, comments, raw bytes and fault markers are queued into it in the order
 the test script calls the control methods, and its task writes them out. So
 ``server.send("a"); server.drop()`` delivers "a", then hangs up,
-deterministically. The history and resuming are in ``_history``, the faults in
-``_faults``, the records in ``_records``.
+deterministically. The connection tasks are in ``_serving``, the history and
+resuming in ``_history``, the faults in ``_faults``, the records in
+``_records``, the waits in ``_waiting``.
 
 ``hold()`` makes the next request(s) wait without any answer (the client stays
 connecting) until ``release()``; the server still reads the held connection,
@@ -57,7 +58,8 @@ class SSEServer(Serving):
     follows its ``Last-Event-ID`` when it sends one that the history holds;
     with ``replay=False`` nothing from before it came, unless it resumes),
     then every event sent while it is connected. Any method and path are
-    accepted. ``headers`` are added to every event-stream response. A request
+    accepted. ``headers`` are added to every event-stream response (those that
+frame the body, such as Content-Length, are the server's). A request
     held by ``hold()`` gets no answer until ``release()``. With ``tls`` (a
     server-side ``ssl.SSLContext``, e.g. from trustme) it serves HTTPS.
 
