@@ -1031,3 +1031,26 @@ async def test_tls_in_each_framing(anyio_backend: str, framing: Framing, certifi
         await client.aclose()
     assert outcome.events == [chunk(i) for i in range(1, 5)]
     assert [r.last_event_id for r in server.requests] == [None, "1", "2"]
+
+
+async def test_pipelined_requests_are_answered_in_turn(anyio_backend: str) -> None:
+    """Bytes of the next request that come with (or during) a response are kept."""
+    async with SSEServer(events=[crlf_block(1)]) as server:
+        server.respond_with(204)
+        server.end_after(1)
+        async with await anyio.connect_tcp("127.0.0.1", server.port) as stream:
+            await stream.send(
+                b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+                b"POST /b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                b"3\r\nabc\r\n0\r\n\r\n"
+            )
+            received = b""
+            with anyio.fail_after(5):
+                while not received.endswith(b"0\r\n\r\n"):
+                    received += await stream.receive()
+        assert received.startswith(b"HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 200 OK\r\n")
+        assert [(r.method, r.path, r.body) for r in server.requests] == [
+            ("GET", "/a", b""),
+            ("POST", "/b", b"abc"),
+        ]
+        assert [c.tcp_index for c in server.connections] == [0, 0]

@@ -85,7 +85,8 @@ class Waiting:
         n: int = 1,
         timeout: float = 5.0,  # noqa: ASYNC109
     ) -> RecordedConnection:
-        """Wait until n connections were made in all; return the n-th."""
+        """Wait until n requests came in all (each has its record in
+        ``server.connections``, keep-alive or not); return the n-th record."""
         _count(n, minimum=1)
         try:
             await self.await_until(lambda: len(self._connections) >= n, timeout)
@@ -94,7 +95,8 @@ class Waiting:
         return self._connections[n - 1]
 
     def wait_for_connections(self, n: int = 1, timeout: float = 5.0) -> RecordedConnection:
-        """Block until n connections were made in all; return the n-th."""
+        """Block until n requests came in all (see ``await_for_connections``);
+        return the n-th."""
         _count(n, minimum=1)
         try:
             self.wait_until(lambda: len(self._connections) >= n, timeout)
