@@ -47,36 +47,36 @@ __all__ = ["RecordedConnection", "RecordedRequest", "SSEServer"]
 class SSEServer(Serving):
     """A real SSE server on 127.0.0.1 (a random free port) that tests control.
 
-        ``async with SSEServer() as server:`` runs it in the current event loop
-        (asyncio or trio); ``with SSEServer() as server:`` runs it in a background
-        thread (``backend`` picks its event loop). Leaving the block closes every
-        connection; no task, thread or socket is left behind, and an error raised
-        inside the server is re-raised there.
+    ``async with SSEServer() as server:`` runs it in the current event loop
+    (asyncio or trio); ``with SSEServer() as server:`` runs it in a background
+    thread (``backend`` picks its event loop). Leaving the block closes every
+    connection; no task, thread or socket is left behind, and an error raised
+    inside the server is re-raised there.
 
-        Every event given in ``events`` or later with ``send()`` / ``broadcast()``
-        is kept in a history. A new request receives the history (only what
-        follows its ``Last-Event-ID`` when it sends one that the history holds;
-        with ``replay=False`` nothing from before it came, unless it resumes),
-        then every event sent while it is connected. Any method and path are
-        accepted. ``headers`` are added to every event-stream response (those that
-    frame the body, such as Content-Length, are the server's). A request
-        held by ``hold()`` gets no answer until ``release()``. With ``tls`` (a
-        server-side ``ssl.SSLContext``, e.g. from trustme) it serves HTTPS.
+    Every event given in ``events`` or later with ``send()`` / ``broadcast()``
+    is kept in a history. A new request receives the history (only what
+    follows its ``Last-Event-ID`` when it sends one that the history holds;
+    with ``replay=False`` nothing from before it came, unless it resumes),
+    then every event sent while it is connected. Any method and path are
+    accepted. ``headers`` are added to every event-stream response (those that
+    frame the body, such as Content-Length, are the server's). A request held
+    by ``hold()`` gets no answer until ``release()``. With ``tls`` (a
+    server-side ``ssl.SSLContext``, e.g. from trustme) it serves HTTPS.
 
-        ``framing``: "chunked" (the default) sends the stream in chunks on a
-        keep-alive connection; "close" sends a body that ends with the connection
-        (``Connection: close``); "content-length" sends a finite stream: the
-        body, its length in ``Content-Length``, is fixed when the response starts,
-        the history replayed for the request plus what was sent while it was held;
-        events sent later go to the client's next request. In the keep-alive
-        framings a complete response (``end()``, a whole Content-Length, a
-        ``respond_with()`` answer) leaves the connection open for the next request;
-        a drop closes it mid-body (mid-chunk for a cut event).
+    ``framing``: "chunked" (the default) sends the stream in chunks on a
+    keep-alive connection; "close" sends a body that ends with the connection
+    (``Connection: close``); "content-length" sends a finite stream: the
+    body, its length in ``Content-Length``, is fixed when the response starts,
+    the history replayed for the request plus what was sent while it was held;
+    events sent later go to the client's next request. In the keep-alive
+    framings a complete response (``end()``, a whole Content-Length, a
+    ``respond_with()`` answer) leaves the connection open for the next request;
+    a drop closes it mid-body (mid-chunk for a cut event).
 
-        The control methods are plain (no ``await``) and thread-safe, and apply in
-        the order they are called. Only the wait methods block: ``await
-        server.await_until(...)`` in async code, ``server.wait_until(...)`` in
-        sync code; both raise TimeoutError when the timeout expires.
+    The control methods are plain (no ``await``) and thread-safe, and apply in
+    the order they are called. Only the wait methods block: ``await
+    server.await_until(...)`` in async code, ``server.wait_until(...)`` in
+    sync code; both raise TimeoutError when the timeout expires.
     """
 
     def __init__(
