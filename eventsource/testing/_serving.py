@@ -140,6 +140,8 @@ class Serving(Waiting):
     # --- serving -------------------------------------------------------------------------
 
     async def _handle(self, stream: anyio.abc.SocketStream) -> None:
+        """Serve one TCP connection: its requests one after another, while
+        each answer leaves it open."""
         conn: RecordedConnection | None = None
         with self._lock:
             peer = Peer(stream, self._peers)
@@ -148,6 +150,7 @@ class Serving(Waiting):
             raw = stream.extra(anyio.abc.SocketAttribute.raw_socket)
             raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             while True:
+                incoming = None
                 with anyio.CancelScope() as idle:
                     if peer.requests:  # a keep-alive connection: drop() hangs it up
                         with self._lock:
@@ -155,7 +158,7 @@ class Serving(Waiting):
                     incoming = await peer.read_request()
                 with self._lock:
                     self._idle.pop(peer, None)
-                if incoming is None or idle.cancel_called:
+                if incoming is None:  # the client left, or drop() hung up
                     return
                 conn, canned = self._open(incoming.request, peer.index)
                 if conn.held and not await self._hold(conn, peer):
@@ -284,7 +287,8 @@ class Serving(Waiting):
     async def _stream(
         self, conn: RecordedConnection, peer: Peer, framing: Framing, keep_alive: bool
     ) -> bool:
-        """Write the event stream until its end, a fault or the client's close."""
+        """Write the event stream until its end, a fault or the client's close;
+        True when it ended normally and the connection can carry another request."""
         try:
             headers = [*_STREAM_HEADERS, *self._extra_headers]
             left: int | None = None  # body bytes still to send ("content-length")
@@ -300,13 +304,14 @@ class Serving(Waiting):
             plan = conn._plan
             while True:
                 if plan is not None and plan.kind != "mid" and conn.events_sent >= plan.after:
-                    if plan.kind == "end" and framing != "content-length":
-                        return await self._end(conn, peer, framing, keep_alive)
                     if plan.kind == "stall":
                         await self._stall(conn, peer)
-                    if plan.kind != "end":
                         return False
-                    plan = None
+                    if plan.kind == "drop":
+                        return False
+                    if framing != "content-length":  # "end"
+                        return await self._end(conn, peer, framing, keep_alive)
+                    plan = None  # a Content-Length body ends at its length
                 if left == 0:
                     conn.complete = True
                     return keep_alive
