@@ -1054,3 +1054,19 @@ async def test_pipelined_requests_are_answered_in_turn(anyio_backend: str) -> No
             ("POST", "/b", b"abc"),
         ]
         assert [c.tcp_index for c in server.connections] == [0, 0]
+
+
+async def test_stopping_closes_an_idle_keep_alive_connection(anyio_backend: str) -> None:
+    async with AsyncExitStack() as stack:
+        async with SSEServer(events=[crlf_block(1)]) as server:
+            server.end_after(1)
+            stream = await stack.enter_async_context(
+                await anyio.connect_tcp("127.0.0.1", server.port)
+            )
+            await stream.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            _, body = await read_response(stream, "chunked")
+            assert body == crlf_block(1)
+            (conn,) = server.connections
+            await server.await_until(lambda: conn.closed)
+        assert await eof_within(stream) == b""  # the server's stop closed it
+    assert conn.complete and not conn.closed_by_client
