@@ -29,7 +29,7 @@ ANSI = "\x1b["
 FIXED = datetime(2024, 5, 1, 12, 0, 0, 123000, tzinfo=timezone.utc)
 
 # Five events: a type, JSON with a retry field, multi-line data, an event that
-# inherits the last id, empty data. The server hangs up after them.
+# inherits the last id, empty data. The server ends the stream after them.
 EVENTS: list[dict[str, Any]] = [
     {"data": "a", "event": "chunk", "id": "1"},
     {"data": {"content": "héllo"}, "event": "chunk", "id": "2", "retry": 50},
@@ -75,9 +75,9 @@ def fixed_clock(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def server() -> Any:
-    """A server that plays EVENTS, then hangs up (once)."""
+    """A server that plays EVENTS, then ends the stream (once)."""
     with SSEServer(EVENTS) as server:
-        server.drop_after(len(EVENTS))
+        server.end_after(len(EVENTS))
         yield server
 
 
@@ -387,7 +387,7 @@ def test_verbose_shows_the_connection_life(capsys: pytest.CaptureFixture[str]) -
     events: list[dict[str, Any]] = [{"data": "a", "id": "1", "retry": 10}, {"data": "b", "id": "2"}]
     with SSEServer(events) as server:
         url = server.url
-        server.drop_after(1)  # the first connection hangs up after "a"
+        server.end_after(1)  # the first stream ends after "a"
         assert main([server.url, "-v", "-n", "2", "-f", "raw"]) == 0
     out, err = capsys.readouterr()
     assert [e.data for e in parse(out)] == ["a", "b"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import os
 import socket
+import ssl
 import threading
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -14,6 +15,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+import trustme
 
 from eventsource import (
     EventSource,
@@ -24,6 +26,8 @@ from eventsource import (
     ServerSentEvent,
     format_event,
 )
+from eventsource.testing import EventLike
+from eventsource.testing._http import Framing
 from eventsource.testing._server import SSEServer
 
 from .conftest import Outcome, consume
@@ -31,6 +35,13 @@ from .conftest import Outcome, consume
 pytestmark = pytest.mark.anyio
 
 E = ServerSentEvent
+
+FRAMINGS = ["chunked", "close", "content-length"]
+#: Every framing, for tests whose events are in the history when a request comes.
+all_framings = pytest.mark.parametrize("framing", FRAMINGS)
+#: The framings where events sent later reach a response already open
+#: ("content-length" fixes its body when the response starts).
+streaming_framings = pytest.mark.parametrize("framing", ["chunked", "close"])
 
 
 def crlf_block(i: int) -> bytes:
@@ -95,6 +106,24 @@ async def raw_get(port: int, target: str, until: Callable[[bytes], bool]) -> lis
     return parts
 
 
+def dechunk(body: bytes) -> tuple[bytes, bool]:
+    """A chunked body's data, and whether it ended with the last chunk."""
+    data = b""
+    while body:
+        size_line, _, rest = body.partition(b"\r\n")
+        size = int(size_line, 16)
+        if size == 0:
+            return data, rest == b"\r\n"
+        data, body = data + rest[:size], rest[size + 2 :]
+    return data, False
+
+
+def body_of(framing: str, received: bytes) -> bytes:
+    """The body data after the head, in any framing (chunks decoded)."""
+    body = received.partition(b"\r\n\r\n")[2]
+    return dechunk(body)[0] if framing == "chunked" else body
+
+
 def open_fds() -> int:
     """How many file descriptors the process holds (-1 where /proc is missing)."""
     gc.collect()
@@ -104,24 +133,50 @@ def open_fds() -> int:
 # --- both ways to run it -------------------------------------------------------------
 
 
-async def test_async_with_serves_sse_headers_and_history(anyio_backend: str) -> None:
-    async with SSEServer(events=[{"data": "a", "id": "1"}, b"data: raw\n\n", "plain"]) as server:
+@all_framings
+async def test_async_with_serves_sse_headers_and_history(
+    anyio_backend: str, framing: Framing
+) -> None:
+    events: list[EventLike] = [{"data": "a", "id": "1"}, b"data: raw\n\n", "plain"]
+    wire = b"id: 1\ndata: a\n\ndata: raw\n\ndata: plain\n\n"
+    framing_header = {
+        "chunked": [b"Transfer-Encoding: chunked"],
+        "close": [b"Connection: close"],
+        "content-length": [b"Content-Length: %d" % len(wire)],
+    }[framing]
+    async with SSEServer(events=events, framing=framing) as server:
         assert server.url.startswith("http://127.0.0.1:") and server.url.endswith("/stream")
-        parts = await raw_get(server.port, "/stream?q=1", lambda b: b.endswith(b"plain\n\n"))
-        head, _, body = b"".join(parts).partition(b"\r\n\r\n")
+        assert server.framing == framing
+        parts = await raw_get(server.port, "/stream?q=1", lambda b: b"plain\n\n" in b)
+        received = b"".join(parts)
+        head = received.partition(b"\r\n\r\n")[0]
         assert head.split(b"\r\n") == [
             b"HTTP/1.1 200 OK",
             b"Content-Type: text/event-stream",
             b"Cache-Control: no-cache",
             b"X-Accel-Buffering: no",
-            b"Connection: close",
+            *framing_header,
         ]
+        assert body_of(framing, received) == wire
+        if framing == "chunked":  # one chunk per event
+            assert received.partition(b"\r\n\r\n")[2] == (
+                b"f\r\nid: 1\ndata: a\n\n\r\nb\r\ndata: raw\n\n\r\nd\r\ndata: plain\n\n\r\n"
+            )
         conn = await server.await_for_connections(1)
         await server.await_until(lambda: conn.closed)
-        assert conn.closed_by_client and conn.events_sent == 3
+        assert conn.events_sent == 3 and conn.bytes_sent == len(wire)
+        # A Content-Length body is complete once sent; a stream goes on until
+        # the client hangs up.
+        assert conn.complete is (framing == "content-length")
+        assert conn.closed_by_client is (framing != "content-length")
         assert server.requests[0].path == "/stream?q=1"
     with pytest.raises(RuntimeError):
         server.url  # noqa: B018
+
+
+def test_framing_is_checked() -> None:
+    with pytest.raises(ValueError, match="framing must be one of chunked, close, content-length"):
+        SSEServer(framing="gzip")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
@@ -185,7 +240,7 @@ async def test_an_error_in_the_body_comes_out_unwrapped(anyio_backend: str) -> N
                 client = await stack.enter_async_context(
                     await anyio.connect_tcp("127.0.0.1", server.port)
                 )
-                await client.send(b"GET / HTTP/1.1\r\n\r\n")
+                await client.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
                 await server.await_for_connections(1)
                 raise KeyError("from the test")  # with a connection open
     assert server.connections[0].closed
@@ -209,8 +264,9 @@ def test_sync_wait_times_out() -> None:
 # --- the record ------------------------------------------------------------------------
 
 
-async def test_requests_are_recorded(mode: str) -> None:
-    async with SSEServer(events=[{"data": "x", "id": "42"}]) as server:
+@all_framings
+async def test_requests_are_recorded(mode: str, framing: Framing) -> None:
+    async with SSEServer(framing=framing, events=[{"data": "x", "id": "42"}]) as server:
         source = EventSource(
             server.url,
             method="POST",
@@ -230,12 +286,16 @@ async def test_requests_are_recorded(mode: str) -> None:
     assert request.headers["accept"] == "text/event-stream"
     assert request.body.replace(b" ", b"") == b'{"prompt":"hi"}'  # httpx's JSON spacing
     assert request.last_event_id == "41"
-    assert server.connections[0].closed_by_client  # the client closed after `break`
+    # The client closed after `break`; a Content-Length body was whole by then.
+    assert server.connections[0].closed_by_client is (framing != "content-length")
 
 
-async def test_live_send_comment_raw_and_malformed_input(mode: str) -> None:
+@streaming_framings
+async def test_live_send_comment_raw_and_malformed_input(mode: str, framing: Framing) -> None:
     comments: list[str] = []
-    async with SSEServer() as server:
+    async with SSEServer(
+        framing=framing,
+    ) as server:
         source = EventSource(server.url, retry=0.001, on_comment=comments.append)
 
         async def script() -> None:
@@ -257,8 +317,9 @@ async def test_live_send_comment_raw_and_malformed_input(mode: str) -> None:
 # --- resume ------------------------------------------------------------------------------
 
 
-async def test_resume_replays_after_last_event_id(mode: str) -> None:
-    async with SSEServer(events=[crlf_block(i) for i in range(1, 11)]) as server:
+@all_framings
+async def test_resume_replays_after_last_event_id(mode: str, framing: Framing) -> None:
+    async with SSEServer(framing=framing, events=[crlf_block(i) for i in range(1, 11)]) as server:
         server.drop_after(3)
         server.drop_after(3)
         source = EventSource(server.url, retry=0.001)
@@ -268,8 +329,13 @@ async def test_resume_replays_after_last_event_id(mode: str) -> None:
     assert [c.events_sent for c in server.connections] == [3, 3, 4]
 
 
-async def test_replay_false_sends_only_live_events_unless_resuming(anyio_backend: str) -> None:
-    async with SSEServer(events=[{"data": "old", "id": "1"}], replay=False) as server:
+@streaming_framings
+async def test_replay_false_sends_only_live_events_unless_resuming(
+    anyio_backend: str, framing: Framing
+) -> None:
+    async with SSEServer(
+        framing=framing, events=[{"data": "old", "id": "1"}], replay=False
+    ) as server:
 
         async def script() -> None:
             first = await server.await_for_connections(1)
@@ -288,9 +354,12 @@ async def test_replay_false_sends_only_live_events_unless_resuming(anyio_backend
 # --- faults ------------------------------------------------------------------------------
 
 
-async def test_drop_now_then_reconnect_with_last_event_id(mode: str) -> None:
+@streaming_framings
+async def test_drop_now_then_reconnect_with_last_event_id(mode: str, framing: Framing) -> None:
     errors: list[Any] = []
-    async with SSEServer() as server:
+    async with SSEServer(
+        framing=framing,
+    ) as server:
         source = EventSource(server.url, retry=0.001, on_error=errors.append)
 
         async def script() -> None:
@@ -308,10 +377,13 @@ async def test_drop_now_then_reconnect_with_last_event_id(mode: str) -> None:
     assert not server.connections[0].closed_by_client
 
 
+@all_framings
 @pytest.mark.parametrize("at", [5, -1, -2, -4, "line", "utf8", "crlf"])
-async def test_drop_mid_event_discards_the_partial_event(mode: str, at: Any) -> None:
+async def test_drop_mid_event_discards_the_partial_event(
+    mode: str, at: Any, framing: Framing
+) -> None:
     blocks = [crlf_block(i) for i in range(1, 6)]
-    async with SSEServer(events=blocks) as server:
+    async with SSEServer(framing=framing, events=blocks) as server:
         server.drop_mid_event(2, at=at)
         source = EventSource(server.url, retry=0.001)
         outcome = await consume_within(source, mode, limit=5)
@@ -346,9 +418,10 @@ async def test_drop_mid_event_without_that_cut_point_is_reported(anyio_backend: 
         SSEServer().drop_mid_event(1, at="middle")  # type: ignore[arg-type]
 
 
-async def test_stall_after_n_events_times_the_client_out(mode: str) -> None:
+@all_framings
+async def test_stall_after_n_events_times_the_client_out(mode: str, framing: Framing) -> None:
     errors: list[Any] = []
-    async with SSEServer(events=[crlf_block(i) for i in range(1, 4)]) as server:
+    async with SSEServer(framing=framing, events=[crlf_block(i) for i in range(1, 4)]) as server:
         server.stall_after(1)
         source = EventSource(server.url, retry=0.001, read_timeout=0.2, on_error=errors.append)
         outcome = await consume_within(source, mode, limit=3)
@@ -360,8 +433,11 @@ async def test_stall_after_n_events_times_the_client_out(mode: str) -> None:
     assert first.closed_by_client and first.events_sent == 1
 
 
-async def test_stall_now_then_drop(mode: str) -> None:
-    async with SSEServer() as server:
+@streaming_framings
+async def test_stall_now_then_drop(mode: str, framing: Framing) -> None:
+    async with SSEServer(
+        framing=framing,
+    ) as server:
         # A long read timeout: only the server's drop() can end the stall.
         source = EventSource(server.url, retry=0.001, read_timeout=30)
 
@@ -381,9 +457,10 @@ async def test_stall_now_then_drop(mode: str) -> None:
     assert server.connections[0].events_sent == 1
 
 
-async def test_503_with_retry_after_backs_off_then_succeeds(mode: str) -> None:
+@all_framings
+async def test_503_with_retry_after_backs_off_then_succeeds(mode: str, framing: Framing) -> None:
     errors: list[Any] = []
-    async with SSEServer(events=[{"data": "ok", "id": "1"}]) as server:
+    async with SSEServer(framing=framing, events=[{"data": "ok", "id": "1"}]) as server:
         server.respond_with(503, {"Retry-After": "0"}, b"busy", times=2)
         source = EventSource(server.url, retry=0.001, on_error=errors.append)
         outcome = await consume_within(source, mode, limit=1)
@@ -447,9 +524,10 @@ async def test_200_with_another_content_type_fails(mode: str) -> None:
     assert len(server.requests) == 1
 
 
-async def test_slow_drip_delivers_exact_events(mode: str) -> None:
+@all_framings
+async def test_slow_drip_delivers_exact_events(mode: str, framing: Framing) -> None:
     blocks = [crlf_block(1), format_event("a\nb", event="two", id="2"), crlf_block(3)]
-    async with SSEServer(events=blocks) as server:
+    async with SSEServer(framing=framing, events=blocks) as server:
         server.slow_drip(0)
         source = EventSource(server.url, retry=0.001)
         outcome = await consume_within(source, mode, limit=3)
@@ -457,14 +535,19 @@ async def test_slow_drip_delivers_exact_events(mode: str) -> None:
     assert len(server.requests) == 1
 
 
-async def test_slow_drip_writes_one_byte_at_a_time(anyio_backend: str) -> None:
-    async with SSEServer(events=[crlf_block(1)]) as server:
+@all_framings
+async def test_slow_drip_writes_one_byte_at_a_time(anyio_backend: str, framing: Framing) -> None:
+    block = crlf_block(1)
+    async with SSEServer(events=[block], framing=framing) as server:
         server.slow_drip(0.002)
-        block = crlf_block(1)
-        parts = await raw_get(server.port, "/", lambda b: b.endswith(block))
-    assert b"".join(parts).partition(b"\r\n\r\n")[2] == block
-    # One write per byte: even if the reader lags and some arrive together, the
-    # body comes in many pieces (parts[0] is the head, sent whole).
+        parts = await raw_get(
+            server.port, "/", lambda b: b.endswith(block + b"\r\n"[: 2 * (framing == "chunked")])
+        )
+    received = b"".join(parts)
+    assert body_of(framing, received) == block
+    # One write per byte (chunk framing too): even if the reader lags and
+    # some arrive together, the body comes in many pieces (parts[0] is the
+    # head, sent whole).
     assert len(parts[1:]) >= len(block) // 4
 
 
@@ -495,8 +578,9 @@ async def test_broadcast_reaches_100_clients(anyio_backend: str) -> None:
 # --- hold: a request that gets no answer until release() ---------------------------------
 
 
-async def test_hold_answers_nothing_until_release(anyio_backend: str) -> None:
-    async with SSEServer(events=[{"data": "a", "id": "1"}]) as server:
+@all_framings
+async def test_hold_answers_nothing_until_release(anyio_backend: str, framing: Framing) -> None:
+    async with SSEServer(events=[{"data": "a", "id": "1"}], framing=framing) as server:
         server.hold()
         async with await anyio.connect_tcp("127.0.0.1", server.port) as stream:
             await stream.send(b"GET /held HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -512,18 +596,21 @@ async def test_hold_answers_nothing_until_release(anyio_backend: str) -> None:
             assert not conn.held
             received = b""
             with anyio.fail_after(5):
-                while not received.endswith(b"data: b\n\n"):
+                while b"data: b\n\n" not in received:
                     received += await stream.receive()
-        head, _, body = received.partition(b"\r\n\r\n")
+        head = received.partition(b"\r\n\r\n")[0]
         assert head.startswith(b"HTTP/1.1 200 OK\r\n")
-        assert body == b"id: 1\ndata: a\n\nid: 2\ndata: b\n\n"
+        # "content-length": the body holds what was sent while held, too.
+        assert body_of(framing, received) == b"id: 1\ndata: a\n\nid: 2\ndata: b\n\n"
         await server.await_until(lambda: conn.closed)
-        assert conn.closed_by_client and conn.events_sent == 2
+        assert conn.closed_by_client is (framing != "content-length")
+        assert conn.events_sent == 2
 
 
-async def test_hold_keeps_the_client_connecting(mode: str) -> None:
+@all_framings
+async def test_hold_keeps_the_client_connecting(mode: str, framing: Framing) -> None:
     opened: list[bool] = []
-    async with SSEServer(events=[{"data": "a", "id": "1"}]) as server:
+    async with SSEServer(framing=framing, events=[{"data": "a", "id": "1"}]) as server:
         server.hold()
         source = EventSource(server.url, retry=0.001, on_open=lambda: opened.append(True))
 
@@ -559,9 +646,10 @@ async def test_hold_sees_the_client_give_up(mode: str) -> None:
     assert server.open_connections == []
 
 
-async def test_drop_hangs_up_a_held_request_without_an_answer(mode: str) -> None:
+@all_framings
+async def test_drop_hangs_up_a_held_request_without_an_answer(mode: str, framing: Framing) -> None:
     errors: list[Any] = []
-    async with SSEServer(events=[{"data": "a", "id": "1"}]) as server:
+    async with SSEServer(framing=framing, events=[{"data": "a", "id": "1"}]) as server:
         server.hold()
         source = EventSource(server.url, retry=0.001, on_error=errors.append)
 
@@ -580,8 +668,11 @@ async def test_drop_hangs_up_a_held_request_without_an_answer(mode: str) -> None
     assert [r.last_event_id for r in server.requests] == [None, None]
 
 
-async def test_hold_times_none_until_clear_faults_with_respond_with(mode: str) -> None:
-    async with SSEServer(events=[{"data": "ok", "id": "1"}]) as server:
+@streaming_framings
+async def test_hold_times_none_until_clear_faults_with_respond_with(
+    mode: str, framing: Framing
+) -> None:
+    async with SSEServer(framing=framing, events=[{"data": "ok", "id": "1"}]) as server:
         server.hold(times=None)
         server.respond_with(503, {"Retry-After": "0"})
         source = EventSource(server.url, retry=0.001)
@@ -637,7 +728,7 @@ async def test_stopping_closes_a_held_request(anyio_backend: str) -> None:
             client = await stack.enter_async_context(
                 await anyio.connect_tcp("127.0.0.1", server.port)
             )
-            await client.send(b"GET / HTTP/1.1\r\n\r\n")
+            await client.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             conn = await server.await_for_connections(1)
         with anyio.fail_after(5):
             try:
@@ -652,3 +743,330 @@ def test_hold_rejects_a_bad_count() -> None:
     for bad in (0, -1, True, 1.5):
         with pytest.raises(ValueError):
             SSEServer().hold(bad)
+
+
+# --- requests the server must accept -----------------------------------------------------
+
+
+@all_framings
+async def test_a_utf8_last_event_id_is_accepted_and_recorded(mode: str, framing: Framing) -> None:
+    """After ``id: é-1`` the client sends ``Last-Event-ID: é-1`` in UTF-8."""
+    async with SSEServer(
+        framing=framing, events=[{"data": "a", "id": "é-1"}, {"data": "b", "id": "é-2"}]
+    ) as server:
+        server.drop_after(1)
+        source = EventSource(server.url, retry=0.001)
+        outcome = await consume_within(source, mode, limit=2)
+    assert [e.id for e in outcome.events] == ["é-1", "é-2"]
+    assert [r.last_event_id for r in server.requests] == [None, "é-1"]
+    assert server.requests[1].headers.raw[-1:] != []  # the raw bytes are kept
+
+
+@all_framings
+async def test_raw_utf8_header_bytes_are_recorded(anyio_backend: str, framing: Framing) -> None:
+    async with SSEServer(
+        framing=framing, events=[{"data": "a", "id": "é-1"}, {"data": "b", "id": "é-2"}]
+    ) as server:
+        async with await anyio.connect_tcp("127.0.0.1", server.port) as stream:
+            await stream.send(b"GET /s HTTP/1.1\r\nHost: x\r\nLast-Event-ID: \xc3\xa9-1\r\n\r\n")
+            received = b""
+            with anyio.fail_after(5):
+                while b"data: b\n\n" not in received:
+                    received += await stream.receive()
+        assert b"data: a" not in received  # resumed after \xc3\xa9-1
+        (request,) = server.requests
+        assert request.last_event_id == "é-1"
+        assert (b"Last-Event-ID", b"\xc3\xa9-1") in request.headers.raw
+
+
+# --- HTTP/1.1: framing, keep-alive, a drop really hangs up -----------------------------------
+
+
+async def read_response(stream: Any, framing: str, sofar: bytes = b"") -> tuple[bytes, bytes]:
+    """Read one whole response off a raw connection: (head, body data) and
+    nothing more (the connection stays usable)."""
+    received = sofar
+    with anyio.fail_after(5):
+        while b"\r\n\r\n" not in received:
+            received += await stream.receive()
+        head, _, body = received.partition(b"\r\n\r\n")
+        if framing == "chunked":
+            while not dechunk(body)[1]:
+                body += await stream.receive()
+            return head, dechunk(body)[0]
+        length = int(
+            httpx.Headers([line.split(b": ", 1) for line in head.split(b"\r\n")[1:]])[
+                "content-length"
+            ]
+        )
+        while len(body) < length:
+            body += await stream.receive()
+        return head, body
+
+
+async def eof_within(stream: Any, seconds: float = 5) -> bytes:
+    """What comes until the peer closes (fails if it does not within `seconds`)."""
+    rest = b""
+    with anyio.fail_after(seconds):
+        while True:
+            try:
+                rest += await stream.receive()
+            except (anyio.EndOfStream, anyio.BrokenResourceError):
+                return rest
+
+
+@pytest.mark.parametrize("framing", ["chunked", "content-length"])
+async def test_keep_alive_carries_requests_one_after_another(
+    anyio_backend: str, framing: Framing
+) -> None:
+    events = [{"data": x, "id": str(i)} for i, x in enumerate("abc", 1)]
+    async with SSEServer(events=events, framing=framing) as server:
+        server.respond_with(503, {"Retry-After": "0"}, "busy")
+        server.end_after(3)  # "chunked": the stream ends normally after 3 events
+        server.end_after(1)
+        async with await anyio.connect_tcp("127.0.0.1", server.port) as stream:
+            await stream.send(b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\n")
+            head, body = await read_response(stream, "content-length")
+            assert head.startswith(b"HTTP/1.1 503 ") and body == b"busy"
+            assert b"Connection: close" not in head
+            await stream.send(b"GET /2 HTTP/1.1\r\nHost: x\r\n\r\n")
+            head, body = await read_response(stream, framing)
+            assert body == b"id: 1\ndata: a\n\nid: 2\ndata: b\n\nid: 3\ndata: c\n\n"
+            await stream.send(b"GET /3 HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 2\r\n\r\n")
+            head, body = await read_response(stream, framing)
+            assert body == b"id: 3\ndata: c\n\n"
+            busy, first, second = server.connections
+            await server.await_until(lambda: second.closed)
+            assert {busy.tcp_index, first.tcp_index, second.tcp_index} == {0}  # one TCP connection
+            assert all(
+                c.complete and c.closed and not c.closed_by_client for c in server.connections
+            )
+            assert [r.path for r in server.requests] == ["/1", "/2", "/3"]
+            assert server.open_connections == []
+            server.drop()  # hangs up the idle keep-alive connection
+            assert await eof_within(stream) == b""
+
+
+@all_framings
+async def test_httpx_sees_the_framing_and_reuses_the_connection(
+    anyio_backend: str, framing: Framing
+) -> None:
+    events = [{"data": "a", "id": "1"}, {"data": "b", "id": "2"}]
+    async with SSEServer(events=events, framing=framing) as server:
+        server.end_after(2)
+        server.end_after(1)
+        async with httpx.AsyncClient() as client:
+            for expected in ("id: 1\ndata: a\n\nid: 2\ndata: b\n\n", "id: 2\ndata: b\n\n"):
+                last = None if expected.startswith("id: 1") else "1"
+                headers = {"Last-Event-ID": last} if last else {}
+                async with client.stream("GET", server.url, headers=headers) as response:
+                    assert (await response.aread()).decode() == expected
+                    assert response.headers.get("transfer-encoding") == (
+                        "chunked" if framing == "chunked" else None
+                    )
+                    assert response.headers.get("content-length") == (
+                        str(len(expected)) if framing == "content-length" else None
+                    )
+    first, second = server.connections
+    assert first.complete and second.complete
+    # The keep-alive framings carry both requests on one TCP connection.
+    assert (first.tcp_index == second.tcp_index) is (framing != "close")
+
+
+@all_framings
+async def test_a_drop_breaks_the_body_and_closes_the_connection(
+    anyio_backend: str, framing: Framing
+) -> None:
+    events = [{"data": "a", "id": "1"}, {"data": "b", "id": "2"}]
+    async with SSEServer(events=events, framing=framing) as server:
+        server.drop_after(1)
+        server.end_after(2)
+        async with httpx.AsyncClient() as client:
+            async with client.stream("GET", server.url) as response:
+                chunks: list[bytes] = []
+                if framing == "close":  # the end of the body looks like a normal end
+                    async for part in response.aiter_bytes():
+                        chunks.append(part)
+                else:  # an incomplete chunk, or less than the Content-Length
+                    with pytest.raises(httpx.RemoteProtocolError):
+                        async for part in response.aiter_bytes():
+                            chunks.append(part)
+                assert b"".join(chunks) == b"id: 1\ndata: a\n\n"
+            async with client.stream("GET", server.url) as response:
+                assert (await response.aread()).startswith(b"id: 1")
+    first, second = server.connections
+    assert first.closed and not first.complete and not first.closed_by_client
+    assert first.tcp_index != second.tcp_index  # a new TCP connection
+
+
+@pytest.mark.parametrize("at", [5, "line", "utf8", "crlf"])
+@all_framings
+async def test_drop_mid_event_cuts_inside_the_chunk(
+    anyio_backend: str, framing: Framing, at: Any
+) -> None:
+    blocks = [crlf_block(1), crlf_block(2)]
+    async with SSEServer(events=blocks, framing=framing) as server:
+        server.drop_mid_event(1, at=at)
+        async with await anyio.connect_tcp("127.0.0.1", server.port) as stream:
+            await stream.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            received = await eof_within(stream)
+        conn = server.connections[0]
+        cut = conn.bytes_sent - len(blocks[0])
+        assert 0 < cut < len(blocks[1])
+    head, _, body = received.partition(b"\r\n\r\n")
+    if framing == "chunked":
+        # The second chunk announces the whole block; part of it follows.
+        assert body == b"%x\r\n%s\r\n%x\r\n%s" % (
+            len(blocks[0]),
+            blocks[0],
+            len(blocks[1]),
+            blocks[1][:cut],
+        )
+    else:
+        assert body == blocks[0] + blocks[1][:cut]
+    if framing == "content-length":
+        assert b"Content-Length: %d" % (len(blocks[0]) + len(blocks[1])) in head
+
+
+@all_framings
+async def test_stall_then_drop_hangs_up_a_keep_alive_stream(
+    anyio_backend: str, framing: Framing
+) -> None:
+    async with SSEServer(events=[crlf_block(1), crlf_block(2)], framing=framing) as server:
+        server.stall_after(1)
+        async with await anyio.connect_tcp("127.0.0.1", server.port) as stream:
+            await stream.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            conn = await server.await_for_connections(1)
+            await server.await_until(lambda: conn.events_sent == 1)
+            assert not conn.closed
+            server.drop()
+            received = await eof_within(stream)
+    assert body_of(framing, received) == crlf_block(1)
+    assert conn.closed and not conn.complete and conn.events_sent == 1
+
+
+async def test_end_lets_the_client_resume_on_the_same_connection(mode: str) -> None:
+    events = [crlf_block(i) for i in range(1, 5)]
+    async with SSEServer(events=events) as server:  # "chunked"
+        server.end_after(2)
+        source = EventSource(server.url, retry=0.001)
+        outcome = await consume_within(source, mode, limit=4)
+    assert outcome.events == [chunk(i) for i in range(1, 5)]
+    assert [r.last_event_id for r in server.requests] == [None, "2"]
+    first, second = server.connections
+    assert first.complete and first.events_sent == 2 and not first.closed_by_client
+    assert first.tcp_index == second.tcp_index  # httpx's pool reused the connection
+
+
+async def test_end_in_close_framing_closes(anyio_backend: str) -> None:
+    async with SSEServer(events=[crlf_block(1)], framing="close") as server:
+        async with await anyio.connect_tcp("127.0.0.1", server.port) as stream:
+            await stream.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            conn = await server.await_for_connections(1)
+            await server.await_until(lambda: conn.events_sent == 1)
+            server.end()
+            received = await eof_within(stream)
+    assert body_of("close", received) == crlf_block(1)
+    assert conn.complete and not conn.closed_by_client
+
+
+@pytest.mark.parametrize(
+    ("request_line", "framing_header"),
+    [
+        (b"GET / HTTP/1.0\r\n", b"Connection: close"),  # no chunks for HTTP/1.0
+        (
+            b"GET / HTTP/1.1\r\nConnection: close\r\n",
+            b"Transfer-Encoding: chunked\r\nConnection: close",
+        ),
+    ],
+)
+async def test_a_request_that_closes_gets_connection_close(
+    anyio_backend: str, request_line: bytes, framing_header: bytes
+) -> None:
+    async with SSEServer(events=[crlf_block(1)]) as server:
+        async with await anyio.connect_tcp("127.0.0.1", server.port) as stream:
+            await stream.send(request_line + b"Host: x\r\n\r\n")
+            conn = await server.await_for_connections(1)
+            await server.await_until(lambda: conn.events_sent == 1)
+            server.end()
+            received = await eof_within(stream)
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.endswith(b"X-Accel-Buffering: no\r\n" + framing_header)
+    chunked = b"chunked" in framing_header
+    assert body_of("chunked" if chunked else "close", received) == crlf_block(1)
+    assert body.endswith(b"0\r\n\r\n") is chunked
+    assert conn.complete
+
+
+async def test_a_malformed_request_gets_400_and_is_not_recorded(anyio_backend: str) -> None:
+    async with SSEServer(events=["x"]) as server:
+        async with await anyio.connect_tcp("127.0.0.1", server.port) as stream:
+            await stream.send(b"GET / HTTP/1.1\r\n\r\n")  # HTTP/1.1 needs a Host header
+            received = await eof_within(stream)
+        assert received.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+        assert b"Host" in received.partition(b"\r\n\r\n")[2]  # h11's reason
+        assert server.requests == [] and server.connections == []
+
+
+@pytest.fixture(scope="module")
+def certificates() -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    ca = trustme.CA()
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server)
+    client = ssl.create_default_context()
+    ca.configure_trust(client)
+    return server, client
+
+
+@all_framings
+async def test_tls_in_each_framing(anyio_backend: str, framing: Framing, certificates: Any) -> None:
+    server_context, client_context = certificates
+    events = [crlf_block(i) for i in range(1, 5)]
+    async with SSEServer(events=events, tls=server_context, framing=framing) as server:
+        server.drop_mid_event(1, at="utf8")
+        server.drop_after(1)
+        client = httpx.AsyncClient(verify=client_context)
+        source = EventSource(server.url, retry=0.001, client=client)
+        outcome = await consume_within(source, "async", limit=4)
+        await client.aclose()
+    assert outcome.events == [chunk(i) for i in range(1, 5)]
+    assert [r.last_event_id for r in server.requests] == [None, "1", "2"]
+
+
+async def test_pipelined_requests_are_answered_in_turn(anyio_backend: str) -> None:
+    """Bytes of the next request that come with (or during) a response are kept."""
+    async with SSEServer(events=[crlf_block(1)]) as server:
+        server.respond_with(204)
+        server.end_after(1)
+        async with await anyio.connect_tcp("127.0.0.1", server.port) as stream:
+            await stream.send(
+                b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+                b"POST /b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                b"3\r\nabc\r\n0\r\n\r\n"
+            )
+            received = b""
+            with anyio.fail_after(5):
+                while not received.endswith(b"0\r\n\r\n"):
+                    received += await stream.receive()
+        assert received.startswith(b"HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 200 OK\r\n")
+        assert [(r.method, r.path, r.body) for r in server.requests] == [
+            ("GET", "/a", b""),
+            ("POST", "/b", b"abc"),
+        ]
+        assert [c.tcp_index for c in server.connections] == [0, 0]
+
+
+async def test_stopping_closes_an_idle_keep_alive_connection(anyio_backend: str) -> None:
+    async with AsyncExitStack() as stack:
+        async with SSEServer(events=[crlf_block(1)]) as server:
+            server.end_after(1)
+            stream = await stack.enter_async_context(
+                await anyio.connect_tcp("127.0.0.1", server.port)
+            )
+            await stream.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            _, body = await read_response(stream, "chunked")
+            assert body == crlf_block(1)
+            (conn,) = server.connections
+            await server.await_until(lambda: conn.closed)
+        assert await eof_within(stream) == b""  # the server's stop closed it
+    assert conn.complete and not conn.closed_by_client

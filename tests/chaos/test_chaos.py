@@ -19,7 +19,9 @@ response head, or in a gap of the stream): it ends that connection instead of
 its fault, or adds a reconnect; the run stays exact, and the figures count them.
 
 The client (async on asyncio and trio, and sync) must deliver exactly the N
-events, equal field by field, in order. Each run prints its figures (``pytest
+events, equal field by field, in order, whatever the server's framing: chunked
+keep-alive (a cut lands inside a chunk), close-delimited, or Content-Length (a
+finite body; a drop leaves it short). Each run prints its figures (``pytest
 -s``); with EVENTSOURCE_CHAOS_REPORT=path they are also appended there as JSON
 lines. Sizes: tests/chaos/conftest.py (CI) and ``python -m tests.chaos.run_full``.
 """
@@ -42,6 +44,7 @@ import pytest
 
 from eventsource import EventSource, EventSourceError
 from eventsource.testing import SSEServer
+from eventsource.testing._http import Framing
 
 from .conftest import ChaosSize
 
@@ -265,7 +268,7 @@ def exactly_once(received: list[Any], expected: list[Any]) -> str | None:
 
 def report(figures: dict[str, Any]) -> None:
     print(
-        "\nchaos[{mode}] size={size} events={events} delivered={delivered} "
+        "\nchaos[{mode}, {framing}] size={size} events={events} delivered={delivered} "
         "faults={faults} {by_kind} 503s={responses_503} reconnects={reconnects} "
         "opens={opens} read_timeouts={read_timeouts} spurious={spurious} "
         "time={seconds:.2f}s".format(**figures)
@@ -291,13 +294,14 @@ def test_the_schedule_is_seeded_and_complete(chaos_size: ChaosSize) -> None:
     assert sum(b.endswith(b"\r\r") for b in history.blocks) > 10
 
 
+@pytest.mark.parametrize("framing", ["chunked", "close", "content-length"])
 async def test_every_event_exactly_once_under_chaos(
-    mode: str, anyio_backend: str, chaos_size: ChaosSize
+    mode: str, anyio_backend: str, chaos_size: ChaosSize, framing: Framing
 ) -> None:
     rng = random.Random(f"{SEED}-{chaos_size.name}")  # the same schedule in every mode
     history = make_history(chaos_size.events, rng)
     attempts = make_schedule(chaos_size, rng)
-    async with SSEServer(history.blocks) as server:
+    async with SSEServer(history.blocks, framing=framing) as server:
         chaos = Chaos(server, history, attempts)
         holder: list[EventSource] = []
         source = EventSource(
@@ -333,6 +337,7 @@ async def test_every_event_exactly_once_under_chaos(
     report(
         {
             "mode": "sync" if mode == "sync" else anyio_backend,
+            "framing": framing,
             "size": chaos_size.name,
             "events": chaos_size.events,
             "delivered": len(received),

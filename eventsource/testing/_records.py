@@ -1,0 +1,84 @@
+"""What SSEServer records: every request, and what became of its answer."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Optional
+
+import anyio
+import httpx
+
+if TYPE_CHECKING:
+    from ._faults import Plan
+
+__all__ = ["RecordedConnection", "RecordedRequest"]
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """A request the server received."""
+
+    method: str
+    #: The request target as sent: path and query string.
+    path: str
+    #: Case-insensitive: ``request.headers["last-event-id"]``; the bytes as
+    #: received are in ``request.headers.raw``.
+    headers: httpx.Headers
+    body: bytes
+
+    @property
+    def last_event_id(self) -> str | None:
+        """The ``Last-Event-ID`` header decoded as UTF-8 (as a client sends an
+        id it received), or None when it was not sent."""
+        values = [
+            value.decode("utf-8", "replace")
+            for name, value in self.headers.raw
+            if name.lower() == b"last-event-id"
+        ]
+        return ", ".join(values) if values else None
+
+
+@dataclass(eq=False)
+class RecordedConnection:
+    """One request and its answer: the event stream or a ``respond_with()``
+    response. Several can share a TCP connection (keep-alive): ``tcp_index``
+    tells which.
+
+    The flags are updated by the server; wait on them with
+    ``server.wait_until(lambda: conn.closed)`` (in async code:
+    ``await server.await_until(...)``).
+    """
+
+    request: RecordedRequest
+    #: The status the server answered (200 for an event stream).
+    status: int = 200
+    #: Which TCP connection carried the request: 0 for the first the server
+    #: accepted, 1 for the next...; requests on one keep-alive connection share it.
+    tcp_index: int = 0
+    #: Events (history blocks) written completely.
+    events_sent: int = 0
+    #: Body bytes written (head and chunk framing not counted), partial blocks
+    #: included.
+    bytes_sent: int = 0
+    #: The whole response was sent: the last chunk, the whole Content-Length, a
+    #: ``respond_with()`` answer, or ``end()`` in "close" framing.
+    complete: bool = False
+    #: The exchange is over: the response is complete or the connection closed
+    #: (by either side). A complete response on a keep-alive connection leaves
+    #: the TCP connection open for the next request.
+    closed: bool = False
+    #: The client hung up before the response was complete (the server saw EOF
+    #: or a reset).
+    closed_by_client: bool = False
+    #: The request was held by ``hold()`` and no response head was sent yet;
+    #: stays True if the connection closed while held (it never got an answer).
+    held: bool = False
+    #: ``time.monotonic()`` when the request was received / the exchange ended.
+    opened_at: float = field(default_factory=time.monotonic)
+    closed_at: Optional[float] = None  # noqa: UP045
+    _outbox: deque[tuple[str, bytes]] = field(default_factory=deque, repr=False)
+    _wakeup: Optional[anyio.Event] = field(default=None, repr=False)  # noqa: UP045
+    _plan: Optional[Plan] = field(default=None, repr=False)  # noqa: UP045
+    _hung_up: bool = field(default=False, repr=False)
