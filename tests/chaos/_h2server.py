@@ -33,6 +33,9 @@ the first block when it is absent or unknown). What the plans do on HTTP/2:
 - no plan: every block from the resume point, then the stream stays open
   until the client leaves.
 
+After ``max_requests`` requests on a connection hypercorn sends GOAWAY (its
+``keep_alive_max_requests``); the client must move to a new connection.
+
 ``served`` records what each request got: its plan, events and bytes sent,
 and how its response ended.
 """
@@ -42,10 +45,13 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
-from collections import deque
+import time
+from collections import Counter, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Union
+
+from hypercorn.config import Config, Sockets
 
 from .._servers import HyperServer, Request
 
@@ -78,14 +84,21 @@ class Served:
     # "end": the server ended the response; "client": the client left first
     # (its stream or connection ended); "stop": the server stopped.
     ended: str = ""
+    ended_at: float = 0.0  # time.monotonic() then
+    # The request that made hypercorn send GOAWAY (its connection's
+    # max_requests + 1st): httpcore fails every stream still waiting on a
+    # connection that got GOAWAY, this one too, though hypercorn answers it.
+    goaway: bool = False
 
 
 class H2ChaosServer(HyperServer):
     """A fixed history of event blocks over h2c, with armed faults; use as a
     context manager (a sync one: starting and stopping are quick)."""
 
-    def __init__(self, blocks: Sequence[bytes]) -> None:
+    def __init__(self, blocks: Sequence[bytes], *, max_requests: int = 1000) -> None:
         super().__init__("h2c")
+        self.max_requests = max_requests  # per connection, then GOAWAY (hypercorn's default)
+        self._per_connection: Counter[int] = Counter()  # requests by client port
         self.blocks = [bytes(block) for block in blocks]
         self._resume_at: dict[str, int] = {}
         for index, block in enumerate(self.blocks):
@@ -171,6 +184,10 @@ class H2ChaosServer(HyperServer):
 
     # --- the app (in the server's thread) --------------------------------------------------
 
+    async def _serve(self, config: Config, sockets: Sockets) -> None:
+        config.keep_alive_max_requests = self.max_requests
+        await super()._serve(config, sockets)
+
     async def _app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
             while True:
@@ -186,7 +203,9 @@ class H2ChaosServer(HyperServer):
         with self._lock:
             plan = self._plans.popleft() if self._plans else None
             drip = self._drip
-            served = Served(request, plan.kind if plan else "", drip is not None)
+            self._per_connection[request.client_port] += 1
+            goaway = self._per_connection[request.client_port] == self.max_requests + 1
+            served = Served(request, plan.kind if plan else "", drip is not None, goaway=goaway)
             self._served.append(served)
         gone = asyncio.Event()
 
@@ -207,7 +226,7 @@ class H2ChaosServer(HyperServer):
                 )
                 await send({"type": "http.response.body", "body": plan.body})
                 served.bytes_sent = len(plan.body)
-                served.ended = "end"
+                served.ended, served.ended_at = "end", time.monotonic()
                 return
             await send({"type": "http.response.start", "status": 200, "headers": _STREAM_HEADERS})
             await self._stream(request, plan, drip, served, gone, send)
@@ -243,6 +262,7 @@ class H2ChaosServer(HyperServer):
             await self._until(gone, timeout=None)
         assert self._stop is not None
         served.ended = "client" if gone.is_set() else "stop" if self._stop.is_set() else "end"
+        served.ended_at = time.monotonic()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _write(
