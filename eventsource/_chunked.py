@@ -61,7 +61,8 @@ MAX_TRAILERS = 16384  # the trailer section, its blank line included
 
 _SIZE, _DATA, _CRLF, _TRAILERS, _DONE, _BROKEN = range(6)
 
-_HEX_SIZE = re.compile(rb"([0-9A-Fa-f]{1,20})(?:;[^\n]*)?[ \t]*").fullmatch
+# Extensions swallow trailing spaces: no ambiguity, so no backtracking.
+_HEX_SIZE = re.compile(rb"([0-9A-Fa-f]{1,20})(?:;[^\n]*|[ \t]*)").fullmatch
 # What an unfinished size line (no CRLF yet) may hold to still become valid.
 _SIZE_PREFIX = re.compile(rb"(?:[0-9A-Fa-f]{1,20}(?:;[^\n]*|[ \t]*\r?))?").fullmatch
 _BLANK_LINE = re.compile(rb"\n\r?\n").search
@@ -71,8 +72,10 @@ _FIELD = re.compile(
 )
 _FOLD = re.compile(rb"[ \t]+").match
 
-# Checked size lines, each with the CRLF that ends the chunk data before it:
-# b"\r\n64" -> 100. Servers repeat a few sizes; the cap bounds hostile ones.
+# Checked size lines of hex digits only: b"64" -> 100 for a read's first line,
+# and with the CRLF that ends the chunk data before it, b"\r\n64" -> 100, for
+# the others. Servers repeat a few sizes; the cap bounds hostile ones.
+_line_sizes: dict[bytes, int] = {}
 _sizes: dict[bytes, int] = {}
 _SIZES_CAP = 4096
 
@@ -164,12 +167,18 @@ class ChunkedDecoder:
         j = find(b"\r\n", pos)
         if j < 0:
             return self._keep_size_line(data, pos, out)
-        size = self._size(data[pos:j], out)
+        line = data[pos:j]
+        size = _line_sizes.get(line)
+        if size is None:
+            size = self._size(line, out, line, _line_sizes)
         pos = j + 2
         get = _sizes.get
         while size:
             end = pos + size
             if end + 2 >= n:  # the chunk reaches the read's end
+                if end + 2 == n and data[end:] == b"\r\n":  # just: one event per read
+                    out.append(data[pos:end])
+                    return b"".join(out)
                 return self._tail(data, pos, end, out)
             out.append(data[pos:end])
             j = find(b"\r\n", end + 2)
@@ -182,14 +191,15 @@ class ChunkedDecoder:
             if cached is None:
                 if line[:2] != b"\r\n":
                     self._no_crlf(line[:2], out)
-                size = self._size(line[2:], out, line)
+                size = self._size(line[2:], out, line, _sizes)
             else:
                 size = cached
             pos = j + 2
         return self._trailers(data, pos, out)
 
-    def _size(self, line: bytes, out: list[bytes], key: bytes | None = None) -> int:
-        """The size a size line (without its CRLF) gives, or raise."""
+    def _size(self, line: bytes, out: list[bytes], key: bytes, cache: dict[bytes, int]) -> int:
+        """The size a size line (without its CRLF) gives, or raise; cache it
+        under key if the line is only digits."""
         if len(line) + 2 > MAX_SIZE_LINE:
             self._break(f"a size line is longer than {MAX_SIZE_LINE} bytes", out)
         match = _HEX_SIZE(line)
@@ -199,8 +209,8 @@ class ChunkedDecoder:
         size = int(digits, 16)  # safe: digits are hex digits only
         if size >> 64:
             self._break(f"chunk size {digits.decode()} is 2**64 or more", out)
-        if key is not None and len(digits) == len(line) and len(_sizes) < _SIZES_CAP:
-            _sizes[key] = size
+        if len(digits) == len(line) and len(cache) < _SIZES_CAP:
+            cache[key] = size
         return size
 
     def _tail(self, data: bytes, pos: int, end: int, out: list[bytes]) -> bytes:

@@ -27,6 +27,7 @@ from eventsource._chunked import (
     MAX_TRAILERS,
     ChunkedDecoder,
     ChunkedFramingError,
+    _line_sizes,
     _sizes,
 )
 
@@ -384,13 +385,26 @@ def test_one_chunk_per_read() -> None:
     assert decoder.done
 
 
-def test_the_size_cache_is_bounded() -> None:
-    body = b"".join(b"%x\r\n%s\r\n" % (n, b"x" * n) for n in range(1, _SIZES_CAP + 200))
+def test_the_size_caches_are_bounded() -> None:
+    sizes = range(1, _SIZES_CAP + 200)
+    chunks = [b"%x\r\n%s\r\n" % (n, b"x" * n) for n in sizes]
     decoder = ChunkedDecoder()
-    assert len(decoder.feed(body)) == sum(range(1, _SIZES_CAP + 200))
-    assert len(_sizes) == _SIZES_CAP
+    assert len(decoder.feed(b"".join(chunks))) == sum(sizes)
+    assert all(len(decoder.feed(chunk)) == n for n, chunk in zip(sizes, chunks))
+    assert len(_sizes) == len(_line_sizes) == _SIZES_CAP
     assert all(value == int(key[2:], 16) for key, value in _sizes.items())
+    assert all(value == int(key, 16) for key, value in _line_sizes.items())
     assert decoder.feed(b"5;ext\r\nhello\r\n5 \r\nhello\r\n") == b"hellohello"
+
+
+def test_a_cached_first_line_is_no_crlf() -> None:
+    # b"1a" is cached as a read's first line; after chunk data it must still
+    # be refused where the CRLF belongs.
+    assert ChunkedDecoder().feed(b"1a\r\n" + b"x" * 26 + b"\r\n") == b"x" * 26
+    assert _line_sizes[b"1a"] == 26
+    with pytest.raises(ChunkedFramingError, match="followed by b'1a', not CRLF") as info:
+        ChunkedDecoder().feed(b"5\r\nhello1a\r\n" + b"x" * 26 + b"\r\n0\r\n\r\n")
+    assert info.value.data == b"hello"
 
 
 # --- the differential fuzz against h11 ---------------------------------------------------
