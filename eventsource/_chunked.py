@@ -19,15 +19,18 @@ the other) and differs only where noted below.
   The line found after a chunk's data starts with the CRLF that must end that
   data, so one dict lookup (``b"\\r\\n64"`` -> 100, cached once checked) both
   checks the CRLF and reads the size; the data is one slice into a list and
-  the result one ``b"".join``. Anything not in the cache (the first line of a
-  read, extensions, odd spacing, errors) takes the general path, which holds
-  every rule. A read that is exactly one chunk costs one find, one check of
-  its size line, one slice and one compare.
+  the result one ``b"".join``. A read's first line has a cache of its own
+  (``b"64"`` -> 100: never taken for a CRLF). Anything not cached
+  (extensions, spaces, odd sizes, errors) takes the general path, which holds
+  every rule: one regex, then ``int()`` of its checked digits. A read that is
+  exactly one chunk costs one find, one lookup, one slice and one compare.
 - Reads cut anywhere: chunk data left over from a read is passed through as it
   comes (a read that is all chunk data is returned as it is, uncopied) and its
   CRLF is checked byte by byte, as h11 does; an unfinished size line or
   trailer section is kept and the next read is appended to it, so it is
-  parsed whole, and a size line that cannot become valid fails at once.
+  parsed whole (a trailer section is searched from where the last search
+  stopped), and a size line that cannot become valid fails at once, where h11
+  waits for its CRLF to fail (the same outcome, earlier).
 - Limits: a size line may not exceed MAX_SIZE_LINE bytes and the trailer
   section MAX_TRAILERS bytes, CRLFs included, however the reads are cut, so
   kept bytes stay under those bounds. h11 instead bounds what it keeps
@@ -133,9 +136,9 @@ class ChunkedDecoder:
         if state == _CRLF:
             return self._after_crlf(data, 0, [])
         if state == _TRAILERS:
-            data = self._buf + data
+            kept = self._buf
             self._buf = b""
-            return self._trailers(data, 0, [])
+            return self._trailers(kept + data, 0, [], len(kept))
         if state == _DONE:
             self.unused += data
             return b""
@@ -253,9 +256,10 @@ class ChunkedDecoder:
         self._state, self._buf = _SIZE, rest
         return b"".join(out)
 
-    def _trailers(self, data: bytes, pos: int, out: list[bytes]) -> bytes:
-        """Read the trailer section at pos (after the last chunk's size line)."""
-        end = _trailers_end(data, pos)
+    def _trailers(self, data: bytes, pos: int, out: list[bytes], seen: int = 0) -> bytes:
+        """Read the trailer section at pos (after the last chunk's size line);
+        data[:seen] was searched before."""
+        end = _trailers_end(data, pos, seen)
         if end < 0:
             if len(data) - pos >= MAX_TRAILERS:
                 self._break(f"the trailer section is longer than {MAX_TRAILERS} bytes", out)
@@ -281,15 +285,15 @@ class ChunkedDecoder:
         raise ChunkedFramingError(message, data)
 
 
-def _trailers_end(data: bytes, pos: int) -> int:
+def _trailers_end(data: bytes, pos: int, seen: int) -> int:
     """Where the trailer section starting at pos ends (-1: not yet), as h11
     finds it: at once for a bare blank line, else after the first LF, optional
-    CR, LF."""
+    CR, LF (a match ending after data[:seen] starts at seen - 2 or later)."""
     if data[pos : pos + 1] == b"\n":
         return pos + 1
     if data[pos : pos + 2] == b"\r\n":
         return pos + 2
-    match = _BLANK_LINE(data, pos)
+    match = _BLANK_LINE(data, max(pos, seen - 2))
     return -1 if match is None else match.end()
 
 
