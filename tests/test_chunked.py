@@ -430,6 +430,7 @@ chunk_data = st.one_of(
     st.integers(100, 1500).map(lambda n: bytes(i * 7 % 256 for i in range(n))),
 )
 EXTENSIONS = [b"", b"", b";", b";a", b";a=b", b';a="b;c"', b";a=b;c=d", b";\x00\r", b"; x "]
+EXTENSIONS += [b";" + b"e" * 3000]  # long, within MAX_SIZE_LINE
 SPACES = [b"", b"", b"", b" ", b"\t", b" \t "]
 # Sizes as h11 and RFC 9112 refuse them (and int(s, 16) would not).
 BAD_SIZES = [b"-5", b"+5", b"0x5", b"5_0", b" 5", b"", b"g", b"5" * 21, b"5 ;x", b"5\n", b"\xff"]
@@ -439,14 +440,18 @@ EXTRA = [b"", b"", b"", b"HTTP/1.1 200 OK\r\n", b"\r\n", b"garbage"]
 BYTES = [b"\r", b"\n", b"x", b"g", b" ", b"0", b"9", b"f", b";", b"-", b"+", b"_", b"\x00"]
 
 
-def size_line(size: int, upper: bool, zeros: int, ext: bytes, spaces: bytes) -> bytes:
-    digits = b"%X" % size if upper else b"%x" % size
+def size_line(size: int, case: str, zeros: int, ext: bytes, spaces: bytes) -> bytes:
+    digits = b"%x" % size
+    if case == "upper":
+        digits = digits.upper()
+    elif case == "mixed":
+        digits = bytes(c - 32 if i % 2 and c > 96 else c for i, c in enumerate(digits))
     digits = b"0" * min(zeros, 15 - len(digits)) + digits  # <= 15: a mutation stays < 2**64
     return digits + ext + spaces + b"\r\n"
 
 
 line_style = st.tuples(
-    st.booleans(),
+    st.sampled_from(["lower", "upper", "mixed"]),
     st.integers(0, 4),
     st.sampled_from(EXTENSIONS),
     st.sampled_from(SPACES),
@@ -472,11 +477,12 @@ def bodies(draw: st.DrawFn) -> bytes:
         at = draw(st.integers(0, len(body)))
         byte = draw(st.sampled_from(BYTES))
         kind = draw(st.sampled_from(["replace", "insert", "delete", "cut"]))
-        tail = body[at + 1 :] if kind in ("replace", "delete") else body[at:]
-        body = b"" if kind == "cut" else body[:at] + (b"" if kind == "delete" else byte)
-        body += b"" if kind == "cut" else tail
         if kind == "cut":
-            body = b"".join(parts)[:at]
+            body = body[:at]
+        elif kind == "insert":
+            body = body[:at] + byte + body[at:]
+        else:
+            body = body[:at] + (byte if kind == "replace" else b"") + body[at + 1 :]
     return body
 
 
