@@ -179,7 +179,7 @@ class ChunkedDecoder:
         while size:
             end = pos + size
             if end + 2 >= n:  # the chunk reaches the read's end
-                if end + 2 == n and data[end:] == b"\r\n":  # just: one event per read
+                if end + 2 == n and data[end:] == b"\r\n":  # ends the read: the usual case
                     out.append(data[pos:end])
                     return b"".join(out)
                 return self._tail(data, pos, end, out)
