@@ -20,7 +20,8 @@ from . import _httpx
 from ._callbacks import Callback, Callbacks
 from ._errors import ConnectionLostError, EventSourceError
 from ._event import ServerSentEvent
-from ._httpx import AsyncReader, classify
+from ._httpx import classify
+from ._io import AsyncReader
 from ._loop import loop_call_soon
 from ._machine import CONNECT, FINISH, OPENED, READ, RELEASE, Comment, Failure, Machine
 from ._request import RequestSpec
@@ -149,7 +150,7 @@ class AsyncDriver:
             reason=response.reason_phrase,
             url=str(response.request.url),
         ):
-            self.reader.open(response)
+            self.reader.open(response, self.spec.read_timeout)
         else:
             await self.reader.close_refused(response, machine.error)
 

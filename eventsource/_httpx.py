@@ -1,10 +1,19 @@
-"""The one module that knows httpx and httpcore.
+"""The one module that knows httpx's and httpcore's insides.
 
-It sends a source's requests (following redirects itself, so that each
-Location is checked; ``_request`` builds them with httpx's public API),
-classifies every exception httpx, httpcore, ssl or the OS can raise into the
-library's causes (transient or fatal), reads bodies and interrupts a read in
-progress.
+It classifies every exception httpx, httpcore, h11, ssl or the OS can raise
+into the library's causes (transient or fatal), opens a response's body for
+reading (the fast path below, or httpx's public stream), closes responses,
+and interrupts a read in progress. ``_io`` carries out the steps with these;
+``_request`` builds requests with httpx's public API.
+
+The fast path: an HTTP/1.1 response from httpx's own transport with no
+content coding is read straight from its connection's network stream, in
+64 KiB reads, its chunked framing decoded by ``_chunked`` (or counted against
+Content-Length, or read to the end of the connection), once h11 has parsed
+the head. h11 then never sees the body, so the connection is closed with the
+response, never pooled (an SSE stream ends with its connection anyway). Any
+surprise (another transport, a compressed body, HTTP/2, a missing private
+attribute) takes httpx's public stream instead, never an error.
 
 Interrupting: a read on an HTTP/1.1 connection is ended by shutting the socket
 down (by its descriptor: event loops wrap their sockets), but only while the
@@ -15,10 +24,22 @@ and are never shut down: async reads there run in a cancel scope, and a sync
 read interrupted from another thread ends with the next frame or read_timeout.
 
 Private details used, each reached through a guarded accessor that falls back
-to the public path (checked on httpx 0.27-0.28, httpcore 1.0.5-1.0.9):
+to the public path (checked on httpx 0.27-0.28, httpcore 1.0.5-1.0.9, h11
+0.14-0.16, h2 4.1-4.3):
 
-- ``response.extensions["network_stream"].get_extra_info("socket")``: httpcore's
-  documented extension; the socket under an HTTP/1.1 response.
+- ``response.extensions["network_stream"]``: httpcore's documented extension;
+  its ``read(max_bytes, timeout)`` and ``get_extra_info("socket")``.
+- ``response.stream._stream._httpcore_stream._stream._connection._h11_state``
+  (httpx's ``BoundAsyncStream`` / ``BoundSyncStream`` and ``ResponseStream``,
+  httpcore's ``PoolByteStream``, ``HTTP11ConnectionByteStream`` and
+  ``HTTP11Connection``): h11's public ``trailing_data``, the body bytes read
+  with the head, and ``their_state``. Fallback: httpx's public stream.
+- the same ``_httpcore_stream`` of an HTTP/2 response: its
+  ``_connection._h2_state`` (h2's public ``reset_stream()``),
+  ``_connection._write_outgoing_data(request)`` and ``_stream_id``, to reset a
+  stream closed before its end, which httpcore does not (encode/httpcore#943):
+  without it, h2 counts the stream open for good, and a connection's 101st
+  stream fails. Fallback: the stream is left as httpcore leaves it.
 - httpcore's ``trace`` request extension, event ``http11.send_request_headers
   .started``: the caller's frame is ``HTTP11Connection.handle_request``, whose
   ``self._network_stream`` is the connection the request was given (fresh or
@@ -33,28 +54,37 @@ to the public path (checked on httpx 0.27-0.28, httpcore 1.0.5-1.0.9):
 from __future__ import annotations
 
 import logging
-import math
 import socket
 import sys
 import threading
-import time
 import weakref
 from collections.abc import AsyncIterator, Iterator, Mapping
-from typing import Any, Callable, Protocol, Union
+from typing import Any, Callable, Protocol
 
 import anyio
+import httpcore
 import httpx
 
+from ._chunked import ChunkedDecoder
 from ._errors import ConnectionLostError, EventSourceError, ReadTimeoutError, ResponseError
-from ._request import check_url
 
-__all__ = ["AsyncReader", "Interrupter", "SyncReader", "classify"]
+__all__ = [
+    "CLOSE_TIMEOUT",
+    "AsyncBody",
+    "Interrupter",
+    "SyncBody",
+    "aclose_response",
+    "classify",
+    "close_response",
+    "fix_request",
+    "open_async_body",
+    "open_sync_body",
+]
 
 logger = logging.getLogger("eventsource")
 
-AnyClient = Union[httpx.Client, httpx.AsyncClient]
-
 CLOSE_TIMEOUT = 5.0  # seconds that closing a response or a client may take, at most
+READ_SIZE = 64 * 1024  # bytes asked of the socket per read on the fast path
 
 # --- classifying ------------------------------------------------------------------------
 
@@ -82,10 +112,13 @@ def classify(
         fatal.__cause__ = exc
         return fatal, True
     error: EventSourceError
-    if isinstance(exc, (httpx.ReadTimeout, TimeoutError)):
+    if isinstance(exc, (httpx.ReadTimeout, httpcore.ReadTimeout, TimeoutError)):
         what = "no response" if sending else "no data"
         error = ReadTimeoutError(f"{what} for {read_timeout} s")
-    elif isinstance(exc, (httpx.HTTPError, httpx.StreamError, OSError, anyio.BrokenResourceError)):
+    elif isinstance(
+        exc,
+        (httpx.HTTPError, httpx.StreamError, httpcore.NetworkError, OSError),
+    ) or isinstance(exc, (httpcore.ProtocolError, anyio.BrokenResourceError)):
         # OSError covers ssl.SSLError (older httpcore let a certificate
         # failure through raw) and a socket shut down under a read.
         verb = "cannot connect" if sending else "connection lost"
@@ -106,20 +139,6 @@ def _refused_redirect(exc: BaseException) -> bool:
         and exc.__cause__ is None
         and exc.__suppress_context__
     )
-
-
-def _redirect(response: httpx.Response, client: AnyClient, hops: int) -> httpx.Request | None:
-    """The next request of a redirect, checked; None when this is no redirect."""
-    request = response.next_request
-    if request is None:
-        return None
-    if hops >= client.max_redirects:
-        raise ResponseError(f"more than {client.max_redirects} redirects", status_code=None)
-    try:
-        check_url(request.url)
-    except ValueError as exc:
-        raise ResponseError(f"redirect to an unusable URL: {exc}", status_code=None) from None
-    return request
 
 
 # --- interrupting -------------------------------------------------------------------------
@@ -236,29 +255,6 @@ def _shutdown(sock: _Socket) -> None:
         pass  # not connected any more, or not a socket: nothing to end
 
 
-_BODY_LIMIT = 64 * 1024  # bytes of a refused response's body kept in its error
-_BODY_DEADLINE = 2.0  # seconds that reading them may take
-
-
-def _keep_body(error: ResponseError, response: httpx.Response, body: bytes) -> None:
-    """Give the error a closed, readable copy of the response with this body."""
-    headers = httpx.Headers(response.headers)
-    for name in ("content-encoding", "content-length", "transfer-encoding"):
-        headers.pop(name, None)  # the body is decoded, and maybe cut
-    copy = httpx.Response(
-        response.status_code,
-        headers=headers,
-        content=body,
-        request=response.request,
-        extensions={
-            "http_version": response.http_version.encode(),
-            "reason_phrase": response.reason_phrase.encode(),
-        },
-    )
-    error.response = copy
-    error.body = copy.text
-
-
 def _identity(response: httpx.Response) -> bool:
     """No content coding: the raw body is the stream (httpx's decoding layer
     is skipped, it only copies)."""
@@ -266,7 +262,7 @@ def _identity(response: httpx.Response) -> bool:
     return coding is None or coding.strip().lower() in ("", "identity")
 
 
-def _fix_request(exc: BaseException, response: httpx.Response) -> None:
+def fix_request(exc: BaseException, response: httpx.Response) -> None:
     # httpx's own iterators set .request on a read error, the stream's do not.
     if isinstance(exc, httpx.RequestError):
         try:
@@ -275,158 +271,290 @@ def _fix_request(exc: BaseException, response: httpx.Response) -> None:
             exc.request = response.request
 
 
-# --- async --------------------------------------------------------------------------------
+# --- bodies -----------------------------------------------------------------------------
 
 
-class AsyncReader:
-    """Sends a source's requests and reads its bodies, async."""
+class AsyncBody(Protocol):
+    scoped: bool  # reads need a cancel scope to be timed and interrupted
 
-    __slots__ = ("_chunks", "_interrupter", "_scope", "_scoped", "response")
+    async def read(self) -> bytes | None: ...
+    async def finish(self) -> None: ...
 
-    def __init__(self) -> None:
-        self.response: httpx.Response | None = None
-        self._chunks: AsyncIterator[bytes] | None = None
-        self._interrupter = Interrupter()
-        self._scope: anyio.CancelScope | None = None
-        self._scoped = True  # reads need a cancel scope to be interrupted
 
-    def begin(self) -> None:
-        """Called before each attempt's machine.start_attempt()."""
-        self._interrupter.begin()
+class SyncBody(Protocol):
+    def read(self) -> bytes | None: ...
+    def finish(self) -> None: ...
 
-    def interrupt(self) -> None:
-        """End the wait, send or read in progress (call in the loop's thread)."""
-        if self._scope is not None:
-            self._scope.cancel()
-        self._interrupter.fire()
 
-    async def wait(self, delay: float) -> None:
-        """Sleep, unless interrupted."""
-        try:
-            with anyio.CancelScope(deadline=anyio.current_time() + delay) as self._scope:
-                await anyio.sleep_forever()
-        finally:
-            self._scope = None
+class _Framing:
+    """The end of an HTTP/1.1 body read straight from its connection: chunked,
+    Content-Length, or the connection's end."""
 
-    async def send(
-        self, client: httpx.AsyncClient, request: httpx.Request, auth: dict[str, Any]
-    ) -> httpx.Response | None:
-        """Send (following redirects); None when interrupted."""
-        response: httpx.Response | None = None
-        try:
-            with anyio.CancelScope() as scope:
-                self._scope = scope
-                hops = 0
-                response = await client.send(request, stream=True, follow_redirects=False, **auth)
-                while True:
-                    try:
-                        follow = _redirect(response, client, hops)
-                    except BaseException:
-                        await _aclose(response)
-                        raise
-                    if follow is None:
-                        break
-                    await _aclose(response)
-                    response = None
-                    hops += 1
-                    response = await client.send(follow, stream=True, follow_redirects=False)
-        finally:
-            self._scope = None
-        if scope.cancel_called:
-            if response is not None:
-                await _aclose(response)
+    __slots__ = ("_decoder", "_left")
+
+    def __init__(self, headers: httpx.Headers) -> None:
+        self._decoder: ChunkedDecoder | None = None
+        self._left: int | None = None
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            self._decoder = ChunkedDecoder()
+        elif "content-length" in headers:
+            self._left = int(headers["content-length"])
+
+    @property
+    def complete(self) -> bool:
+        """The whole body was read (a framed body; a close-delimited one ends
+        with its connection)."""
+        decoder = self._decoder
+        return decoder.done if decoder is not None else self._left == 0
+
+    def take(self, data: bytes) -> bytes | None:
+        """The body bytes in one read (b"" at the connection's end); None once
+        the body is complete. Raises ConnectionLostError when it is cut short."""
+        decoder = self._decoder
+        if decoder is not None:
+            if decoder.done:
+                return None
+            if not data:
+                decoder.close()  # raises: the body is incomplete
+                return None
+            return decoder.feed(data)
+        left = self._left
+        if left is None:
+            return data or None  # close-delimited: the end of the connection ends it
+        if left == 0:
             return None
-        return response
+        if not data:
+            raise ConnectionLostError(f"connection closed {left} bytes before the body's end")
+        self._left = left - len(data)
+        return data if len(data) <= left else data[:left]
 
-    def open(self, response: httpx.Response) -> None:
-        """Start reading this response's body."""
-        self.response = response
-        sock = own_socket(response)
-        self._scoped = sock is None
-        self._interrupter.arm(sock)
+
+def _direct(response: httpx.Response) -> tuple[Any, bytes] | None:
+    """The network stream under an HTTP/1.1 body from httpx's own transport,
+    and the body bytes already read with the head; None when the fast path
+    does not apply (see the module docstring)."""
+    if response.http_version != "HTTP/1.1" or not _identity(response):
+        return None
+    if response.is_stream_consumed or response.is_closed:
+        return None
+    try:
+        core: Any = _httpcore_stream(response)
+        h11_connection = core._connection._h11_state
+        import h11
+
+        if h11_connection.their_state is not h11.SEND_BODY:
+            return None
+        buffered, _closed = h11_connection.trailing_data
+        stream = response.extensions["network_stream"]
+        if not callable(getattr(stream, "read", None)):
+            return None
+        if "content-length" in response.headers:
+            int(response.headers["content-length"])
+    except Exception:  # another transport or version: the public path
+        return None
+    return stream, bytes(buffered)
+
+
+class _AsyncDirect:
+    __slots__ = ("_framing", "_pending", "_stream", "_timeout", "scoped")
+
+    def __init__(
+        self, stream: Any, buffered: bytes, response: httpx.Response, timeout: float | None
+    ):
+        self._stream = stream
+        self._pending: bytes | None = buffered or None
+        self._framing = _Framing(response.headers)
+        self._timeout = timeout
+        self.scoped = False  # the socket is shut down to interrupt; reads have the timeout
+
+    async def read(self) -> bytes | None:
+        data = self._pending
+        if data is not None:
+            self._pending = None
+        elif self._framing.complete:
+            return None  # the connection stays open: nothing more is ours
+        else:
+            data = await self._stream.read(READ_SIZE, self._timeout)
+        return self._framing.take(data)
+
+    async def finish(self) -> None:
+        pass
+
+
+class _SyncDirect:
+    __slots__ = ("_framing", "_pending", "_stream", "_timeout")
+
+    def __init__(
+        self, stream: Any, buffered: bytes, response: httpx.Response, timeout: float | None
+    ):
+        self._stream = stream
+        self._pending: bytes | None = buffered or None
+        self._framing = _Framing(response.headers)
+        self._timeout = timeout
+
+    def read(self) -> bytes | None:
+        data = self._pending
+        if data is not None:
+            self._pending = None
+        elif self._framing.complete:
+            return None  # the connection stays open: nothing more is ours
+        else:
+            data = self._stream.read(READ_SIZE, self._timeout)
+        return self._framing.take(data)
+
+    def finish(self) -> None:
+        pass
+
+
+class _AsyncChunks:
+    """httpx's public stream (or the transport's chunks as they are)."""
+
+    __slots__ = ("_chunks", "scoped")
+
+    def __init__(self, response: httpx.Response, scoped: bool) -> None:
         stream = response.stream
+        self.scoped = scoped
+        self._chunks: AsyncIterator[bytes]
         if (
             _identity(response)
             and isinstance(stream, httpx.AsyncByteStream)
             and not response.is_stream_consumed
         ):
-            # The transport's chunks as they are: a layer and a copy per
-            # chunk fewer than aiter_raw(), which only counts bytes.
+            # A layer and a copy per chunk fewer than aiter_raw(), which only counts bytes.
             response.is_stream_consumed = True
             self._chunks = stream.__aiter__()
         else:
             self._chunks = response.aiter_bytes()
 
-    async def read(self, read_timeout: float | None) -> bytes | None:
-        """The next chunk; None at the end. Raises what the transport raised,
-        TimeoutError after read_timeout, ConnectionLostError when interrupted."""
-        chunks = self._chunks
-        assert chunks is not None
-        if not self._scoped:
-            # A cancel scope per read would cost more than httpx's read and the
-            # parsing together. Without one, interrupt() shuts the socket down,
-            # and httpx enforces the read timeout (the request carries it).
-            try:
-                return await chunks.__anext__()
-            except StopAsyncIteration:
-                return None
-        deadline = anyio.current_time() + read_timeout if read_timeout is not None else math.inf
+    async def read(self) -> bytes | None:
         try:
-            with anyio.CancelScope(deadline=deadline) as scope:
-                self._scope = scope
-                try:
-                    return await chunks.__anext__()
-                except StopAsyncIteration:
-                    return None
-        finally:
-            self._scope = None
-        if self._interrupter.fired:
-            raise ConnectionLostError("interrupted")
-        raise TimeoutError
+            return await self._chunks.__anext__()
+        except StopAsyncIteration:
+            return None
 
-    def fix(self, exc: BaseException) -> None:
-        if self.response is not None:
-            _fix_request(exc, self.response)
-
-    async def close_refused(self, response: httpx.Response, error: object = None) -> None:
-        """Close a response that does not open the stream; when it is the
-        error's, read the start of its body into it first (an API's JSON error)."""
-        chunks = None
-        if isinstance(error, ResponseError) and error.response is response:
-            body = bytearray()
-            chunks = response.aiter_bytes()
-            try:
-                with anyio.move_on_after(_BODY_DEADLINE):
-                    while len(body) < _BODY_LIMIT:
-                        body += await chunks.__anext__()
-            except StopAsyncIteration:
-                pass
-            except Exception as exc:  # the body is a courtesy: its failure is no error
-                logger.debug("error while reading a refused response's body: %r", exc)
-            _keep_body(error, response, bytes(body[:_BODY_LIMIT]))
-        await _aclose(response, chunks)
-
-    async def release(self) -> None:
-        """Close the response (shielded, with a deadline)."""
-        self._interrupter.disarm()
-        response, self.response = self.response, None
-        chunks, self._chunks = self._chunks, None
-        self._scope = None
-        if response is None:
-            return
-        await _aclose(response, chunks)
+    async def finish(self) -> None:
+        await _end_generators(self._chunks)
 
 
-async def _aclose(response: httpx.Response, chunks: AsyncIterator[bytes] | None = None) -> None:
-    # Shielded, so cancellation cannot leave the connection open; with a
-    # deadline, so a transport that ignores the close cannot hang us.
+class _SyncChunks:
+    __slots__ = ("_chunks",)
+
+    def __init__(self, response: httpx.Response) -> None:
+        stream = response.stream
+        self._chunks: Iterator[bytes]
+        if (
+            _identity(response)
+            and isinstance(stream, httpx.SyncByteStream)
+            and not response.is_stream_consumed
+        ):
+            response.is_stream_consumed = True
+            self._chunks = stream.__iter__()
+        else:
+            self._chunks = response.iter_bytes()
+
+    def read(self) -> bytes | None:
+        return next(self._chunks, None)
+
+    def finish(self) -> None:
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
+
+
+def open_async_body(
+    response: httpx.Response, read_timeout: float | None
+) -> tuple[AsyncBody, _Socket | None]:
+    """The body to read, and the socket that interrupts it (None: the read
+    needs a cancel scope)."""
+    sock = own_socket(response)
+    direct = _direct(response) if sock is not None else None
+    if direct is not None:
+        response.is_stream_consumed = True
+        return _AsyncDirect(direct[0], direct[1], response, read_timeout), sock
+    return _AsyncChunks(response, scoped=sock is None), sock
+
+
+def open_sync_body(
+    response: httpx.Response, read_timeout: float | None
+) -> tuple[SyncBody, _Socket | None]:
+    """The body to read, and the socket that interrupts it from another thread."""
+    sock = own_socket(response)
+    direct = _direct(response) if sock is not None else None
+    if direct is not None:
+        response.is_stream_consumed = True
+        return _SyncDirect(direct[0], direct[1], response, read_timeout), sock
+    return _SyncChunks(response), sock
+
+
+# --- closing -------------------------------------------------------------------------------
+
+
+def _httpcore_stream(response: httpx.Response) -> Any:
+    """httpcore's connection stream (the one holding ``_connection``) under
+    httpx's and httpcore's wrappers, or None."""
+    stream: Any = response.stream
+    for _ in range(5):  # BoundAsyncStream -> ResponseStream -> PoolByteStream -> ...
+        if stream is None or hasattr(stream, "_connection"):
+            return stream
+        inner = getattr(stream, "_httpcore_stream", None)
+        stream = inner if inner is not None else getattr(stream, "_stream", None)
+    return None
+
+
+def _h2_stream(response: httpx.Response) -> Any:
+    """httpcore's stream of an HTTP/2 response, when it can be reset."""
+    if response.http_version != "HTTP/2":
+        return None
+    core = _httpcore_stream(response)
+    connection = getattr(core, "_connection", None)
+    if getattr(connection, "_h2_state", None) is None or not hasattr(core, "_stream_id"):
+        return None
+    return core
+
+
+def _reset(core: Any) -> bool:
+    """Tell h2 to reset the stream; True when there is a frame to write."""
+    try:
+        core._connection._h2_state.reset_stream(core._stream_id)
+    except Exception:  # ended already (h2's StreamClosedError), or another layout
+        return False
+    return True
+
+
+async def aclose_response(response: httpx.Response, body: Any = None) -> None:
+    """Close a response (shielded, with a deadline: a transport that ignores
+    the close cannot hang us), then end its body's iterators."""
     with anyio.CancelScope(shield=True, deadline=anyio.current_time() + CLOSE_TIMEOUT):
+        core = _h2_stream(response)
+        if core is not None and _reset(core):
+            try:
+                await core._connection._write_outgoing_data(core._request)
+            except Exception as exc:
+                logger.debug("error while resetting an HTTP/2 stream: %r", exc)
         try:
             await response.aclose()
         except Exception as exc:  # closing a broken connection may fail too
             logger.debug("error while closing the response: %r", exc)
-        if chunks is not None:
-            await _end_generators(chunks)
+        if isinstance(body, (_AsyncChunks, _AsyncDirect)):
+            await body.finish()
+        elif body is not None:  # a refused response's aiter_bytes()
+            await _end_generators(body)
+
+
+def close_response(response: httpx.Response, body: SyncBody | None = None) -> None:
+    """Close a response and its body's iterators."""
+    core = _h2_stream(response)
+    if core is not None and _reset(core):
+        try:
+            core._connection._write_outgoing_data(core._request)
+        except Exception as exc:
+            logger.debug("error while resetting an HTTP/2 stream: %r", exc)
+    try:
+        if body is not None:
+            body.finish()
+        response.close()
+    except Exception as exc:  # closing a broken connection may fail too
+        logger.debug("error while closing the response: %r", exc)
 
 
 async def _end_generators(chunks: AsyncIterator[bytes]) -> None:
@@ -442,116 +570,3 @@ async def _end_generators(chunks: AsyncIterator[bytes]) -> None:
                 await chunks.__anext__()
             except BaseException:  # noqa: BLE001 (the end we want: cancelled, finished, failed)
                 return
-
-
-# --- sync ---------------------------------------------------------------------------------
-
-
-class SyncReader:
-    """Sends a source's requests and reads its bodies, blocking."""
-
-    __slots__ = ("_chunks", "_interrupter", "_wake", "response")
-
-    def __init__(self) -> None:
-        self.response: httpx.Response | None = None
-        self._chunks: Iterator[bytes] | None = None
-        self._interrupter = Interrupter()
-        self._wake: threading.Event | None = None
-
-    def begin(self) -> None:
-        """Called before each attempt's machine.start_attempt()."""
-        self._interrupter.begin()
-
-    def interrupt(self) -> None:
-        """End the wait, send or read in progress (from any thread)."""
-        if self._wake is not None:
-            self._wake.set()
-        self._interrupter.fire()
-
-    def wait(self, delay: float, interrupted: Callable[[], bool]) -> None:
-        if self._wake is None:
-            self._wake = threading.Event()
-        self._wake.clear()
-        if not interrupted():
-            self._wake.wait(delay)
-
-    def send(
-        self, client: httpx.Client, request: httpx.Request, auth: dict[str, Any]
-    ) -> httpx.Response:
-        """Send (following redirects)."""
-        request.extensions["trace"] = self._interrupter.tracer()
-        hops = 0
-        response = client.send(request, stream=True, follow_redirects=False, **auth)
-        while True:
-            try:
-                follow = _redirect(response, client, hops)
-            except BaseException:
-                self._interrupter.disarm()
-                response.close()
-                raise
-            if follow is None:
-                return response
-            self._interrupter.disarm()
-            response.close()
-            hops += 1
-            follow.extensions["trace"] = self._interrupter.tracer()
-            response = client.send(follow, stream=True, follow_redirects=False)
-
-    def open(self, response: httpx.Response) -> None:
-        self.response = response
-        self._interrupter.arm(own_socket(response))
-        stream = response.stream
-        if (
-            _identity(response)
-            and isinstance(stream, httpx.SyncByteStream)
-            and not response.is_stream_consumed
-        ):
-            response.is_stream_consumed = True
-            self._chunks = stream.__iter__()
-        else:
-            self._chunks = response.iter_bytes()
-
-    def read(self) -> bytes | None:
-        """The next chunk; None at the end."""
-        chunks = self._chunks
-        assert chunks is not None
-        return next(chunks, None)
-
-    def fix(self, exc: BaseException) -> None:
-        if self.response is not None:
-            _fix_request(exc, self.response)
-
-    def release(self) -> None:
-        # Disarmed first: once closed, the connection may serve another request.
-        self._interrupter.disarm()
-        response, self.response = self.response, None
-        chunks, self._chunks = self._chunks, None
-        if response is None:
-            return
-        try:
-            close = getattr(chunks, "close", None)
-            if close is not None:
-                close()
-            response.close()
-        except Exception as exc:  # closing a broken connection may fail too
-            logger.debug("error while closing the response: %r", exc)
-
-    def close_refused(self, response: httpx.Response, error: object = None) -> None:
-        """Close a response that does not open the stream; when it is the
-        error's, read the start of its body into it first (an API's JSON error)."""
-        if isinstance(error, ResponseError) and error.response is response:
-            body = bytearray()
-            deadline = time.monotonic() + _BODY_DEADLINE
-            try:
-                for chunk in response.iter_bytes():
-                    body += chunk
-                    if len(body) >= _BODY_LIMIT or time.monotonic() > deadline:
-                        break
-            except Exception as exc:  # the body is a courtesy: its failure is no error
-                logger.debug("error while reading a refused response's body: %r", exc)
-            _keep_body(error, response, bytes(body[:_BODY_LIMIT]))
-        self._interrupter.disarm()
-        try:
-            response.close()
-        except Exception as exc:
-            logger.debug("error while closing the response: %r", exc)

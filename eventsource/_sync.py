@@ -16,7 +16,8 @@ import httpx
 from ._callbacks import Callback, Callbacks
 from ._errors import EventSourceError
 from ._event import ServerSentEvent
-from ._httpx import SyncReader, classify
+from ._httpx import classify
+from ._io import SyncReader
 from ._machine import CONNECT, FINISH, OPENED, READ, RELEASE, Comment, Failure, Machine
 from ._request import RequestSpec
 
@@ -128,7 +129,7 @@ class SyncDriver:
             reason=response.reason_phrase,
             url=str(response.request.url),
         ):
-            self.reader.open(response)
+            self.reader.open(response, self.spec.read_timeout)
         else:
             self.reader.close_refused(response, machine.error)
 

@@ -13,11 +13,12 @@ GOAWAY after GOAWAY_AFTER requests (httpcore fails the stream of the request
 that drew it, whatever its plan: counted as spurious), and the client moves
 to a new one; a sync client's read timeout retires its connection too.
 
-The client never resets a stream it leaves (a stall, a close): httpcore does
-not (encode/httpcore#943), so the server keeps each one open until the
-connection ends (the figures count them: ``left_open``), and h2 on the client
-counts it as open for good. The xfail test at the end shows where that leads:
-the 101st stream on a connection fails, for ever.
+The client resets a stream it leaves before its end (a stall, a close):
+httpcore does not (encode/httpcore#943), so eventsource does it itself;
+without that, the server kept each one open until the connection ended and
+h2 on the client counted it open for good, so the 101st stream on a
+connection failed, for ever (the test at the end). The figures count the
+streams still open on the server when the run ends: ``left_open``.
 """
 
 from __future__ import annotations
@@ -94,9 +95,8 @@ async def test_every_event_exactly_once_over_http2(
             started = time.perf_counter()
             received = await take(source, mode, str(chaos_size.events), chaos_size.watchdog)
             seconds = time.perf_counter() - started
-            # Streams the client left without resetting them (httpcore never
-            # does: see the xfail below): open on the server until the
-            # connection ends.
+            # Streams still open on the server when the run ends (the client
+            # resets those it leaves; a reset may still be on its way).
             left_open = sum(not s.ended for s in server.served)
         finally:
             if isinstance(client, httpx.AsyncClient):
@@ -217,14 +217,6 @@ async def test_every_event_exactly_once_over_http2(
         assert len(goaways) == len(requests) // (GOAWAY_AFTER + 1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="a client bug: httpcore never resets an HTTP/2 stream closed before its end "
-    "(encode/httpcore#943, PR #1098), so h2 counts each one as open for good: after "
-    "100 on one connection, every new stream fails ('Max outbound streams is 100, 100 "
-    "open') and a source on that client retries for ever",
-)
 async def test_a_source_after_a_hundred_closed_ones_on_one_http2_client(
     mode: str, anyio_backend: str
 ) -> None:

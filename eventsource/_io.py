@@ -1,0 +1,287 @@
+"""The I/O steps the drivers carry out: wait, send (following redirects, each
+Location checked), open a body, read, release, refuse. Built on ``_httpx``,
+which holds everything that knows httpx's and httpcore's insides; this module
+uses their public API only.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from typing import Any, Callable, Union
+
+import anyio
+import httpx
+
+from ._errors import ConnectionLostError, ResponseError
+from ._httpx import (
+    AsyncBody,
+    Interrupter,
+    SyncBody,
+    aclose_response,
+    close_response,
+    fix_request,
+    open_async_body,
+    open_sync_body,
+)
+from ._request import check_url
+
+__all__ = ["AsyncReader", "SyncReader"]
+
+logger = logging.getLogger("eventsource")
+
+AnyClient = Union[httpx.Client, httpx.AsyncClient]
+
+_BODY_LIMIT = 64 * 1024  # bytes of a refused response's body kept in its error
+_BODY_DEADLINE = 2.0  # seconds that reading them may take
+
+
+def _redirect(response: httpx.Response, client: AnyClient, hops: int) -> httpx.Request | None:
+    """The next request of a redirect, checked; None when this is no redirect."""
+    request = response.next_request
+    if request is None:
+        return None
+    if hops >= client.max_redirects:
+        raise ResponseError(f"more than {client.max_redirects} redirects", status_code=None)
+    try:
+        check_url(request.url)
+    except ValueError as exc:
+        raise ResponseError(f"redirect to an unusable URL: {exc}", status_code=None) from None
+    return request
+
+
+def _keep_body(error: object, response: httpx.Response, body: bytes) -> None:
+    """Give the error a closed, readable copy of the response with this body."""
+    assert isinstance(error, ResponseError)
+    headers = httpx.Headers(response.headers)
+    for name in ("content-encoding", "content-length", "transfer-encoding"):
+        headers.pop(name, None)  # the body is decoded, and maybe cut
+    copy = httpx.Response(
+        response.status_code,
+        headers=headers,
+        content=body,
+        request=response.request,
+        extensions={
+            "http_version": response.http_version.encode(),
+            "reason_phrase": response.reason_phrase.encode(),
+        },
+    )
+    error.response = copy
+    error.body = copy.text
+
+
+def _wants_body(error: object, response: httpx.Response) -> bool:
+    return isinstance(error, ResponseError) and error.response is response
+
+
+class AsyncReader:
+    """Sends a source's requests and reads its bodies, async."""
+
+    __slots__ = ("_body", "_interrupter", "_scope", "response")
+
+    def __init__(self) -> None:
+        self.response: httpx.Response | None = None
+        self._body: AsyncBody | None = None
+        self._interrupter = Interrupter()
+        self._scope: anyio.CancelScope | None = None
+
+    def begin(self) -> None:
+        """Called before each attempt's machine.start_attempt()."""
+        self._interrupter.begin()
+
+    def interrupt(self) -> None:
+        """End the wait, send or read in progress (call in the loop's thread)."""
+        if self._scope is not None:
+            self._scope.cancel()
+        self._interrupter.fire()
+
+    async def wait(self, delay: float) -> None:
+        """Sleep, unless interrupted."""
+        try:
+            with anyio.CancelScope(deadline=anyio.current_time() + delay) as self._scope:
+                await anyio.sleep_forever()
+        finally:
+            self._scope = None
+
+    async def send(
+        self, client: httpx.AsyncClient, request: httpx.Request, auth: dict[str, Any]
+    ) -> httpx.Response | None:
+        """Send (following redirects); None when interrupted."""
+        response: httpx.Response | None = None
+        try:
+            with anyio.CancelScope() as scope:
+                self._scope = scope
+                hops = 0
+                response = await client.send(request, stream=True, follow_redirects=False, **auth)
+                while True:
+                    try:
+                        follow = _redirect(response, client, hops)
+                    except BaseException:
+                        await aclose_response(response)
+                        raise
+                    if follow is None:
+                        break
+                    await aclose_response(response)
+                    response = None
+                    hops += 1
+                    response = await client.send(follow, stream=True, follow_redirects=False)
+        finally:
+            self._scope = None
+        if scope.cancel_called:
+            if response is not None:
+                await aclose_response(response)
+            return None
+        return response
+
+    def open(self, response: httpx.Response, read_timeout: float | None) -> None:
+        """Start reading this response's body."""
+        self.response = response
+        body, sock = open_async_body(response, read_timeout)
+        self._body = body
+        self._interrupter.arm(sock)
+
+    async def read(self, read_timeout: float | None) -> bytes | None:
+        """The next bytes; None at the end. Raises what the transport raised,
+        TimeoutError after read_timeout, ConnectionLostError when interrupted."""
+        body = self._body
+        assert body is not None
+        if not body.scoped:
+            # A cancel scope per read would cost more than the read and the
+            # parsing together. Without one, interrupt() shuts the socket down,
+            # and the transport enforces the read timeout.
+            return await body.read()
+        deadline = anyio.current_time() + read_timeout if read_timeout is not None else math.inf
+        try:
+            with anyio.CancelScope(deadline=deadline) as scope:
+                self._scope = scope
+                return await body.read()
+        finally:
+            self._scope = None
+        if self._interrupter.fired:
+            raise ConnectionLostError("interrupted")
+        raise TimeoutError
+
+    def fix(self, exc: BaseException) -> None:
+        if self.response is not None:
+            fix_request(exc, self.response)
+
+    async def close_refused(self, response: httpx.Response, error: object = None) -> None:
+        """Close a response that does not open the stream; when it is the
+        error's, read the start of its body into it first (an API's JSON error)."""
+        chunks = None
+        if _wants_body(error, response):
+            body = bytearray()
+            chunks = response.aiter_bytes()
+            try:
+                with anyio.move_on_after(_BODY_DEADLINE):
+                    while len(body) < _BODY_LIMIT:
+                        body += await chunks.__anext__()
+            except StopAsyncIteration:
+                pass
+            except Exception as exc:  # the body is a courtesy: its failure is no error
+                logger.debug("error while reading a refused response's body: %r", exc)
+            _keep_body(error, response, bytes(body[:_BODY_LIMIT]))
+        await aclose_response(response, chunks)
+
+    async def release(self) -> None:
+        """Close the response (shielded, with a deadline)."""
+        self._interrupter.disarm()
+        response, self.response = self.response, None
+        body, self._body = self._body, None
+        self._scope = None
+        if response is not None:
+            await aclose_response(response, body)
+
+
+class SyncReader:
+    """Sends a source's requests and reads its bodies, blocking."""
+
+    __slots__ = ("_body", "_interrupter", "_wake", "response")
+
+    def __init__(self) -> None:
+        self.response: httpx.Response | None = None
+        self._body: SyncBody | None = None
+        self._interrupter = Interrupter()
+        self._wake: threading.Event | None = None
+
+    def begin(self) -> None:
+        """Called before each attempt's machine.start_attempt()."""
+        self._interrupter.begin()
+
+    def interrupt(self) -> None:
+        """End the wait, send or read in progress (from any thread)."""
+        if self._wake is not None:
+            self._wake.set()
+        self._interrupter.fire()
+
+    def wait(self, delay: float, interrupted: Callable[[], bool]) -> None:
+        if self._wake is None:
+            self._wake = threading.Event()
+        self._wake.clear()
+        if not interrupted():
+            self._wake.wait(delay)
+
+    def send(
+        self, client: httpx.Client, request: httpx.Request, auth: dict[str, Any]
+    ) -> httpx.Response:
+        """Send (following redirects)."""
+        request.extensions["trace"] = self._interrupter.tracer()
+        hops = 0
+        response = client.send(request, stream=True, follow_redirects=False, **auth)
+        while True:
+            try:
+                follow = _redirect(response, client, hops)
+            except BaseException:
+                self._interrupter.disarm()
+                close_response(response)
+                raise
+            if follow is None:
+                return response
+            self._interrupter.disarm()
+            close_response(response)
+            hops += 1
+            follow.extensions["trace"] = self._interrupter.tracer()
+            response = client.send(follow, stream=True, follow_redirects=False)
+
+    def open(self, response: httpx.Response, read_timeout: float | None) -> None:
+        self.response = response
+        body, sock = open_sync_body(response, read_timeout)
+        self._body = body
+        self._interrupter.arm(sock)
+
+    def read(self) -> bytes | None:
+        """The next bytes; None at the end."""
+        body = self._body
+        assert body is not None
+        return body.read()
+
+    def fix(self, exc: BaseException) -> None:
+        if self.response is not None:
+            fix_request(exc, self.response)
+
+    def release(self) -> None:
+        # Disarmed first: once closed, the connection may serve another request.
+        self._interrupter.disarm()
+        response, self.response = self.response, None
+        body, self._body = self._body, None
+        if response is not None:
+            close_response(response, body)
+
+    def close_refused(self, response: httpx.Response, error: object = None) -> None:
+        """Close a response that does not open the stream; when it is the
+        error's, read the start of its body into it first (an API's JSON error)."""
+        if _wants_body(error, response):
+            body = bytearray()
+            deadline = time.monotonic() + _BODY_DEADLINE
+            try:
+                for chunk in response.iter_bytes():
+                    body += chunk
+                    if len(body) >= _BODY_LIMIT or time.monotonic() > deadline:
+                        break
+            except Exception as exc:  # the body is a courtesy: its failure is no error
+                logger.debug("error while reading a refused response's body: %r", exc)
+            _keep_body(error, response, bytes(body[:_BODY_LIMIT]))
+        self._interrupter.disarm()
+        close_response(response)
