@@ -37,7 +37,8 @@ class CutOff(Exception):
 
 def answer(events: list[ServerSentEvent]) -> str:
     """The answer the chunks build; CutOff when [DONE] never came (the server
-    ended the stream, and a POST without ids is not sent again)."""
+    ended the stream, and a POST without ids is not sent again; a broken
+    connection is raised by collect() as ConnectionLostError)."""
     text = "".join(delta(event) for event in events)
     if not events or not is_done(events[-1]):
         raise CutOff(text)

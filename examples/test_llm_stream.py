@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from llm_stream import CutOff, chunks, complete, complete_sync, is_done
 
-from eventsource import EventSource
+from eventsource import ConnectionLostError, EventSource
 from eventsource.testing import SSEServer
 
 WORDS = ["Hello", ", ", "world"]
@@ -36,15 +36,23 @@ def test_sync_stops_at_done() -> None:
         assert len(server.requests) == 1
 
 
-def test_a_stream_cut_before_done_is_not_re_posted() -> None:
+def test_a_stream_ended_before_done_is_not_re_posted() -> None:
     """No ids, so the stream cannot resume: the POST is not sent again (no
     second generation, billed twice); the cut answer is an error."""
     with SSEServer(chunks(WORDS)) as server:
-        server.drop_after(2)  # the server hangs up in the middle of the answer
+        server.end_after(2)  # the server ends the stream in the middle of the answer
         with pytest.raises(CutOff) as info:
             complete_sync(server.url, "Hi")
         assert len(server.requests) == 1
     assert info.value.partial == "Hello"
+
+
+def test_a_drop_before_done_is_raised_not_re_posted() -> None:
+    with SSEServer(chunks(WORDS)) as server:
+        server.drop_after(2)  # the connection breaks in the middle of the answer
+        with pytest.raises(ConnectionLostError):
+            complete_sync(server.url, "Hi")
+        assert len(server.requests) == 1
 
 
 def test_reconnect_true_forces_the_post_again() -> None:
