@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import ast
 import io
+import json
 import socket
+import ssl
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -17,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+import trustme
 
 import eventsource._cli._session as session_module
 from eventsource import parse
@@ -353,9 +356,10 @@ def test_timeout_before_any_stream_opened_exits_1(capsys: pytest.CaptureFixture[
         url = server.url
         server.respond_with(503, times=None)
         assert main([server.url, "--timeout", "0.5"]) == 1
-    err = capsys.readouterr().err
-    assert err.startswith(f"error: no stream opened from {url} within 0.5 s")
-    assert err.count("\n") == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == "retrying in 3.0 s: 503 Service Unavailable"  # the failed attempt
+    assert lines[1].startswith(f"error: no stream opened from {url} within 0.5 s")
+    assert len(lines) == 2
 
 
 @pytest.mark.parametrize(
@@ -412,6 +416,95 @@ def test_nothing_on_stderr_without_verbose(capsys: pytest.CaptureFixture[str]) -
         server.drop_after(1)
         assert main([server.url, "-n", "2"]) == 0
     assert capsys.readouterr().err == ""
+
+
+# --- failed attempts, stop conditions, TLS and HTTP/2 options (issue 13) --------------------------
+
+
+def test_a_refused_connection_is_one_line_per_attempt(capsys: pytest.CaptureFixture[str]) -> None:
+    url = refused_url()
+    assert main([url, "--timeout", "0.5"]) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == "retrying in 3.0 s: connection refused"
+    assert lines[1].startswith(f"error: no stream opened from {url} within 0.5 s")
+    assert len(lines) == 2
+
+
+def test_verbose_keeps_its_own_lines_instead(capsys: pytest.CaptureFixture[str]) -> None:
+    url = refused_url()
+    assert main([url, "-v", "--timeout", "0.5"]) == 1
+    err = capsys.readouterr().err
+    assert "retrying in" not in err
+    assert "* connection lost (cannot connect: " in err and "reconnecting in 3 s" in err
+
+
+def test_a_stream_that_ends_before_any_event_is_a_failed_attempt(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with SSEServer([{"data": "a", "id": "1"}]) as server:
+        server.respond_with(200, {"Content-Type": "text/event-stream"}, b"retry: 10\n\n")
+        assert main([server.url, "-n", "1"]) == 0
+    out, err = capsys.readouterr()
+    assert err == "retrying in 0.01 s: the server ended the stream\n"
+    assert json.loads(out)["data"] == "a"
+
+
+def test_until_counts_events_hidden_by_type(capsys: pytest.CaptureFixture[str]) -> None:
+    with SSEServer(EVENTS) as server:  # endless
+        assert main([server.url, "--type", "message", "--until", "chunk"]) == 0
+    assert capsys.readouterr() == ("", "")
+
+
+def test_until_data(capsys: pytest.CaptureFixture[str]) -> None:
+    with SSEServer(EVENTS) as server:  # endless
+        assert main([server.url, "--until-data", "line 1\nline 2", "-f", "raw"]) == 0
+    assert capsys.readouterr().out == RAW.split("data: no id")[0]
+
+
+def test_json_data_leaves_other_formats_alone(
+    server: SSEServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([server.url, "--no-reconnect", "-f", "raw", "--json-data"]) == 0
+    assert capsys.readouterr().out == RAW
+
+
+def test_cacert_and_http2_reach_the_client(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    seen: list[dict[str, Any]] = []
+
+    class Recording(httpx.Client):
+        def __init__(self, **kwargs: Any) -> None:
+            seen.append(kwargs)
+            super().__init__(**kwargs)
+
+    monkeypatch.setattr(httpx, "Client", Recording)
+    ca = trustme.CA()
+    pem = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(pem))
+    with SSEServer(EVENTS) as server:
+        assert main([server.url, "-n", "1", "--cacert", str(pem), "--http2"]) == 0
+        assert main([server.url, "-n", "1"]) == 0
+    assert isinstance(seen[0]["verify"], ssl.SSLContext) and seen[0]["http2"] is True
+    assert seen[1]["verify"] is True and seen[1]["http2"] is False
+
+
+def test_http2_without_h2_is_one_line_and_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "h2", None)  # as if the package were not installed
+    assert main(["https://127.0.0.1:1/stream", "--http2"]) == 2
+    assert capsys.readouterr() == (
+        "",
+        "error: --http2 needs the http2 extra: pip install 'eventsource-client[http2]'\n",
+    )
+
+
+def test_insecure_and_cacert_together_are_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["https://127.0.0.1:1/stream", "-k", "--cacert", "ca.pem"])
+    assert info.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
 
 
 # --- the demo ------------------------------------------------------------------------------------

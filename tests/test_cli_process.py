@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -16,9 +17,11 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
+import trustme
 
 from eventsource.testing import SSEServer
 
+from ._servers import HyperServer
 from .test_cli import ANSI, EVENTS, JSONL, PRETTY, RAW
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -242,3 +245,164 @@ def test_a_reader_that_goes_away_ends_the_run_quietly() -> None:
         finally:
             stop(process)
     assert (code, err) == (0, "")
+
+
+# --- issue 13: URLs, failed attempts, stop conditions, TLS, HTTP/2, JSON data --------------------
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[ssl.SSLContext, Path]:
+    """A server context with a trustme certificate for 127.0.0.1, and the
+    test CA's certificate as a PEM file (for --cacert)."""
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    pem = tmp_path_factory.mktemp("tls") / "ca.pem"
+    ca.cert_pem.write_to_path(str(pem))
+    return server_context, pem
+
+
+def test_a_url_without_a_scheme_is_one_line_and_exit_2() -> None:
+    result = run("example.com/stream")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (
+        "error: 'example.com/stream' is not an absolute http:// or https:// URL"
+        " (did you mean 'https://example.com/stream'?)\n"
+    )
+
+
+def test_an_unsupported_scheme_is_one_line_and_exit_2() -> None:
+    result = run("ftp://127.0.0.1/stream")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_a_retried_status_is_one_line_without_verbose() -> None:
+    with SSEServer(EVENTS) as server:
+        server.respond_with(503)  # once, then the stream
+        result = run(server.url, "-n", "1")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "retrying in 3.0 s: 503 Service Unavailable\n"
+    assert json.loads(result.stdout)["data"] == "a"
+
+
+def test_a_failing_certificate_is_reported_while_it_retries(tls_files: Any) -> None:
+    server_context, _ = tls_files
+    with SSEServer(EVENTS, tls=server_context) as server:
+        result = run(server.url, "--timeout", "1")
+        url = server.url
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("retrying in 3.0 s: certificate verify failed"), lines
+    assert lines[1].startswith(f"error: no stream opened from {url} within 1 s")
+    assert len(lines) == 2
+
+
+def test_cacert_verifies_with_that_ca(tls_files: Any) -> None:
+    server_context, pem = tls_files
+    with SSEServer(EVENTS, tls=server_context) as server:
+        result = run(server.url, "--cacert", str(pem), "-n", "1")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert json.loads(result.stdout)["data"] == "a"
+
+
+def test_insecure_accepts_an_untrusted_certificate(tls_files: Any) -> None:
+    server_context, _ = tls_files
+    with SSEServer(EVENTS, tls=server_context) as server:
+        result = run(server.url, "-k", "-n", "1")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert json.loads(result.stdout)["data"] == "a"
+
+
+def test_a_missing_cacert_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.pem"
+    result = run("https://127.0.0.1:1/stream", "--cacert", str(missing))
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == f"error: --cacert {missing}: No such file or directory\n"
+
+
+def test_a_cacert_file_without_certificates_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    result = run("https://127.0.0.1:1/stream", "--cacert", str(junk))
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.startswith(f"error: --cacert {junk}: ")
+    assert result.stderr.count("\n") == 1
+
+
+def test_until_type_stops_after_that_event_and_exits_0() -> None:
+    with SSEServer(EVENTS) as server:  # endless: the server never hangs up
+        result = run(server.url, "--until", "done", "-f", "raw")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == RAW  # the done event included
+
+
+def test_until_type_with_a_type_filter() -> None:
+    with SSEServer(EVENTS) as server:
+        result = run(server.url, "--type", "chunk", "--until", "done")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert [json.loads(line)["id"] for line in result.stdout.splitlines()] == ["1", "2"]
+
+
+def test_until_data_stops_at_done_marker_and_exits_0() -> None:
+    llm: list[dict[str, Any]] = [
+        {"data": {"choices": [{"delta": {"content": "Hi"}}]}},
+        {"data": "[DONE]"},
+        {"data": "never shown"},
+    ]
+    with SSEServer(llm) as server:
+        result = run(server.url, "--until-data", "[DONE]")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert [json.loads(line)["data"] for line in result.stdout.splitlines()] == [
+        '{"choices":[{"delta":{"content":"Hi"}}]}',
+        "[DONE]",
+    ]
+
+
+def test_json_data_decodes_data_that_is_json(server: SSEServer) -> None:
+    result = run(server.url, "--no-reconnect", "-f", "jsonl", "--json-data")
+    assert (result.returncode, result.stderr) == (0, "")
+    data = [json.loads(line)["data"] for line in result.stdout.splitlines()]
+    assert data == ["a", {"content": "héllo"}, "line 1\nline 2", "no id", ""]
+
+
+@pytest.mark.skipif(shutil.which("jq") is None, reason="jq is not installed")
+def test_the_readme_jq_example_works() -> None:
+    chunks = [{"data": {"content": "Hel"}, "event": "chunk"}, {"data": {"content": "lo"}}]
+    with SSEServer(chunks) as server:
+        command = (
+            f"{sys.executable} -m eventsource -n 2 -f jsonl --json-data {server.url}"
+            " | jq '.data.content'"
+        )
+        result = subprocess.run(
+            command,
+            shell=True,
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            timeout=TIMEOUT,
+            cwd=ROOT,
+            env=environ(),
+        )
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == '"Hel"\n"lo"\n'
+
+
+def test_http2_over_tls_with_cacert(tmp_path: Path) -> None:
+    with HyperServer("h2") as server:
+        assert server.ca is not None
+        pem = tmp_path / "ca.pem"
+        server.ca.cert_pem.write_to_path(str(pem))
+        url = f"{server.url}/events?interval=0.01"
+        result = run(url, "--http2", "--cacert", str(pem), "-v", "-n", "2")
+    assert result.returncode == 0, result.stderr
+    assert "< HTTP/2 200 OK" in result.stderr.splitlines()
+    assert [json.loads(line)["id"] for line in result.stdout.splitlines()] == ["1", "2"]
+
+
+def test_help_names_the_new_options() -> None:
+    result = run("--help")
+    for option in ("--until TYPE", "--until-data TEXT", "--cacert FILE", "--http2", "--json-data"):
+        assert option in result.stdout
+    assert "jq '.data.content'" in result.stdout

@@ -1,9 +1,11 @@
 """The command line: ``eventsource URL`` prints a stream's events as they arrive.
 
-Exit codes: 0 the run ended normally (204 No Content, ``-n`` reached, the end of
-the stream with ``--no-reconnect``, ``--timeout`` after the stream had opened,
-stdout closed by its reader); 1 the stream failed (one ``error:`` line on
-stderr); 2 a usage error (argparse); 130 Ctrl-C.
+Exit codes: 0 the run ended normally (204 No Content, ``-n`` reached, an
+``--until`` / ``--until-data`` event, the end of the stream with
+``--no-reconnect``, ``--timeout`` after the stream had opened, stdout closed by
+its reader); 1 the stream failed (one ``error:`` line on stderr); 2 a usage
+error (argparse's, or one ``error:`` line: a URL that is not absolute
+http(s), a --cacert file that cannot be read, --http2 without h2); 130 Ctrl-C.
 
 The modules: _args (the parser), _output (the formats), _session (one run) and
 _demo (``--demo``). This module imports them (_demo only for ``--demo``); none
@@ -14,9 +16,9 @@ from __future__ import annotations
 
 import sys
 
-from ._args import build_parser, source_options
-from ._output import Printer, tolerant
-from ._session import EXIT_INTERRUPTED, Session
+from ._args import build_parser, check_http2, source_options, tls_verify
+from ._output import Printer, Style, tolerant, use_colour
+from ._session import EXIT_INTERRUPTED, EXIT_USAGE, Session
 
 __all__ = ["Printer", "Session", "build_parser", "main"]
 
@@ -38,7 +40,13 @@ def main(argv: list[str] | None = None) -> int:
             options = source_options(args)
         except (OSError, ValueError) as exc:
             parser.error(str(exc))
-        printer = Printer.for_stream(sys.stdout, args.format, args.color)
+        try:
+            verify = tls_verify(args)
+            if args.http2:
+                check_http2()
+        except ValueError as exc:
+            return _usage_failure(str(exc))
+        printer = Printer.for_stream(sys.stdout, args.format, args.color, json_data=args.json_data)
         if printer.format == "pretty":
             tolerant(sys.stdout)
         session = Session(
@@ -49,9 +57,20 @@ def main(argv: list[str] | None = None) -> int:
             types=args.types,
             max_events=args.max_events,
             timeout=args.timeout,
-            insecure=args.insecure,
+            verify=verify,
+            http2=args.http2,
+            until_types=args.until_types,
+            until_data=args.until_data,
             source_options=options,
         )
         return session.run()
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+
+
+def _usage_failure(text: str) -> int:
+    """One ``error:`` line on stderr; the exit code of a usage error."""
+    style = Style(use_colour(sys.stderr))
+    sys.stderr.write(f"{style.paint('error:', '1;31')} {' '.join(text.split())}\n")
+    sys.stderr.flush()
+    return EXIT_USAGE

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import ssl
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -13,28 +15,35 @@ import httpx
 from .._version import __version__
 from ._output import FORMATS
 
-__all__ = ["build_parser", "source_options"]
+__all__ = ["build_parser", "check_http2", "source_options", "tls_verify"]
+
+HTTP2_MISSING = "--http2 needs the http2 extra: pip install 'eventsource-client[http2]'"
 
 DESCRIPTION = """\
 Connect to a Server-Sent Events stream and print its events as they arrive.
 Reconnects like a browser (resuming with Last-Event-ID) until the server
-answers 204, -n events were printed, --timeout passes or you press Ctrl-C."""
+answers 204, -n events were printed, an --until / --until-data event arrived,
+--timeout passes or you press Ctrl-C. Without -v, each failed attempt is one
+line on stderr ("retrying in 3.0 s: connection refused")."""
 
 EPILOG = """\
 output formats:
   pretty  one block per event: its type and id (dimmed), then the data, JSON
           pretty-printed (the default on a terminal; colours unless NO_COLOR)
   jsonl   one JSON object per event: type, data, id, retry, received_at
-          (the default when stdout is not a terminal; ready for jq)
+          (the default when stdout is not a terminal; ready for jq); data is
+          a string, or with --json-data the decoded JSON when it is JSON
   raw     the events in the text/event-stream wire format
 
 exit status:
-  0    the run ended normally: 204 No Content, -n reached, the end of the
-       stream with --no-reconnect, or --timeout once the stream had opened
+  0    the run ended normally: 204 No Content, -n reached, an --until or
+       --until-data event, the end of the stream with --no-reconnect, or
+       --timeout once the stream had opened
   1    the stream failed (an error status, another content type, retries
        exhausted, an event too large, no stream opened within --timeout);
        one line on stderr says why
-  2    invalid options
+  2    invalid options (a URL without http:// or https://, a --cacert file
+       that cannot be read, --http2 without the http2 extra)
   130  interrupted (Ctrl-C)
 
 examples:
@@ -42,6 +51,9 @@ examples:
   eventsource -v -n 5 --type chunk https://example.com/stream
   eventsource --json '{"prompt": "Hi"}' -H 'Authorization: Bearer T' https://example.com/chat
   eventsource https://example.com/stream | jq -r '.data'
+  eventsource --json '{"stream": true}' --until-data '[DONE]' -f jsonl --json-data \
+      https://example.com/v1/chat | jq '.data.content'
+  eventsource --cacert ca.pem --http2 https://localhost:8443/stream
   python -m eventsource --demo"""
 
 
@@ -134,11 +146,23 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ID",
         help="resume after this event id (sent as Last-Event-ID)",
     )
-    request.add_argument(
+    tls = request.add_mutually_exclusive_group()
+    tls.add_argument(
         "-k",
         "--insecure",
         action="store_true",
         help="do not verify the server's TLS certificate",
+    )
+    tls.add_argument(
+        "--cacert",
+        metavar="FILE",
+        help="verify the server's certificate with the CA certificates in FILE (PEM)",
+    )
+    request.add_argument(
+        "--http2",
+        action="store_true",
+        help="offer HTTP/2 (over TLS; needs the http2 extra: "
+        "pip install 'eventsource-client[http2]')",
     )
 
     stream = parser.add_argument_group("stream")
@@ -152,6 +176,22 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="TYPE",
         help="print only events of this type (repeatable); -n counts these only",
+    )
+    stream.add_argument(
+        "--until",
+        dest="until_types",
+        action="append",
+        default=[],
+        metavar="TYPE",
+        help="stop after the first event of this type, and exit 0 (repeatable); "
+        "the event is printed unless --type hides it",
+    )
+    stream.add_argument(
+        "--until-data",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="stop after the first event whose data is TEXT, e.g. '[DONE]' (repeatable)",
     )
     stream.add_argument(
         "--timeout", type=_seconds, metavar="SECONDS", help="stop after SECONDS (the whole run)"
@@ -193,6 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("auto", "always", "never"),
         default="auto",
         help="colour the pretty format (default: auto, on a terminal without NO_COLOR)",
+    )
+    output.add_argument(
+        "--json-data",
+        action="store_true",
+        help="jsonl: write data that is JSON as JSON (an object, not a string), "
+        "so jq reads .data.content; other data stays a string",
     )
     output.add_argument(
         "-v",
@@ -241,3 +287,27 @@ def source_options(args: argparse.Namespace) -> dict[str, Any]:
     if args.max_event_size is not None:
         options["max_event_size"] = args.max_event_size
     return options
+
+
+def tls_verify(args: argparse.Namespace) -> bool | ssl.SSLContext:
+    """httpx's ``verify``: False with -k, a context trusting --cacert's CA
+    bundle, else True. Raises ValueError (one line) for a file that cannot
+    be read or holds no certificate."""
+    if args.insecure:
+        return False
+    if args.cacert is None:
+        return True
+    try:
+        return ssl.create_default_context(cafile=args.cacert)
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        cause = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ValueError(f"--cacert {args.cacert}: {cause}") from None
+
+
+def check_http2() -> None:
+    """Raise ValueError (the line to show) when HTTP/2 cannot be offered:
+    httpx needs the h2 package for it."""
+    try:
+        importlib.import_module("h2")
+    except ImportError:
+        raise ValueError(HTTP2_MISSING) from None

@@ -6,6 +6,8 @@ from __future__ import annotations
 import http
 import json
 import os
+import socket
+import ssl
 from datetime import datetime
 from typing import Any, TextIO
 
@@ -15,6 +17,7 @@ from .._encoder import format_event
 from .._errors import (
     ConnectionLostError,
     EventTooLargeError,
+    ReadTimeoutError,
     ResponseError,
     RetriesExhaustedError,
 )
@@ -24,6 +27,7 @@ __all__ = [
     "FORMATS",
     "Printer",
     "Style",
+    "cause_words",
     "describe_error",
     "reason",
     "short_error",
@@ -60,21 +64,26 @@ class Style:
 class Printer:
     """Writes events to a stream in one of the output formats."""
 
-    def __init__(self, out: TextIO, format: str, colour: bool = False) -> None:
+    def __init__(
+        self, out: TextIO, format: str, colour: bool = False, *, json_data: bool = False
+    ) -> None:
         if format not in FORMATS:
             raise ValueError(f"unknown format {format!r}")
         self.out = out
         self.format = format
         self.style = Style(colour and format == "pretty")
+        self.json_data = json_data  # jsonl: data that is JSON written as JSON
         self._last_id = ""  # raw: the id the reader already knows
 
     @classmethod
-    def for_stream(cls, out: TextIO, format: str | None, color: str = "auto") -> Printer:
+    def for_stream(
+        cls, out: TextIO, format: str | None, color: str = "auto", *, json_data: bool = False
+    ) -> Printer:
         """The format asked for, else pretty on a terminal and jsonl elsewhere."""
         if format is None:
             isatty = getattr(out, "isatty", None)
             format = "pretty" if isatty is not None and isatty() else "jsonl"
-        return cls(out, format, use_colour(out, color))
+        return cls(out, format, use_colour(out, color), json_data=json_data)
 
     def start(self, last_event_id: str) -> None:
         """Note the id the stream starts from (raw writes ids only as they change)."""
@@ -85,7 +94,7 @@ class Printer:
         if self.format == "jsonl":
             record = {
                 "type": event.type,
-                "data": event.data,
+                "data": _decoded(event.data) if self.json_data else event.data,
                 "id": event.id,
                 "retry": event.retry,
                 "received_at": received_at.isoformat(timespec="milliseconds"),
@@ -124,6 +133,14 @@ class Printer:
         else:
             self.out.write(data.decode())
             self.out.flush()
+
+
+def _decoded(data: str) -> Any:
+    """The data decoded when it is JSON, else the string itself."""
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError):  # not JSON, or nested beyond Python's limit
+        return data
 
 
 def _pretty_data(data: str) -> str:
@@ -190,6 +207,43 @@ def short_error(error: BaseException) -> str:
     if isinstance(cause, (httpx.ConnectError, httpx.ConnectTimeout)):
         return f"cannot connect: {cause or type(cause).__name__}"
     return str(error)
+
+
+def cause_words(error: BaseException) -> str:
+    """What made an attempt fail, in a few words, for ``retrying in N s:``
+    lines: "503 Service Unavailable", "connection refused", "certificate
+    verify failed: …", "timed out connecting", "no data for 60 s"."""
+    if isinstance(error, ResponseError) and error.status_code not in (None, 200):
+        assert error.status_code is not None
+        return reason(error.status_code, error.response)
+    if isinstance(error, ReadTimeoutError):
+        return str(error)
+    chain: list[BaseException] = []
+    link: BaseException | None = error.__cause__
+    while link is not None and link not in chain and len(chain) < 10:
+        chain.append(link)
+        link = link.__cause__ or link.__context__
+    for link in chain:
+        if isinstance(link, ssl.SSLCertVerificationError):
+            detail = link.verify_message
+            return f"certificate verify failed: {detail}" if detail else "certificate verify failed"
+        if isinstance(link, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(link, socket.gaierror):
+            return f"cannot resolve the host name ({link.strerror or link})"
+    for link in chain:
+        if isinstance(link, httpx.ConnectTimeout):
+            return "timed out connecting"
+        if isinstance(link, (httpx.TimeoutException, TimeoutError)):
+            return "timed out"
+    text = str(chain[0]) if chain else ""
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return "certificate verify failed"
+    if "Connection refused" in text or "[Errno 111]" in text:
+        return "connection refused"
+    if chain and isinstance(chain[0], (httpx.ConnectError, OSError)):
+        return f"cannot connect: {text or type(chain[0]).__name__}"
+    return " ".join((str(error) or type(error).__name__).split())
 
 
 def tolerant(stream: TextIO) -> None:

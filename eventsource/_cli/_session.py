@@ -1,5 +1,11 @@
 """One run of the command: a stream's events printed until something stops it.
 
+Without -v, each failed attempt that the source retries is one stderr line,
+``retrying in 3.0 s: connection refused`` (from on_error's ``will_retry`` and
+``retry_delay``); a connection that delivered events and then ended is a
+plain reconnect, not a failure, and is not reported. With -v the logger's
+richer lines say all of it instead.
+
 One EventSource (sync) is iterated in a worker thread that prints the events;
 the main thread only waits. So the two things that stop a run from outside,
 ``--timeout`` and Ctrl-C, are one call to the thread-safe ``close()``, which
@@ -11,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 import sys
 import threading
 import time
@@ -23,7 +30,15 @@ import httpx
 from .._errors import EventSourceError
 from .._event import ServerSentEvent
 from .._source import EventSource
-from ._output import Printer, Style, describe_error, reason, short_error, use_colour
+from ._output import (
+    Printer,
+    Style,
+    cause_words,
+    describe_error,
+    reason,
+    short_error,
+    use_colour,
+)
 
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "Session"]
 
@@ -67,6 +82,10 @@ class Session:
         max_events: int | None = None,
         timeout: float | None = None,
         insecure: bool = False,
+        verify: bool | ssl.SSLContext | None = None,
+        http2: bool = False,
+        until_types: Collection[str] = (),
+        until_data: Collection[str] = (),
         source_options: dict[str, Any] | None = None,
     ) -> None:
         self.url = url
@@ -78,6 +97,10 @@ class Session:
         self.max_events = max_events
         self.timeout = timeout
         self.insecure = insecure
+        self.verify = (not insecure) if verify is None else verify
+        self.http2 = http2
+        self.until_types = frozenset(until_types)
+        self.until_data = frozenset(until_data)
         self.source_options = dict(source_options or {})
         self.events: list[ServerSentEvent] = []  # the events printed
         self.opened = False  # a connection opened at least once
@@ -85,6 +108,7 @@ class Session:
         self._error: EventSourceError | None = None
         self._crash: BaseException | None = None
         self._broken_pipe = False
+        self._delivered = False  # the open connection delivered an event
         self._done = threading.Event()
         self._lock = threading.Lock()
         self._err_style = Style(use_colour(err) if verbose else False)
@@ -110,11 +134,20 @@ class Session:
         if self.verbose:
             hooks = {"request": [self._show_request], "response": [self._show_response]}
         with httpx.Client(
-            verify=not self.insecure, timeout=CONNECT_TIMEOUT, event_hooks=hooks
+            verify=self.verify, http2=self.http2, timeout=CONNECT_TIMEOUT, event_hooks=hooks
         ) as client:
-            source = EventSource(
-                self.url, client=client, on_open=self._on_open, **self.source_options
-            )
+            try:
+                source = EventSource(
+                    self.url,
+                    client=client,
+                    on_open=self._on_open,
+                    on_message=self._on_message,
+                    on_error=self._on_error,
+                    **self.source_options,
+                )
+            except ValueError as exc:  # a URL without a scheme, say: no attempt is made
+                self._fail(str(exc))
+                return EXIT_USAGE
             self.printer.start(source.last_event_id)
             worker = threading.Thread(
                 target=self._consume, args=(source,), name="eventsource-cli", daemon=True
@@ -146,11 +179,12 @@ class Session:
         try:
             with source:
                 for event in source:
-                    if self.types and event.type not in self.types:
-                        continue
-                    self.printer.write(event, _now())
-                    self.events.append(event)
-                    if self.max_events is not None and len(self.events) >= self.max_events:
+                    if not self.types or event.type in self.types:
+                        self.printer.write(event, _now())
+                        self.events.append(event)
+                        if self.max_events is not None and len(self.events) >= self.max_events:
+                            break
+                    if event.type in self.until_types or event.data in self.until_data:
                         break
         except EventSourceError as exc:
             self._error = exc
@@ -195,6 +229,22 @@ class Session:
 
     def _on_open(self) -> None:
         self.opened = True
+        self._delivered = False
+
+    def _on_message(self, event: ServerSentEvent) -> None:
+        self._delivered = True
+
+    def _on_error(self, error: EventSourceError) -> None:
+        """Without -v: one line per failed attempt that will be retried (a
+        connection that delivered events and then ended is no failure)."""
+        delivered, self._delivered = self._delivered, False
+        if self.verbose or not error.will_retry or delivered:
+            return
+        delay = error.retry_delay
+        when = "" if delay is None else f" in {_seconds(delay)} s"
+        with self._lock:
+            self.err.write(f"retrying{when}: {cause_words(error)}\n")
+            self.err.flush()
 
     def _show_request(self, request: httpx.Request) -> None:
         self._say(f"> {request.method} {request.url}")
@@ -207,6 +257,11 @@ class Session:
         if self.show_headers:
             for name, value in response.headers.multi_items():
                 self._say(f"< {name}: {value}")
+
+
+def _seconds(delay: float) -> str:
+    """A delay for people: one decimal ("3.0"), two digits below 0.1 s ("0.05")."""
+    return f"{delay:.1f}" if delay >= 0.1 or delay == 0 else f"{delay:.2g}"
 
 
 def _silence_stdout() -> None:
