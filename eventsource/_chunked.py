@@ -171,8 +171,8 @@ class ChunkedDecoder:
         if j < 0:
             return self._keep_size_line(data, pos, out)
         line = data[pos:j]
-        size = _line_sizes.get(line)
-        if size is None:
+        size = _line_sizes.get(line, -1)
+        if size < 0:
             size = self._size(line, out, line, _line_sizes)
         pos = j + 2
         get = _sizes.get
@@ -190,13 +190,11 @@ class ChunkedDecoder:
                     self._no_crlf(data[end : end + 2], out)
                 return self._keep_size_line(data, end + 2, out)
             line = data[end:j]
-            cached = get(line)
-            if cached is None:
+            size = get(line, -1)
+            if size < 0:
                 if line[:2] != b"\r\n":
                     self._no_crlf(line[:2], out)
                 size = self._size(line[2:], out, line, _sizes)
-            else:
-                size = cached
             pos = j + 2
         return self._trailers(data, pos, out)
 
