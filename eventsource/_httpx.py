@@ -65,7 +65,7 @@ import anyio
 import httpcore
 import httpx
 
-from ._chunked import ChunkedDecoder
+from ._chunked import ChunkedDecoder, ChunkedFramingError
 from ._errors import ConnectionLostError, EventSourceError, ReadTimeoutError, ResponseError
 
 __all__ = [
@@ -290,11 +290,14 @@ class _Framing:
     """The end of an HTTP/1.1 body read straight from its connection: chunked,
     Content-Length, or the connection's end."""
 
-    __slots__ = ("_decoder", "_left")
+    __slots__ = ("_decoder", "_left", "failed")
 
     def __init__(self, headers: httpx.Headers) -> None:
         self._decoder: ChunkedDecoder | None = None
         self._left: int | None = None
+        # A framing error found after body bytes in the same read: raised at
+        # the next read, once the events of those bytes are delivered.
+        self.failed: ChunkedFramingError | None = None
         if "chunked" in headers.get("transfer-encoding", "").lower():
             self._decoder = ChunkedDecoder()
         elif "content-length" in headers:
@@ -317,16 +320,32 @@ class _Framing:
             if not data:
                 decoder.close()  # raises: the body is incomplete
                 return None
-            return decoder.feed(data)
+            try:
+                return decoder.feed(data)
+            except ChunkedFramingError as exc:
+                if not exc.data:
+                    raise
+                self.failed = exc
+                return exc.data
         left = self._left
         if left is None:
             return data or None  # close-delimited: the end of the connection ends it
         if left == 0:
             return None
         if not data:
-            raise ConnectionLostError(f"connection closed {left} bytes before the body's end")
+            raise ChunkedFramingError(f"connection closed {left} bytes before the body's end")
         self._left = left - len(data)
         return data if len(data) <= left else data[:left]
+
+
+def _as_httpx(exc: Exception, request: httpx.Request) -> httpx.TransportError:
+    """The error httpx's own read would have raised: the same causes on the
+    fast path as on httpx's stream (httpx's map_httpcore_exceptions)."""
+    if isinstance(exc, httpcore.ReadTimeout):
+        return httpx.ReadTimeout(str(exc), request=request)
+    if isinstance(exc, httpcore.ReadError):
+        return httpx.ReadError(str(exc), request=request)
+    return httpx.RemoteProtocolError(str(exc), request=request)
 
 
 def _direct(response: httpx.Response) -> tuple[Any, bytes] | None:
@@ -356,7 +375,7 @@ def _direct(response: httpx.Response) -> tuple[Any, bytes] | None:
 
 
 class _AsyncDirect:
-    __slots__ = ("_framing", "_pending", "_stream", "_timeout", "scoped")
+    __slots__ = ("_framing", "_pending", "_request", "_stream", "_timeout", "scoped")
 
     def __init__(
         self, stream: Any, buffered: bytes, response: httpx.Response, timeout: float | None
@@ -365,24 +384,30 @@ class _AsyncDirect:
         self._pending: bytes | None = buffered or None
         self._framing = _Framing(response.headers)
         self._timeout = timeout
+        self._request = response.request
         self.scoped = False  # the socket is shut down to interrupt; reads have the timeout
 
     async def read(self) -> bytes | None:
-        data = self._pending
-        if data is not None:
-            self._pending = None
-        elif self._framing.complete:
-            return None  # the connection stays open: nothing more is ours
-        else:
-            data = await self._stream.read(READ_SIZE, self._timeout)
-        return self._framing.take(data)
+        try:
+            if self._framing.failed is not None:
+                raise self._framing.failed
+            data = self._pending
+            if data is not None:
+                self._pending = None
+            elif self._framing.complete:
+                return None  # the connection stays open: nothing more is ours
+            else:
+                data = await self._stream.read(READ_SIZE, self._timeout)
+            return self._framing.take(data)
+        except (ChunkedFramingError, httpcore.ReadError, httpcore.ReadTimeout) as exc:
+            raise _as_httpx(exc, self._request) from exc
 
     async def finish(self) -> None:
         pass
 
 
 class _SyncDirect:
-    __slots__ = ("_framing", "_pending", "_stream", "_timeout")
+    __slots__ = ("_framing", "_pending", "_request", "_stream", "_timeout")
 
     def __init__(
         self, stream: Any, buffered: bytes, response: httpx.Response, timeout: float | None
@@ -391,16 +416,22 @@ class _SyncDirect:
         self._pending: bytes | None = buffered or None
         self._framing = _Framing(response.headers)
         self._timeout = timeout
+        self._request = response.request
 
     def read(self) -> bytes | None:
-        data = self._pending
-        if data is not None:
-            self._pending = None
-        elif self._framing.complete:
-            return None  # the connection stays open: nothing more is ours
-        else:
-            data = self._stream.read(READ_SIZE, self._timeout)
-        return self._framing.take(data)
+        try:
+            if self._framing.failed is not None:
+                raise self._framing.failed
+            data = self._pending
+            if data is not None:
+                self._pending = None
+            elif self._framing.complete:
+                return None  # the connection stays open: nothing more is ours
+            else:
+                data = self._stream.read(READ_SIZE, self._timeout)
+            return self._framing.take(data)
+        except (ChunkedFramingError, httpcore.ReadError, httpcore.ReadTimeout) as exc:
+            raise _as_httpx(exc, self._request) from exc
 
     def finish(self) -> None:
         pass

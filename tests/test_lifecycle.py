@@ -81,7 +81,20 @@ class Driven:
 # --- 1. a neighbour request on the same client ------------------------------------------
 
 
-def test_close_while_waiting_to_reconnect_spares_the_neighbour_request(h1: HyperServer) -> None:
+@pytest.fixture
+def public_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """httpx's public stream for bodies. The fast body read closes its
+    connection with the response, so no neighbour can ever be given it: the
+    hazard these tests guard against exists on the public path (compressed
+    bodies, other transports), where a finished connection goes back to the pool."""
+    import eventsource._httpx as httpx_module
+
+    monkeypatch.setattr(httpx_module, "_direct", lambda response: None)
+
+
+def test_close_while_waiting_to_reconnect_spares_the_neighbour_request(
+    h1: HyperServer, public_path: None
+) -> None:
     """A's stream ended and A waits to reconnect; B, an unrelated streaming
     request on the same httpx.Client, got A's keep-alive connection from the
     pool. A.close() from another thread must not break B's read."""
@@ -119,7 +132,7 @@ def test_close_while_waiting_to_reconnect_spares_the_neighbour_request(h1: Hyper
 @pytest.mark.anyio
 @pytest.mark.parametrize("closer", ["aclose", "close-from-thread"])
 async def test_async_close_while_waiting_to_reconnect_spares_the_neighbour_request(
-    h1: HyperServer, anyio_backend: str, closer: str
+    h1: HyperServer, anyio_backend: str, closer: str, public_path: None
 ) -> None:
     """The async twin: B streams on the same httpx.AsyncClient, on A's old
     connection, while A is closed from another task or another thread."""

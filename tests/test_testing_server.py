@@ -945,7 +945,7 @@ async def test_stall_then_drop_hangs_up_a_keep_alive_stream(
     assert conn.closed and not conn.complete and conn.events_sent == 1
 
 
-async def test_end_lets_the_client_resume_on_the_same_connection(mode: str) -> None:
+async def test_end_lets_the_client_resume(mode: str) -> None:
     events = [crlf_block(i) for i in range(1, 5)]
     async with SSEServer(events=events) as server:  # "chunked"
         server.end_after(2)
@@ -955,7 +955,9 @@ async def test_end_lets_the_client_resume_on_the_same_connection(mode: str) -> N
     assert [r.last_event_id for r in server.requests] == [None, "2"]
     first, second = server.connections
     assert first.complete and first.events_sent == 2 and not first.closed_by_client
-    assert first.tcp_index == second.tcp_index  # httpx's pool reused the connection
+    # EventSource's fast body read closes its connection with the response
+    # (h11 never saw the body); httpx's own reuse is tested above.
+    assert first.tcp_index != second.tcp_index
 
 
 async def test_end_in_close_framing_closes(anyio_backend: str) -> None:

@@ -134,6 +134,7 @@ async def test_every_event_exactly_once_over_http2(
     lost = Counter(s.plan for s in goaways)
     report(
         {
+            "framing": "h2c",
             "mode": "h2-" + ("sync" if mode == "sync" else anyio_backend),
             "size": chaos_size.name,
             "events": chaos_size.events,
