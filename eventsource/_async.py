@@ -9,6 +9,7 @@ so a caller's cancel scope is honoured whatever a callback does.
 from __future__ import annotations
 
 import inspect
+import logging
 import threading
 from collections.abc import Coroutine
 from typing import Any, Callable
@@ -27,6 +28,8 @@ from ._machine import CONNECT, FINISH, OPENED, READ, RELEASE, Comment, Failure, 
 from ._request import RequestSpec
 
 __all__ = ["AsyncDriver"]
+
+logger = logging.getLogger("eventsource")
 
 
 class AsyncDriver:
@@ -273,9 +276,7 @@ class AsyncDriver:
             try:
                 await self._finish(raise_error=False)
             except Exception:
-                import logging
-
-                logging.getLogger("eventsource").exception("error while closing")
+                logger.exception("error while closing %s", self.machine.url)
 
     def _in_loop(self, function: Callable[[], None]) -> None:
         """Call function in the source's event loop: now when called from its
