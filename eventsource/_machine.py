@@ -417,7 +417,7 @@ class Machine:
         last_id = self.parser.last_event_id
         logger.info(
             "connection lost (%s); reconnecting in %.3g s%s",
-            error,
+            str(error).removeprefix("connection lost: "),  # said once is enough
             self.delay,
             f" with Last-Event-ID {last_id!r}" if last_id else "",
         )
