@@ -374,8 +374,11 @@ def _direct(response: httpx.Response) -> tuple[Any, bytes] | None:
     return stream, bytes(buffered)
 
 
-class _AsyncDirect:
-    __slots__ = ("_framing", "_pending", "_request", "_stream", "_timeout", "scoped")
+class _Direct:
+    """A body read straight from its connection (the fast path)."""
+
+    __slots__ = ("_framing", "_pending", "_request", "_stream", "_timeout")
+    scoped = False  # the socket is shut down to interrupt; reads carry the timeout
 
     def __init__(
         self, stream: Any, buffered: bytes, response: httpx.Response, timeout: float | None
@@ -385,7 +388,10 @@ class _AsyncDirect:
         self._framing = _Framing(response.headers)
         self._timeout = timeout
         self._request = response.request
-        self.scoped = False  # the socket is shut down to interrupt; reads have the timeout
+
+
+class _AsyncDirect(_Direct):
+    __slots__ = ()
 
     async def read(self) -> bytes | None:
         try:
@@ -406,17 +412,8 @@ class _AsyncDirect:
         pass
 
 
-class _SyncDirect:
-    __slots__ = ("_framing", "_pending", "_request", "_stream", "_timeout")
-
-    def __init__(
-        self, stream: Any, buffered: bytes, response: httpx.Response, timeout: float | None
-    ):
-        self._stream = stream
-        self._pending: bytes | None = buffered or None
-        self._framing = _Framing(response.headers)
-        self._timeout = timeout
-        self._request = response.request
+class _SyncDirect(_Direct):
+    __slots__ = ()
 
     def read(self) -> bytes | None:
         try:
@@ -437,25 +434,29 @@ class _SyncDirect:
         pass
 
 
+def _raw_stream(response: httpx.Response, kind: type) -> bool:
+    """The transport's chunks can be read as they are: no content coding to
+    undo (a layer and a copy per chunk fewer than aiter_raw(), which only
+    counts bytes)."""
+    if _identity(response) and isinstance(response.stream, kind):
+        if not response.is_stream_consumed:
+            response.is_stream_consumed = True
+            return True
+    return False
+
+
 class _AsyncChunks:
     """httpx's public stream (or the transport's chunks as they are)."""
 
     __slots__ = ("_chunks", "scoped")
 
     def __init__(self, response: httpx.Response, scoped: bool) -> None:
-        stream = response.stream
         self.scoped = scoped
-        self._chunks: AsyncIterator[bytes]
-        if (
-            _identity(response)
-            and isinstance(stream, httpx.AsyncByteStream)
-            and not response.is_stream_consumed
-        ):
-            # A layer and a copy per chunk fewer than aiter_raw(), which only counts bytes.
-            response.is_stream_consumed = True
-            self._chunks = stream.__aiter__()
-        else:
-            self._chunks = response.aiter_bytes()
+        self._chunks: AsyncIterator[bytes] = (
+            response.stream.__aiter__()  # type: ignore[union-attr]
+            if _raw_stream(response, httpx.AsyncByteStream)
+            else response.aiter_bytes()
+        )
 
     async def read(self) -> bytes | None:
         try:
@@ -471,17 +472,11 @@ class _SyncChunks:
     __slots__ = ("_chunks",)
 
     def __init__(self, response: httpx.Response) -> None:
-        stream = response.stream
-        self._chunks: Iterator[bytes]
-        if (
-            _identity(response)
-            and isinstance(stream, httpx.SyncByteStream)
-            and not response.is_stream_consumed
-        ):
-            response.is_stream_consumed = True
-            self._chunks = stream.__iter__()
-        else:
-            self._chunks = response.iter_bytes()
+        self._chunks: Iterator[bytes] = (
+            response.stream.__iter__()  # type: ignore[union-attr]
+            if _raw_stream(response, httpx.SyncByteStream)
+            else response.iter_bytes()
+        )
 
     def read(self) -> bytes | None:
         return next(self._chunks, None)

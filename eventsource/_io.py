@@ -1,7 +1,7 @@
 """The I/O steps the drivers carry out: wait, send (following redirects, each
 Location checked), open a body, read, release, refuse. Built on ``_httpx``,
-which holds everything that knows httpx's and httpcore's insides; this module
-uses their public API only.
+which holds everything that reaches below httpx's public API; this module
+uses that API only.
 """
 
 from __future__ import annotations

@@ -43,21 +43,24 @@ and how its response ended.
 from __future__ import annotations
 
 import asyncio
-import re
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from hypercorn.config import Config, Sockets
+
+from eventsource.testing._faults import CutPoint
+from eventsource.testing._faults import count as _count
+from eventsource.testing._faults import cut_point as _cut_point
+from eventsource.testing._history import _block_id
 
 from .._servers import HyperServer, Request
 
 __all__ = ["H2ChaosServer", "Served"]
 
-CutPoint = Union[int, Literal["line", "utf8", "crlf"]]
 
 _STREAM_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
 
@@ -280,44 +283,3 @@ class H2ChaosServer(HyperServer):
             )
             served.bytes_sent += 1
             await asyncio.sleep(drip)
-
-
-# --- helpers (as the testing toolkit's SSEServer has them) ------------------------------
-
-
-def _count(n: int) -> int:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise ValueError(f"n must be an int >= 0, not {n!r}")
-    return n
-
-
-def _block_id(block: bytes) -> str | None:
-    """The value of the last ``id:`` field in a raw block, if any."""
-    found = None
-    for line in re.split(rb"\r\n|\r|\n", block):
-        if line == b"id" or line.startswith(b"id:"):
-            value = line[3:]
-            found = (value[1:] if value.startswith(b" ") else value).decode("utf-8", "replace")
-    return found
-
-
-def _cut_point(block: bytes, at: CutPoint) -> int:
-    if isinstance(at, int):
-        cut = at if at >= 0 else len(block) + at
-        if not 0 <= cut < len(block):
-            raise ValueError(f"drop_mid_event: offset {at} outside a {len(block)}-byte block")
-        return cut
-    if at == "line":
-        lines = [m for m in re.finditer(rb"[^\r\n]+", block) if m.end() - m.start() >= 2]
-        if lines:
-            last = lines[-1]
-            return last.start() + (last.end() - last.start()) // 2
-    elif at == "utf8":
-        match = re.search(rb"[\xc0-\xff]", block)
-        if match:
-            return match.start() + 1
-    elif at == "crlf":
-        index = block.find(b"\r\n")
-        if index >= 0:
-            return index + 1
-    raise ValueError(f"drop_mid_event: no {at!r} cut point in {block!r}")
