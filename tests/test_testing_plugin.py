@@ -5,6 +5,16 @@ from __future__ import annotations
 
 import pytest
 
+#: With pytest-asyncio installed (the test extra), a project without its
+#: loop-scope option gets a deprecation warning, an error under -W error.
+QUIET_ASYNCIO = ("-o", "asyncio_default_fixture_loop_scope=function")
+
+
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    """Run the project in a fresh interpreter; a hang fails the test."""
+    return pytester.runpytest_subprocess(*QUIET_ASYNCIO, "-W", "error", *args, timeout=60)
+
+
 USER_TESTS = """
 import pytest
 from eventsource import EventSource
@@ -38,7 +48,7 @@ def test_mock(sse_mock):
 
 def test_fixtures_come_with_the_package(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_user=USER_TESTS)
-    result = pytester.runpytest_subprocess("-p", "anyio", "-W", "error")
+    result = run(pytester, "-p", "anyio")
     outcomes = result.parseoutcomes()
     assert result.ret == 0 and "failed" not in outcomes and "error" not in outcomes
     assert outcomes["passed"] >= 3  # the async test runs once per anyio backend
@@ -54,6 +64,65 @@ def test_diff():
     assert_events([ServerSentEvent(data='{"n": 1}')], [{"data": {"n": 2}}])
 """
     )
-    result = pytester.runpytest_subprocess()
+    result = run(pytester)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*[[]0[]] data: got {'n': 1}, expected {'n': 2}*"])
+
+
+# The same user tests under pytest-asyncio: strict mode (the default, with
+# @pytest.mark.asyncio) and auto mode (no mark). The fixtures must set up and
+# tear down without errors in both, and next to sync tests.
+ASYNCIO_TESTS = """
+import pytest
+from eventsource import EventSource
+
+MARK = pytest.mark.asyncio if {strict} else (lambda f: f)
+
+
+@MARK
+async def test_server(sse_server):
+    sse_server.send("a", id="1")
+    sse_server.send("b", id="2", event="done")
+    data = []
+    async with EventSource(sse_server.url) as source:
+        async for event in source:
+            data.append(event.data)
+            if event.type == "done":
+                break
+    assert data == ["a", "b"]
+    await sse_server.await_until(lambda: not sse_server.open_connections)
+
+
+@MARK
+async def test_server_left_open(sse_server):
+    sse_server.send("a")
+    source = EventSource(sse_server.url)
+    await source.__aenter__()
+    await sse_server.await_for_connections(1)
+    await source.aclose()  # the server is torn down with a connection just closed
+
+
+@MARK
+async def test_mock(sse_mock):
+    sse_mock.respond(["x"])
+    async with EventSource(sse_mock.url) as source:
+        assert [e.data async for e in source] == ["x"]
+
+
+def test_sync(sse_server_sync, sse_server):
+    sse_server_sync.send("s")
+    with EventSource(sse_server_sync.url) as source:
+        assert next(iter(source)).data == "s"
+    sse_server.send("t")  # the async-style fixture works in a sync test too
+    with EventSource(sse_server.url) as source:
+        assert next(iter(source)).data == "t"
+"""
+
+
+@pytest.mark.parametrize("asyncio_mode", ["strict", "auto"])
+def test_fixtures_under_pytest_asyncio(pytester: pytest.Pytester, asyncio_mode: str) -> None:
+    pytester.makepyfile(test_user=ASYNCIO_TESTS.format(strict=asyncio_mode == "strict"))
+    result = run(pytester, "-p", "asyncio", "-p", "no:anyio", "-o", f"asyncio_mode={asyncio_mode}")
+    output = result.stdout.str() + result.stderr.str()
+    assert "different task" not in output and "no plugin handled it" not in output, output
+    result.assert_outcomes(passed=4)
