@@ -96,10 +96,10 @@ async def test_server(sse_server):
 @MARK
 async def test_server_left_open(sse_server):
     sse_server.send("a")
-    source = EventSource(sse_server.url)
-    await source.__aenter__()
-    await sse_server.await_for_connections(1)
-    await source.aclose()  # the server is torn down with a connection just closed
+    async with EventSource(sse_server.url) as source:
+        async for event in source:
+            assert event.data == "a"
+            return  # the server is torn down right after the client hangs up
 
 
 @MARK
@@ -126,3 +126,38 @@ def test_fixtures_under_pytest_asyncio(pytester: pytest.Pytester, asyncio_mode: 
     output = result.stdout.str() + result.stderr.str()
     assert "different task" not in output and "no plugin handled it" not in output, output
     result.assert_outcomes(passed=4)
+
+
+def test_a_missing_extra_names_what_to_install(pytester: pytest.Pytester) -> None:
+    # respx missing, as with only the package installed: sse_mock says which
+    # extra brings it, not a bare ModuleNotFoundError.
+    pytester.makeconftest(
+        """
+import builtins
+import sys
+
+import pytest
+
+_real_import = builtins.__import__
+
+
+def _no_respx(name, *args, **kwargs):
+    if name == "respx" or name.startswith("respx."):
+        raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+    return _real_import(name, *args, **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def without_respx(monkeypatch):
+    for name in [m for m in sys.modules if m == "respx" or m.startswith("respx.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(builtins, "__import__", _no_respx)
+"""
+    )
+    pytester.makepyfile(test_user="def test_mock(sse_mock):\n    pass\n")
+    result = run(pytester)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        ['*the sse_mock fixture needs respx: pip install "eventsource-client[[]testing[]]"*']
+    )
+    assert "Traceback" not in result.stdout.str()
