@@ -22,7 +22,9 @@ async def test_scripted_drop_then_503_then_resume(mode: str) -> None:
         source = EventSource(mock.url, client=client_for(mode), retry=0.001)
         outcome = await consume(source, mode)
     assert outcome.error is None  # the script ran out: 204 closed the source
-    assert_events(outcome.events, [{"data": "a", "id": "1"}, "b", {"type": "done", "data": "c"}])
+    assert_events(
+        outcome.events, [{"data": "a", "id": "1"}, {"data": "b"}, {"type": "done", "data": "c"}]
+    )
     assert [r.headers.get("last-event-id") for r in mock.requests] == [None, "2", "2", "3"]
 
 
@@ -81,9 +83,9 @@ def test_assert_events_failure_is_readable() -> None:
         assert_events(events, [{"type": "chunk", "data": {"content": "Bye"}, "id": "2"}, "done"])
     message = str(info.value)
     assert "events differ (1 received, 2 expected)" in message
-    assert "[0] data: got {'content': 'Hi'}, expected {'content': 'Bye'}" in message
+    assert """[0] data["content"]: got 'Hi', expected 'Bye'""" in message
     assert "[0] id: got '1', expected '2'" in message
-    assert "[1] missing: expected 'done'" in message
+    assert "[1] missing: expected 'done'" in message  # "done": an event type
     with pytest.raises(AssertionError, match=r"\[1\] unexpected"):
         assert_events(events * 2, [{"type": "chunk"}])
     with pytest.raises(AssertionError, match="data is not JSON"):
