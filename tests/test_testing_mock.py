@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import httpx
 import pytest
 import respx
@@ -122,3 +124,9 @@ def test_sse_mock_can_mock_loopback_too() -> None:
         assert [e.data for e in EventSource(mock.url)] == ["mocked"]
         with pytest.raises(Exception, match="not mocked"):
             httpx.get("http://127.0.0.1:2/other")
+
+
+def test_sse_mock_without_respx_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "respx", None)  # as if not installed
+    with pytest.raises(ModuleNotFoundError, match=r'pip install "eventsource-client\[testing\]"'):
+        SSEMock().start()

@@ -7,12 +7,16 @@ import pytest
 
 #: With pytest-asyncio installed (the test extra), a project without its
 #: loop-scope option gets a deprecation warning, an error under -W error.
-QUIET_ASYNCIO = ("-o", "asyncio_default_fixture_loop_scope=function")
+QUIET_ASYNCIO = (
+    "-W",
+    'ignore:The configuration option "asyncio_default_fixture_loop_scope"'
+    ":pytest.PytestDeprecationWarning",
+)
 
 
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     """Run the project in a fresh interpreter; a hang fails the test."""
-    return pytester.runpytest_subprocess(*QUIET_ASYNCIO, "-W", "error", *args, timeout=60)
+    return pytester.runpytest_subprocess("-W", "error", *QUIET_ASYNCIO, *args, timeout=60)
 
 
 USER_TESTS = """
