@@ -77,9 +77,10 @@ class SSEServer(Serving):
     the order they are called. A fault is never a no-op: ``drop()``,
     ``stall()`` and ``end()`` act on the open connections, or, with none
     open, on the next event stream at that point of the history; the
-    ``*_after(n)`` forms always arm the next event stream. Only the wait methods block: ``await
-    server.await_until(...)`` in async code, ``server.wait_until(...)`` in
-    sync code; both raise TimeoutError when the timeout expires.
+    ``*_after(n)`` forms always arm the next event stream. Only the wait
+    methods block: ``await server.await_until(...)`` in async code,
+    ``server.wait_until(...)`` in sync code; both raise TimeoutError when the
+    timeout expires.
 
     ``line_ending``: the line ends of the events and comments it writes ("\\n",
     "\\r\\n" or "\\r"; ``send(..., line_ending=...)`` for one event; raw bytes
@@ -264,7 +265,9 @@ class SSEServer(Serving):
         next request) or a close ("close"). No effect in "content-length"
         framing, where the body ends at its length. With no event stream
         open, it applies to the next one (see ``drop()``)."""
-        self._to_open_or_arm((END, b""), "end", open_any=False)
+        with self._lock:
+            self._queue_or_arm((END, b""), "end", open_any=False)
+        self._poke()
 
     def end_after(self, n: int) -> None:
         """End the next event-stream response normally after n events (see
@@ -286,29 +289,29 @@ class SSEServer(Serving):
                 if conn.held:  # not those released already
                     conn._hung_up = True
             self._hang_up_idle.extend(self._idle.values())
-            open_any = bool(self._holding or self._idle)
-        self._to_open_or_arm((DROP, b""), "drop", open_any=open_any)
+            self._queue_or_arm((DROP, b""), "drop", open_any=bool(self._holding or self._idle))
+        self._poke()
 
     def stall(self) -> None:
         """Make every open event stream go silent (the socket stays open) until
         ``drop()`` or the server stops; later events wait in the history.
         With no event stream open it applies to the next one, at this point of
         the script (see ``drop()``)."""
-        self._to_open_or_arm((STALL, b""), "stall", open_any=False)
+        with self._lock:
+            self._queue_or_arm((STALL, b""), "stall", open_any=False)
+        self._poke()
 
-    def _to_open_or_arm(
+    def _queue_or_arm(
         self, item: tuple[str, bytes], kind: Literal["drop", "stall", "end"], *, open_any: bool
     ) -> None:
         """Queue ``item`` to the open event streams; with none (and not
         ``open_any``: other connections it acted on), arm it for the next one
-        at the history's current end."""
-        with self._lock:
-            if self._live or open_any:
-                for conn in self._live:
-                    conn._outbox.append(item)
-            else:
-                self._plans.append(Plan(kind, 0, position=len(self._history)))
-        self._poke()
+        at the history's current end. The caller holds the lock."""
+        if self._live or open_any:
+            for conn in self._live:
+                conn._outbox.append(item)
+        else:
+            self._plans.append(Plan(kind, 0, position=len(self._history)))
 
     def drop_after(self, n: int) -> None:
         """Hang up the next event-stream connection after it received n events
