@@ -3,6 +3,11 @@ user's fresh test session."""
 
 from __future__ import annotations
 
+import ast
+import re
+import sys
+from pathlib import Path
+
 import pytest
 
 #: With pytest-asyncio installed (the test extra), a project without its
@@ -165,3 +170,27 @@ def without_respx(monkeypatch):
         ['*the sse_mock fixture needs respx: pip install "eventsource-client[[]testing[]]"*']
     )
     assert "Traceback" not in result.stdout.str()
+
+
+def test_the_testing_extra_is_what_the_toolkit_imports() -> None:
+    # Every third-party module eventsource.testing imports is a main
+    # dependency, pytest (the plugin only loads under pytest), trio (imported
+    # only when running on trio), or in the "testing" extra, and that extra
+    # holds nothing else.
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    root = Path(__file__).resolve().parent.parent
+    project = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+
+    def names(requirements: list[str]) -> set[str]:
+        return {re.split(r"[<>=!~;\[ ]", r)[0].lower().replace("-", "_") for r in requirements}
+
+    imported = set()
+    for path in (root / "eventsource" / "testing").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    third_party = imported - set(sys.stdlib_module_names) - {"eventsource", "__future__"}
+    testing = names(project["optional-dependencies"]["testing"])
+    assert third_party - names(project["dependencies"]) - {"pytest", "trio"} == testing == {"respx"}
