@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+
 import httpx
 import pytest
+import respx
 
 from eventsource import EventSource, ResponseError, ServerSentEvent
 from eventsource.testing._assertions import assert_events
@@ -22,7 +25,9 @@ async def test_scripted_drop_then_503_then_resume(mode: str) -> None:
         source = EventSource(mock.url, client=client_for(mode), retry=0.001)
         outcome = await consume(source, mode)
     assert outcome.error is None  # the script ran out: 204 closed the source
-    assert_events(outcome.events, [{"data": "a", "id": "1"}, "b", {"type": "done", "data": "c"}])
+    assert_events(
+        outcome.events, [{"data": "a", "id": "1"}, {"data": "b"}, {"type": "done", "data": "c"}]
+    )
     assert [r.headers.get("last-event-id") for r in mock.requests] == [None, "2", "2", "3"]
 
 
@@ -81,12 +86,47 @@ def test_assert_events_failure_is_readable() -> None:
         assert_events(events, [{"type": "chunk", "data": {"content": "Bye"}, "id": "2"}, "done"])
     message = str(info.value)
     assert "events differ (1 received, 2 expected)" in message
-    assert "[0] data: got {'content': 'Hi'}, expected {'content': 'Bye'}" in message
+    assert """[0] data["content"]: got 'Hi', expected 'Bye'""" in message
     assert "[0] id: got '1', expected '2'" in message
-    assert "[1] missing: expected 'done'" in message
+    assert "[1] missing: expected 'done'" in message  # "done": an event type
     with pytest.raises(AssertionError, match=r"\[1\] unexpected"):
         assert_events(events * 2, [{"type": "chunk"}])
     with pytest.raises(AssertionError, match="data is not JSON"):
         assert_events([ServerSentEvent(data="x")], [{"data": {"a": 1}}])
     with pytest.raises(TypeError, match="unknown event fields"):
         assert_events(events, [{"kind": "chunk"}])
+
+
+async def test_sse_mock_passes_loopback_requests_to_a_real_server(mode: str) -> None:
+    # sse_mock and SSEServer in one test: the mock answers its URL, the
+    # server's 127.0.0.1 requests reach the server.
+    from eventsource.testing import SSEServer
+
+    async with SSEServer([{"data": "real", "id": "1"}]) as server:
+        with SSEMock() as mock:
+            mock.respond(["mocked"])
+            mocked = await consume(EventSource(mock.url, client=client_for(mode)), mode)
+            real = await consume(EventSource(server.url, client=client_for(mode)), mode, limit=1)
+            # localhost and ::1 pass through as well (routed, not connected to:
+            # the tests use 127.0.0.1 only)
+            assert mock._router is not None
+            for url in (server.url.replace("127.0.0.1", "localhost"), "http://[::1]:1/stream"):
+                with pytest.raises(respx.models.PassThrough):
+                    mock._router.resolve(httpx.Request("GET", url))
+    assert [e.data for e in mocked.events] == ["mocked"]
+    assert [e.data for e in real.events] == ["real"]
+    assert len(mock.requests) == 2 and len(server.requests) == 1  # the mock: then 204
+
+
+def test_sse_mock_can_mock_loopback_too() -> None:
+    with SSEMock("http://127.0.0.1:1/stream", passthrough_loopback=False) as mock:
+        mock.respond(["mocked"])
+        assert [e.data for e in EventSource(mock.url)] == ["mocked"]
+        with pytest.raises(Exception, match="not mocked"):
+            httpx.get("http://127.0.0.1:2/other")
+
+
+def test_sse_mock_without_respx_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "respx", None)  # as if not installed
+    with pytest.raises(ModuleNotFoundError, match=r'pip install "eventsource-client\[testing\]"'):
+        SSEMock().start()

@@ -408,8 +408,11 @@ async def test_drop_mid_event_discards_the_partial_event(
 
 
 async def test_drop_mid_event_without_that_cut_point_is_reported(anyio_backend: str) -> None:
+    # An LF-only history is refused at the call (tests/test_testing_faults.py);
+    # a history with some CRLF block but not in the block cut: at teardown.
+    blocks = [b"id: 1\r\ndata: a\r\n\r\n", {"data": "b", "id": "2"}]
     with pytest.raises(ValueError, match="no 'crlf' cut point"):
-        async with SSEServer(events=[{"data": "a", "id": "1"}, {"data": "b", "id": "2"}]) as server:
+        async with SSEServer(events=blocks) as server:
             server.drop_mid_event(1, at="crlf")
             source = EventSource(server.url, retry=0.001)
             outcome = await consume_within(source, "async", limit=2)

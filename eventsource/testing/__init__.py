@@ -8,16 +8,19 @@ plugin (fixtures ``sse_server``, ``sse_server_sync``, ``sse_mock``).
   unit tests with no network at all (respx is needed for SSEMock).
 - :class:`ASGIStreamTransport`: test a FastAPI / Starlette endpoint in-process,
   endless streams included.
-- :func:`assert_events`: compare event sequences with a readable diff.
+- :func:`assert_events`: compare event sequences with a readable diff (a bare
+  str is an event type, dict data matches as a subset, :data:`ANY` matches
+  anything).
 """
 
 from ._asgi import ASGIStreamTransport
-from ._assertions import assert_events
+from ._assertions import ANY, assert_events
 from ._events import EventLike
 from ._mock import SSEMock, sse_response
 from ._server import RecordedConnection, RecordedRequest, SSEServer
 
 __all__ = [
+    "ANY",
     "ASGIStreamTransport",
     "EventLike",
     "RecordedConnection",

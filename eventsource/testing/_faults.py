@@ -25,11 +25,15 @@ END = "end"  # end the response normally
 @dataclass
 class Plan:
     """A fault armed for the next event-stream connection: after ``after``
-    events, drop, cut the next block at ``at`` ("mid"), stall, or end."""
+    events, drop, cut the next block at ``at`` ("mid"), stall, or end. A
+    ``drop()`` / ``stall()`` / ``end()`` called while no stream was open is
+    armed at a ``position`` of the history instead: the connection gets the
+    history up to there (``after`` is set when it opens)."""
 
     kind: Literal["drop", "mid", "stall", "end"]
     after: int
     at: CutPoint = 0
+    position: int | None = None
 
 
 @dataclass

@@ -82,10 +82,21 @@ class SSEMock:
 
     Once the script is used up, every further request gets 204 No Content,
     which closes an EventSource cleanly. Any method is accepted.
+
+    Requests to loopback hosts (127.0.0.1, ::1, localhost), an
+    :class:`SSEServer` for one, go to the network as they are, so both work in
+    one test; ``passthrough_loopback=False`` mocks them too (respx then fails
+    an unmatched request). Other unmatched requests fail as respx does.
     """
 
-    def __init__(self, url: str = "http://sse.test/stream") -> None:
+    #: The hosts passed through by default.
+    LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+    def __init__(
+        self, url: str = "http://sse.test/stream", *, passthrough_loopback: bool = True
+    ) -> None:
         self.url = url
+        self.passthrough_loopback = passthrough_loopback
         self.requests: list[httpx.Request] = []
         self._script: list[httpx.Response] = []
         self._router: respx.MockRouter | None = None
@@ -117,11 +128,20 @@ class SSEMock:
 
     def start(self) -> SSEMock:
         """Start intercepting (``with`` does it for you)."""
-        import respx  # a test dependency: imported only when a mock is used
+        try:
+            import respx  # optional: imported only when a mock is used
+        except ModuleNotFoundError as exc:
+            if exc.name != "respx":
+                raise
+            raise ModuleNotFoundError(
+                'SSEMock needs respx: pip install "eventsource-client[testing]"', name="respx"
+            ) from None
 
         self._router = respx.mock(assert_all_called=False)
         self._router.start()
         self._router.route(url=self.url).mock(side_effect=self._answer)
+        if self.passthrough_loopback:
+            self._router.route(host__in=self.LOOPBACK).pass_through()
         return self
 
     def stop(self) -> None:

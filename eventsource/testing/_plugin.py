@@ -1,11 +1,18 @@
 """The pytest plugin, registered by installing the package (entry point
 ``pytest11``): fixtures for testing SSE code.
 
-- ``sse_server``: an :class:`SSEServer` in the test's event loop (async tests
-  run by anyio's pytest plugin: ``@pytest.mark.anyio``);
-- ``sse_server_sync``: an :class:`SSEServer` in a background thread, for sync
-  tests;
-- ``sse_mock``: an :class:`SSEMock` on ``sse_mock.url`` (needs respx).
+- ``sse_server``: a running :class:`SSEServer`, for any test: async under
+  anyio's plugin (``@pytest.mark.anyio``, asyncio or trio) or pytest-asyncio
+  (strict mode's ``@pytest.mark.asyncio`` or auto mode), and sync;
+- ``sse_server_sync``: the same (the name sync test suites used so far);
+- ``sse_mock``: an :class:`SSEMock` on ``sse_mock.url`` (needs respx: the
+  ``testing`` extra).
+
+The fixtures are plain (not ``async def``): the server runs in a background
+thread with its own event loop, so no async plugin has to set it up, and its
+teardown never depends on which task the plugin runs it in. Its control
+methods are thread-safe and ``await server.await_until(...)`` works from the
+test's event loop.
 
 The toolkit is imported when a fixture is used, so the plugin costs nothing
 to test runs that do not use it.
@@ -13,7 +20,7 @@ to test runs that do not use it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
@@ -22,19 +29,22 @@ if TYPE_CHECKING:
     from ._mock import SSEMock
     from ._server import SSEServer
 
+#: What to install for a fixture's optional dependency.
+EXTRA = 'pip install "eventsource-client[testing]"'
+
 
 @pytest.fixture
-async def sse_server() -> AsyncIterator[SSEServer]:
-    """A running SSEServer in the test's event loop (asyncio or trio)."""
+def sse_server() -> Iterator[SSEServer]:
+    """A running SSEServer (in a background thread), for async and sync tests."""
     from ._server import SSEServer
 
-    async with SSEServer() as server:
+    with SSEServer() as server:
         yield server
 
 
 @pytest.fixture
 def sse_server_sync() -> Iterator[SSEServer]:
-    """A running SSEServer in a background thread, for sync tests."""
+    """A running SSEServer in a background thread (the same as ``sse_server``)."""
     from ._server import SSEServer
 
     with SSEServer() as server:
@@ -43,8 +53,24 @@ def sse_server_sync() -> Iterator[SSEServer]:
 
 @pytest.fixture
 def sse_mock() -> Iterator[SSEMock]:
-    """An SSEMock intercepting ``sse_mock.url``: script it with ``respond()``."""
+    """An SSEMock intercepting ``sse_mock.url``: script it with ``respond()``.
+    Requests to loopback addresses (an SSEServer) pass through."""
+    require("respx", "sse_mock")
     from ._mock import SSEMock
 
     with SSEMock() as mock:
         yield mock
+
+
+def require(module: str, fixture: str) -> None:
+    """Fail the test with what to install when ``module`` is missing."""
+    try:
+        __import__(module)
+    except ModuleNotFoundError as exc:
+        if exc.name != module:
+            raise
+        missing = True
+    else:
+        missing = False
+    if missing:  # outside the except: no chained traceback, just the message
+        pytest.fail(f"the {fixture} fixture needs {module}: {EXTRA}", pytrace=False)

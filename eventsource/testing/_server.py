@@ -28,7 +28,7 @@ import ssl
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import anyio.from_thread
@@ -36,7 +36,7 @@ import anyio.from_thread
 from .._encoder import format_event
 from ._events import EventLike
 from ._faults import DROP, END, EVENT, RAW, STALL, Canned, CutPoint, Plan, count
-from ._history import history_item
+from ._history import HistoryItem, LineEnding, check_line_ending, history_item, with_line_ending
 from ._http import FRAMINGS, Framing, HeadersLike, header_pairs
 from ._records import RecordedConnection, RecordedRequest
 from ._serving import Serving
@@ -74,9 +74,17 @@ class SSEServer(Serving):
     a drop closes it mid-body (mid-chunk for a cut event).
 
     The control methods are plain (no ``await``) and thread-safe, and apply in
-    the order they are called. Only the wait methods block: ``await
-    server.await_until(...)`` in async code, ``server.wait_until(...)`` in
-    sync code; both raise TimeoutError when the timeout expires.
+    the order they are called. A fault is never a no-op: ``drop()``,
+    ``stall()`` and ``end()`` act on the open connections, or, with none
+    open, on the next event stream at that point of the history; the
+    ``*_after(n)`` forms always arm the next event stream. Only the wait
+    methods block: ``await server.await_until(...)`` in async code,
+    ``server.wait_until(...)`` in sync code; both raise TimeoutError when the
+    timeout expires.
+
+    ``line_ending``: the line ends of the events and comments it writes ("\\n",
+    "\\r\\n" or "\\r"; ``send(..., line_ending=...)`` for one event; raw bytes
+    are sent as they are). ``drop_mid_event(at="crlf")`` needs CRLF events.
     """
 
     def __init__(
@@ -88,11 +96,13 @@ class SSEServer(Serving):
         backend: str = "asyncio",
         tls: ssl.SSLContext | None = None,
         framing: Framing = "chunked",
+        line_ending: LineEnding = "\n",
     ) -> None:
         if framing not in FRAMINGS:
             raise ValueError(f"framing must be one of {', '.join(FRAMINGS)}, not {framing!r}")
+        self._line_ending = check_line_ending(line_ending)
         super().__init__(
-            [history_item(event) for event in events],
+            [history_item(event, self._line_ending) for event in events],
             replay=replay,
             headers=header_pairs(headers),
             tls=tls,
@@ -209,15 +219,23 @@ class SSEServer(Serving):
         event: str | None = None,
         id: str | None = None,
         retry: int | None = None,
+        line_ending: LineEnding | None = None,
     ) -> None:
         """Send one event to every connected client and add it to the history
-        (``format_event`` keywords: non-str data is sent as JSON)."""
-        self.broadcast({"data": data, "event": event, "id": id, "retry": retry})
+        (``format_event`` keywords: non-str data is sent as JSON; line ends
+        the server's unless ``line_ending`` is given)."""
+        fields = {"data": data, "event": event, "id": id, "retry": retry}
+        if line_ending is None:
+            self.broadcast(fields)
+        else:
+            self._add([history_item(fields, check_line_ending(line_ending))])
 
     def broadcast(self, *events: EventLike) -> None:
         """Send several events (dicts, ServerSentEvents, str data or raw bytes)
         to every connected client and add them to the history."""
-        items = [history_item(event) for event in events]
+        self._add([history_item(event, self._line_ending) for event in events])
+
+    def _add(self, items: list[HistoryItem]) -> None:
         with self._lock:
             self._history.extend(items)
             for conn in self._live:
@@ -226,7 +244,7 @@ class SSEServer(Serving):
 
     def comment(self, text: str = "") -> None:
         """Send a comment (a heartbeat) to every connected client; not kept."""
-        self.send_raw(format_event(comment=text))
+        self.send_raw(with_line_ending(format_event(comment=text), self._line_ending))
 
     def send_raw(self, data: bytes) -> None:
         """Send bytes as they are to every connected client (malformed input,
@@ -245,8 +263,11 @@ class SSEServer(Serving):
         """End every open event stream normally, after what was already queued
         for it: the last chunk ("chunked"; the connection then carries the
         next request) or a close ("close"). No effect in "content-length"
-        framing, where the body ends at its length."""
-        self._to_live((END, b""))
+        framing, where the body ends at its length. With no event stream
+        open, it applies to the next one (see ``drop()``)."""
+        with self._lock:
+            self._queue_or_arm((END, b""), "end", open_any=False)
+        self._poke()
 
     def end_after(self, n: int) -> None:
         """End the next event-stream response normally after n events (see
@@ -256,18 +277,41 @@ class SSEServer(Serving):
     def drop(self) -> None:
         """Hang up every open connection (after what was already queued for it;
         stalled ones too; held ones and idle keep-alive ones at once, without
-        any answer)."""
+        any answer).
+
+        With no connection open (before the client connects, or while it
+        reconnects) it applies to the next event stream instead, at this
+        point of the script: ``send("a"); drop(); send("b")`` gives the next
+        connection "a", then hangs up; the one after resumes with "b". It is
+        never a no-op."""
         with self._lock:
             for conn in self._holding:
                 if conn.held:  # not those released already
                     conn._hung_up = True
             self._hang_up_idle.extend(self._idle.values())
-        self._to_live((DROP, b""))
+            self._queue_or_arm((DROP, b""), "drop", open_any=bool(self._holding or self._idle))
+        self._poke()
 
     def stall(self) -> None:
-        """Make every open connection go silent (the socket stays open) until
-        ``drop()`` or the server stops; later events wait in the history."""
-        self._to_live((STALL, b""))
+        """Make every open event stream go silent (the socket stays open) until
+        ``drop()`` or the server stops; later events wait in the history.
+        With no event stream open it applies to the next one, at this point of
+        the script (see ``drop()``)."""
+        with self._lock:
+            self._queue_or_arm((STALL, b""), "stall", open_any=False)
+        self._poke()
+
+    def _queue_or_arm(
+        self, item: tuple[str, bytes], kind: Literal["drop", "stall", "end"], *, open_any: bool
+    ) -> None:
+        """Queue ``item`` to the open event streams; with none (and not
+        ``open_any``: other connections it acted on), arm it for the next one
+        at the history's current end. The caller holds the lock."""
+        if self._live or open_any:
+            for conn in self._live:
+                conn._outbox.append(item)
+        else:
+            self._plans.append(Plan(kind, 0, position=len(self._history)))
 
     def drop_after(self, n: int) -> None:
         """Hang up the next event-stream connection after it received n events
@@ -286,12 +330,22 @@ class SSEServer(Serving):
         ``at``: a byte offset into the block (negative: from its end); "line":
         in the middle of its last non-empty line; "utf8": inside its first
         multi-byte UTF-8 character; "crlf": between the CR and LF of its first
-        CRLF. A block without such a point is an error raised when the server
-        stops (the connection is dropped before the block).
+        CRLF. ``at="crlf"`` is refused at once (ValueError) while no event
+        has a CRLF: send them with ``SSEServer(line_ending="\\r\\n")`` or
+        ``send(..., line_ending="\\r\\n")`` (or as raw CRLF bytes) first. A
+        block without the cut point is an error raised when the server stops
+        (the connection is dropped before the block).
         """
         if not isinstance(at, int) and at not in ("line", "utf8", "crlf"):
             raise ValueError(f"at must be an int, 'line', 'utf8' or 'crlf', not {at!r}")
-        self._arm(Plan("mid", count(n), at))
+        with self._lock:
+            if at == "crlf" and self._line_ending != "\r\n" and not self._history.crlf_blocks:
+                raise ValueError(
+                    "drop_mid_event(at='crlf'): no event has a CRLF line end (this server "
+                    f"writes {self._line_ending!r}); use SSEServer(line_ending='\\r\\n') or "
+                    "send(..., line_ending='\\r\\n'), before arming the cut"
+                )
+            self._plans.append(Plan("mid", count(n), at))
 
     def respond_with(
         self,

@@ -208,10 +208,13 @@ class Serving(Waiting):
             else:
                 canned = None
                 conn = RecordedConnection(request, tcp_index=tcp_index)
-                conn._plan = self._plans.popleft() if self._plans else None
                 conn._wakeup = anyio.Event()
-                blocks = self._history.replay(request.last_event_id, self._replay)
-                conn._outbox.extend((EVENT, block) for block in blocks)
+                start = self._history.start(request.last_event_id, self._replay)
+                conn._cursor, conn._replay_end = start, len(self._history)
+                plan = self._plans.popleft() if self._plans else None
+                if plan is not None and plan.position is not None:
+                    plan = Plan(plan.kind, max(0, plan.position - start))
+                conn._plan = plan
                 self._connections.append(conn)
                 self._live.append(conn)
             if self._hold_all or self._hold_next > 0:
@@ -294,7 +297,8 @@ class Serving(Waiting):
             left: int | None = None  # body bytes still to send ("content-length")
             if framing == "content-length":
                 with self._lock:
-                    left = sum(len(data) for kind, data in conn._outbox if kind in (EVENT, RAW))
+                    left = self._history.size(conn._cursor, conn._replay_end)
+                    left += sum(len(data) for kind, data in conn._outbox if kind in (EVENT, RAW))
                 headers.append(("Content-Length", str(left)))
             elif framing == "chunked":
                 headers.append(("Transfer-Encoding", "chunked"))
@@ -357,6 +361,9 @@ class Serving(Waiting):
             with self._lock:
                 if peer.eof:
                     return DROP, b""
+                if conn._cursor < conn._replay_end:
+                    conn._cursor += 1
+                    return EVENT, self._history.block(conn._cursor - 1)
                 if conn._outbox:
                     return conn._outbox.popleft()
                 conn._wakeup = wakeup = anyio.Event()
