@@ -6,6 +6,10 @@ then measures the time to open them all, memory per stream, CPU while idle,
 how long one broadcast event takes to reach every stream, and the close.
 Not part of CI. Run ``python -m benchmarks.scale_bench [--quick] [--n 100,1000]
 [--markdown FILE]`` from the project root.
+
+``--breakdown SETUP N`` opens N streams of one setup under tracemalloc instead and
+prints what they hold, per stream, grouped by the package that allocated it (the
+allocating line), then the top lines: what a stream holds that it need not.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import time
+import tracemalloc
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
@@ -244,7 +249,7 @@ async def wait_server_count(server: Any, n: int) -> int:
         await anyio.sleep(0.05)
 
 
-async def measure(setup: Setup, n: int, server: Any) -> dict[str, Any]:
+async def measure(setup: Setup, n: int, server: Any, trace: bool = False) -> dict[str, Any]:
     """Open n streams, measure them, close them; the child's result."""
     stream: StreamFn = httpx_sse_stream if setup.library == "httpx-sse" else eventsource_stream
     url = f"{server.base}/idle"
@@ -274,12 +279,18 @@ async def measure(setup: Setup, n: int, server: Any) -> dict[str, Any]:
     print(f"  [{setup.label} N={n}] baseline RSS {baseline / 1024:.1f} MiB", file=sys.stderr)
 
     group = Group(n)
+    if trace:
+        tracemalloc.start(1)
+        before = tracemalloc.take_snapshot()
     async with anyio.create_task_group() as tg:
         started = time.perf_counter()
         for i in range(n):
             tg.start_soon(stream, i, url, group, client)
         try:
-            await _phases(setup, n, server, group, started, baseline, result)
+            if trace:
+                await _traced(n, group, before, result)
+            else:
+                await _phases(setup, n, server, group, started, baseline, result)
         except Exception as exc:  # reported as this (setup, N)'s error; the close still runs
             result.setdefault("error", f"{type(exc).__name__}: {exc}"[:200])
         closing = time.perf_counter()
@@ -352,6 +363,83 @@ async def _phases(
         f"all {result['broadcast_all_ms']:.1f} ms",
         file=sys.stderr,
     )
+
+
+def _package(filename: str) -> str:
+    """The package (or stdlib module) a source file belongs to."""
+    path = filename.replace("\\", "/")
+    if "/benchmarks/" in path:
+        return "benchmark harness (counters, task list)"
+    if "/eventsource/" in path:
+        return "eventsource/" + path.rsplit("/", 1)[1]
+    for marker in ("site-packages/", "dist-packages/"):
+        if marker in path:
+            return path.split(marker, 1)[1].split("/", 1)[0]
+    return "stdlib " + path.rsplit("/", 1)[-1]
+
+
+async def _traced(n: int, group: Group, before: Any, result: dict[str, Any]) -> None:
+    """Once all n are open: the memory they hold, by package and by line, per stream."""
+    with anyio.move_on_after(OPEN_TIMEOUT):
+        await group.all_open.wait()
+    if group.opened < n:
+        raise RuntimeError(f"{group.opened}/{n} opened: {group.errors[:1]}")
+    gc.collect()
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    diff = after.compare_to(before, "lineno")
+    by_package: dict[str, float] = {}
+    lines = []
+    for stat in diff:
+        frame = stat.traceback[0]
+        by_package[_package(frame.filename)] = (
+            by_package.get(_package(frame.filename), 0) + stat.size_diff
+        )
+        where = f"{_package(frame.filename)}:{frame.lineno}"
+        lines.append((stat.size_diff, stat.count_diff, where, frame.filename, frame.lineno))
+    lines.sort(reverse=True)
+    result["traced_kib_per_stream"] = sum(by_package.values()) / n / 1024
+    result["by_package"] = sorted(
+        ((k, v / n / 1024) for k, v in by_package.items()), key=lambda kv: -kv[1]
+    )
+    import linecache
+
+    result["top_lines"] = [
+        (where, size / n / 1024, count / n, linecache.getline(fn, no).strip()[:90])
+        for size, count, where, fn, no in lines[:25]
+    ]
+    result["own_lines"] = [
+        (where, size / n / 1024, count / n, linecache.getline(fn, no).strip()[:90])
+        for size, count, where, fn, no in lines
+        if where.startswith("eventsource/") and size / n >= 16
+    ]
+
+
+def breakdown(key: str, n: int) -> int:
+    """Print what n streams of one setup hold, per stream, from tracemalloc."""
+    setup = SETUPS[key]
+    raise_fd_limit()
+    with server_process() as server:
+        result = anyio.run(measure, setup, n, server, True, backend=setup.backend)
+    if "by_package" not in result:
+        print(f"no result: {result.get('error')}")
+        return 1
+    rss = ""
+    print(
+        f"{setup.label}, N={n}: {result['traced_kib_per_stream']:.1f} KiB/stream "
+        f"traced by tracemalloc (Python allocations only){rss}"
+    )
+    print("\nby package (allocating line), KiB per stream:")
+    for package, kib in result["by_package"]:
+        if abs(kib) >= 0.05:
+            print(f"  {kib:6.2f}  {package}")
+    print("\ntop lines: KiB per stream, blocks per stream, line")
+    for where, kib, count, text in result["top_lines"]:
+        print(f"  {kib:6.2f}  {count:5.1f}  {where}  {text}")
+    print("\neventsource's own lines (16 bytes a stream or more):")
+    for where, kib, count, text in result["own_lines"]:
+        print(f"  {kib:6.2f}  {count:5.1f}  {where}  {text}")
+    return 0
 
 
 def child(key: str, n: int) -> dict[str, Any]:
@@ -490,8 +578,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument(
         "--child", nargs=2, metavar=("SETUP", "N"), help=f"internal: one run ({', '.join(ORDER)})"
     )
+    ap.add_argument(
+        "--breakdown",
+        nargs=2,
+        metavar=("SETUP", "N"),
+        help="what N streams of SETUP hold, from tracemalloc, by package and line",
+    )
     args = ap.parse_args(argv)
 
+    if args.breakdown:
+        return breakdown(args.breakdown[0], int(args.breakdown[1]))
     if args.child:
         key, n = args.child[0], int(args.child[1])
         if key not in SETUPS:
