@@ -54,6 +54,9 @@ FULL_NS = (100, 1000, 10000)
 QUICK_NS = (100, 1000)
 TARGET_N = 10000
 TARGET_SLACK = 1.10  # memory per stream may exceed httpx-sse's by 10% at most
+TARGET_OPEN_S = 10.0  # N=10,000 with the default setup (a client per source) opens faster
+TARGET_KIB = 28.0  # memory per stream at N=10,000, at most
+DEFAULT = "es-own"
 REFERENCE = "httpx-sse"
 SUBJECT = "es-shared"
 
@@ -74,6 +77,7 @@ class Setup:
     shared: bool  # one httpx.AsyncClient for all streams
     library: str  # "eventsource" or "httpx-sse"
     description: str
+    per_client: int = 0  # with shared: streams per shared client (0: all on one)
 
 
 SETUPS: dict[str, Setup] = {
@@ -102,6 +106,14 @@ SETUPS: dict[str, Setup] = {
         "the same shared client; httpx_sse.aconnect_sse(client, 'GET', url) and "
         "aiter_sse() in each task",
     ),
+    "es-100": Setup(
+        "eventsource (100 per shared client)",
+        "asyncio",
+        True,
+        "eventsource",
+        "as eventsource (shared client), with one shared client per 100 sources (N / 100 clients)",
+        per_client=100,
+    ),
     "es-trio": Setup(
         "eventsource trio (shared client)",
         "trio",
@@ -110,7 +122,7 @@ SETUPS: dict[str, Setup] = {
         "eventsource (shared client) under trio",
     ),
 }
-ORDER = ("es-shared", "es-own", "httpx-sse", "es-trio")
+ORDER = ("es-shared", "es-own", "es-100", "httpx-sse", "es-trio")
 
 # Child JSON keys, in the order of the table's measured columns.
 METRICS = ("open_s", "kib_per_stream", "idle_cpu_pct", "broadcast_p50_ms", "broadcast_all_ms")
@@ -223,11 +235,18 @@ async def httpx_sse_stream(
             group.end()
 
 
+_tls: list[Any] = []
+
+
 def shared_client() -> httpx.AsyncClient:
-    # No pool limit (one connection per stream) and no read timeout (idle is normal).
+    # No pool limit (one connection per stream) and no read timeout (idle is normal);
+    # one TLS context for every client made here, as eventsource's own clients share one.
+    if not _tls:
+        _tls.append(httpx.create_ssl_context())
     return httpx.AsyncClient(
         limits=httpx.Limits(max_connections=None, max_keepalive_connections=None),
         timeout=httpx.Timeout(10, read=None),
+        verify=_tls[0],
     )
 
 
@@ -253,7 +272,9 @@ async def measure(setup: Setup, n: int, server: Any, trace: bool = False) -> dic
     """Open n streams, measure them, close them; the child's result."""
     stream: StreamFn = httpx_sse_stream if setup.library == "httpx-sse" else eventsource_stream
     url = f"{server.base}/idle"
-    client = shared_client() if setup.shared else None
+    clients = [shared_client()] if setup.shared else [None]
+    client = clients[0]
+    per_client = setup.per_client or n
     result: dict[str, Any] = {"setup": setup.label, "n": n}
 
     # Warm-up: one stream opened and closed first, so one-time costs (lazy
@@ -278,6 +299,8 @@ async def measure(setup: Setup, n: int, server: Any, trace: bool = False) -> dic
     result["baseline_rss_kib"] = baseline
     print(f"  [{setup.label} N={n}] baseline RSS {baseline / 1024:.1f} MiB", file=sys.stderr)
 
+    if setup.per_client:  # made after the baseline: the streams' cost, one TLS context
+        clients += [shared_client() for _ in range(1, max(1, n // setup.per_client))]
     group = Group(n)
     if trace:
         tracemalloc.start(1)
@@ -285,7 +308,7 @@ async def measure(setup: Setup, n: int, server: Any, trace: bool = False) -> dic
     async with anyio.create_task_group() as tg:
         started = time.perf_counter()
         for i in range(n):
-            tg.start_soon(stream, i, url, group, client)
+            tg.start_soon(stream, i, url, group, clients[min(i // per_client, len(clients) - 1)])
         try:
             if trace:
                 await _traced(n, group, before, result)
@@ -301,8 +324,9 @@ async def measure(setup: Setup, n: int, server: Any, trace: bool = False) -> dic
         if scope.cancelled_caught:
             result.setdefault("error", f"close took over {CLOSE_TIMEOUT:.0f} s")
             tg.cancel_scope.cancel()
-    if client is not None:
-        await client.aclose()
+    for each in clients:
+        if each is not None:
+            await each.aclose()
     result["close_s"] = time.perf_counter() - closing
     result["peak_rss_kib"] = proc_status_kib("VmHWM")
     result["server_count_after_close"] = await wait_server_count(server, 0)
@@ -517,6 +541,34 @@ def _target_note(n: int, mine: dict[str, Any] | None, ref: dict[str, Any] | None
     )
 
 
+def _targets_10k(results: dict[tuple[str, int], dict[str, Any]]) -> list[str]:
+    """The fast body read's targets at N=10,000: open time with the default setup,
+    and memory per stream (every eventsource setup on asyncio)."""
+    out = []
+    default = results.get((DEFAULT, TARGET_N), {})
+    open_s = default.get("open_s")
+    if open_s is None:
+        out.append(
+            f"Target: {TARGET_N:,} streams open in < {TARGET_OPEN_S:g} s (default setup): "
+            f"no result ({default.get('error', 'not run')})"
+        )
+    else:
+        verdict = "met" if open_s < TARGET_OPEN_S else "NOT met"
+        out.append(
+            f"Target: {TARGET_N:,} streams open in < {TARGET_OPEN_S:g} s with the default setup "
+            f"({SETUPS[DEFAULT].label}): {open_s:.2f} s, {verdict}."
+        )
+    for key in ("es-own", "es-shared", "es-100"):
+        kib = results.get((key, TARGET_N), {}).get("kib_per_stream")
+        if kib is not None:
+            verdict = "met" if kib <= TARGET_KIB else "NOT met"
+            out.append(
+                f"Target: memory per stream <= {TARGET_KIB:g} KiB at N={TARGET_N:,}, "
+                f"{SETUPS[key].label}: {kib:.1f} KiB, {verdict}."
+            )
+    return out
+
+
 def run(quick: bool = False, ns: tuple[int, ...] | None = None) -> list[Table]:
     """Measure every setup at every N (each in its own process); one table."""
     if ns is None:
@@ -566,6 +618,7 @@ def run(quick: bool = False, ns: tuple[int, ...] | None = None) -> list[Table]:
     else:
         opened = "open_s" in big
         table.notes.append(f"  {TARGET_N:,} streams open: {'yes' if opened else 'no'}")
+        table.notes += _targets_10k(results)
     table.notes += [f"Error: {e}" for e in errors]
     return [table]
 
