@@ -12,6 +12,9 @@ a client waits for.
   with ``time.monotonic_ns()`` when written (CLOCK_MONOTONIC is shared by all
   processes on the machine, so a client can subtract it from its own clock).
 - ``GET /idle``: headers and a first comment, then nothing until a broadcast.
+- ``GET /paced?events=N&pause_ms=P``: the first N events of the ``llm`` corpus, one
+  HTTP chunk each, written 1-3 events per socket write (seeded) with a pause of P ms
+  after each write: what a live LLM answer looks like to the client.
 
 Commands on stdin, one per line, each answered with one line on stdout:
 ``count`` -> ``count <open idle streams>``; ``broadcast`` -> ``broadcast <n> <ns>``
@@ -21,6 +24,7 @@ Commands on stdin, one per line, each answered with one line on stdout:
 from __future__ import annotations
 
 import asyncio
+import random
 import re
 import socket
 import sys
@@ -76,6 +80,10 @@ class Server:
                 await self._tick(
                     writer, float(query.get("interval_ms", 5)), int(query.get("count", 1000))
                 )
+            elif parts[0] == "paced":
+                await self._paced(
+                    writer, int(query.get("events", 1000)), float(query.get("pause_ms", 1))
+                )
             elif parts[0] == "idle":
                 await self._hold(reader, writer)
             else:
@@ -106,6 +114,23 @@ class Server:
             await asyncio.sleep(max(0.0, due - loop.time()))
             writer.write(_chunk(b"id: %d\ndata: %d\n\n" % (i, time.monotonic_ns())))
             await writer.drain()
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+
+    async def _paced(self, writer: asyncio.StreamWriter, events: int, pause_ms: float) -> None:
+        body = self.body("llm", "close", events)
+        blocks = [_chunk(b) for b in _BLOCK_END.split(body) if b]
+        rng = random.Random(events)
+        writer.write(_CHUNKED)
+        await writer.drain()
+        pause = pause_ms / 1000
+        i = 0
+        while i < len(blocks):
+            step = rng.randint(1, 3)
+            writer.write(b"".join(blocks[i : i + step]))  # one socket write (TCP_NODELAY)
+            i += step
+            await writer.drain()
+            await asyncio.sleep(pause)
         writer.write(b"0\r\n\r\n")
         await writer.drain()
 

@@ -1,4 +1,4 @@
-"""The whole benchmark suite: parser, end to end, latency, scale; one command.
+"""The whole benchmark suite: parser, end to end, paced, latency, scale; one command.
 
 ``python -m benchmarks`` (or ``python benchmarks/run.py``) runs every part, prints the
 tables and rewrites the results part of benchmarks/README.md (with date, machine and
@@ -39,7 +39,14 @@ DISTS = (
     "launchdarkly-eventsource",
     "sseclient-py",
     "requests-sse",
+    "urllib3",
 )
+
+
+def _paced(quick: bool) -> list[Table]:
+    from benchmarks import paced_bench
+
+    return paced_bench.run(quick)
 
 
 def _latency(quick: bool) -> list[Table]:
@@ -57,6 +64,7 @@ def _scale(quick: bool) -> list[Table]:
 PARTS: dict[str, Callable[[bool], list[Table]]] = {
     "parser": lambda quick: parser_bench.run(quick),
     "e2e": lambda quick: e2e_bench.run(quick),
+    "paced": _paced,
     "latency": _latency,
     "scale": _scale,
 }

@@ -6,6 +6,10 @@ then measures the time to open them all, memory per stream, CPU while idle,
 how long one broadcast event takes to reach every stream, and the close.
 Not part of CI. Run ``python -m benchmarks.scale_bench [--quick] [--n 100,1000]
 [--markdown FILE]`` from the project root.
+
+``--breakdown SETUP N`` opens N streams of one setup under tracemalloc instead and
+prints what they hold, per stream, grouped by the package that allocated it (the
+allocating line), then the top lines: what a stream holds that it need not.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import time
+import tracemalloc
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
@@ -49,6 +54,9 @@ FULL_NS = (100, 1000, 10000)
 QUICK_NS = (100, 1000)
 TARGET_N = 10000
 TARGET_SLACK = 1.10  # memory per stream may exceed httpx-sse's by 10% at most
+TARGET_OPEN_S = 10.0  # N=10,000 with the default setup (a client per source) opens faster
+TARGET_KIB = 28.0  # memory per stream at N=10,000, at most
+DEFAULT = "es-own"
 REFERENCE = "httpx-sse"
 SUBJECT = "es-shared"
 
@@ -69,6 +77,7 @@ class Setup:
     shared: bool  # one httpx.AsyncClient for all streams
     library: str  # "eventsource" or "httpx-sse"
     description: str
+    per_client: int = 0  # with shared: streams per shared client (0: all on one)
 
 
 SETUPS: dict[str, Setup] = {
@@ -97,6 +106,14 @@ SETUPS: dict[str, Setup] = {
         "the same shared client; httpx_sse.aconnect_sse(client, 'GET', url) and "
         "aiter_sse() in each task",
     ),
+    "es-100": Setup(
+        "eventsource (100 per shared client)",
+        "asyncio",
+        True,
+        "eventsource",
+        "as eventsource (shared client), with one shared client per 100 sources (N / 100 clients)",
+        per_client=100,
+    ),
     "es-trio": Setup(
         "eventsource trio (shared client)",
         "trio",
@@ -105,7 +122,7 @@ SETUPS: dict[str, Setup] = {
         "eventsource (shared client) under trio",
     ),
 }
-ORDER = ("es-shared", "es-own", "httpx-sse", "es-trio")
+ORDER = ("es-shared", "es-own", "es-100", "httpx-sse", "es-trio")
 
 # Child JSON keys, in the order of the table's measured columns.
 METRICS = ("open_s", "kib_per_stream", "idle_cpu_pct", "broadcast_p50_ms", "broadcast_all_ms")
@@ -218,11 +235,18 @@ async def httpx_sse_stream(
             group.end()
 
 
+_tls: list[Any] = []
+
+
 def shared_client() -> httpx.AsyncClient:
-    # No pool limit (one connection per stream) and no read timeout (idle is normal).
+    # No pool limit (one connection per stream) and no read timeout (idle is normal);
+    # one TLS context for every client made here, as eventsource's own clients share one.
+    if not _tls:
+        _tls.append(httpx.create_ssl_context())
     return httpx.AsyncClient(
         limits=httpx.Limits(max_connections=None, max_keepalive_connections=None),
         timeout=httpx.Timeout(10, read=None),
+        verify=_tls[0],
     )
 
 
@@ -244,11 +268,13 @@ async def wait_server_count(server: Any, n: int) -> int:
         await anyio.sleep(0.05)
 
 
-async def measure(setup: Setup, n: int, server: Any) -> dict[str, Any]:
+async def measure(setup: Setup, n: int, server: Any, trace: bool = False) -> dict[str, Any]:
     """Open n streams, measure them, close them; the child's result."""
     stream: StreamFn = httpx_sse_stream if setup.library == "httpx-sse" else eventsource_stream
     url = f"{server.base}/idle"
-    client = shared_client() if setup.shared else None
+    clients = [shared_client()] if setup.shared else [None]
+    client = clients[0]
+    per_client = setup.per_client or n
     result: dict[str, Any] = {"setup": setup.label, "n": n}
 
     # Warm-up: one stream opened and closed first, so one-time costs (lazy
@@ -273,13 +299,21 @@ async def measure(setup: Setup, n: int, server: Any) -> dict[str, Any]:
     result["baseline_rss_kib"] = baseline
     print(f"  [{setup.label} N={n}] baseline RSS {baseline / 1024:.1f} MiB", file=sys.stderr)
 
+    if setup.per_client:  # made after the baseline: the streams' cost, one TLS context
+        clients += [shared_client() for _ in range(1, max(1, n // setup.per_client))]
     group = Group(n)
+    if trace:
+        tracemalloc.start(1)
+        before = tracemalloc.take_snapshot()
     async with anyio.create_task_group() as tg:
         started = time.perf_counter()
         for i in range(n):
-            tg.start_soon(stream, i, url, group, client)
+            tg.start_soon(stream, i, url, group, clients[min(i // per_client, len(clients) - 1)])
         try:
-            await _phases(setup, n, server, group, started, baseline, result)
+            if trace:
+                await _traced(n, group, before, result)
+            else:
+                await _phases(setup, n, server, group, started, baseline, result)
         except Exception as exc:  # reported as this (setup, N)'s error; the close still runs
             result.setdefault("error", f"{type(exc).__name__}: {exc}"[:200])
         closing = time.perf_counter()
@@ -290,8 +324,9 @@ async def measure(setup: Setup, n: int, server: Any) -> dict[str, Any]:
         if scope.cancelled_caught:
             result.setdefault("error", f"close took over {CLOSE_TIMEOUT:.0f} s")
             tg.cancel_scope.cancel()
-    if client is not None:
-        await client.aclose()
+    for each in clients:
+        if each is not None:
+            await each.aclose()
     result["close_s"] = time.perf_counter() - closing
     result["peak_rss_kib"] = proc_status_kib("VmHWM")
     result["server_count_after_close"] = await wait_server_count(server, 0)
@@ -352,6 +387,83 @@ async def _phases(
         f"all {result['broadcast_all_ms']:.1f} ms",
         file=sys.stderr,
     )
+
+
+def _package(filename: str) -> str:
+    """The package (or stdlib module) a source file belongs to."""
+    path = filename.replace("\\", "/")
+    if "/benchmarks/" in path:
+        return "benchmark harness (counters, task list)"
+    if "/eventsource/" in path:
+        return "eventsource/" + path.rsplit("/", 1)[1]
+    for marker in ("site-packages/", "dist-packages/"):
+        if marker in path:
+            return path.split(marker, 1)[1].split("/", 1)[0]
+    return "stdlib " + path.rsplit("/", 1)[-1]
+
+
+async def _traced(n: int, group: Group, before: Any, result: dict[str, Any]) -> None:
+    """Once all n are open: the memory they hold, by package and by line, per stream."""
+    with anyio.move_on_after(OPEN_TIMEOUT):
+        await group.all_open.wait()
+    if group.opened < n:
+        raise RuntimeError(f"{group.opened}/{n} opened: {group.errors[:1]}")
+    gc.collect()
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    diff = after.compare_to(before, "lineno")
+    by_package: dict[str, float] = {}
+    lines = []
+    for stat in diff:
+        frame = stat.traceback[0]
+        by_package[_package(frame.filename)] = (
+            by_package.get(_package(frame.filename), 0) + stat.size_diff
+        )
+        where = f"{_package(frame.filename)}:{frame.lineno}"
+        lines.append((stat.size_diff, stat.count_diff, where, frame.filename, frame.lineno))
+    lines.sort(reverse=True)
+    result["traced_kib_per_stream"] = sum(by_package.values()) / n / 1024
+    result["by_package"] = sorted(
+        ((k, v / n / 1024) for k, v in by_package.items()), key=lambda kv: -kv[1]
+    )
+    import linecache
+
+    result["top_lines"] = [
+        (where, size / n / 1024, count / n, linecache.getline(fn, no).strip()[:90])
+        for size, count, where, fn, no in lines[:25]
+    ]
+    result["own_lines"] = [
+        (where, size / n / 1024, count / n, linecache.getline(fn, no).strip()[:90])
+        for size, count, where, fn, no in lines
+        if where.startswith("eventsource/") and size / n >= 16
+    ]
+
+
+def breakdown(key: str, n: int) -> int:
+    """Print what n streams of one setup hold, per stream, from tracemalloc."""
+    setup = SETUPS[key]
+    raise_fd_limit()
+    with server_process() as server:
+        result = anyio.run(measure, setup, n, server, True, backend=setup.backend)
+    if "by_package" not in result:
+        print(f"no result: {result.get('error')}")
+        return 1
+    rss = ""
+    print(
+        f"{setup.label}, N={n}: {result['traced_kib_per_stream']:.1f} KiB/stream "
+        f"traced by tracemalloc (Python allocations only){rss}"
+    )
+    print("\nby package (allocating line), KiB per stream:")
+    for package, kib in result["by_package"]:
+        if abs(kib) >= 0.05:
+            print(f"  {kib:6.2f}  {package}")
+    print("\ntop lines: KiB per stream, blocks per stream, line")
+    for where, kib, count, text in result["top_lines"]:
+        print(f"  {kib:6.2f}  {count:5.1f}  {where}  {text}")
+    print("\neventsource's own lines (16 bytes a stream or more):")
+    for where, kib, count, text in result["own_lines"]:
+        print(f"  {kib:6.2f}  {count:5.1f}  {where}  {text}")
+    return 0
 
 
 def child(key: str, n: int) -> dict[str, Any]:
@@ -429,6 +541,34 @@ def _target_note(n: int, mine: dict[str, Any] | None, ref: dict[str, Any] | None
     )
 
 
+def _targets_10k(results: dict[tuple[str, int], dict[str, Any]]) -> list[str]:
+    """The fast body read's targets at N=10,000: open time with the default setup,
+    and memory per stream (every eventsource setup on asyncio)."""
+    out = []
+    default = results.get((DEFAULT, TARGET_N), {})
+    open_s = default.get("open_s")
+    if open_s is None:
+        out.append(
+            f"Target: {TARGET_N:,} streams open in < {TARGET_OPEN_S:g} s (default setup): "
+            f"no result ({default.get('error', 'not run')})"
+        )
+    else:
+        verdict = "met" if open_s < TARGET_OPEN_S else "NOT met"
+        out.append(
+            f"Target: {TARGET_N:,} streams open in < {TARGET_OPEN_S:g} s with the default setup "
+            f"({SETUPS[DEFAULT].label}): {open_s:.2f} s, {verdict}."
+        )
+    for key in ("es-own", "es-shared", "es-100"):
+        kib = results.get((key, TARGET_N), {}).get("kib_per_stream")
+        if kib is not None:
+            verdict = "met" if kib <= TARGET_KIB else "NOT met"
+            out.append(
+                f"Target: memory per stream <= {TARGET_KIB:g} KiB at N={TARGET_N:,}, "
+                f"{SETUPS[key].label}: {kib:.1f} KiB, {verdict}."
+            )
+    return out
+
+
 def run(quick: bool = False, ns: tuple[int, ...] | None = None) -> list[Table]:
     """Measure every setup at every N (each in its own process); one table."""
     if ns is None:
@@ -478,6 +618,7 @@ def run(quick: bool = False, ns: tuple[int, ...] | None = None) -> list[Table]:
     else:
         opened = "open_s" in big
         table.notes.append(f"  {TARGET_N:,} streams open: {'yes' if opened else 'no'}")
+        table.notes += _targets_10k(results)
     table.notes += [f"Error: {e}" for e in errors]
     return [table]
 
@@ -490,8 +631,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument(
         "--child", nargs=2, metavar=("SETUP", "N"), help=f"internal: one run ({', '.join(ORDER)})"
     )
+    ap.add_argument(
+        "--breakdown",
+        nargs=2,
+        metavar=("SETUP", "N"),
+        help="what N streams of SETUP hold, from tracemalloc, by package and line",
+    )
     args = ap.parse_args(argv)
 
+    if args.breakdown:
+        return breakdown(args.breakdown[0], int(args.breakdown[1]))
     if args.child:
         key, n = args.child[0], int(args.child[1])
         if key not in SETUPS:

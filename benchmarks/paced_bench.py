@@ -1,0 +1,389 @@
+"""Paced streams: CPU per event when events arrive a few at a time (a live LLM answer).
+
+The benchmark server (``benchmarks._server``, its own process on 127.0.0.1) writes the
+LLM corpus one HTTP chunk per event, 1-3 events per socket write (seeded), with a short
+pause after each write, so every read a client makes wakes it for one to three events.
+Throughput is not the question here (the server sets the pace); what each wake-up costs
+is. Each client runs in a fresh process: a warm-up stream, then the measured stream; its
+process CPU time (``time.process_time()``: every thread, user + system) from the first
+event delivered to the last, divided by the events. Floors (no HTTP, no SSE parsing)
+read the same bytes: a blocking ``recv()`` loop, an asyncio ``Protocol``, and anyio's
+``receive()`` under a timeout on asyncio.
+
+Run ``python -m benchmarks.paced_bench [--quick] [--events N] [--markdown FILE]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from benchmarks._report import ROOT, Table, ratio, server_process, write_markdown
+
+EVENTS = 3_000
+QUICK_EVENTS = 1_000
+WARMUP_EVENTS = 200
+PAUSE_MS = 1.0
+ROUNDS = 3
+CHILD_TIMEOUT = 120.0
+LD = "launchdarkly-eventsource"
+SYNC = "eventsource sync"
+ASYNC = ("eventsource async (asyncio)", "eventsource async (trio)")
+SYNC_LIMIT = 1.2  # sync: CPU per event at most 1.2x launchdarkly's
+ASYNC_LIMIT = 2.0  # async: at most 2x
+DISTS = (
+    "eventsource-client",
+    "httpx",
+    "httpcore",
+    "anyio",
+    "trio",
+    "httpx-sse",
+    "launchdarkly-eventsource",
+    "urllib3",
+)
+
+# A client reads the stream to its end (or its n-th event) and returns
+# (events seen, CPU seconds from the first event to the last, ids in order).
+Measured = tuple[int, float, list[str]]
+Runner = Callable[[str, int], Measured]
+
+
+class _Clock:
+    """Process CPU time from the first tick to the last."""
+
+    def __init__(self) -> None:
+        self.first = 0.0
+        self.last = 0.0
+        self.n = 0
+
+    def tick(self) -> None:
+        now = time.process_time()
+        if not self.n:
+            self.first = now
+        self.last = now
+        self.n += 1
+
+    def cpu(self) -> float:
+        return self.last - self.first
+
+
+# ------------------------------------------------------------------ clients (child side)
+
+
+async def _eventsource_async(url: str, n: int) -> Measured:
+    from eventsource import EventSource
+
+    clock, ids = _Clock(), []
+    async with EventSource(url, reconnect=False) as source:
+        async for event in source:
+            clock.tick()
+            ids.append(event.id)
+            if clock.n >= n:
+                break
+    return clock.n, clock.cpu(), ids
+
+
+def _eventsource_sync(url: str, n: int) -> Measured:
+    from eventsource import EventSource
+
+    clock, ids = _Clock(), []
+    with EventSource(url, reconnect=False) as source:
+        for event in source:
+            clock.tick()
+            ids.append(event.id)
+            if clock.n >= n:
+                break
+    return clock.n, clock.cpu(), ids
+
+
+async def _httpx_sse_async(url: str, n: int) -> Measured:
+    import httpx
+    import httpx_sse
+
+    clock, ids = _Clock(), []
+    async with httpx.AsyncClient() as client:
+        async with httpx_sse.aconnect_sse(client, "GET", url) as source:
+            async for event in source.aiter_sse():
+                clock.tick()
+                ids.append(event.id)
+                if clock.n >= n:
+                    break
+    return clock.n, clock.cpu(), ids
+
+
+def _httpx_sse_sync(url: str, n: int) -> Measured:
+    import httpx
+    import httpx_sse
+
+    clock, ids = _Clock(), []
+    with httpx.Client() as client, httpx_sse.connect_sse(client, "GET", url) as source:
+        for event in source.iter_sse():
+            clock.tick()
+            ids.append(event.id)
+            if clock.n >= n:
+                break
+    return clock.n, clock.cpu(), ids
+
+
+def _launchdarkly(url: str, n: int) -> Measured:
+    from ld_eventsource import SSEClient  # type: ignore[import-untyped]
+    from ld_eventsource.actions import Event, Fault  # type: ignore[import-untyped]
+    from ld_eventsource.config import ConnectStrategy  # type: ignore[import-untyped]
+
+    clock, ids = _Clock(), []
+    client = SSEClient(connect=ConnectStrategy.http(url), retry_delay_strategy=None)
+    try:
+        for item in client.all:
+            if isinstance(item, Event):
+                clock.tick()
+                ids.append(item.id)
+                if clock.n >= n:
+                    break
+            elif isinstance(item, Fault):
+                if item.error is not None:
+                    raise item.error
+                break
+    finally:
+        client.close()
+    return clock.n, clock.cpu(), ids
+
+
+def _request(url: str) -> tuple[str, int, bytes]:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    target = f"{parts.path}?{parts.query}"
+    head = f"GET {target} HTTP/1.1\r\nHost: {parts.netloc}\r\nAccept: text/event-stream\r\n\r\n"
+    return parts.hostname or "127.0.0.1", parts.port or 80, head.encode()
+
+
+def _floor_recv(url: str, n: int) -> Measured:
+    """A blocking recv() loop until the server closes: no HTTP, no parsing."""
+    import socket
+
+    host, port, head = _request(url)
+    clock = _Clock()
+    with socket.create_connection((host, port)) as sock:
+        sock.sendall(head)
+        while sock.recv(65536):
+            clock.tick()
+    return n, clock.cpu(), []
+
+
+def _floor_protocol(url: str, n: int) -> Measured:
+    """An asyncio Protocol that counts data_received calls until the connection ends."""
+    import asyncio
+
+    host, port, head = _request(url)
+    clock = _Clock()
+
+    class Counter(asyncio.Protocol):
+        def __init__(self, done: asyncio.Future[None]) -> None:
+            self.done = done
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            transport.write(head)  # type: ignore[attr-defined]
+
+        def data_received(self, data: bytes) -> None:
+            clock.tick()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self.done.set_result(None)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        transport, _ = await loop.create_connection(lambda: Counter(done), host, port)
+        await done
+        transport.close()
+
+    asyncio.run(main())
+    return n, clock.cpu(), []
+
+
+def _floor_anyio(url: str, n: int) -> Measured:
+    """anyio's receive() under fail_after(), on asyncio: the primitive an async client with
+    a read timeout stands on."""
+    import anyio
+
+    host, port, head = _request(url)
+    clock = _Clock()
+
+    async def main() -> None:
+        async with await anyio.connect_tcp(host, port) as stream:
+            await stream.send(head)
+            while True:
+                try:
+                    with anyio.fail_after(60):
+                        await stream.receive(65536)
+                except anyio.EndOfStream:
+                    return
+                clock.tick()
+
+    anyio.run(main, backend="asyncio")
+    return n, clock.cpu(), []
+
+
+def _asyncio(factory: Callable[[str, int], Any]) -> Runner:
+    def run(url: str, n: int) -> Measured:
+        import asyncio
+
+        return asyncio.run(factory(url, n))  # type: ignore[no-any-return]
+
+    return run
+
+
+def _trio(factory: Callable[[str, int], Any]) -> Runner:
+    def run(url: str, n: int) -> Measured:
+        import trio
+
+        return trio.run(factory, url, n)  # type: ignore[no-any-return]
+
+    return run
+
+
+# (name, runner, is a floor)
+CLIENTS: list[tuple[str, Runner, bool]] = [
+    ("eventsource async (asyncio)", _asyncio(_eventsource_async), False),
+    ("eventsource async (trio)", _trio(_eventsource_async), False),
+    (SYNC, _eventsource_sync, False),
+    ("httpx-sse async", _asyncio(_httpx_sse_async), False),
+    ("httpx-sse sync", _httpx_sse_sync, False),
+    (LD, _launchdarkly, False),
+    ("floor: blocking recv() loop", _floor_recv, True),
+    ("floor: asyncio Protocol", _floor_protocol, True),
+    ("floor: anyio receive() + fail_after (asyncio)", _floor_anyio, True),
+]
+
+
+def child(name: str, base: str, n: int) -> dict[str, Any]:
+    """One client in this (fresh) process: a warm-up stream, then the measured one."""
+    runner, floor = {c: (r, f) for c, r, f in CLIENTS}[name]
+    try:
+        runner(f"{base}/paced?events={WARMUP_EVENTS}&pause_ms={PAUSE_MS:g}", WARMUP_EVENTS)
+        count, cpu, ids = runner(f"{base}/paced?events={n}&pause_ms={PAUSE_MS:g}", n)
+    except Exception as exc:
+        return {"status": "error", "reason": f"{type(exc).__name__}: {exc}"[:200]}
+    if not floor and ids != [str(i) for i in range(n)]:
+        return {"status": "error", "reason": f"got {count} events, ids not 0..{n - 1} in order"}
+    return {"status": "ok", "events": count, "cpu_s": cpu}
+
+
+# --------------------------------------------------------------------- parent side
+
+
+def run_child(name: str, base: str, n: int) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "benchmarks.paced_bench", "--child", name, base, str(n)]
+    try:
+        proc = subprocess.run(
+            cmd, cwd=ROOT, capture_output=True, text=True, timeout=CHILD_TIMEOUT, check=False
+        )
+    except subprocess.TimeoutExpired:
+        return {"status": "error", "reason": f"killed after {CHILD_TIMEOUT:.0f} s"}
+    lines = proc.stdout.strip().splitlines()
+    try:
+        return json.loads(lines[-1])  # type: ignore[no-any-return]
+    except (IndexError, ValueError):
+        tail = proc.stderr.strip().splitlines()[-1:] or [f"exit status {proc.returncode}"]
+        return {"status": "error", "reason": f"no result: {tail[0]}"}
+
+
+def run(quick: bool = False, events: int | None = None, rounds: int = ROUNDS) -> list[Table]:
+    n = events or (QUICK_EVENTS if quick else EVENTS)
+    rounds = 1 if quick else rounds
+    per_event: dict[str, list[float]] = {name: [] for name, _r, _f in CLIENTS}
+    errors: dict[str, str] = {}
+    with server_process() as server:
+        for round_ in range(1, rounds + 1):
+            for name, _runner, _floor in CLIENTS:
+                print(f"  paced round {round_}/{rounds}: {name}", file=sys.stderr, flush=True)
+                res = run_child(name, server.base, n)
+                if res["status"] == "ok":
+                    per_event[name].append(res["cpu_s"] / n * 1e6)
+                else:
+                    errors.setdefault(name, res["reason"])
+    medians = {k: statistics.median(v) for k, v in per_event.items() if v and k not in errors}
+    ld = medians.get(LD)
+    table = Table(
+        f"Paced: CPU per event, 1-3 events per socket write, {PAUSE_MS:g} ms pauses",
+        ("client", "events", "CPU µs/event", "range µs", f"vs {LD}"),
+    )
+    for name, _runner, _floor in CLIENTS:
+        if name not in medians:
+            table.rows.append((name, "error", "-", "-", "-"))
+            continue
+        values = per_event[name]
+        table.rows.append(
+            (
+                name,
+                f"{n:,}",
+                f"{medians[name]:.1f}",
+                f"{min(values):.1f}-{max(values):.1f}",
+                ratio(medians[name], ld),
+            )
+        )
+    table.notes += [
+        f"Server: benchmarks._server, the first {n:,} events of the `llm` corpus, one HTTP "
+        f"chunk per event, 1-3 events per socket write (seeded; TCP_NODELAY), "
+        f"{PAUSE_MS:g} ms pause after each write.",
+        "CPU µs/event: the client process's CPU time (time.process_time(): all threads, "
+        f"user + system) from the first event delivered to user code to the {n:,}th, / "
+        f"{n:,}; a floor's from its first read to the end of the stream. Each client runs "
+        f"in a fresh process, after a warm-up stream of {WARMUP_EVENTS} events. Median of "
+        f"{rounds} round(s), clients interleaved; range = min-max over the rounds. Lower is "
+        "better.",
+        "Floors parse nothing (no HTTP, no SSE): a blocking socket recv() loop; an asyncio "
+        "Protocol counting data_received; anyio's SocketStream.receive() under "
+        "fail_after(60) on asyncio (what a read with a timeout costs an async client).",
+        *_verdicts(medians),
+    ]
+    table.notes += [f"{name}: {reason}" for name, reason in errors.items()]
+    return [table]
+
+
+def _verdicts(medians: dict[str, float]) -> list[str]:
+    ld = medians.get(LD)
+    if not ld:
+        return ["Targets: not judged (no launchdarkly-eventsource result)."]
+    out = []
+    for name, limit in ((SYNC, SYNC_LIMIT), *((a, ASYNC_LIMIT) for a in ASYNC)):
+        mine = medians.get(name)
+        if mine is None:
+            out.append(f"Target ({name}): not measured.")
+            continue
+        verdict = "met" if mine <= limit * ld else "NOT met"
+        out.append(
+            f"Target ({name}): {mine:.1f} µs/event = {mine / ld:.2f}x launchdarkly-eventsource "
+            f"({ld:.1f}); target <= {limit:g}x: {verdict}."
+        )
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("--quick", action="store_true", help=f"{QUICK_EVENTS} events, one round")
+    ap.add_argument("--events", type=int, help="events per measured stream")
+    ap.add_argument("--rounds", type=int, default=ROUNDS, help="rounds (median over them)")
+    ap.add_argument("--markdown", metavar="FILE", help="also write the table as Markdown")
+    ap.add_argument("--child", nargs=3, metavar=("NAME", "BASE", "N"), help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        name, base, n = args.child
+        print(json.dumps(child(name, base, int(n))), flush=True)
+        return 0
+    tables = run(args.quick, args.events, args.rounds)
+    for table in tables:
+        print(table.text())
+    if args.markdown:
+        write_markdown(args.markdown, tables, DISTS)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
