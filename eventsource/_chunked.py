@@ -57,7 +57,7 @@ from typing import NoReturn
 
 from ._errors import ConnectionLostError
 
-__all__ = ["MAX_SIZE_LINE", "MAX_TRAILERS", "ChunkedDecoder", "ChunkedFramingError"]
+__all__ = ["MAX_SIZE_LINE", "MAX_TRAILERS", "BodyFraming", "ChunkedDecoder", "ChunkedFramingError"]
 
 MAX_SIZE_LINE = 4096  # one size line, extensions and CRLF included
 MAX_TRAILERS = 16384  # the trailer section, its blank line included
@@ -314,3 +314,51 @@ def _bad_trailer(section: bytes) -> str:
         if _FIELD.fullmatch(field) is None:
             return f"invalid trailer field {field[:40]!r}"
     return ""
+
+
+class BodyFraming:
+    """Where an HTTP/1.1 body read straight from its connection ends: its
+    chunked framing, its Content-Length, or the connection's end."""
+
+    __slots__ = ("_decoder", "_left", "failed")
+
+    def __init__(self, chunked: bool, length: int | None) -> None:
+        self._decoder = ChunkedDecoder() if chunked else None
+        self._left = None if chunked else length
+        # A framing error found after body bytes in the same read: raised at
+        # the next read, once the events of those bytes are delivered.
+        self.failed: ChunkedFramingError | None = None
+
+    @property
+    def complete(self) -> bool:
+        """The whole body was read (a framed body; a close-delimited one ends
+        with its connection)."""
+        decoder = self._decoder
+        return decoder.done if decoder is not None else self._left == 0
+
+    def take(self, data: bytes) -> bytes | None:
+        """The body bytes in one read (b"" at the connection's end); None once
+        the body is complete. Raises ChunkedFramingError when it is cut short."""
+        decoder = self._decoder
+        if decoder is not None:
+            if decoder.done:
+                return None
+            if not data:
+                decoder.close()  # raises: the body is incomplete
+                return None
+            try:
+                return decoder.feed(data)
+            except ChunkedFramingError as exc:
+                if not exc.data:
+                    raise
+                self.failed = exc
+                return exc.data
+        left = self._left
+        if left is None:
+            return data or None  # close-delimited: the end of the connection ends it
+        if left == 0:
+            return None
+        if not data:
+            raise ChunkedFramingError(f"connection closed {left} bytes before the body's end")
+        self._left = left - len(data)
+        return data if len(data) <= left else data[:left]

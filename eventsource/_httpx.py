@@ -7,13 +7,16 @@ and interrupts a read in progress. ``_io`` carries out the steps with these;
 ``_request`` builds requests with httpx's public API.
 
 The fast path: an HTTP/1.1 response from httpx's own transport with no
-content coding is read straight from its connection's network stream, in
-64 KiB reads, its chunked framing decoded by ``_chunked`` (or counted against
-Content-Length, or read to the end of the connection), once h11 has parsed
-the head. h11 then never sees the body, so the connection is closed with the
-response, never pooled (an SSE stream ends with its connection anyway). Any
-surprise (another transport, a compressed body, HTTP/2, a missing private
-attribute) takes httpx's public stream instead, never an error.
+content coding is read straight from its connection, its chunked framing
+decoded by ``_chunked`` (or counted against Content-Length, or read to the
+end of the connection), once h11 has parsed the head; ``_direct`` holds the
+readers: the socket itself (sync), the asyncio transport taken over from
+anyio's protocol, the trio socket, or else the network stream's ``read()``
+(TLS on async). h11 then never sees the body, so the connection is closed
+with the response, never pooled (an SSE stream ends with its connection
+anyway). Any surprise (another transport, a compressed body, HTTP/2, a
+missing private attribute) takes httpx's public stream instead, or the
+network stream's ``read()``, never an error.
 
 Interrupting: a read on an HTTP/1.1 connection is ended by shutting the socket
 down (by its descriptor: event loops wrap their sockets), but only while the
@@ -28,7 +31,14 @@ to the public path (checked on httpx 0.27-0.28, httpcore 1.0.5-1.0.9, h11
 0.14-0.16, h2 4.1-4.3):
 
 - ``response.extensions["network_stream"]``: httpcore's documented extension;
-  its ``read(max_bytes, timeout)`` and ``get_extra_info("socket")``.
+  its ``read(max_bytes, timeout)`` and ``get_extra_info("socket")`` /
+  ``("ssl_object")``.
+- on asyncio, that stream's ``_stream``, anyio's ``SocketStream``, and its
+  ``_transport`` and ``_protocol`` (anyio's ``StreamProtocol``, whose
+  ``read_queue`` holds bytes received and not yet read): the transport is
+  taken over with asyncio's public ``set_protocol()``, the queued bytes read
+  first (checked on anyio 4.1-4.16). Fallback: the network stream's
+  ``read()``.
 - ``response.stream._stream._httpcore_stream._stream._connection._h11_state``
   (httpx's ``BoundAsyncStream`` / ``BoundSyncStream`` and ``ResponseStream``,
   httpcore's ``PoolByteStream``, ``HTTP11ConnectionByteStream`` and
@@ -55,9 +65,11 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import sys
 import threading
 import weakref
+from collections import deque
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any, Callable, Protocol
 
@@ -65,7 +77,8 @@ import anyio
 import httpcore
 import httpx
 
-from ._chunked import ChunkedDecoder, ChunkedFramingError
+from ._chunked import BodyFraming
+from ._direct import AsyncDirect, async_reader, sync_reader
 from ._errors import ConnectionLostError, EventSourceError, ReadTimeoutError, ResponseError
 
 __all__ = [
@@ -84,7 +97,6 @@ __all__ = [
 logger = logging.getLogger("eventsource")
 
 CLOSE_TIMEOUT = 5.0  # seconds that closing a response or a client may take, at most
-READ_SIZE = 64 * 1024  # bytes asked of the socket per read on the fast path
 
 # --- classifying ------------------------------------------------------------------------
 
@@ -286,76 +298,15 @@ class SyncBody(Protocol):
     def finish(self) -> None: ...
 
 
-class _Framing:
-    """The end of an HTTP/1.1 body read straight from its connection: chunked,
-    Content-Length, or the connection's end."""
-
-    __slots__ = ("_decoder", "_left", "failed")
-
-    def __init__(self, headers: httpx.Headers) -> None:
-        self._decoder: ChunkedDecoder | None = None
-        self._left: int | None = None
-        # A framing error found after body bytes in the same read: raised at
-        # the next read, once the events of those bytes are delivered.
-        self.failed: ChunkedFramingError | None = None
-        if "chunked" in headers.get("transfer-encoding", "").lower():
-            self._decoder = ChunkedDecoder()
-        elif "content-length" in headers:
-            self._left = int(headers["content-length"])
-
-    @property
-    def complete(self) -> bool:
-        """The whole body was read (a framed body; a close-delimited one ends
-        with its connection)."""
-        decoder = self._decoder
-        return decoder.done if decoder is not None else self._left == 0
-
-    def take(self, data: bytes) -> bytes | None:
-        """The body bytes in one read (b"" at the connection's end); None once
-        the body is complete. Raises ConnectionLostError when it is cut short."""
-        decoder = self._decoder
-        if decoder is not None:
-            if decoder.done:
-                return None
-            if not data:
-                decoder.close()  # raises: the body is incomplete
-                return None
-            try:
-                return decoder.feed(data)
-            except ChunkedFramingError as exc:
-                if not exc.data:
-                    raise
-                self.failed = exc
-                return exc.data
-        left = self._left
-        if left is None:
-            return data or None  # close-delimited: the end of the connection ends it
-        if left == 0:
-            return None
-        if not data:
-            raise ChunkedFramingError(f"connection closed {left} bytes before the body's end")
-        self._left = left - len(data)
-        return data if len(data) <= left else data[:left]
-
-
-def _as_httpx(exc: Exception, request: httpx.Request) -> httpx.TransportError:
-    """The error httpx's own read would have raised: the same causes on the
-    fast path as on httpx's stream (httpx's map_httpcore_exceptions)."""
-    if isinstance(exc, httpcore.ReadTimeout):
-        return httpx.ReadTimeout(str(exc), request=request)
-    if isinstance(exc, httpcore.ReadError):
-        return httpx.ReadError(str(exc), request=request)
-    return httpx.RemoteProtocolError(str(exc), request=request)
-
-
-def _direct(response: httpx.Response) -> tuple[Any, bytes] | None:
+def _direct(response: httpx.Response) -> tuple[Any, bytes, BodyFraming] | None:
     """The network stream under an HTTP/1.1 body from httpx's own transport,
-    and the body bytes already read with the head; None when the fast path
-    does not apply (see the module docstring)."""
+    the body bytes already read with the head, and the body's framing; None
+    when the fast path does not apply (see the module docstring)."""
     if response.http_version != "HTTP/1.1" or not _identity(response):
         return None
     if response.is_stream_consumed or response.is_closed:
         return None
+    headers = response.headers
     try:
         core: Any = _httpcore_stream(response)
         h11_connection = core._connection._h11_state
@@ -367,71 +318,43 @@ def _direct(response: httpx.Response) -> tuple[Any, bytes] | None:
         stream = response.extensions["network_stream"]
         if not callable(getattr(stream, "read", None)):
             return None
-        if "content-length" in response.headers:
-            int(response.headers["content-length"])
+        chunked = "chunked" in headers.get("transfer-encoding", "").lower()
+        length = headers.get("content-length")
+        length = None if chunked or length is None else int(length)
     except Exception:  # another transport or version: the public path
         return None
-    return stream, bytes(buffered)
+    return stream, bytes(buffered), BodyFraming(chunked, length)
 
 
-class _Direct:
-    """A body read straight from its connection (the fast path)."""
-
-    __slots__ = ("_framing", "_pending", "_request", "_stream", "_timeout")
-    scoped = False  # the socket is shut down to interrupt; reads carry the timeout
-
-    def __init__(
-        self, stream: Any, buffered: bytes, response: httpx.Response, timeout: float | None
-    ):
-        self._stream = stream
-        self._pending: bytes | None = buffered or None
-        self._framing = _Framing(response.headers)
-        self._timeout = timeout
-        self._request = response.request
+def _plain(stream: Any) -> bool:
+    try:
+        return stream.get_extra_info("ssl_object") is None
+    except Exception:
+        return False
 
 
-class _AsyncDirect(_Direct):
-    __slots__ = ()
-
-    async def read(self) -> bytes | None:
-        try:
-            if self._framing.failed is not None:
-                raise self._framing.failed
-            data = self._pending
-            if data is not None:
-                self._pending = None
-            elif self._framing.complete:
-                return None  # the connection stays open: nothing more is ours
-            else:
-                data = await self._stream.read(READ_SIZE, self._timeout)
-            return self._framing.take(data)
-        except (ChunkedFramingError, httpcore.ReadError, httpcore.ReadTimeout) as exc:
-            raise _as_httpx(exc, self._request) from exc
-
-    async def finish(self) -> None:
-        pass
-
-
-class _SyncDirect(_Direct):
-    __slots__ = ()
-
-    def read(self) -> bytes | None:
-        try:
-            if self._framing.failed is not None:
-                raise self._framing.failed
-            data = self._pending
-            if data is not None:
-                self._pending = None
-            elif self._framing.complete:
-                return None  # the connection stays open: nothing more is ours
-            else:
-                data = self._stream.read(READ_SIZE, self._timeout)
-            return self._framing.take(data)
-        except (ChunkedFramingError, httpcore.ReadError, httpcore.ReadTimeout) as exc:
-            raise _as_httpx(exc, self._request) from exc
-
-    def finish(self) -> None:
-        pass
+def _async_endpoint(stream: Any) -> tuple[str, Any] | None:
+    """What a plain TCP connection can be read from below httpcore's stream:
+    its asyncio transport, taken over from anyio's protocol with the bytes
+    that protocol holds unread, or its trio socket; None otherwise."""
+    if not _plain(stream):
+        return None
+    try:
+        sock = stream.get_extra_info("socket")
+        trio = sys.modules.get("trio")
+        if trio is not None and isinstance(sock, trio.socket.SocketType):
+            return ("trio", sock) if sys.platform != "win32" else None
+        inner = stream._stream  # anyio's SocketStream on asyncio
+        transport, protocol = inner._transport, inner._protocol
+        queue = protocol.read_queue
+        if transport.get_protocol() is not protocol or not isinstance(queue, deque):
+            return None
+        for name in ("set_protocol", "is_closing", "pause_reading", "resume_reading"):
+            if not callable(getattr(transport, name, None)):
+                return None
+    except Exception:  # another backend or layout: httpcore's stream
+        return None
+    return ("asyncio", (transport, protocol, queue))
 
 
 def _raw_stream(response: httpx.Response, kind: type) -> bool:
@@ -496,7 +419,11 @@ def open_async_body(
     direct = _direct(response) if sock is not None else None
     if direct is not None:
         response.is_stream_consumed = True
-        return _AsyncDirect(direct[0], direct[1], response, read_timeout), sock
+        stream, buffered, framing = direct
+        endpoint = _async_endpoint(stream)
+        return async_reader(
+            stream, endpoint, buffered, framing, response.request, read_timeout
+        ), sock
     return _AsyncChunks(response, scoped=sock is None), sock
 
 
@@ -508,7 +435,11 @@ def open_sync_body(
     direct = _direct(response) if sock is not None else None
     if direct is not None:
         response.is_stream_consumed = True
-        return _SyncDirect(direct[0], direct[1], response, read_timeout), sock
+        stream, buffered, framing = direct
+        raw = sock if isinstance(sock, socket.socket) else None
+        if raw is not None and not (_plain(stream) or isinstance(raw, ssl.SSLSocket)):
+            raw = None  # TLS inside a proxy's TLS: the socket carries the outer layer
+        return sync_reader(stream, raw, buffered, framing, response.request, read_timeout), sock
     return _SyncChunks(response), sock
 
 
@@ -561,7 +492,7 @@ async def aclose_response(response: httpx.Response, body: Any = None) -> None:
             await response.aclose()
         except Exception as exc:  # closing a broken connection may fail too
             logger.debug("error while closing the response: %r", exc)
-        if isinstance(body, (_AsyncChunks, _AsyncDirect)):
+        if isinstance(body, (_AsyncChunks, AsyncDirect)):
             await body.finish()
         elif body is not None:  # a refused response's aiter_bytes()
             await _end_generators(body)

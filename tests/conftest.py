@@ -123,7 +123,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             ids=["asyncio", "trio", "sync"],
         )
     elif "anyio_backend" in metafunc.fixturenames:
-        metafunc.parametrize("anyio_backend", ["asyncio", "trio"])
+        # A test about one backend's internals names it with its own
+        # @pytest.mark.parametrize("anyio_backend", [...]).
+        marks = metafunc.definition.iter_markers("parametrize")
+        if not any("anyio_backend" in str(mark.args[0]) for mark in marks):
+            metafunc.parametrize("anyio_backend", ["asyncio", "trio"])
 
 
 def client_for(mode: str, **kwargs: Any) -> httpx.Client | httpx.AsyncClient:

@@ -40,8 +40,12 @@ def bodies(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     yield opened
 
 
-def direct(mode: str) -> str:
-    return "_SyncDirect" if mode == "sync" else "_AsyncDirect"
+# The fastest reader of a plain TCP connection, per mode and backend.
+FASTEST = {"sync": "_SyncSocket", "asyncio": "_AsyncioFeed", "trio": "_TrioSocket"}
+
+
+def direct(mode: str, backend: str) -> str:
+    return FASTEST["sync" if mode == "sync" else backend]
 
 
 def public(mode: str) -> str:
@@ -50,7 +54,7 @@ def public(mode: str) -> str:
 
 @pytest.mark.parametrize("framing", FRAMINGS)
 async def test_taken_in_every_framing_with_every_event(
-    mode: str, framing: Any, bodies: list[str]
+    mode: str, anyio_backend: str, framing: Any, bodies: list[str]
 ) -> None:
     async with SSEServer(framing=framing) as server:
         for i in range(1, 301):
@@ -59,12 +63,12 @@ async def test_taken_in_every_framing_with_every_event(
         outcome = await consume(EventSource(server.url, reconnect=False), mode)
     assert [e.id for e in outcome.events] == [str(i) for i in range(1, 301)]
     assert outcome.events[6].json() == {"n": 7, "text": "é" * 0}
-    assert outcome.error is None and bodies == [direct(mode)]
+    assert outcome.error is None and bodies == [direct(mode, anyio_backend)]
 
 
 @pytest.mark.parametrize("framing", ["chunked", "content-length"])
 async def test_a_drop_mid_event_resumes_on_the_fast_path(
-    mode: str, framing: Any, bodies: list[str]
+    mode: str, anyio_backend: str, framing: Any, bodies: list[str]
 ) -> None:
     async with SSEServer(framing=framing) as server:
         for i in range(1, 6):
@@ -76,11 +80,13 @@ async def test_a_drop_mid_event_resumes_on_the_fast_path(
         outcome = await consume(source, mode, limit=5)
         resumed_from = server.requests[1].last_event_id
     assert [e.data for e in outcome.events] == [f"event {i}" for i in range(1, 6)]
-    assert resumed_from == "2" and bodies == [direct(mode)] * 2
+    assert resumed_from == "2" and bodies == [direct(mode, anyio_backend)] * 2
     assert len(errors) == 1 and isinstance(errors[0], ConnectionLostError)
 
 
-async def test_a_broken_chunk_header_is_a_drop_that_resumes(mode: str, bodies: list[str]) -> None:
+async def test_a_broken_chunk_header_is_a_drop_that_resumes(
+    mode: str, anyio_backend: str, bodies: list[str]
+) -> None:
     raw = (
         b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
         b"transfer-encoding: chunked\r\n\r\n"
@@ -120,10 +126,12 @@ async def test_a_broken_chunk_header_is_a_drop_that_resumes(mode: str, bodies: l
     assert [e.data for e in outcome.events] == ["a", "b"]
     assert "chunked framing" in str(errors[0]) and isinstance(errors[0], ConnectionLostError)
     assert resumed[:2] == [False, True]
-    assert bodies[0] == direct(mode)
+    assert bodies[0] == direct(mode, anyio_backend)
 
 
-async def test_a_compressed_body_takes_the_public_path(mode: str, bodies: list[str]) -> None:
+async def test_a_compressed_body_takes_the_public_path(
+    mode: str, anyio_backend: str, bodies: list[str]
+) -> None:
     body = gzip.compress(b"id: 1\ndata: zipped\n\n")
     async with SSEServer() as server:
         server.respond_with(
@@ -132,7 +140,7 @@ async def test_a_compressed_body_takes_the_public_path(mode: str, bodies: list[s
         server.send("plain", id="2")
         outcome = await consume(EventSource(server.url, min_retry_delay=0.01), mode, limit=2)
     assert [e.data for e in outcome.events] == ["zipped", "plain"]
-    assert bodies == [public(mode), direct(mode)]
+    assert bodies == [public(mode), direct(mode, anyio_backend)]
 
 
 async def test_a_mock_transport_takes_the_public_path(mode: str, bodies: list[str]) -> None:
@@ -224,4 +232,235 @@ async def test_close_from_another_thread_ends_a_fast_read(bodies: list[str]) -> 
         ended = await anyio.to_thread.run_sync(done.wait, 5.0)
         elapsed = time.monotonic() - started
         thread.join(5)
-    assert ended and elapsed < 0.5 and got == ["a"] and bodies == ["_SyncDirect"]
+    assert ended and elapsed < 0.5 and got == ["a"] and bodies == ["_SyncSocket"]
+
+
+# --- the readers below httpcore's stream (eventsource/_direct.py) -------------------------
+
+
+async def _raw_server(handle: Any) -> tuple[Any, str]:
+    """A loopback listener whose connections `handle` serves (by hand)."""
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    return listener, f"http://127.0.0.1:{port}/"
+
+
+HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+
+
+async def test_a_whole_response_and_its_end_in_one_write_end_the_stream(
+    mode: str, anyio_backend: str, bodies: list[str]
+) -> None:
+    # anyio may have seen the EOF while httpcore read the head: the reader
+    # taking the connection over must still see it (and not wait forever).
+    async def handle(stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            await stream.receive()
+            await stream.send(HEAD + b"\r\nid: 1\ndata: a\n\nid: 2\ndata: b\n\n")
+
+    listener, url = await _raw_server(handle)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, handle)
+        with anyio.fail_after(5):
+            outcome = await consume(EventSource(url, reconnect=False), mode)
+        tg.cancel_scope.cancel()
+    await listener.aclose()
+    assert [e.data for e in outcome.events] == ["a", "b"] and outcome.error is None
+    assert bodies == [direct(mode, anyio_backend)]
+
+
+async def test_a_slow_consumer_is_not_timed_out(
+    mode: str, anyio_backend: str, bodies: list[str]
+) -> None:
+    # The read timeout counts while a read waits, not while the caller is busy
+    # with the last events (the trio watchdog and the asyncio timer both check).
+    async with SSEServer() as server:
+        server.send("a", id="1")
+        server.send("b", id="2")  # then silence, the connection open
+        source = EventSource(server.url, read_timeout=0.3)
+        seen: list[str] = []
+        if mode == "sync":
+
+            def run() -> None:
+                import time
+
+                with source:
+                    for event in source:
+                        seen.append(event.data)
+                        time.sleep(0.5)  # longer than read_timeout, not reading
+                        if len(seen) == 2:
+                            break
+
+            await anyio.to_thread.run_sync(run)
+        else:
+            async with source:
+                async for event in source:
+                    seen.append(event.data)
+                    await anyio.sleep(0.5)
+                    if len(seen) == 2:
+                        break
+        assert seen == ["a", "b"] and source.error is None
+        assert len(server.requests) == 1
+    assert bodies == [direct(mode, anyio_backend)]
+
+
+def _watchdogs() -> int:
+    """trio tasks running eventsource's read-timeout watchdog."""
+    import trio
+
+    def walk(task: trio.lowlevel.Task) -> int:
+        found = task.coro.cr_code.co_name == "_watch"  # type: ignore[attr-defined]
+        return found + sum(walk(t) for n in task.child_nurseries for t in n.child_tasks)
+
+    return walk(trio.lowlevel.current_root_task())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_the_trio_watchdog_ends_with_its_source(bodies: list[str]) -> None:
+    import trio.testing
+
+    async with SSEServer() as server:
+        server.send("a")
+        source = EventSource(server.url, read_timeout=30)
+        got = trio.Event()
+
+        async def read_all() -> None:
+            async for _event in source:
+                got.set()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read_all)
+            await got.wait()
+            await trio.testing.wait_all_tasks_blocked()  # reading: the watchdog is up
+            during = _watchdogs()
+            await source.aclose()
+        await trio.testing.wait_all_tasks_blocked()
+        after = _watchdogs()
+    assert bodies == ["_TrioSocket"] and (during, after) == (1, 0)
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_bytes_anyio_held_unread_come_first(
+    bodies: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import eventsource._httpx as httpx_module
+
+    release = anyio.Event()
+
+    async def handle(stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            await stream.receive()
+            await stream.send(HEAD + b"transfer-encoding: chunked\r\n\r\n")
+            await release.wait()
+            await stream.send(b"d\r\ndata: after\n\n\r\n0\r\n\r\n")
+
+    original = httpx_module._async_endpoint
+
+    def with_queued(stream: Any) -> Any:
+        # As if anyio's protocol had received a chunk that nobody read yet.
+        stream._stream._protocol.read_queue.append(b"e\r\ndata: queued\n\n\r\n")
+        release.set()
+        return original(stream)
+
+    monkeypatch.setattr(httpx_module, "_async_endpoint", with_queued)
+    listener, url = await _raw_server(handle)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, handle)
+        with anyio.fail_after(5):
+            events = await EventSource(url, reconnect=False).acollect()
+        tg.cancel_scope.cancel()
+    await listener.aclose()
+    assert [e.data for e in events] == ["queued", "after"] and bodies == ["_AsyncioFeed"]
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_the_asyncio_feed_pauses_reading_when_nobody_reads(
+    bodies: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from eventsource import _direct
+
+    held: list[int] = []
+    original = _direct._AsyncioFeed.data_received
+
+    def spy(self: Any, data: bytes) -> None:
+        original(self, data)
+        held.append(self._size)
+
+    monkeypatch.setattr(_direct._AsyncioFeed, "data_received", spy)
+    async with SSEServer() as server:
+        for _ in range(4000):  # about 4 MB, sent at once
+            server.send("x" * 1000)
+        server.end_after(4000)
+        got = 0
+        async with EventSource(server.url, reconnect=False) as source:
+            async for _event in source:
+                got += 1
+                if got == 1:
+                    await anyio.sleep(0.5)  # the server has written it all meanwhile
+    assert got == 4000 and bodies == ["_AsyncioFeed"]
+    # Held unread: at most the high-water mark and one transport read (256 KiB).
+    assert max(held) <= _direct.HIGH_WATER + 256 * 1024
+    assert max(held) > _direct.HIGH_WATER  # it did fill up: the pause was needed
+
+
+async def test_tls_is_read_fast_too(mode: str, anyio_backend: str, bodies: list[str]) -> None:
+    # Sync reads the SSLSocket itself; async reads httpcore's TLS stream (the
+    # TLS layer is anyio's or trio's, above the socket).
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    async with SSEServer(tls=server_context) as server:
+        for i in range(1, 51):
+            server.send(f"secret {i}", id=str(i))
+        server.drop_mid_event(20, at="line")
+        server.end_after(50)
+        client_class = httpx.Client if mode == "sync" else httpx.AsyncClient
+        client = client_class(verify=client_context)
+        source = EventSource(server.url, client=client, min_retry_delay=0.01, retry=0.01)
+        outcome = await consume(source, mode, limit=50)
+        if isinstance(client, httpx.AsyncClient):
+            await client.aclose()
+        else:
+            client.close()
+    assert [e.data for e in outcome.events] == [f"secret {i}" for i in range(1, 51)]
+    fast = "_SyncSocket" if mode == "sync" else "_AsyncStream"
+    assert bodies == [fast, fast]
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_transport_that_cannot_change_protocol_is_read_through_the_stream(
+    bodies: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import eventsource._httpx as httpx_module
+
+    class Refusing:
+        """The client connection's transport, without set_protocol()."""
+
+        def __init__(self, transport: Any) -> None:
+            self._transport = transport
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._transport, name)
+
+        def set_protocol(self, protocol: Any) -> None:
+            raise NotImplementedError
+
+    original = httpx_module._async_endpoint
+
+    def refusing(stream: Any) -> Any:
+        kind, (transport, protocol, queue) = original(stream)
+        return kind, (Refusing(transport), protocol, queue)
+
+    monkeypatch.setattr(httpx_module, "_async_endpoint", refusing)
+    async with SSEServer() as server:
+        for i in range(1, 4):
+            server.send(str(i), id=str(i))
+        server.end_after(3)
+        events = await EventSource(server.url, reconnect=False).acollect()
+    assert [e.data for e in events] == ["1", "2", "3"] and bodies == ["_AsyncStream"]
