@@ -213,6 +213,7 @@ class _TrioSocket(AsyncDirect):
                 raise httpcore.ReadError(str(exc)) from exc
             finally:
                 self._waiting = False
+            self._expired = False  # woken by data as the watchdog fired: not a timeout
             try:
                 return os.read(self._fd, READ_SIZE)
             except BlockingIOError:
@@ -238,10 +239,11 @@ async def _watch(ref: weakref.ReferenceType[_TrioSocket], scope: Any) -> None:
                 deadline, now = body._deadline, trio.current_time()
                 if deadline <= now:
                     if body._waiting:
+                        # The read wakes with ClosedResourceError; or, if it
+                        # was already woken by data, it clears the flag.
                         body._expired = True
                         trio.lowlevel.notify_closing(body._socket)
-                        return
-                    deadline = now + body._timeout  # not reading: look again later
+                    deadline = now + body._timeout  # look again a period later
                 del body
                 await trio.sleep_until(deadline)
         except Exception:  # noqa: S110 (a system task's error would crash the run)

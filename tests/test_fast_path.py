@@ -464,3 +464,28 @@ async def test_a_transport_that_cannot_change_protocol_is_read_through_the_strea
         server.end_after(3)
         events = await EventSource(server.url, reconnect=False).acollect()
     assert [e.data for e in events] == ["1", "2", "3"] and bodies == ["_AsyncStream"]
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_the_trio_watchdog_outlives_a_timeout_it_called() -> None:
+    # A read timeout is reported once per silent wait; the watchdog keeps
+    # watching, and a wait that data ended first is no timeout.
+    import trio
+
+    from eventsource._chunked import BodyFraming
+    from eventsource._direct import _TrioSocket
+
+    ours, theirs = trio.socket.socketpair()
+    request = httpx.Request("GET", "http://sse.test/")
+    body = _TrioSocket(ours, b"", BodyFraming(False, None), request, 0.1)
+    with ours, theirs, trio.fail_after(5):
+        await theirs.send(b"a")
+        assert await body.read() == b"a"
+        with pytest.raises(httpx.ReadTimeout):
+            await body.read()  # silence: the watchdog fires
+        body._expired = True  # as if it fired just as data woke the read
+        await theirs.send(b"b")
+        assert await body.read() == b"b" and not body._expired
+        with pytest.raises(httpx.ReadTimeout):
+            await body.read()  # silence again: the same watchdog fires again
+        await body.finish()
