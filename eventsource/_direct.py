@@ -377,7 +377,8 @@ class _AsyncioFeed(AsyncDirect, asyncio.Protocol):
                     self._waiter = None
                 if self._expired:
                     self._expired = False
-                    raise httpcore.ReadTimeout("timed out")
+                    if not chunks and not self._eof:  # (data that came as well wins)
+                        raise httpcore.ReadTimeout("timed out")
             if chunks:
                 data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
                 chunks.clear()

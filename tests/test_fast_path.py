@@ -489,3 +489,49 @@ async def test_the_trio_watchdog_outlives_a_timeout_it_called() -> None:
         with pytest.raises(httpx.ReadTimeout):
             await body.read()  # silence again: the same watchdog fires again
         await body.finish()
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_the_asyncio_feed_times_out_each_silent_wait_and_only_those() -> None:
+    import asyncio
+    import collections
+    import socket
+
+    from eventsource._chunked import BodyFraming
+    from eventsource._direct import _AsyncioFeed
+
+    ours, theirs = socket.socketpair()
+    _reader, writer = await asyncio.open_connection(sock=ours)
+    transport = writer.transport
+    previous = transport.get_protocol()
+    request = httpx.Request("GET", "http://sse.test/")
+    feed = _AsyncioFeed(
+        transport, previous, collections.deque(), b"", BodyFraming(False, None), request, 0.1
+    )
+    try:
+        with anyio.fail_after(5):
+            theirs.send(b"a")
+            assert await feed.read() == b"a"
+            with pytest.raises(httpx.ReadTimeout):
+                await feed.read()  # silence
+            theirs.send(b"b")
+            assert await feed.read() == b"b"  # the timer is armed again, and spares data
+            async with anyio.create_task_group() as tg:
+                got: list[bytes | None] = []
+
+                async def read() -> None:
+                    got.append(await feed.read())
+
+                tg.start_soon(read)
+                await anyio.wait_all_tasks_blocked()
+                assert feed._waiter is not None  # the read waits
+                feed._deadline = 0.0
+                feed._check()  # the timer fires...
+                feed.data_received(b"c")  # ...as data arrives, in the same loop turn
+            assert got == [b"c"]
+            with pytest.raises(httpx.ReadTimeout):
+                await feed.read()  # silence again
+    finally:
+        await feed.finish()
+        writer.close()
+        theirs.close()
