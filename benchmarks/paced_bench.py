@@ -7,7 +7,8 @@ Throughput is not the question here (the server sets the pace); what each wake-u
 is. Each client runs in a fresh process: a warm-up stream, then the measured stream; its
 process CPU time (``time.process_time()``: every thread, user + system) from the first
 event delivered to the last, divided by the events. Floors (no HTTP, no SSE parsing)
-read the same bytes: a blocking ``recv()`` loop, an asyncio ``Protocol``, and anyio's
+read the same bytes: a blocking ``recv()`` loop, an asyncio ``Protocol`` (alone, and
+with a task awaiting its data), trio's ``wait_readable()`` with a read, and anyio's
 ``receive()`` under a timeout on asyncio.
 
 Run ``python -m benchmarks.paced_bench [--quick] [--events N] [--markdown FILE]``.
@@ -207,6 +208,77 @@ def _floor_protocol(url: str, n: int) -> Measured:
     return n, clock.cpu(), []
 
 
+def _floor_task(url: str, n: int) -> Measured:
+    """An asyncio Protocol whose data a task awaits (a future per wait): what any
+    async iterator over a socket pays, and what eventsource's asyncio read stands on."""
+    import asyncio
+
+    host, port, head = _request(url)
+    clock = _Clock()
+
+    class Feed(asyncio.Protocol):
+        def __init__(self) -> None:
+            self.chunks: list[bytes] = []
+            self.waiter: asyncio.Future[None] | None = None
+            self.ended = False
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            transport.write(head)  # type: ignore[attr-defined]
+
+        def data_received(self, data: bytes) -> None:
+            self.chunks.append(data)
+            self._wake()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self.ended = True
+            self._wake()
+
+        def _wake(self) -> None:
+            if self.waiter is not None and not self.waiter.done():
+                self.waiter.set_result(None)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        transport, feed = await loop.create_connection(Feed, host, port)
+        while True:
+            if not feed.chunks and not feed.ended:
+                feed.waiter = loop.create_future()
+                await feed.waiter
+            if not feed.chunks:
+                break
+            feed.chunks.clear()
+            clock.tick()
+        transport.close()
+
+    asyncio.run(main())
+    return n, clock.cpu(), []
+
+
+def _floor_trio(url: str, n: int) -> Measured:
+    """trio's wait_readable() and a non-blocking read, no timeout: what
+    eventsource's trio read stands on."""
+    import os
+
+    import trio
+
+    host, port, head = _request(url)
+    clock = _Clock()
+
+    async def main() -> None:
+        sock = trio.socket.socket()
+        with sock:
+            await sock.connect((host, port))
+            await sock.send(head)
+            while True:
+                await trio.lowlevel.wait_readable(sock)
+                if not os.read(sock.fileno(), 65536):
+                    return
+                clock.tick()
+
+    trio.run(main)
+    return n, clock.cpu(), []
+
+
 def _floor_anyio(url: str, n: int) -> Measured:
     """anyio's receive() under fail_after(), on asyncio: the primitive an async client with
     a read timeout stands on."""
@@ -258,6 +330,8 @@ CLIENTS: list[tuple[str, Runner, bool]] = [
     (LD, _launchdarkly, False),
     ("floor: blocking recv() loop", _floor_recv, True),
     ("floor: asyncio Protocol", _floor_protocol, True),
+    ("floor: asyncio Protocol + a task awaiting it", _floor_task, True),
+    ("floor: trio wait_readable() + read", _floor_trio, True),
     ("floor: anyio receive() + fail_after (asyncio)", _floor_anyio, True),
 ]
 
@@ -339,8 +413,11 @@ def run(quick: bool = False, events: int | None = None, rounds: int = ROUNDS) ->
         f"{rounds} round(s), clients interleaved; range = min-max over the rounds. Lower is "
         "better.",
         "Floors parse nothing (no HTTP, no SSE): a blocking socket recv() loop; an asyncio "
-        "Protocol counting data_received; anyio's SocketStream.receive() under "
-        "fail_after(60) on asyncio (what a read with a timeout costs an async client).",
+        "Protocol counting data_received; the same Protocol with a task awaiting its data "
+        "(a future per wait: what eventsource's asyncio read stands on); trio's "
+        "wait_readable() and a non-blocking read (what its trio read stands on); anyio's "
+        "SocketStream.receive() under fail_after(60) on asyncio (what httpcore's read "
+        "with a timeout costs an async client).",
         *_verdicts(medians),
     ]
     table.notes += [f"{name}: {reason}" for name, reason in errors.items()]
