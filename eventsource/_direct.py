@@ -7,7 +7,8 @@ use public APIs only, and raise httpx's own errors, the ones its stream would:
 - ``_SyncSocket``: the socket (plain or ``ssl.SSLSocket``), its timeout set
   once, one ``recv()`` per read.
 - ``_AsyncioFeed``: a plain TCP connection on asyncio. It takes the
-  connection's transport over with ``set_protocol()`` and keeps it reading, so
+  connection's transport over with ``set_protocol()`` (a relay that holds it
+  weakly, so an unclosed source is still collected) and keeps it reading, so
   a wake-up costs one future; anyio's ``receive()`` would pause and resume the
   transport (two epoll calls) and a timeout scope around it costs more than
   the parsing. Bytes are buffered up to ``HIGH_WATER``, then reading pauses.
@@ -250,73 +251,33 @@ async def _watch(ref: weakref.ReferenceType[_TrioSocket], scope: Any) -> None:
             pass
 
 
-class _AsyncioFeed(AsyncDirect, asyncio.Protocol):
-    """The connection's asyncio protocol while its body is read (see the
-    module docstring); the protocol it replaced still hears of the end."""
+class _Relay(asyncio.Protocol):
+    """The transport's protocol while a feed reads it: it passes everything on
+    to the feed, held weakly, so that a source dropped without being closed is
+    collected (the feed's finalizer then aborts the connection, as collecting
+    the transport would have), and tells anyio's protocol of the end."""
 
-    __slots__ = (
-        "_chunks",
-        "_deadline",
-        "_eof",
-        "_expired",
-        "_lost",
-        "_loop",
-        "_paused",
-        "_previous",
-        "_size",
-        "_timer",
-        "_transport",
-        "_waiter",
-    )
+    __slots__ = ("_feed", "_previous")
 
-    def __init__(self, transport: asyncio.Transport, previous: Any, queue: Any, *args: Any) -> None:
-        super().__init__(*args)
-        self._loop = asyncio.get_running_loop()
-        self._transport = transport
+    def __init__(self, feed: _AsyncioFeed, previous: Any) -> None:
+        self._feed = weakref.ref(feed)
         self._previous = previous
-        closing = transport.is_closing()
-        transport.set_protocol(self)  # first: if it fails, nothing has changed
-        # The bytes the previous protocol received and nobody read yet.
-        self._chunks: list[bytes] = list(queue)
-        queue.clear()
-        self._size = sum(map(len, self._chunks))
-        self._waiter: asyncio.Future[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._deadline = 0.0
-        self._expired = False
-        self._eof = False
-        self._lost: Exception | None = None
-        self._paused = False
-        if closing:  # lost already, or its connection_lost comes to this protocol now
-            self._eof = True
-            lost = getattr(previous, "exception", None)
-            self._lost = lost if isinstance(lost, Exception) else None
-        else:
-            # Paused by anyio after its last receive, or (after an EOF it kept
-            # open) reading with no reader: paused and resumed, the transport
-            # reads again, and tells this protocol of an EOF once more.
-            transport.pause_reading()
-            transport.resume_reading()
-
-    # the transport's side
 
     def data_received(self, data: bytes) -> None:
-        self._chunks.append(data)
-        self._size += len(data)
-        if self._size > HIGH_WATER and not self._paused:
-            self._paused = True
-            self._transport.pause_reading()
-        self._wake()
+        feed = self._feed()
+        if feed is not None:
+            feed.received(data if data.__class__ is bytes else bytes(data))
 
     def eof_received(self) -> bool:
-        self._eof = True
-        self._wake()
+        feed = self._feed()
+        if feed is not None:
+            feed.ended(None)
         return True  # the transport stays for httpcore to close, as anyio's does
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._eof = True
-        self._lost = exc
-        self._wake()
+        feed = self._feed()
+        if feed is not None:
+            feed.ended(exc)
         try:
             self._previous.connection_lost(exc)
         except Exception:  # noqa: S110 (its own bookkeeping only: nothing of ours)
@@ -328,12 +289,99 @@ class _AsyncioFeed(AsyncDirect, asyncio.Protocol):
     def resume_writing(self) -> None:
         self._previous.resume_writing()
 
+
+def _check(ref: weakref.ReferenceType[_AsyncioFeed]) -> None:
+    """The read timeout's timer (it holds its feed weakly too)."""
+    feed = ref()
+    if feed is not None:
+        feed.check()
+
+
+class _AsyncioFeed(AsyncDirect):
+    """A plain TCP connection on asyncio, read through its transport (see the
+    module docstring); the protocol it replaced still hears of the end."""
+
+    __slots__ = (
+        "__weakref__",
+        "_chunks",
+        "_deadline",
+        "_eof",
+        "_expired",
+        "_finished",
+        "_lost",
+        "_loop",
+        "_paused",
+        "_size",
+        "_timer",
+        "_transport",
+        "_waiter",
+    )
+
+    def __init__(self, transport: asyncio.Transport, previous: Any, queue: Any, *args: Any) -> None:
+        super().__init__(*args)
+        self._loop = asyncio.get_running_loop()
+        self._transport = transport
+        self._waiter: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._deadline = 0.0
+        self._expired = False
+        self._eof = False
+        self._lost: Exception | None = None
+        self._paused = False
+        self._finished = True  # until the transport is ours
+        self._chunks: list[bytes] = []
+        self._size = 0
+        closing = transport.is_closing()
+        transport.set_protocol(_Relay(self, previous))  # if it fails, nothing has changed
+        try:
+            if closing:  # lost already, or its connection_lost comes to the relay now
+                self._eof = True
+                lost = getattr(previous, "exception", None)
+                self._lost = lost if isinstance(lost, Exception) else None
+            else:
+                # Paused by anyio after its last receive, or (after an EOF it
+                # kept open) reading with no reader: paused and resumed, the
+                # transport reads again, and tells the relay of an EOF again.
+                transport.pause_reading()
+                transport.resume_reading()
+        except BaseException:
+            transport.set_protocol(previous)  # as it was: the caller reads the stream
+            raise
+        self._finished = False
+        # The bytes the previous protocol received and nobody read yet.
+        self._chunks = [bytes(chunk) for chunk in queue]
+        queue.clear()
+        self._size = sum(map(len, self._chunks))
+
+    def __del__(self) -> None:
+        if not self._finished:  # dropped unclosed: end the connection it held
+            try:
+                self._loop.call_soon_threadsafe(self._transport.abort)
+            except Exception:  # noqa: S110 (the loop is closed: so is the transport)
+                pass
+
+    # the transport's side (through the relay)
+
+    def received(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self._size += len(data)
+        if self._size > HIGH_WATER and not self._paused:
+            self._paused = True
+            self._transport.pause_reading()
+        self._wake()
+
+    def ended(self, exc: Exception | None) -> None:
+        self._eof = True
+        if exc is not None:
+            self._lost = exc
+        self._wake()
+
     def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def _check(self) -> None:
+    def check(self) -> None:
         """The timer: a wait that has lasted the timeout ends; one that
         started later is checked again at its own deadline."""
         self._timer = None
@@ -341,7 +389,7 @@ class _AsyncioFeed(AsyncDirect, asyncio.Protocol):
         if waiter is None or waiter.done():
             return  # not waiting: the next wait arms the timer again
         if self._loop.time() < self._deadline:
-            self._timer = self._loop.call_at(self._deadline, self._check)
+            self._timer = self._loop.call_at(self._deadline, _check, weakref.ref(self))
             return
         self._expired = True
         waiter.set_result(None)
@@ -370,7 +418,7 @@ class _AsyncioFeed(AsyncDirect, asyncio.Protocol):
                 if self._timeout is not None:
                     self._deadline = loop.time() + self._timeout
                     if self._timer is None:
-                        self._timer = loop.call_at(self._deadline, self._check)
+                        self._timer = loop.call_at(self._deadline, _check, weakref.ref(self))
                 try:
                     await waiter
                 finally:
@@ -392,6 +440,7 @@ class _AsyncioFeed(AsyncDirect, asyncio.Protocol):
             raise _as_httpx(exc, self._request) from exc
 
     async def finish(self) -> None:
+        self._finished = True
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -415,7 +464,7 @@ def async_reader(
             transport, previous, queue = what
             try:
                 return _AsyncioFeed(transport, previous, queue, *args)
-            except Exception:  # noqa: S110 (a transport without set_protocol: the stream)
+            except Exception:  # noqa: S110 (no set_protocol(): nothing changed, the stream)
                 pass
         if kind == "trio":
             return _TrioSocket(what, *args)

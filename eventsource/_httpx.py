@@ -437,8 +437,15 @@ def open_sync_body(
         response.is_stream_consumed = True
         stream, buffered, framing = direct
         raw = sock if isinstance(sock, socket.socket) else None
-        if raw is not None and not (_plain(stream) or isinstance(raw, ssl.SSLSocket)):
-            raw = None  # TLS inside a proxy's TLS: the socket carries the outer layer
+        if raw is not None and not _plain(stream):
+            try:
+                tls = stream.get_extra_info("ssl_object")
+            except Exception:
+                tls = None
+            # One TLS layer is the SSLSocket's own; TLS inside a proxy's TLS
+            # is an SSLObject above a socket that carries the outer layer.
+            if not isinstance(raw, ssl.SSLSocket) or isinstance(tls, ssl.SSLObject):
+                raw = None
         return sync_reader(stream, raw, buffered, framing, response.request, read_timeout), sock
     return _SyncChunks(response), sock
 
@@ -492,10 +499,11 @@ async def aclose_response(response: httpx.Response, body: Any = None) -> None:
             await response.aclose()
         except Exception as exc:  # closing a broken connection may fail too
             logger.debug("error while closing the response: %r", exc)
-        if isinstance(body, (_AsyncChunks, AsyncDirect)):
-            await body.finish()
-        elif body is not None:  # a refused response's aiter_bytes()
-            await _end_generators(body)
+        finally:  # even past the deadline: a body's timer or watchdog ends here
+            if isinstance(body, (_AsyncChunks, AsyncDirect)):
+                await body.finish()
+            elif body is not None:  # a refused response's aiter_bytes()
+                await _end_generators(body)
 
 
 def close_response(response: httpx.Response, body: SyncBody | None = None) -> None:

@@ -269,39 +269,48 @@ async def test_a_whole_response_and_its_end_in_one_write_end_the_stream(
     assert bodies == [direct(mode, anyio_backend)]
 
 
+@pytest.mark.parametrize(
+    ("busy", "gap"),
+    [
+        (1.0, 0.4),  # busy for longer than read_timeout: the timer comes due meanwhile
+        (0.4, 0.6),  # the next wait outlasts the last wait's deadline, not its own
+    ],
+    ids=["busy-past-the-timeout", "wait-past-the-last-deadline"],
+)
 async def test_a_slow_consumer_is_not_timed_out(
-    mode: str, anyio_backend: str, bodies: list[str]
+    anyio_backend: str, busy: float, gap: float, bodies: list[str]
 ) -> None:
-    # The read timeout counts while a read waits, not while the caller is busy
-    # with the last events (the trio watchdog and the asyncio timer both check).
-    async with SSEServer() as server:
-        server.send("a", id="1")
-        server.send("b", id="2")  # then silence, the connection open
-        source = EventSource(server.url, read_timeout=0.3)
+    # read_timeout (0.8 s) counts while a read waits, from the start of that
+    # wait: not while the caller is busy with the last event, and not from an
+    # earlier wait (the asyncio timer and the trio watchdog run once per period).
+    async with SSEServer(replay=False) as server:
+        source = EventSource(server.url, read_timeout=0.8)
         seen: list[str] = []
-        if mode == "sync":
+        reading_again = anyio.Event()
 
-            def run() -> None:
-                import time
-
-                with source:
-                    for event in source:
-                        seen.append(event.data)
-                        time.sleep(0.5)  # longer than read_timeout, not reading
-                        if len(seen) == 2:
-                            break
-
-            await anyio.to_thread.run_sync(run)
-        else:
+        async def consume_slowly() -> None:
             async with source:
                 async for event in source:
                     seen.append(event.data)
-                    await anyio.sleep(0.5)
-                    if len(seen) == 2:
+                    if event.data == "a":
+                        await anyio.sleep(busy)
+                        reading_again.set()
+                    else:
                         break
+
+        with anyio.fail_after(10):  # (a spurious timeout reconnects: "b" never comes)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(consume_slowly)
+                await server.await_for_connections(1)
+                await anyio.wait_all_tasks_blocked()  # the first read waits: deadline set
+                server.send("a")
+                await reading_again.wait()
+                await anyio.wait_all_tasks_blocked()  # the next read waits
+                await anyio.sleep(gap)  # (a margin of 0.2 s or more from every deadline)
+                server.send("b")
         assert seen == ["a", "b"] and source.error is None
         assert len(server.requests) == 1
-    assert bodies == [direct(mode, anyio_backend)]
+    assert bodies == [FASTEST[anyio_backend]]
 
 
 def _watchdogs() -> int:
@@ -380,13 +389,13 @@ async def test_the_asyncio_feed_pauses_reading_when_nobody_reads(
     from eventsource import _direct
 
     held: list[int] = []
-    original = _direct._AsyncioFeed.data_received
+    original = _direct._AsyncioFeed.received
 
     def spy(self: Any, data: bytes) -> None:
         original(self, data)
         held.append(self._size)
 
-    monkeypatch.setattr(_direct._AsyncioFeed, "data_received", spy)
+    monkeypatch.setattr(_direct._AsyncioFeed, "received", spy)
     async with SSEServer() as server:
         for _ in range(4000):  # about 4 MB, sent at once
             server.send("x" * 1000)
@@ -526,8 +535,8 @@ async def test_the_asyncio_feed_times_out_each_silent_wait_and_only_those() -> N
                 await anyio.wait_all_tasks_blocked()
                 assert feed._waiter is not None  # the read waits
                 feed._deadline = 0.0
-                feed._check()  # the timer fires...
-                feed.data_received(b"c")  # ...as data arrives, in the same loop turn
+                feed.check()  # the timer fires...
+                feed.received(b"c")  # ...as data arrives, in the same loop turn
             assert got == [b"c"]
             with pytest.raises(httpx.ReadTimeout):
                 await feed.read()  # silence again
@@ -535,3 +544,193 @@ async def test_the_asyncio_feed_times_out_each_silent_wait_and_only_those() -> N
         await feed.finish()
         writer.close()
         theirs.close()
+
+
+async def _pump(source: anyio.abc.ByteStream, sink: anyio.abc.ByteStream) -> None:
+    try:
+        async for data in source:
+            await sink.send(data)
+    except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+        pass
+    finally:
+        await sink.aclose()
+
+
+async def test_https_through_an_https_proxy_reads_the_inner_tls(
+    mode: str, anyio_backend: str, bodies: list[str]
+) -> None:
+    # The socket under TLS inside a proxy's TLS carries the outer layer:
+    # reading it directly would hand the parser the inner TLS records.
+    import ssl
+
+    import trustme
+    from anyio.streams.tls import TLSListener
+
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+
+    async def target(stream: anyio.abc.ByteStream) -> None:
+        async with stream:
+            await stream.receive()
+            await stream.send(HEAD + b"transfer-encoding: chunked\r\n\r\n")
+            await stream.send(b"b\r\ndata: one\n\n\r\n")
+            await anyio.sleep(0.1)  # later reads come through the tunnel on their own
+            await stream.send(b"b\r\ndata: two\n\n\r\n")
+            await stream.send(b"d\r\ndata: three\n\n\r\n0\r\n\r\n")
+            await anyio.sleep(5)
+
+    async def proxy(stream: anyio.abc.ByteStream) -> None:
+        head = await stream.receive()
+        host, port = head.split()[1].decode().rsplit(":", 1)
+        upstream = await anyio.connect_tcp(host, int(port))
+        await stream.send(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_pump, stream, upstream)
+            tg.start_soon(_pump, upstream, stream)
+
+    listeners = []
+    for handler in (target, proxy):
+        tcp = await anyio.create_tcp_listener(local_host="127.0.0.1")
+        listeners.append((TLSListener(tcp, server_context, standard_compatible=False), handler))
+    port_of = [lst.listener.extra(anyio.abc.SocketAttribute.local_port) for lst, _ in listeners]
+    async with anyio.create_task_group() as tg:
+        for listener, handler in listeners:
+            tg.start_soon(listener.serve, handler)
+        proxy_url = httpx.Proxy(f"https://127.0.0.1:{port_of[1]}", ssl_context=client_context)
+        client_class = httpx.Client if mode == "sync" else httpx.AsyncClient
+        client = client_class(proxy=proxy_url, verify=client_context)
+        source = EventSource(f"https://127.0.0.1:{port_of[0]}/", client=client, reconnect=False)
+        outcome = await consume(source, mode)
+        if isinstance(client, httpx.AsyncClient):
+            await client.aclose()
+        else:
+            client.close()
+        tg.cancel_scope.cancel()
+    for listener, _handler in listeners:
+        await listener.aclose()
+    assert [e.data for e in outcome.events] == ["one", "two", "three"]
+    assert outcome.error is None
+    assert bodies == ["_SyncStream" if mode == "sync" else "_AsyncStream"]
+
+
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+async def test_a_source_dropped_unclosed_frees_its_connection(
+    anyio_backend: str, bodies: list[str]
+) -> None:
+    import gc
+
+    freed = anyio.Event()
+
+    async def handle(stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            await stream.receive()
+            await stream.send(HEAD + b"transfer-encoding: chunked\r\n\r\n")
+            await stream.send(b"d\r\ndata: first\n\n\r\n")
+            try:
+                while True:  # a heartbeat until the client's end
+                    with anyio.move_on_after(0.05):
+                        if not await stream.receive():
+                            break
+                    await stream.send(b"3\r\n:\n\n\r\n")
+            except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
+                pass
+            freed.set()
+
+    listener, url = await _raw_server(handle)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, handle)
+
+        async def drop() -> None:
+            source = EventSource(url)
+            async for _event in source:
+                break  # and never closed
+
+        await drop()
+        with anyio.fail_after(5):
+            while not freed.is_set():
+                gc.collect()
+                with anyio.move_on_after(0.1):
+                    await freed.wait()
+        tg.cancel_scope.cancel()
+    await listener.aclose()
+    assert bodies == [FASTEST[anyio_backend]]
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_the_asyncio_relay_passes_bytes_on_whatever_buffer_the_loop_gives() -> None:
+    # Proactor transports (Windows) hand a bytearray to data_received.
+    import asyncio
+    import collections
+    import socket
+
+    from eventsource._chunked import BodyFraming
+    from eventsource._direct import _AsyncioFeed
+
+    ours, theirs = socket.socketpair()
+    _reader, writer = await asyncio.open_connection(sock=ours)
+    transport = writer.transport
+    request = httpx.Request("GET", "http://sse.test/")
+    feed = _AsyncioFeed(
+        transport,
+        transport.get_protocol(),
+        collections.deque(),
+        b"",
+        BodyFraming(True, None),
+        request,
+        None,
+    )
+    relay = transport.get_protocol()
+    try:
+        relay.data_received(bytearray(b"d\r\ndata: hello\n\n\r\n"))
+        assert await feed.read() == b"data: hello\n\n"
+    finally:
+        await feed.finish()
+        writer.close()
+        theirs.close()
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_an_eof_anyio_saw_before_the_takeover_ends_the_stream(bodies: list[str]) -> None:
+    # Force what a fast server can cause: anyio's protocol has the whole body
+    # and the server's FIN before the fast path takes the connection over.
+    seen: list[bool] = []
+    eof = anyio.Event()
+
+    async def handle(stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            await stream.receive()
+            await stream.send(HEAD + b"\r\nid: 1\ndata: a\n\nid: 2\ndata: b\n\n")
+            await stream.send_eof()
+            await anyio.sleep(5)  # half-closed: only the FIN, the socket stays
+
+    async def read_to_the_eof(response: httpx.Response) -> None:
+        inner = response.extensions["network_stream"]._stream
+        protocol, transport = inner._protocol, inner._transport
+        original = protocol.eof_received
+
+        def eof_received() -> Any:
+            seen.append(True)
+            eof.set()
+            return original()
+
+        protocol.eof_received = eof_received
+        transport.resume_reading()
+        with anyio.fail_after(5):
+            await eof.wait()
+        transport.pause_reading()
+
+    listener, url = await _raw_server(handle)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, handle)
+        client = httpx.AsyncClient(event_hooks={"response": [read_to_the_eof]})
+        with anyio.fail_after(5):
+            events = await EventSource(url, client=client, reconnect=False).acollect()
+        await client.aclose()
+        tg.cancel_scope.cancel()
+    await listener.aclose()
+    assert [e.data for e in events] == ["a", "b"] and seen == [True]
+    assert bodies == ["_AsyncioFeed"]
