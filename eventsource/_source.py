@@ -220,7 +220,7 @@ class EventSource:
 
     def add_listener(self, type: str, listener: Listener) -> None:
         """Call ``listener(event)`` for every event of this type."""
-        self._callbacks.listeners.setdefault(type, []).append(listener)
+        self._callbacks.add_listener(type, listener)
 
     def remove_listener(self, type: str, listener: Listener) -> None:
         """Stop calling a listener added for this type (no error if absent)."""
