@@ -163,7 +163,7 @@ class Machine:
         last_event_id: str = "",
         comments: bool = False,
         method: str = "GET",
-        url: str = "",
+        url: object = "",
     ) -> None:
         self.parser = SSEParser(
             max_event_size=max_event_size,
@@ -171,7 +171,9 @@ class Machine:
             last_event_id=last_event_id,
         )
         self.policy = policy
-        self.url = url  # for log lines
+        # For log lines, which format it with %s: the source's httpx.URL, say
+        # (a str of it would be one more copy of the URL a stream holds).
+        self.url = url
         self.method = method
         self.opens = 0  # connections opened
         # The outputs not handed out yet, last first: next() pops from the end
@@ -305,7 +307,7 @@ class Machine:
             self._to(_State.WAITING)
             return False
         verdict = self.policy.judge(
-            status, headers, response, reason=reason, method=self.method, url=url or self.url
+            status, headers, response, reason=reason, method=self.method, url=url or str(self.url)
         )
         if verdict.action is Action.OPEN:
             self._to(_State.OPEN)
