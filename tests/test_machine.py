@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import random
+import tracemalloc
 
 import pytest
 
@@ -349,3 +351,32 @@ def test_an_event_too_large_leaves_the_errors_events_in_stream_order() -> None:
     error = m.final_error
     assert isinstance(error, EventTooLargeError)
     assert error.events == [ServerSentEvent(data="1"), ServerSentEvent(data="2")]
+
+
+def test_an_idle_open_machine_holds_under_a_kib() -> None:
+    """A service may hold thousands of idle streams: the machine with its
+    parser, policy and (empty) output queue stays small."""
+
+    def idle() -> Machine:
+        m = machine()
+        open_(m)
+        m.receive(b": hi\n\ndata: a\n\n")
+        m.receive(b"data: b")  # a chunk kept back, then its end
+        m.receive(b"\n\n")
+        assert run(m) == [ServerSentEvent(data="a"), ServerSentEvent(data="b"), READ]
+        return m
+
+    idle()  # one-time costs (the parser's first regex match, say) are not counted
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        machines = [idle() for _ in range(100)]
+        gc.collect()
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    mine = [tracemalloc.Filter(True, "*eventsource*")]
+    stats = after.filter_traces(mine).compare_to(before.filter_traces(mine), "filename")
+    per_machine = sum(stat.size_diff for stat in stats) / len(machines)
+    assert per_machine < 1024, per_machine
