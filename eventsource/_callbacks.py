@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, Callable
 
 from ._errors import EventSourceError
@@ -31,6 +33,9 @@ OnClose = Callable[[], object]
 OnComment = Callable[[str], object]
 Listener = Callable[[ServerSentEvent], object]
 _NO_HANDLERS: list[Callback] = []  # never mutated
+# The listeners of a source that has none: most have none, and an empty dict
+# each is 64 bytes. Read-only, so that nothing can add to it by mistake.
+_NO_LISTENERS: Mapping[str, list[Callback]] = MappingProxyType({})
 
 
 class Callbacks:
@@ -52,7 +57,14 @@ class Callbacks:
         self.on_error: Callback | None = on_error
         self.on_close: Callback | None = on_close
         self.on_comment: Callback | None = on_comment
-        self.listeners: dict[str, list[Callback]] = {}
+        self.listeners: Mapping[str, list[Callback]] = _NO_LISTENERS
+
+    def add_listener(self, type: str, listener: Callback) -> None:
+        """Call ``listener(event)`` for every event of this type too."""
+        listeners = self.listeners
+        if not isinstance(listeners, dict):
+            listeners = self.listeners = {}  # the first listener
+        listeners.setdefault(type, []).append(listener)
 
     def handlers(self, event: ServerSentEvent) -> list[Callback]:
         """Who hears of this event: on_message, then the type's listeners."""

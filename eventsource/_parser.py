@@ -74,6 +74,14 @@ _utf8_decode = codecs.utf_8_decode
 _LONG_TAIL = 4096
 _FIELDS = frozenset(("data", "event", "id", "retry"))
 
+# What _raw, _tail_more, _pending and _data hold until something is first
+# kept in them after a _reset(): no list (an idle stream often never needs
+# some of them, and an empty list is 56 bytes). The first append raises
+# AttributeError and makes the list, which is kept from then on: a try costs
+# nothing while nothing raises (CPython 3.11+; a cheap setup before), so the
+# hot paths pay nothing for this, where a check before each append would.
+_NONE = ()
+
 _Shape = tuple[str, ...]
 _Builder = Callable[[Iterable[Any], str], list[ServerSentEvent]]
 
@@ -289,14 +297,12 @@ class SSEParser:
         # bytes path kept while no blank line could have arrived (appended,
         # not joined: joining on every chunk made a growing block quadratic);
         # then the chunks in _raw, kept without a look.
-        self._raw: list[bytes] = []
-        self._tail_more: list[bytes] = []
         self._reset()
 
     def _reset(self) -> None:
-        self._raw.clear()
+        self._raw: list[bytes] | tuple[()] = _NONE
         self._tail = b""
-        self._tail_more.clear()
+        self._tail_more: list[bytes] | tuple[()] = _NONE
         # How many more bytes feed() may keep in _raw without looking at them,
         # or -1 while a BOM or an LF is to be skipped: see feed().
         self._room = -1
@@ -306,9 +312,9 @@ class SSEParser:
         self._cr = False  # the bytes path's _skip_lf: the last chunk's CR became an LF
         # The text after the last parsed line end, kept as a list of pieces
         # so that a long line arriving in small chunks is joined only once.
-        self._pending: list[str] = []
+        self._pending: list[str] | tuple[()] = _NONE
         self._pending_len = 0
-        self._data: list[str] = []
+        self._data: list[str] | tuple[()] = _NONE
         self._data_len = 0
         self._data_counted = 0
         self._type = ""
@@ -347,7 +353,10 @@ class SSEParser:
             room = self._room - len(chunk)
             if room >= 0:
                 self._room = room
-                self._raw.append(chunk)
+                try:
+                    self._raw.append(chunk)  # type: ignore[union-attr]
+                except AttributeError:  # _NONE: see there
+                    self._raw = [chunk]
                 return []
         raw = self._raw
         if self._cr and chunk:
@@ -392,7 +401,10 @@ class SSEParser:
                 # A long unfinished block, and no blank line can end in this
                 # chunk: keep it without copying or scanning the tail again (a
                 # short tail is cheaper to copy, and its cost stays bounded).
-                more.append(chunk)
+                try:
+                    more.append(chunk)  # type: ignore[union-attr]
+                except AttributeError:  # _NONE: see there
+                    self._tail_more = [chunk]
                 self._room -= len(chunk)
                 return []
             if more:
@@ -452,9 +464,13 @@ class SSEParser:
             raw.append(chunk)
             chunk = b"".join(raw)
             raw.clear()
-        chunk = b"".join([self._tail, *self._tail_more, chunk])
+        more = self._tail_more
+        if more:
+            chunk = b"".join([self._tail, *more, chunk])
+            more.clear()
+        elif self._tail:
+            chunk = self._tail + chunk
         self._tail = b""
-        self._tail_more.clear()
         self._room = -1
         out = self._feed_text(chunk)
         if self._skip or self._data:
@@ -492,12 +508,15 @@ class SSEParser:
             ready = "\n" in text
         if not ready:
             # Nothing to parse yet: keep the text, unless that passes the limit.
-            pending.append(text)
+            try:
+                pending.append(text)  # type: ignore[union-attr]
+            except AttributeError:  # _NONE: see there
+                pending = self._pending = [text]
             self._pending_len += len(text)
             if self._pending_len + self._data_len + len(self._data) <= self._limit:
                 return []
             text = "".join(pending)
-            pending.clear()
+            pending.clear()  # type: ignore[union-attr]  # a list: it holds text
             end = text.rfind("\n") + 1
         else:
             if pending:
@@ -509,7 +528,10 @@ class SSEParser:
                 end = text.rfind("\n") + 1
         self._pending_len = len(text) - end
         if self._pending_len:
-            pending.append(text[end:] if end else text)
+            try:
+                pending.append(text[end:] if end else text)  # type: ignore[union-attr]
+            except AttributeError:  # _NONE: see there
+                self._pending = [text[end:] if end else text]
         if not end:
             if self._pending_len > self._limit:
                 self._fail([])
@@ -652,14 +674,20 @@ class SSEParser:
                 # ("data:x", comments, unknown fields) is split again on ":".
                 name, _, value = line.partition(": ")
                 if name == "data":
-                    data.append(value)
+                    try:
+                        data.append(value)  # type: ignore[union-attr]
+                    except AttributeError:  # _NONE: see there
+                        data = self._data = [value]
                     continue
                 if name not in _FIELDS:
                     name, colon, value = line.partition(":")
                     if value[:1] == " ":
                         value = value[1:]
                     if name == "data":
-                        data.append(value)
+                        try:
+                            data.append(value)  # type: ignore[union-attr]
+                        except AttributeError:  # _NONE: see there
+                            data = self._data = [value]
                         continue
                     if not name:
                         if colon and self._on_comment is not None:

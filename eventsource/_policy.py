@@ -94,6 +94,18 @@ class ConnectionPolicy:
     """Decides what a response means and how long to wait before the next
     attempt. All times are in seconds."""
 
+    # One per source: slots instead of a __dict__ (about 100 bytes less).
+    __slots__ = (
+        "_rng",
+        "failures",
+        "max_retries",
+        "max_retry_delay",
+        "min_retry_delay",
+        "reconnect",
+        "retry",
+        "retry_statuses",
+    )
+
     def __init__(
         self,
         *,

@@ -29,6 +29,14 @@ AnyClient = Union[httpx.Client, httpx.AsyncClient]
 # percent-encodes them, and the request would then fail in DNS, again and again.
 _FORBIDDEN_HOST = frozenset("\0\t\n\r #/:<>?@[\\]^|%\x7f") | frozenset(map(chr, range(32)))
 
+# The headers every request starts from, as bytes: httpx keeps bytes as given,
+# so an open stream's request holds these objects instead of its own copies
+# (str names and values are encoded anew for each request).
+_BASE_HEADERS = ((b"Accept", b"text/event-stream"), (b"Cache-Control", b"no-cache"))
+# The send() keywords of a source without auth. Shared, never mutated (it is
+# only unpacked with **): a dict each would be 64 bytes a source.
+_NO_AUTH: dict[str, Any] = {}
+
 
 def check_url(url: str | httpx.URL, *, relative_ok: bool = False) -> httpx.URL:
     """The URL as httpx.URL; ValueError when retrying could never reach it: not
@@ -96,7 +104,7 @@ class RequestSpec:
         self.cookies = cookies
         # Passing auth=None to httpx would switch off a caller's client-level
         # auth, so auth is passed only when given.
-        self.auth: dict[str, Any] = {"auth": auth} if auth is not None else {}
+        self.auth: dict[str, Any] = {"auth": auth} if auth is not None else _NO_AUTH
         self.timeout = timeout
         self.read_timeout = read_timeout
 
@@ -122,7 +130,7 @@ class RequestSpec:
     def build(self, client: AnyClient, last_event_id: str) -> httpx.Request:
         """The request of one attempt. A raising headers / params callable
         raises EventSourceError (its __cause__ the original)."""
-        headers = httpx.Headers({"Accept": "text/event-stream", "Cache-Control": "no-cache"})
+        headers = httpx.Headers(_BASE_HEADERS)
         try:
             extra = self.headers() if callable(self.headers) else self.headers
             params = self.params() if callable(self.params) else self.params

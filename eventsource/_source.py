@@ -88,9 +88,10 @@ class EventSource:
         if client is not None and cookies is not None:
             raise ValueError("cookies go to your own client when you pass client=")
         has_base = client is not None and bool(str(client.base_url))
+        upper = method.upper()
         self._spec = RequestSpec(
             check_url(url, relative_ok=has_base),
-            method=method.upper(),
+            method=method if upper == method else upper,  # "GET": the caller's str, no copy
             headers=headers,
             params=params,
             json=json,
@@ -114,7 +115,7 @@ class EventSource:
             last_event_id=last_event_id,
             comments=on_comment is not None,
             method=self._spec.method,
-            url=str(self._spec.url),
+            url=self._spec.url,
         )
         self._callbacks = Callbacks(on_open, on_message, on_error, on_close, on_comment)
         self._client = client
@@ -220,7 +221,7 @@ class EventSource:
 
     def add_listener(self, type: str, listener: Listener) -> None:
         """Call ``listener(event)`` for every event of this type."""
-        self._callbacks.listeners.setdefault(type, []).append(listener)
+        self._callbacks.add_listener(type, listener)
 
     def remove_listener(self, type: str, listener: Listener) -> None:
         """Stop calling a listener added for this type (no error if absent)."""

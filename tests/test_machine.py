@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import random
+import tracemalloc
 
 import pytest
 
@@ -311,3 +313,70 @@ def test_a_close_between_connect_and_the_attempt_sends_nothing() -> None:
     assert m.start_attempt() is None
     assert m.ready_state is ReadyState.CLOSED
     assert run(m) == [FINISH]
+
+
+def test_a_long_burst_comes_out_whole_and_in_stream_order() -> None:
+    m = machine(comments=True, max_event_size=100)
+    open_(m)
+    burst = b"".join(b": c%d\ndata: %d\n\n" % (i, i) for i in range(5000))
+    m.receive(burst)
+    out = run(m)
+    assert out[-1] is READ and len(out) == 10001
+    assert out[:-1:2] == [Comment(f"c{i}") for i in range(5000)]
+    assert out[1::2] == [ServerSentEvent(data=str(i)) for i in range(5000)]
+
+
+def test_what_is_received_before_the_queue_is_drained_queues_behind_it() -> None:
+    # Drivers read only once the queue is empty; the machine keeps stream
+    # order anyway.
+    m = machine()
+    open_(m)
+    m.receive(b"data: a\n\ndata: b\n\n")
+    assert m.next() == ServerSentEvent(data="a")
+    m.receive(b"data: c\n\ndata: d\n\n")
+    m.end()
+    assert run(m) == [RELEASE]
+    m.released()
+    out = run(m)
+    assert out[:3] == [ServerSentEvent(data=x) for x in "bcd"]
+    assert errors(out) == [ConnectionLostError] and out[-1] is CONNECT
+
+
+def test_an_event_too_large_leaves_the_errors_events_in_stream_order() -> None:
+    m = machine(max_event_size=10)
+    open_(m)
+    m.receive(b"data: 1\n\ndata: 2\n\ndata: " + b"x" * 50)
+    m.released()
+    assert run(m) == [ServerSentEvent(data="1"), ServerSentEvent(data="2"), FINISH]
+    error = m.final_error
+    assert isinstance(error, EventTooLargeError)
+    assert error.events == [ServerSentEvent(data="1"), ServerSentEvent(data="2")]
+
+
+def test_an_idle_open_machine_holds_under_a_kib() -> None:
+    """A service may hold thousands of idle streams: the machine with its
+    parser, policy and (empty) output queue stays small."""
+
+    def idle() -> Machine:
+        m = machine()
+        open_(m)
+        m.receive(b": hi\n\ndata: a\n\n")
+        m.receive(b"data: b")  # a chunk kept back, then its end
+        m.receive(b"\n\n")
+        assert run(m) == [ServerSentEvent(data="a"), ServerSentEvent(data="b"), READ]
+        return m
+
+    idle()  # one-time costs (the parser's first regex match, say) are not counted
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        machines = [idle() for _ in range(100)]
+        gc.collect()
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    mine = [tracemalloc.Filter(True, "*eventsource*")]
+    stats = after.filter_traces(mine).compare_to(before.filter_traces(mine), "filename")
+    per_machine = sum(stat.size_diff for stat in stats) / len(machines)
+    assert per_machine < 1024, per_machine

@@ -286,6 +286,38 @@ def test_close_drops_a_pending_cr_and_undecoded_bytes() -> None:
     assert parser.feed(b"\xacdata: c\n\n") == []  # the leftover bytes are not resumed
 
 
+@pytest.mark.parametrize("comments", [False, True])
+def test_a_parser_closed_with_input_kept_back_parses_on_as_a_fresh_one(comments: bool) -> None:
+    # Each start leaves something unfinished in another of the parser's
+    # buffers (chunks without a line end, a long unfinished block, text, an
+    # unfinished event's data); after close() the parser parses the next
+    # connection, in any chunking, as a new one would.
+    starts = [
+        [b"data: a\n\ndata: ", b"y" * 5000, b"\ndata:", b" q"],
+        [b"data: a\n\ndata: " + b"y" * 5000, b"\n", b"x" * 5000],
+        [b"\xef\xbb\xbfdata: x"],
+        [b"data: 1\n", b"data: 2"],
+        [b": c\nevent: e\ndata: 3\n"],
+        [b"data: 4\r"],
+    ]
+    body = b"data: a\n\ndata: " + b"y" * 5000 + b"\ndata: z\n\n: note\nevent: t\ndata: c\n\n"
+    expected, expected_comments, _ = run([body], comments=comments)
+    assert len(expected) == 3
+    seen: list[str] = []
+    parser = SSEParser(on_comment=seen.append if comments else None)
+    for start in starts:
+        for size in (1, 7, 100, 4096, len(body)):
+            for chunk in start:
+                parser.feed(chunk)
+            parser.close()
+            seen.clear()
+            events = []
+            for i in range(0, len(body), size):
+                events += parser.feed(body[i : i + size])
+            events += parser.close()
+            assert (events, seen) == (expected, expected_comments), (start, size)
+
+
 # --- the fast path meets the general path ----------------------------------------
 
 

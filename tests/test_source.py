@@ -342,6 +342,21 @@ async def test_listeners_by_type(mode: str) -> None:
     assert chunks == ["a", "b"] and dones == ["{}"] and extra == []
 
 
+async def test_a_listener_hears_only_its_own_source(mode: str) -> None:
+    heard: list[str] = []
+    with respx.mock:
+        respx.get(URL).mock(return_value=sse(b"event: chunk\ndata: a\n\n"))
+        bare = source_for(mode, reconnect=False)
+        bare.remove_listener("chunk", heard.append)  # none yet: no error
+        listened = source_for(mode, reconnect=False)
+        listened.add_listener("chunk", lambda e: heard.append("listened " + e.data))
+        later = source_for(mode, reconnect=False)
+        await consume(bare, mode)
+        await consume(listened, mode)
+        await consume(later, mode)
+    assert heard == ["listened a"]
+
+
 async def test_comments_are_delivered_in_stream_order(mode: str) -> None:
     order: list[str] = []
     with respx.mock:
