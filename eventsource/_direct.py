@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import threading
 import weakref
 from typing import Any
 
@@ -38,6 +39,7 @@ from ._chunked import BodyFraming, ChunkedFramingError
 __all__ = ["READ_SIZE", "AsyncDirect", "SyncDirect", "async_reader", "sync_reader"]
 
 READ_SIZE = 64 * 1024  # bytes asked of the socket per read
+_local = threading.local()  # the asyncio relays' read buffer, one per thread (event loop)
 HIGH_WATER = 256 * 1024  # bytes an asyncio feed holds unread before it pauses reading
 
 
@@ -251,11 +253,15 @@ async def _watch(ref: weakref.ReferenceType[_TrioSocket], scope: Any) -> None:
             pass
 
 
-class _Relay(asyncio.Protocol):
+class _Relay(asyncio.BufferedProtocol):
     """The transport's protocol while a feed reads it: it passes everything on
     to the feed, held weakly, so that a source dropped without being closed is
     collected (the feed's finalizer then aborts the connection, as collecting
-    the transport would have), and tells anyio's protocol of the end."""
+    the transport would have), and tells anyio's protocol of the end.
+
+    A buffered protocol: the transport reads into a buffer of this thread's,
+    where a plain protocol's transport would allocate 256 KiB for every read
+    (measured here: 21 µs a read against 3.6)."""
 
     __slots__ = ("_feed", "_previous")
 
@@ -263,10 +269,19 @@ class _Relay(asyncio.Protocol):
         self._feed = weakref.ref(feed)
         self._previous = previous
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        try:
+            return _local.view  # type: ignore[no-any-return]
+        except AttributeError:
+            _local.view = memoryview(bytearray(READ_SIZE))
+            return _local.view  # type: ignore[no-any-return]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        # The bytes are copied out at once: the buffer is the next read's.
+        data = _local.view[:nbytes].tobytes()
         feed = self._feed()
         if feed is not None:
-            feed.received(data if data.__class__ is bytes else bytes(data))
+            feed.received(data)
 
     def eof_received(self) -> bool:
         feed = self._feed()
