@@ -15,7 +15,8 @@ use public APIs only, and raise httpx's own errors, the ones its stream would:
   The read timeout is one timer per timeout period, not one per read.
 - ``_TrioSocket``: a plain TCP connection on trio: ``wait_readable()`` and
   ``os.read()`` on the socket's descriptor (not on Windows).
-- ``_AsyncStream`` / ``_SyncStream``: httpcore's network stream ``read()``,
+- ``_AsyncStream`` / ``_SyncStream``: the network stream's ``read()`` (``_httpx``
+  hands it over wrapped, its errors turned into ``ReadFailed`` / ``ReadTimedOut``),
   for anything else (TLS on async, a proxy's tunnel).
 
 Each reads until its ``BodyFraming`` says the body is complete; a
@@ -29,26 +30,42 @@ import os
 import socket
 import threading
 import weakref
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, Callable
 
-import httpcore
 import httpx
 
 from ._chunked import BodyFraming, ChunkedFramingError
 
-__all__ = ["READ_SIZE", "AsyncDirect", "SyncDirect", "async_reader", "sync_reader"]
+__all__ = [
+    "READ_SIZE",
+    "AsyncDirect",
+    "ReadFailed",
+    "ReadTimedOut",
+    "SyncDirect",
+    "async_reader",
+    "sync_reader",
+]
 
 READ_SIZE = 64 * 1024  # bytes asked of the socket per read
 _local = threading.local()  # the asyncio relays' read buffer, one per thread (event loop)
 HIGH_WATER = 256 * 1024  # bytes an asyncio feed holds unread before it pauses reading
 
 
+class ReadFailed(Exception):
+    """A read failed (the connection broke, or was shut down under it)."""
+
+
+class ReadTimedOut(ReadFailed):
+    """Nothing came for the read timeout."""
+
+
 def _as_httpx(exc: Exception, request: httpx.Request) -> httpx.TransportError:
     """The error httpx's own read would have raised: the same causes on the
-    fast path as on httpx's stream (httpx's map_httpcore_exceptions)."""
-    if isinstance(exc, httpcore.ReadTimeout):
+    fast path as on httpx's stream."""
+    if isinstance(exc, ReadTimedOut):
         return httpx.ReadTimeout(str(exc), request=request)
-    if isinstance(exc, httpcore.ReadError):
+    if isinstance(exc, ReadFailed):
         return httpx.ReadError(str(exc), request=request)
     return httpx.RemoteProtocolError(str(exc), request=request)
 
@@ -85,7 +102,7 @@ class AsyncDirect(_Direct):
             else:
                 data = await self._recv()
             return self._framing.take(data)
-        except (ChunkedFramingError, httpcore.ReadError, httpcore.ReadTimeout) as exc:
+        except (ChunkedFramingError, ReadFailed) as exc:
             raise _as_httpx(exc, self._request) from exc
 
     async def _recv(self) -> bytes:
@@ -111,7 +128,7 @@ class SyncDirect(_Direct):
             else:
                 data = self._recv()
             return self._framing.take(data)
-        except (ChunkedFramingError, httpcore.ReadError, httpcore.ReadTimeout) as exc:
+        except (ChunkedFramingError, ReadFailed) as exc:
             raise _as_httpx(exc, self._request) from exc
 
     def _recv(self) -> bytes:
@@ -125,14 +142,14 @@ class SyncDirect(_Direct):
 
 
 class _SyncStream(SyncDirect):
-    __slots__ = ("_stream",)
+    __slots__ = ("_read",)
 
-    def __init__(self, stream: Any, *args: Any) -> None:
+    def __init__(self, read: Callable[[int, float | None], bytes], *args: Any) -> None:
         super().__init__(*args)
-        self._stream = stream
+        self._read = read
 
     def _recv(self) -> bytes:
-        return self._stream.read(READ_SIZE, self._timeout)  # type: ignore[no-any-return]
+        return self._read(READ_SIZE, self._timeout)
 
 
 class _SyncSocket(SyncDirect):
@@ -141,20 +158,20 @@ class _SyncSocket(SyncDirect):
     def __init__(self, sock: socket.socket, *args: Any) -> None:
         super().__init__(*args)
         self._socket = sock
-        # httpcore sets it before each of its reads; nothing else reads now.
+        # httpx's transport sets it before each of its reads; nothing else reads now.
         sock.settimeout(self._timeout)
 
     def _recv(self) -> bytes:
         try:
             return self._socket.recv(READ_SIZE)
         except socket.timeout as exc:  # TimeoutError from 3.10
-            raise httpcore.ReadTimeout(str(exc) or "timed out") from exc
+            raise ReadTimedOut(str(exc) or "timed out") from exc
         except OSError as exc:
-            raise httpcore.ReadError(str(exc)) from exc
+            raise ReadFailed(str(exc)) from exc
 
 
 def sync_reader(
-    stream: Any,
+    stream: Callable[[int, float | None], bytes],
     sock: socket.socket | None,
     buffered: bytes,
     framing: BodyFraming,
@@ -171,14 +188,14 @@ def sync_reader(
 
 
 class _AsyncStream(AsyncDirect):
-    __slots__ = ("_stream",)
+    __slots__ = ("_read",)
 
-    def __init__(self, stream: Any, *args: Any) -> None:
+    def __init__(self, read: Callable[[int, float | None], Awaitable[bytes]], *args: Any) -> None:
         super().__init__(*args)
-        self._stream = stream
+        self._read = read
 
     async def _recv(self) -> bytes:
-        return await self._stream.read(READ_SIZE, self._timeout)  # type: ignore[no-any-return]
+        return await self._read(READ_SIZE, self._timeout)
 
 
 class _TrioSocket(AsyncDirect):
@@ -212,8 +229,8 @@ class _TrioSocket(AsyncDirect):
                 await trio.lowlevel.wait_readable(self._socket)
             except trio.ClosedResourceError as exc:
                 if self._expired:
-                    raise httpcore.ReadTimeout("timed out") from None
-                raise httpcore.ReadError(str(exc)) from exc
+                    raise ReadTimedOut("timed out") from None
+                raise ReadFailed(str(exc)) from exc
             finally:
                 self._waiting = False
             self._expired = False  # woken by data as the watchdog fired: not a timeout
@@ -222,7 +239,7 @@ class _TrioSocket(AsyncDirect):
             except BlockingIOError:
                 continue  # woken with nothing to read after all
             except OSError as exc:
-                raise httpcore.ReadError(str(exc)) from exc
+                raise ReadFailed(str(exc)) from exc
 
     async def finish(self) -> None:
         if self._watchdog is not None:
@@ -287,7 +304,7 @@ class _Relay(asyncio.BufferedProtocol):
         feed = self._feed()
         if feed is not None:
             feed.ended(None)
-        return True  # the transport stays for httpcore to close, as anyio's does
+        return True  # the transport stays for httpx's transport to close, as anyio's does
 
     def connection_lost(self, exc: Exception | None) -> None:
         feed = self._feed()
@@ -441,7 +458,7 @@ class _AsyncioFeed(AsyncDirect):
                 if self._expired:
                     self._expired = False
                     if not chunks and not self._eof:  # (data that came as well wins)
-                        raise httpcore.ReadTimeout("timed out")
+                        raise ReadTimedOut("timed out")
             if chunks:
                 data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
                 chunks.clear()
@@ -449,9 +466,9 @@ class _AsyncioFeed(AsyncDirect):
                 return framing.take(data)
             if self._lost is not None:
                 lost = self._lost
-                raise httpcore.ReadError(str(lost) or repr(lost)) from lost
+                raise ReadFailed(str(lost) or repr(lost)) from lost
             return framing.take(b"")
-        except (ChunkedFramingError, httpcore.ReadError, httpcore.ReadTimeout) as exc:
+        except (ChunkedFramingError, ReadFailed) as exc:
             raise _as_httpx(exc, self._request) from exc
 
     async def finish(self) -> None:
@@ -462,7 +479,7 @@ class _AsyncioFeed(AsyncDirect):
 
 
 def async_reader(
-    stream: Any,
+    stream: Callable[[int, float | None], Awaitable[bytes]],
     endpoint: tuple[str, Any] | None,
     buffered: bytes,
     framing: BodyFraming,
@@ -471,7 +488,7 @@ def async_reader(
 ) -> AsyncDirect:
     """The fastest reader the connection allows: its asyncio transport
     ("asyncio", (transport, protocol, its queue of unread bytes)), its trio socket
-    ("trio", socket), else httpcore's network stream."""
+    ("trio", socket), else the network stream's read()."""
     args = (buffered, framing, request, timeout)
     if endpoint is not None:
         kind, what = endpoint

@@ -70,7 +70,7 @@ import sys
 import threading
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping
 from typing import Any, Callable, Protocol
 
 import anyio
@@ -78,7 +78,7 @@ import httpcore
 import httpx
 
 from ._chunked import BodyFraming
-from ._direct import AsyncDirect, async_reader, sync_reader
+from ._direct import AsyncDirect, ReadFailed, ReadTimedOut, async_reader, sync_reader
 from ._errors import ConnectionLostError, EventSourceError, ReadTimeoutError, ResponseError
 
 __all__ = [
@@ -410,6 +410,32 @@ class _SyncChunks:
             close()
 
 
+def _async_read(stream: Any) -> Callable[[int, float | None], Awaitable[bytes]]:
+    """The network stream's read(), its httpcore errors turned into _direct's."""
+
+    async def read(max_bytes: int, timeout: float | None) -> bytes:  # noqa: ASYNC109 (the stream's own)
+        try:
+            return await stream.read(max_bytes, timeout)  # type: ignore[no-any-return]
+        except httpcore.ReadTimeout as exc:
+            raise ReadTimedOut(str(exc)) from exc
+        except httpcore.ReadError as exc:
+            raise ReadFailed(str(exc)) from exc
+
+    return read
+
+
+def _sync_read(stream: Any) -> Callable[[int, float | None], bytes]:
+    def read(max_bytes: int, timeout: float | None) -> bytes:
+        try:
+            return stream.read(max_bytes, timeout)  # type: ignore[no-any-return]
+        except httpcore.ReadTimeout as exc:
+            raise ReadTimedOut(str(exc)) from exc
+        except httpcore.ReadError as exc:
+            raise ReadFailed(str(exc)) from exc
+
+    return read
+
+
 def open_async_body(
     response: httpx.Response, read_timeout: float | None
 ) -> tuple[AsyncBody, _Socket | None]:
@@ -422,7 +448,7 @@ def open_async_body(
         stream, buffered, framing = direct
         endpoint = _async_endpoint(stream)
         return async_reader(
-            stream, endpoint, buffered, framing, response.request, read_timeout
+            _async_read(stream), endpoint, buffered, framing, response.request, read_timeout
         ), sock
     return _AsyncChunks(response, scoped=sock is None), sock
 
@@ -446,7 +472,8 @@ def open_sync_body(
             # is an SSLObject above a socket that carries the outer layer.
             if not isinstance(raw, ssl.SSLSocket) or isinstance(tls, ssl.SSLObject):
                 raw = None
-        return sync_reader(stream, raw, buffered, framing, response.request, read_timeout), sock
+        read = _sync_read(stream)
+        return sync_reader(read, raw, buffered, framing, response.request, read_timeout), sock
     return _SyncChunks(response), sock
 
 
