@@ -5,8 +5,11 @@ these tests look at which body a source opened."""
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import gzip
-from collections.abc import Iterator
+import socket
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import anyio
@@ -50,6 +53,53 @@ def direct(mode: str, backend: str) -> str:
 
 def public(mode: str) -> str:
     return "_SyncChunks" if mode == "sync" else "_AsyncChunks"
+
+
+@pytest.fixture(scope="module")
+def tls_contexts() -> tuple[Any, Any]:
+    """A server context with a certificate for 127.0.0.1 from a test CA, and a
+    client context that trusts that CA."""
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    return server_context, client_context
+
+
+@contextlib.asynccontextmanager
+async def _feed_on_a_socketpair(
+    chunked: bool, read_timeout: float | None
+) -> AsyncIterator[tuple[Any, socket.socket]]:
+    """An asyncio feed over one end of a socketpair, and the other end."""
+    import asyncio
+
+    from eventsource._chunked import BodyFraming
+    from eventsource._direct import _AsyncioFeed
+
+    ours, theirs = socket.socketpair()
+    _reader, writer = await asyncio.open_connection(sock=ours)
+    transport = writer.transport
+    request = httpx.Request("GET", "http://sse.test/")
+    feed = _AsyncioFeed(
+        transport,
+        transport.get_protocol(),
+        collections.deque(),
+        b"",
+        BodyFraming(chunked, None),
+        request,
+        read_timeout,
+    )
+    try:
+        yield feed, theirs
+    finally:
+        await feed.finish()
+        writer.close()
+        theirs.close()
 
 
 @pytest.mark.parametrize("framing", FRAMINGS)
@@ -412,18 +462,12 @@ async def test_the_asyncio_feed_pauses_reading_when_nobody_reads(
     assert max(held) > _direct.HIGH_WATER  # it did fill up: the pause was needed
 
 
-async def test_tls_is_read_fast_too(mode: str, anyio_backend: str, bodies: list[str]) -> None:
+async def test_tls_is_read_fast_too(
+    mode: str, anyio_backend: str, bodies: list[str], tls_contexts: Any
+) -> None:
     # Sync reads the SSLSocket itself; async reads httpcore's TLS stream (the
     # TLS layer is anyio's or trio's, above the socket).
-    import ssl
-
-    import trustme
-
-    ca = trustme.CA()
-    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(server_context)
-    client_context = ssl.create_default_context()
-    ca.configure_trust(client_context)
+    server_context, client_context = tls_contexts
     async with SSEServer(tls=server_context) as server:
         for i in range(1, 51):
             server.send(f"secret {i}", id=str(i))
@@ -502,22 +546,7 @@ async def test_the_trio_watchdog_outlives_a_timeout_it_called() -> None:
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_the_asyncio_feed_times_out_each_silent_wait_and_only_those() -> None:
-    import asyncio
-    import collections
-    import socket
-
-    from eventsource._chunked import BodyFraming
-    from eventsource._direct import _AsyncioFeed
-
-    ours, theirs = socket.socketpair()
-    _reader, writer = await asyncio.open_connection(sock=ours)
-    transport = writer.transport
-    previous = transport.get_protocol()
-    request = httpx.Request("GET", "http://sse.test/")
-    feed = _AsyncioFeed(
-        transport, previous, collections.deque(), b"", BodyFraming(False, None), request, 0.1
-    )
-    try:
+    async with _feed_on_a_socketpair(chunked=False, read_timeout=0.1) as (feed, theirs):
         with anyio.fail_after(5):
             theirs.send(b"a")
             assert await feed.read() == b"a"
@@ -540,10 +569,6 @@ async def test_the_asyncio_feed_times_out_each_silent_wait_and_only_those() -> N
             assert got == [b"c"]
             with pytest.raises(httpx.ReadTimeout):
                 await feed.read()  # silence again
-    finally:
-        await feed.finish()
-        writer.close()
-        theirs.close()
 
 
 async def _pump(source: anyio.abc.ByteStream, sink: anyio.abc.ByteStream) -> None:
@@ -557,20 +582,13 @@ async def _pump(source: anyio.abc.ByteStream, sink: anyio.abc.ByteStream) -> Non
 
 
 async def test_https_through_an_https_proxy_reads_the_inner_tls(
-    mode: str, anyio_backend: str, bodies: list[str]
+    mode: str, anyio_backend: str, bodies: list[str], tls_contexts: Any
 ) -> None:
     # The socket under TLS inside a proxy's TLS carries the outer layer:
     # reading it directly would hand the parser the inner TLS records.
-    import ssl
-
-    import trustme
     from anyio.streams.tls import TLSListener
 
-    ca = trustme.CA()
-    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(server_context)
-    client_context = ssl.create_default_context()
-    ca.configure_trust(client_context)
+    server_context, client_context = tls_contexts
 
     async def target(stream: anyio.abc.ByteStream) -> None:
         async with stream:
@@ -667,28 +685,10 @@ async def test_the_asyncio_relay_hands_on_bytes_read_into_its_buffer() -> None:
     # hold bytes of its own (and bytes, never a bytearray: the chunk decoder
     # looks sizes up in a dict).
     import asyncio
-    import collections
-    import socket
 
-    from eventsource._chunked import BodyFraming
-    from eventsource._direct import _AsyncioFeed
-
-    ours, theirs = socket.socketpair()
-    _reader, writer = await asyncio.open_connection(sock=ours)
-    transport = writer.transport
-    request = httpx.Request("GET", "http://sse.test/")
-    feed = _AsyncioFeed(
-        transport,
-        transport.get_protocol(),
-        collections.deque(),
-        b"",
-        BodyFraming(True, None),
-        request,
-        None,
-    )
-    relay = transport.get_protocol()
-    assert isinstance(relay, asyncio.BufferedProtocol)
-    try:
+    async with _feed_on_a_socketpair(chunked=True, read_timeout=None) as (feed, theirs):
+        relay = feed._transport.get_protocol()
+        assert isinstance(relay, asyncio.BufferedProtocol)
         for text in (b"data: one\n\n", b"data: two\n\n"):  # two reads into one buffer
             chunk = b"b\r\n" + text + b"\r\n"
             buffer = relay.get_buffer(-1)
@@ -697,10 +697,6 @@ async def test_the_asyncio_relay_hands_on_bytes_read_into_its_buffer() -> None:
         assert await feed.read() == b"data: one\n\ndata: two\n\n"
         theirs.sendall(b"d\r\ndata: three\n\n\r\n")  # and a real read, from the socket
         assert await feed.read() == b"data: three\n\n"
-    finally:
-        await feed.finish()
-        writer.close()
-        theirs.close()
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
