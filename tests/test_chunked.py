@@ -497,6 +497,13 @@ def agree(reads: list[bytes]) -> Outcome:
     return got
 
 
+# h11 before 0.16 took any two bytes after a chunk's data for its CRLF (the
+# request-smuggling advisory fixed in 0.16), so on the dependency floor (h11
+# 0.14) it is no reference: CI's floor run found b"d\r\n" + 13 bytes + b"\n\n".
+H11_STRICT = tuple(int(part) for part in h11.__version__.split(".")[:2]) >= (0, 16)
+
+
+@pytest.mark.skipif(not H11_STRICT, reason="h11 < 0.16 accepts any bytes after chunk data")
 @FUZZ
 @given(bodies(), st.lists(st.integers(min_value=0), max_size=12))
 def test_fuzz_against_h11(body: bytes, cuts: list[int]) -> None:
