@@ -447,6 +447,15 @@ class SSEParser:
                         if form.has_id:
                             self.last_event_id = self._id_buf = event[2]
                         return [event]
+                    # Two blocks, as often in small reads: two matches that meet
+                    # and end at the text's end cover it (cheaper than findall).
+                    second = form.pattern.match(text, match.end())
+                    if second is not None and second.end() == len(text):
+                        lid = self.last_event_id
+                        out = [form.one(match, lid), form.one(second, lid)]
+                        if form.has_id:
+                            self.last_event_id = self._id_buf = out[1][2]
+                        return out
                     found = _match(form, text, 0, len(text), False)
                     if found is not None:
                         out = form.build(

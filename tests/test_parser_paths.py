@@ -100,6 +100,40 @@ def test_short_blocks_in_small_chunks(eol: str) -> None:
     assert_reference("".join(blocks).encode())
 
 
+@pytest.mark.parametrize(
+    "second",
+    [
+        "event: chunk\nid: 8\ndata: b\n\n",  # the same shape: two matches cover the read
+        "event: chunk\nid: 8\ndata: b\n\nevent: chunk\nid: 9\ndata: c\n\n",  # three
+        "event: chunk\nid: 8\ndata: b\nretry: 5\n\n",  # another shape second
+        "event: chunk\nid: 8\x00\ndata: b\n\n",  # an id with NUL second
+        ": ping\nevent: chunk\nid: 8\ndata: b\n\n",
+        "event: chunk\ndata: b\n\n",  # no id: the first block's id stays
+        "id: 8\n\n",  # a block that dispatches nothing
+    ],
+)
+def test_two_blocks_in_one_small_read(second: str) -> None:
+    # After a first block of the same shape (past the BOM check, its form
+    # known), one read holding two or more whole blocks, with part of the next
+    # one after them: each event keeps its own id, the last id is the last
+    # block's.
+    prime = "event: chunk\nid: 6\ndata: 0\n\n"
+    first = "event: chunk\nid: 7\ndata: a\n\n"
+    body = (prime + first + second + "event: chunk\nid: 10\nda").encode()
+    start = len(prime)
+    for comments in (False, True):
+        parser = SSEParser(on_comment=(lambda _: None) if comments else None)
+        done = []
+        for chunk in (body[:start], body[start:]):
+            done += parser.feed(chunk)
+        expected = reference_parse(body)
+        assert [tuple(e) for e in done] == [
+            (r.type, r.data, r.id, r.retry) for r in expected.events
+        ]
+        assert parser.last_event_id == expected.last_event_id
+        assert parser.retry == expected.retry
+
+
 def test_kept_lines_then_blank_line_alone() -> None:
     # A chunk that is only the blank line, after lines kept as bytes or text.
     for eol in (b"\n", b"\r\n", b"\r"):
