@@ -519,6 +519,49 @@ async def test_a_transport_that_cannot_change_protocol_is_read_through_the_strea
     assert [e.data for e in events] == ["1", "2", "3"] and bodies == ["_AsyncStream"]
 
 
+@pytest.mark.parametrize("timeout", [0.15, None])
+def test_the_sync_socket_reader_times_out_each_silent_wait(timeout: float | None) -> None:
+    # On Linux a plain socket blocks in the kernel with SO_RCVTIMEO as its
+    # timeout (one system call a read, no poll first); elsewhere it keeps
+    # Python's timeout. Either way each silent wait times out, and only those.
+    import struct
+    import sys
+    import time
+
+    from eventsource._chunked import BodyFraming
+    from eventsource._direct import _SyncSocket
+
+    ours, theirs = socket.socketpair()
+    request = httpx.Request("GET", "http://sse.test/")
+    with ours, theirs:
+        body = _SyncSocket(ours, b"", BodyFraming(False, None), request, timeout)
+        if sys.platform.startswith("linux"):
+            assert ours.gettimeout() is None
+            seconds, micros = struct.unpack(
+                "@ll", ours.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, 16)
+            )
+            # The kernel keeps it in clock ticks (a few ms).
+            assert seconds + micros / 1e6 == pytest.approx(timeout or 0.0, abs=0.02)
+        else:
+            assert ours.gettimeout() == timeout
+        theirs.sendall(b"a")
+        assert body.read() == b"a"
+        if timeout is None:
+            theirs.sendall(b"b")
+            theirs.shutdown(socket.SHUT_WR)
+            assert body.read() == b"b"
+            assert body.read() is None  # the connection's end ends the body
+            return
+        started = time.monotonic()
+        with pytest.raises(httpx.ReadTimeout):
+            body.read()  # silence
+        assert time.monotonic() - started >= timeout * 0.9
+        theirs.sendall(b"b")
+        assert body.read() == b"b"
+        with pytest.raises(httpx.ReadTimeout):
+            body.read()  # silence again
+
+
 @pytest.mark.parametrize("anyio_backend", ["trio"])
 async def test_the_trio_watchdog_outlives_a_timeout_it_called() -> None:
     # A read timeout is reported once per silent wait; the watchdog keeps
