@@ -75,7 +75,7 @@ class Setup:
     label: str
     backend: str  # anyio backend: "asyncio" or "trio"
     shared: bool  # one httpx.AsyncClient for all streams
-    library: str  # "eventsource" or "httpx-sse"
+    library: str  # "eventsource", "httpx-sse" or "httpx" (no SSE)
     description: str
     per_client: int = 0  # with shared: streams per shared client (0: all on one)
 
@@ -114,6 +114,16 @@ SETUPS: dict[str, Setup] = {
         "as eventsource (shared client), with one shared client per 100 sources (N / 100 clients)",
         per_client=100,
     ),
+    "httpx-own": Setup(
+        "bare httpx (own client each)",
+        "asyncio",
+        False,
+        "httpx",
+        "no SSE at all: an httpx.AsyncClient per stream (the TLS context shared, as "
+        "eventsource's own clients share one), `client.stream('GET', url)` and "
+        "`aiter_raw()`; what opening a stream on httpx costs before any SSE client's own "
+        "work (a reference, not a peer)",
+    ),
     "es-trio": Setup(
         "eventsource trio (shared client)",
         "trio",
@@ -122,7 +132,7 @@ SETUPS: dict[str, Setup] = {
         "eventsource (shared client) under trio",
     ),
 }
-ORDER = ("es-shared", "es-own", "es-100", "httpx-sse", "es-trio")
+ORDER = ("es-shared", "es-own", "es-100", "httpx-sse", "httpx-own", "es-trio")
 
 # Child JSON keys, in the order of the table's measured columns.
 METRICS = ("open_s", "kib_per_stream", "idle_cpu_pct", "broadcast_p50_ms", "broadcast_all_ms")
@@ -235,6 +245,28 @@ async def httpx_sse_stream(
             group.end()
 
 
+async def httpx_stream(i: int, url: str, group: Group, client: httpx.AsyncClient | None) -> None:
+    """One bare httpx stream, no SSE: a client of its own, the body's raw bytes;
+    the broadcast is the first read that holds an event (the head's comment is not)."""
+    if not _tls:
+        _tls.append(httpx.create_ssl_context())
+    with anyio.CancelScope() as scope:
+        group.closers.append(scope.cancel)
+        try:
+            timeout = httpx.Timeout(10, read=None)
+            async with httpx.AsyncClient(timeout=timeout, verify=_tls[0]) as own:
+                async with own.stream("GET", url) as response:
+                    response.raise_for_status()
+                    group.open()
+                    async for chunk in response.aiter_raw():
+                        if b"data" in chunk:
+                            group.deliver(i)
+        except Exception as exc:
+            group.fail(exc)
+        finally:
+            group.end()
+
+
 _tls: list[Any] = []
 
 
@@ -270,7 +302,9 @@ async def wait_server_count(server: Any, n: int) -> int:
 
 async def measure(setup: Setup, n: int, server: Any, trace: bool = False) -> dict[str, Any]:
     """Open n streams, measure them, close them; the child's result."""
-    stream: StreamFn = httpx_sse_stream if setup.library == "httpx-sse" else eventsource_stream
+    stream: StreamFn = {"httpx-sse": httpx_sse_stream, "httpx": httpx_stream}.get(
+        setup.library, eventsource_stream
+    )
     url = f"{server.base}/idle"
     clients = [shared_client()] if setup.shared else [None]
     client = clients[0]
@@ -557,6 +591,13 @@ def _targets_10k(results: dict[tuple[str, int], dict[str, Any]]) -> list[str]:
         out.append(
             f"Target: {TARGET_N:,} streams open in < {TARGET_OPEN_S:g} s with the default setup "
             f"({SETUPS[DEFAULT].label}): {open_s:.2f} s, {verdict}."
+        )
+    bare = results.get(("httpx-own", TARGET_N), {})
+    if open_s is not None and bare.get("open_s"):
+        out.append(
+            f"  the same {TARGET_N:,} opened by bare httpx with a client each (no SSE): "
+            f"{bare['open_s']:.2f} s, {bare.get('kib_per_stream', 0):.1f} KiB/stream; "
+            f"eventsource's opening takes {open_s / bare['open_s']:.2f}x that."
         )
     for key in ("es-own", "es-shared", "es-100"):
         kib = results.get((key, TARGET_N), {}).get("kib_per_stream")
