@@ -49,6 +49,14 @@ def run(*args: str, input: str | None = None, **env: str) -> subprocess.Complete
     )
 
 
+def _default_sigint() -> None:
+    # A shell's background job (`nohup ... &`, some CI runners) starts with
+    # SIGINT ignored, and children inherit that: Python then installs no
+    # KeyboardInterrupt handler, and a Ctrl-C test would hang. A terminal's
+    # Ctrl-C is what the tests mean, so the child starts with the default.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "eventsource", *args],
@@ -58,6 +66,7 @@ def start(*args: str) -> subprocess.Popen[str]:
         encoding="utf-8",
         cwd=ROOT,
         env=environ(),
+        preexec_fn=None if sys.platform == "win32" else _default_sigint,  # noqa: PLW1509
     )
 
 
