@@ -159,20 +159,10 @@ async def test_a_broken_chunk_header_is_a_drop_that_resumes(
                         b"location: " + url.encode() + b"\r\n\r\n"
                     )
 
-        listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
-        port = listener.extra(anyio.abc.SocketAttribute.local_port)
         errors: list[Exception] = []
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(listener.serve, handle)
-            source = EventSource(
-                f"http://127.0.0.1:{port}/",
-                min_retry_delay=0.01,
-                retry=0.01,
-                on_error=errors.append,
-            )
+        async with _serving(handle) as raw_url:
+            source = EventSource(raw_url, min_retry_delay=0.01, retry=0.01, on_error=errors.append)
             outcome = await consume(source, mode, limit=2)
-            tg.cancel_scope.cancel()
-        await listener.aclose()
     assert [e.data for e in outcome.events] == ["a", "b"]
     assert "chunked framing" in str(errors[0]) and isinstance(errors[0], ConnectionLostError)
     assert resumed[:2] == [False, True]
@@ -288,11 +278,19 @@ async def test_close_from_another_thread_ends_a_fast_read(bodies: list[str]) -> 
 # --- the readers below httpcore's stream (eventsource/_direct.py) -------------------------
 
 
-async def _raw_server(handle: Any) -> tuple[Any, str]:
-    """A loopback listener whose connections `handle` serves (by hand)."""
+@contextlib.asynccontextmanager
+async def _serving(handle: Any) -> AsyncIterator[str]:
+    """The URL of a loopback listener whose connections ``handle`` serves (by
+    hand) until the block ends."""
     listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
     port = listener.extra(anyio.abc.SocketAttribute.local_port)
-    return listener, f"http://127.0.0.1:{port}/"
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(listener.serve, handle)
+            yield f"http://127.0.0.1:{port}/"
+            tg.cancel_scope.cancel()
+    finally:
+        await listener.aclose()
 
 
 HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
@@ -308,13 +306,9 @@ async def test_a_whole_response_and_its_end_in_one_write_end_the_stream(
             await stream.receive()
             await stream.send(HEAD + b"\r\nid: 1\ndata: a\n\nid: 2\ndata: b\n\n")
 
-    listener, url = await _raw_server(handle)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(listener.serve, handle)
+    async with _serving(handle) as url:
         with anyio.fail_after(5):
             outcome = await consume(EventSource(url, reconnect=False), mode)
-        tg.cancel_scope.cancel()
-    await listener.aclose()
     assert [e.data for e in outcome.events] == ["a", "b"] and outcome.error is None
     assert bodies == [direct(mode, anyio_backend)]
 
@@ -422,13 +416,9 @@ async def test_bytes_anyio_held_unread_come_first(
         return original(stream)
 
     monkeypatch.setattr(httpx_module, "_async_endpoint", with_queued)
-    listener, url = await _raw_server(handle)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(listener.serve, handle)
+    async with _serving(handle) as url:
         with anyio.fail_after(5):
             events = await EventSource(url, reconnect=False).acollect()
-        tg.cancel_scope.cancel()
-    await listener.aclose()
     assert [e.data for e in events] == ["queued", "after"] and bodies == ["_AsyncioFeed"]
 
 
@@ -701,9 +691,7 @@ async def test_a_source_dropped_unclosed_frees_its_connection(
                 pass
             freed.set()
 
-    listener, url = await _raw_server(handle)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(listener.serve, handle)
+    async with _serving(handle) as url:
 
         async def drop() -> None:
             source = EventSource(url)
@@ -716,8 +704,6 @@ async def test_a_source_dropped_unclosed_frees_its_connection(
                 gc.collect()
                 with anyio.move_on_after(0.1):
                     await freed.wait()
-        tg.cancel_scope.cancel()
-    await listener.aclose()
     assert bodies == [FASTEST[anyio_backend]]
 
 
@@ -772,14 +758,10 @@ async def test_an_eof_anyio_saw_before_the_takeover_ends_the_stream(bodies: list
             await eof.wait()
         transport.pause_reading()
 
-    listener, url = await _raw_server(handle)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(listener.serve, handle)
+    async with _serving(handle) as url:
         client = httpx.AsyncClient(event_hooks={"response": [read_to_the_eof]})
         with anyio.fail_after(5):
             events = await EventSource(url, client=client, reconnect=False).acollect()
         await client.aclose()
-        tg.cancel_scope.cancel()
-    await listener.aclose()
     assert [e.data for e in events] == ["a", "b"] and seen == [True]
     assert bodies == ["_AsyncioFeed"]
