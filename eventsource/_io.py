@@ -16,6 +16,7 @@ from typing import Any, Callable, Union
 import anyio
 import httpx
 
+from . import _gate
 from ._errors import ConnectionLostError, ResponseError
 from ._httpx import (
     AsyncBody,
@@ -114,20 +115,27 @@ class AsyncReader:
         try:
             with anyio.CancelScope() as scope:
                 self._scope = scope
-                hops = 0
-                response = await client.send(request, stream=True, follow_redirects=False, **auth)
-                while True:
-                    try:
-                        follow = _redirect(response, client, hops)
-                    except BaseException:
+                # One turn at the origin's gate for the whole exchange, redirects too.
+                gate = await _gate.enter(request.url)
+                try:
+                    hops = 0
+                    response = await client.send(
+                        request, stream=True, follow_redirects=False, **auth
+                    )
+                    while True:
+                        try:
+                            follow = _redirect(response, client, hops)
+                        except BaseException:
+                            await aclose_response(response)
+                            raise
+                        if follow is None:
+                            break
                         await aclose_response(response)
-                        raise
-                    if follow is None:
-                        break
-                    await aclose_response(response)
-                    response = None
-                    hops += 1
-                    response = await client.send(follow, stream=True, follow_redirects=False)
+                        response = None
+                        hops += 1
+                        response = await client.send(follow, stream=True, follow_redirects=False)
+                finally:
+                    gate.leave()
         finally:
             self._scope = None
         if scope.cancel_called:
