@@ -140,7 +140,13 @@ class AsyncDriver:
             machine.fail(exc)
             return
         try:
-            response = await self.reader.send(client, request, self.spec.auth)
+            # Only a client of the source's own is gated: a shared client's
+            # pool does work for every connection it holds on each request
+            # (httpcore), so with thousands on one client a gated attempt's
+            # connect waits behind the others' past its timeout (measured).
+            response = await self.reader.send(
+                client, request, self.spec.auth, gated=self.own_client
+            )
         except Exception as exc:
             self._failed(exc, sending=True)
             return

@@ -12,8 +12,14 @@ So at most ``LIMIT`` attempts to one origin (scheme, host, port) are in flight
 in one event loop; the others wait their turn, first come first served. A
 slow server does not keep them waiting: each time no attempt has finished for
 ``STALL`` seconds, ``LIMIT`` more may go (until the origin has none left in
-flight). One origin's gate never delays another's sources. Sync sources (a
-thread each) are not gated.
+flight). One origin's gate never delays another's sources.
+
+Only async sources with a client of their own (the default) are gated. A
+shared client's pool (httpcore's) does work for every connection it holds on
+each request, so with thousands of sources on one client a gated attempt's
+connect waited behind the others' past its timeout (1,536 of 10,000
+ConnectTimeouts, measured); a shared client's own pool limits govern it. Sync
+sources (a thread each) are not gated.
 """
 
 from __future__ import annotations

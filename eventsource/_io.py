@@ -108,15 +108,21 @@ class AsyncReader:
             self._scope = None
 
     async def send(
-        self, client: httpx.AsyncClient, request: httpx.Request, auth: dict[str, Any]
+        self,
+        client: httpx.AsyncClient,
+        request: httpx.Request,
+        auth: dict[str, Any],
+        *,
+        gated: bool = False,
     ) -> httpx.Response | None:
-        """Send (following redirects); None when interrupted."""
+        """Send (following redirects); None when interrupted. Gated: wait for
+        a turn at the origin's gate first (``_gate``)."""
         response: httpx.Response | None = None
         try:
             with anyio.CancelScope() as scope:
                 self._scope = scope
                 # One turn at the origin's gate for the whole exchange, redirects too.
-                gate = await _gate.enter(request.url)
+                gate = await _gate.enter(request.url) if gated else None
                 try:
                     hops = 0
                     response = await client.send(
@@ -135,7 +141,8 @@ class AsyncReader:
                         hops += 1
                         response = await client.send(follow, stream=True, follow_redirects=False)
                 finally:
-                    gate.leave()
+                    if gate is not None:
+                        gate.leave()
         finally:
             self._scope = None
         if scope.cancel_called:

@@ -1,6 +1,7 @@
 """The per-origin limit on connection attempts in flight (``_gate``): the gate
-itself, then async sources against real loopback servers (HTTP/1.1 chunked
-keep-alive and HTTP/2 cleartext)."""
+itself, then async sources against real loopback servers: sources with a
+client of their own (HTTP/1.1, chunked) are gated, sources on a shared client
+(HTTP/1.1 keep-alive, HTTP/2 cleartext) are not."""
 
 from __future__ import annotations
 
@@ -208,8 +209,14 @@ async def test_no_stall_while_attempts_finish(limit: None, monkeypatch: pytest.M
 # --- sources ----------------------------------------------------------------------------
 
 
+@pytest.fixture
+def server() -> Iterator[HyperServer]:
+    with HyperServer("h1") as server:  # a source's own client speaks HTTP/1.1
+        yield server
+
+
 @pytest.fixture(params=["h1", "h2c"])
-def server(request: pytest.FixtureRequest) -> Iterator[HyperServer]:
+def any_server(request: pytest.FixtureRequest) -> Iterator[HyperServer]:
     with HyperServer(request.param) as server:
         yield server
 
@@ -227,18 +234,35 @@ async def test_sources_to_one_origin_connect_a_limit_at_a_time(
     key = uuid.uuid4().hex[:8]
     url = f"{server.url}/events?key={key}&hold_head=5&end_after=1"
     got: list[ServerSentEvent] = []
-    async with server.async_client() as client:
+    with anyio.fail_after(WATCHDOG):
+        async with anyio.create_task_group() as tg:
+            for _ in range(5):
+                tg.start_soon(_first_event, EventSource(url), got)
+            await anyio.to_thread.run_sync(server.wait_requests, 2, key)
+            await _until(lambda: _waiting(httpx.URL(url)) == 3, "three waiting")
+            await anyio.sleep(0.2)  # room for a request that should not come
+            assert len(server.requests_for(key)) == 2
+            server.release(key)
+    assert len(got) == 5 and len(server.requests_for(key)) == 5
+    assert _gates() == {}
+
+
+async def test_sources_on_a_shared_client_are_not_gated(
+    any_server: HyperServer, limit: None
+) -> None:
+    key = uuid.uuid4().hex[:8]
+    url = f"{any_server.url}/events?key={key}&hold_head=5&end_after=1"
+    got: list[ServerSentEvent] = []
+    async with any_server.async_client() as client:
         with anyio.fail_after(WATCHDOG):
             async with anyio.create_task_group() as tg:
                 for _ in range(5):
                     tg.start_soon(_first_event, EventSource(url, client=client), got)
-                await anyio.to_thread.run_sync(server.wait_requests, 2, key)
-                await _until(lambda: _waiting(httpx.URL(url)) == 3, "three waiting")
-                await anyio.sleep(0.2)  # room for a request that should not come
-                assert len(server.requests_for(key)) == 2
-                server.release(key)
-    assert len(got) == 5 and len(server.requests_for(key)) == 5
-    assert _gates() == {}
+                # All five at once, though LIMIT is 2: the client's pool governs.
+                await anyio.to_thread.run_sync(any_server.wait_requests, 5, key)
+                assert _gates() == {}
+                any_server.release(key)
+    assert len(got) == 5
 
 
 async def test_an_origin_slow_to_answer_holds_nobody_back_for_long(
@@ -248,13 +272,12 @@ async def test_an_origin_slow_to_answer_holds_nobody_back_for_long(
     key = uuid.uuid4().hex[:8]
     url = f"{server.url}/events?key={key}&hold_head=5&end_after=1"
     got: list[ServerSentEvent] = []
-    async with server.async_client() as client:
-        with anyio.fail_after(WATCHDOG):
-            async with anyio.create_task_group() as tg:
-                for _ in range(5):
-                    tg.start_soon(_first_event, EventSource(url, client=client), got)
-                requests = await anyio.to_thread.run_sync(server.wait_requests, 5, key)
-                server.release(key)
+    with anyio.fail_after(WATCHDOG):
+        async with anyio.create_task_group() as tg:
+            for _ in range(5):
+                tg.start_soon(_first_event, EventSource(url), got)
+            requests = await anyio.to_thread.run_sync(server.wait_requests, 5, key)
+            server.release(key)
     assert len(got) == 5
     # Two went at once, two more after a stall, the last after another.
     arrived = sorted(r.time for r in requests)
@@ -267,22 +290,21 @@ async def test_closing_a_source_that_waits_its_turn(server: HyperServer, limit: 
     url = f"{server.url}/events?key={key}&hold_head=2&end_after=1"
     got: list[ServerSentEvent] = []
     closed: list[str] = []
-    async with server.async_client() as client:
-        with anyio.fail_after(WATCHDOG):
-            async with anyio.create_task_group() as tg:
-                for _ in range(2):
-                    tg.start_soon(_first_event, EventSource(url, client=client), got)
-                await anyio.to_thread.run_sync(server.wait_requests, 2, key)
-                waiting = EventSource(url, client=client, on_close=lambda: closed.append("close"))
-                tg.start_soon(_first_event, waiting, got)
-                await _until(lambda: _waiting(httpx.URL(url)) == 1, "one waiting")
-                with anyio.fail_after(1.0):  # at once, not when a turn comes
-                    await waiting.aclose()
-                assert waiting.ready_state is ReadyState.CLOSED and closed == ["close"]
-                assert _waiting(httpx.URL(url)) == 0
-                server.release(key)
-            # Its place was not kept: a new source goes straight through.
-            await _first_event(EventSource(url, client=client), got)
+    with anyio.fail_after(WATCHDOG):
+        async with anyio.create_task_group() as tg:
+            for _ in range(2):
+                tg.start_soon(_first_event, EventSource(url), got)
+            await anyio.to_thread.run_sync(server.wait_requests, 2, key)
+            waiting = EventSource(url, on_close=lambda: closed.append("close"))
+            tg.start_soon(_first_event, waiting, got)
+            await _until(lambda: _waiting(httpx.URL(url)) == 1, "one waiting")
+            with anyio.fail_after(1.0):  # at once, not when a turn comes
+                await waiting.aclose()
+            assert waiting.ready_state is ReadyState.CLOSED and closed == ["close"]
+            assert _waiting(httpx.URL(url)) == 0
+            server.release(key)
+        # Its place was not kept: a new source goes straight through.
+        await _first_event(EventSource(url), got)
     assert len(got) == 3 and len(server.requests_for(key)) == 3
     assert _gates() == {}
 
@@ -314,11 +336,11 @@ async def test_a_held_origin_does_not_hold_another_back(server: HyperServer, lim
     key = uuid.uuid4().hex[:8]
     url = f"{server.url}/events?key={key}&hold_head=3&end_after=1"
     got: list[ServerSentEvent] = []
-    async with server.async_client() as client, _other_origin() as other:
+    async with _other_origin() as other:
         with anyio.fail_after(WATCHDOG):
             async with anyio.create_task_group() as tg:
                 for _ in range(3):
-                    tg.start_soon(_first_event, EventSource(url, client=client), got)
+                    tg.start_soon(_first_event, EventSource(url), got)
                 await _until(lambda: _waiting(httpx.URL(url)) == 1, "one waiting")
                 with anyio.fail_after(2.0):  # not after STALL (60 s)
                     await _first_event(EventSource(other, reconnect=False), got)
