@@ -1,6 +1,7 @@
 """A third-party HTTP server for the lifecycle tests: hypercorn serving a small
 ASGI SSE app, on 127.0.0.1 at a free port, in a thread with its own asyncio
-loop, so sync tests and async tests (asyncio and trio) can all use it.
+loop, so sync tests and async tests (asyncio and trio) can all use it. Also
+``serving()``: a loopback listener whose connections a test serves by hand.
 
 Modes: "h1" (HTTP/1.1 keep-alive, chunked bodies), "h2c" (HTTP/2 cleartext,
 prior knowledge) and "h2" (HTTP/2 over TLS, ALPN, a trustme certificate).
@@ -41,6 +42,7 @@ client's port, the HTTP version, the time it arrived).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import socket
@@ -48,18 +50,21 @@ import ssl
 import tempfile
 import threading
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
+import anyio
+import anyio.abc
 import httpx
 import trustme
 from hypercorn.asyncio.run import worker_serve
 from hypercorn.config import Config, Sockets
 from hypercorn.utils import wrap_app
 
-__all__ = ["HyperServer", "Request", "refused_url"]
+__all__ = ["HyperServer", "Request", "refused_url", "serving"]
 
 _START_TIMEOUT = 10.0
 _STOP_TIMEOUT = 10.0
@@ -300,7 +305,10 @@ class HyperServer:
             watcher.cancel()
 
     async def _until(
-        self, gone: asyncio.Event, *events: asyncio.Event, timeout: float | None
+        self,
+        gone: asyncio.Event,
+        *events: asyncio.Event,
+        timeout: float | None,  # noqa: ASYNC109 (hypercorn's asyncio loop: no anyio scopes)
     ) -> None:
         """Wait until the client left, the server stops, one of the events is
         set, or the timeout passed."""
@@ -439,3 +447,18 @@ def refused_url() -> str:
     port = sock.getsockname()[1]
     sock.close()
     return f"http://127.0.0.1:{port}/events"
+
+
+@contextlib.asynccontextmanager
+async def serving(handle: Any) -> AsyncIterator[str]:
+    """The URL of a loopback listener whose connections ``handle`` serves (by
+    hand) until the block ends."""
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(listener.serve, handle)
+            yield f"http://127.0.0.1:{port}/"
+            tg.cancel_scope.cancel()
+    finally:
+        await listener.aclose()

@@ -20,6 +20,7 @@ import eventsource._io as io_module
 from eventsource import ConnectionLostError, EventSource, ServerSentEvent
 from eventsource.testing import ASGIStreamTransport, SSEServer
 
+from ._servers import serving
 from .conftest import consume
 
 pytestmark = pytest.mark.anyio
@@ -160,7 +161,7 @@ async def test_a_broken_chunk_header_is_a_drop_that_resumes(
                     )
 
         errors: list[Exception] = []
-        async with _serving(handle) as raw_url:
+        async with serving(handle) as raw_url:
             source = EventSource(raw_url, min_retry_delay=0.01, retry=0.01, on_error=errors.append)
             outcome = await consume(source, mode, limit=2)
     assert [e.data for e in outcome.events] == ["a", "b"]
@@ -278,21 +279,6 @@ async def test_close_from_another_thread_ends_a_fast_read(bodies: list[str]) -> 
 # --- the readers below httpcore's stream (eventsource/_direct.py) -------------------------
 
 
-@contextlib.asynccontextmanager
-async def _serving(handle: Any) -> AsyncIterator[str]:
-    """The URL of a loopback listener whose connections ``handle`` serves (by
-    hand) until the block ends."""
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
-    port = listener.extra(anyio.abc.SocketAttribute.local_port)
-    try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(listener.serve, handle)
-            yield f"http://127.0.0.1:{port}/"
-            tg.cancel_scope.cancel()
-    finally:
-        await listener.aclose()
-
-
 HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
 
 
@@ -306,7 +292,7 @@ async def test_a_whole_response_and_its_end_in_one_write_end_the_stream(
             await stream.receive()
             await stream.send(HEAD + b"\r\nid: 1\ndata: a\n\nid: 2\ndata: b\n\n")
 
-    async with _serving(handle) as url:
+    async with serving(handle) as url:
         with anyio.fail_after(5):
             outcome = await consume(EventSource(url, reconnect=False), mode)
     assert [e.data for e in outcome.events] == ["a", "b"] and outcome.error is None
@@ -416,7 +402,7 @@ async def test_bytes_anyio_held_unread_come_first(
         return original(stream)
 
     monkeypatch.setattr(httpx_module, "_async_endpoint", with_queued)
-    async with _serving(handle) as url:
+    async with serving(handle) as url:
         with anyio.fail_after(5):
             events = await EventSource(url, reconnect=False).acollect()
     assert [e.data for e in events] == ["queued", "after"] and bodies == ["_AsyncioFeed"]
@@ -691,7 +677,7 @@ async def test_a_source_dropped_unclosed_frees_its_connection(
                 pass
             freed.set()
 
-    async with _serving(handle) as url:
+    async with serving(handle) as url:
 
         async def drop() -> None:
             source = EventSource(url)
@@ -758,7 +744,7 @@ async def test_an_eof_anyio_saw_before_the_takeover_ends_the_stream(bodies: list
             await eof.wait()
         transport.pause_reading()
 
-    async with _serving(handle) as url:
+    async with serving(handle) as url:
         client = httpx.AsyncClient(event_hooks={"response": [read_to_the_eof]})
         with anyio.fail_after(5):
             events = await EventSource(url, client=client, reconnect=False).acollect()

@@ -6,8 +6,7 @@ client of their own (HTTP/1.1, chunked) are gated, sources on a shared client
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterator
 from functools import partial
 from operator import contains
 from typing import Any
@@ -19,7 +18,7 @@ import httpx
 import pytest
 
 from eventsource import EventSource, ReadyState, ServerSentEvent, _gate
-from tests._servers import HyperServer
+from tests._servers import HyperServer, serving
 
 pytestmark = pytest.mark.anyio
 
@@ -221,6 +220,24 @@ def any_server(request: pytest.FixtureRequest) -> Iterator[HyperServer]:
         yield server
 
 
+def _held(server: HyperServer, heads: int) -> tuple[str, str]:
+    """A fresh key, and a URL whose first ``heads`` requests get no head until
+    the key is released; each stream then sends one event and ends."""
+    key = uuid.uuid4().hex[:8]
+    return key, f"{server.url}/events?key={key}&hold_head={heads}&end_after=1"
+
+
+def _start(
+    tg: anyio.abc.TaskGroup,
+    n: int,
+    url: str,
+    got: list[ServerSentEvent],
+    client: httpx.AsyncClient | None = None,
+) -> None:
+    for _ in range(n):
+        tg.start_soon(_first_event, EventSource(url, client=client), got)
+
+
 async def _first_event(source: EventSource, got: list[ServerSentEvent]) -> None:
     async with source:
         async for event in source:
@@ -231,13 +248,11 @@ async def _first_event(source: EventSource, got: list[ServerSentEvent]) -> None:
 async def test_sources_to_one_origin_connect_a_limit_at_a_time(
     server: HyperServer, limit: None
 ) -> None:
-    key = uuid.uuid4().hex[:8]
-    url = f"{server.url}/events?key={key}&hold_head=5&end_after=1"
+    key, url = _held(server, 5)
     got: list[ServerSentEvent] = []
     with anyio.fail_after(WATCHDOG):
         async with anyio.create_task_group() as tg:
-            for _ in range(5):
-                tg.start_soon(_first_event, EventSource(url), got)
+            _start(tg, 5, url, got)
             await anyio.to_thread.run_sync(server.wait_requests, 2, key)
             await _until(lambda: _waiting(httpx.URL(url)) == 3, "three waiting")
             await anyio.sleep(0.2)  # room for a request that should not come
@@ -250,14 +265,12 @@ async def test_sources_to_one_origin_connect_a_limit_at_a_time(
 async def test_sources_on_a_shared_client_are_not_gated(
     any_server: HyperServer, limit: None
 ) -> None:
-    key = uuid.uuid4().hex[:8]
-    url = f"{any_server.url}/events?key={key}&hold_head=5&end_after=1"
+    key, url = _held(any_server, 5)
     got: list[ServerSentEvent] = []
     async with any_server.async_client() as client:
         with anyio.fail_after(WATCHDOG):
             async with anyio.create_task_group() as tg:
-                for _ in range(5):
-                    tg.start_soon(_first_event, EventSource(url, client=client), got)
+                _start(tg, 5, url, got, client)
                 # All five at once, though LIMIT is 2: the client's pool governs.
                 await anyio.to_thread.run_sync(any_server.wait_requests, 5, key)
                 assert _gates() == {}
@@ -269,13 +282,11 @@ async def test_an_origin_slow_to_answer_holds_nobody_back_for_long(
     server: HyperServer, limit: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(_gate, "STALL", 0.3)
-    key = uuid.uuid4().hex[:8]
-    url = f"{server.url}/events?key={key}&hold_head=5&end_after=1"
+    key, url = _held(server, 5)
     got: list[ServerSentEvent] = []
     with anyio.fail_after(WATCHDOG):
         async with anyio.create_task_group() as tg:
-            for _ in range(5):
-                tg.start_soon(_first_event, EventSource(url), got)
+            _start(tg, 5, url, got)
             requests = await anyio.to_thread.run_sync(server.wait_requests, 5, key)
             server.release(key)
     assert len(got) == 5
@@ -286,14 +297,12 @@ async def test_an_origin_slow_to_answer_holds_nobody_back_for_long(
 
 
 async def test_closing_a_source_that_waits_its_turn(server: HyperServer, limit: None) -> None:
-    key = uuid.uuid4().hex[:8]
-    url = f"{server.url}/events?key={key}&hold_head=2&end_after=1"
+    key, url = _held(server, 2)
     got: list[ServerSentEvent] = []
     closed: list[str] = []
     with anyio.fail_after(WATCHDOG):
         async with anyio.create_task_group() as tg:
-            for _ in range(2):
-                tg.start_soon(_first_event, EventSource(url), got)
+            _start(tg, 2, url, got)
             await anyio.to_thread.run_sync(server.wait_requests, 2, key)
             waiting = EventSource(url, on_close=lambda: closed.append("close"))
             tg.start_soon(_first_event, waiting, got)
@@ -309,38 +318,23 @@ async def test_closing_a_source_that_waits_its_turn(server: HyperServer, limit: 
     assert _gates() == {}
 
 
-@asynccontextmanager
-async def _other_origin() -> AsyncIterator[str]:
-    """A second loopback origin that answers each request with one event."""
-
-    async def handle(stream: anyio.abc.SocketStream) -> None:
-        async with stream:
-            await stream.receive()
-            await stream.send(
-                b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
-                b"connection: close\r\n\r\ndata: other\n\n"
-            )
-
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
-    port = listener.extra(anyio.abc.SocketAttribute.local_port)
-    try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(listener.serve, handle)
-            yield f"http://127.0.0.1:{port}/"
-            tg.cancel_scope.cancel()
-    finally:
-        await listener.aclose()
+async def _answer_one_event(stream: anyio.abc.SocketStream) -> None:
+    """A second origin's whole answer to a request: one event, then the end."""
+    async with stream:
+        await stream.receive()
+        await stream.send(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+            b"connection: close\r\n\r\ndata: other\n\n"
+        )
 
 
 async def test_a_held_origin_does_not_hold_another_back(server: HyperServer, limit: None) -> None:
-    key = uuid.uuid4().hex[:8]
-    url = f"{server.url}/events?key={key}&hold_head=3&end_after=1"
+    key, url = _held(server, 3)
     got: list[ServerSentEvent] = []
-    async with _other_origin() as other:
+    async with serving(_answer_one_event) as other:
         with anyio.fail_after(WATCHDOG):
             async with anyio.create_task_group() as tg:
-                for _ in range(3):
-                    tg.start_soon(_first_event, EventSource(url), got)
+                _start(tg, 3, url, got)
                 await _until(lambda: _waiting(httpx.URL(url)) == 1, "one waiting")
                 with anyio.fail_after(2.0):  # not after STALL (60 s)
                     await _first_event(EventSource(other, reconnect=False), got)
