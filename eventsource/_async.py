@@ -141,9 +141,9 @@ class AsyncDriver:
             return
         try:
             # Only a client of the source's own is gated: a shared client's
-            # pool does work for every connection it holds on each request
-            # (httpcore), so with thousands on one client a gated attempt's
-            # connect waits behind the others' past its timeout (measured).
+            # pool does work for every connection it holds on each request,
+            # so with thousands on one client a gated attempt's connect waits
+            # behind the others' past its timeout (measured; see _gate).
             response = await self.reader.send(
                 client, request, self.spec.auth, gated=self.own_client
             )

@@ -15,7 +15,7 @@ slow server does not keep them waiting: each time no attempt has finished for
 flight). One origin's gate never delays another's sources.
 
 Only async sources with a client of their own (the default) are gated. A
-shared client's pool (httpcore's) does work for every connection it holds on
+shared client's connection pool does work for every connection it holds on
 each request, so with thousands of sources on one client a gated attempt's
 connect waited behind the others' past its timeout (1,536 of 10,000
 ConnectTimeouts, measured); a shared client's own pool limits govern it. Sync
