@@ -1,0 +1,392 @@
+"""close(), restart() and cancellation as requests (issue 20, items 1-3, 7, 8).
+
+close() and restart() may come from any thread, task, callback or signal
+handler: they only record a request (``ready_state`` reads CLOSED at once
+after close()) and wake the driver, which applies it at its next step. A
+caller's cancelled wait never changes what the source does next.
+
+The stress tests run thousands of iterations at random moments with the
+interpreter switching threads every microsecond; each asserts that no close
+was lost and that on_close ran exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+
+import anyio
+import anyio.to_thread
+import httpx
+import pytest
+
+from eventsource import ConnectionLostError, EventSource, ReadyState, ServerSentEvent
+from eventsource.testing import SSEServer, sse_response
+
+pytestmark = pytest.mark.anyio
+
+URL = "http://sse.test/stream"
+JOIN = 10.0  # a thread or task still running after this is hung
+ZERO = {"retry": 0, "min_retry_delay": 0, "max_retry_delay": 0}
+
+
+@pytest.fixture
+def fast_switching() -> Iterator[None]:
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(old)
+
+
+def _refusing(request: httpx.Request) -> httpx.Response:
+    raise httpx.ConnectError("refused", request=request)
+
+
+# --- 1. a close() from another thread is never lost ---------------------------------
+
+
+def _sync_round(rng: random.Random) -> tuple[ReadyState, int, bool]:
+    closes: list[int] = []
+    client = httpx.Client(transport=httpx.MockTransport(_refusing))
+    source = EventSource(URL, client=client, on_close=lambda: closes.append(1), **ZERO)
+
+    def iterate() -> None:
+        for _ in source:
+            pass
+
+    thread = threading.Thread(target=iterate, daemon=True)
+    thread.start()
+    time.sleep(rng.uniform(0, 0.002))
+    source.close()
+    state = source.ready_state
+    thread.join(JOIN)
+    hung = thread.is_alive()
+    if hung:
+        source.close()  # a second close() ends it: the first was lost
+        thread.join(JOIN)
+    client.close()
+    return state, len(closes), hung
+
+
+@pytest.mark.xfail(strict=True, reason="issue 20 item 1: a close() from another thread is lost")
+def test_a_close_from_another_thread_is_never_lost_sync(fast_switching: None) -> None:
+    rng = random.Random(20)
+    for i in range(2000):
+        state, closes, hung = _sync_round(rng)
+        assert state is ReadyState.CLOSED, f"round {i}: {state.name} after close() returned"
+        assert not hung, f"round {i}: the source kept reconnecting after close()"
+        assert closes == 1, f"round {i}: on_close ran {closes} times"
+
+
+async def _async_round(rng: random.Random) -> tuple[list[ReadyState], int]:
+    closes: list[int] = []
+    client = httpx.AsyncClient(transport=httpx.MockTransport(_refusing))
+    source = EventSource(URL, client=client, on_close=lambda: closes.append(1), **ZERO)
+    states: list[ReadyState] = []
+
+    def close_later(delay: float) -> None:
+        time.sleep(delay)
+        source.close()
+        states.append(source.ready_state)
+
+    with anyio.fail_after(JOIN):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(anyio.to_thread.run_sync, close_later, rng.uniform(0, 0.002))
+            async for _ in source:
+                pass
+    await client.aclose()
+    return states, len(closes)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 20 item 1: a close() from another thread is lost")
+async def test_a_close_from_another_thread_is_never_lost_async(
+    anyio_backend: str, fast_switching: None
+) -> None:
+    rng = random.Random(21)
+    for i in range(1000):
+        states, closes = await _async_round(rng)
+        assert states == [ReadyState.CLOSED], f"round {i}"
+        assert closes == 1, f"round {i}: on_close ran {closes} times"
+
+
+def _collect_round(timeout: float) -> bool:
+    with httpx.Client(transport=httpx.MockTransport(_refusing)) as client:
+        source = EventSource(URL, client=client, **ZERO)
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                source.collect(timeout=timeout)
+            except ConnectionLostError:
+                pass  # no stream opened before the timeout
+            finally:
+                done.set()
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        finished = done.wait(JOIN)
+        if not finished:
+            source.close()
+            thread.join(JOIN)
+        assert source.ready_state is ReadyState.CLOSED
+        return finished
+
+
+@pytest.mark.xfail(strict=True, reason="issue 20 item 1: collect(timeout=) hangs on a lost close()")
+def test_collect_with_a_timeout_always_returns(fast_switching: None) -> None:
+    # collect()'s timer thread calls close(): a lost close hung it.
+    rng = random.Random(22)
+    for i in range(1000):
+        assert _collect_round(rng.uniform(0.0005, 0.002)), f"round {i}: collect(timeout=) hung"
+
+
+# --- 2. polling with a timeout never stops the reconnect -----------------------------
+
+
+class _Drops:
+    """A mock endpoint: the first response has one event and ends; later ones
+    send event 2 and stay open."""
+
+    def __init__(self) -> None:
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        if len(self.requests) == 1:
+            return sse_response([{"id": "1", "data": "a"}])
+        return httpx.Response(
+            200, headers={"content-type": "text/event-stream"}, stream=_Then(b"id: 2\ndata: b\n\n")
+        )
+
+
+class _Then(httpx.AsyncByteStream):
+    """A body that sends its bytes, then waits for ever (until cancelled)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield self.data
+        await anyio.sleep_forever()
+
+
+@pytest.mark.xfail(strict=True, reason="issue 20 item 2: a cancelled wait restarts the whole delay")
+async def test_polling_with_a_timeout_keeps_the_reconnect_deadline(anyio_backend: str) -> None:
+    endpoint = _Drops()
+    async with httpx.AsyncClient(transport=httpx.MockTransport(endpoint)) as client:
+        source = EventSource(URL, client=client, retry=1.0)
+        got: list[str] = []
+        with anyio.fail_after(JOIN):
+            async with source:
+                while len(got) < 2:
+                    with anyio.move_on_after(0.3):
+                        got.append((await source.__anext__()).data)
+    assert got == ["a", "b"]
+    assert endpoint.requests[1].headers["last-event-id"] == "1"
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.xfail(strict=True, reason="issue 20 item 2: a cancelled wait restarts the whole delay")
+async def test_polling_with_wait_for_keeps_the_reconnect_deadline(anyio_backend: str) -> None:
+    endpoint = _Drops()
+    async with httpx.AsyncClient(transport=httpx.MockTransport(endpoint)) as client:
+        source = EventSource(URL, client=client, retry=1.0)
+        got: list[str] = []
+        deadline = time.monotonic() + JOIN
+        async with source:
+            while len(got) < 2 and time.monotonic() < deadline:
+                try:
+                    got.append((await asyncio.wait_for(source.__anext__(), 0.3)).data)
+                except asyncio.TimeoutError:
+                    pass
+    assert got == ["a", "b"]
+
+
+@pytest.mark.xfail(strict=True, reason="issue 20 item 2: a cancelled read looks like a clean end")
+async def test_a_cancelled_read_on_the_public_stream_is_no_clean_end(anyio_backend: str) -> None:
+    """The public stream's generators end when a read is cancelled: the next
+    step reconnects with Last-Event-ID; it never reports a clean end."""
+    endpoint = _Drops()
+    errors: list[str] = []
+    async with httpx.AsyncClient(transport=httpx.MockTransport(endpoint)) as client:
+        source = EventSource(
+            URL, client=client, retry=0.001, on_error=lambda e: errors.append(str(e))
+        )
+        endpoint.requests.append(httpx.Request("GET", URL))  # start with the open body
+        with anyio.fail_after(JOIN):
+            async with source:
+                first = await source.__anext__()
+                with anyio.move_on_after(0.05):
+                    await source.__anext__()  # blocked: the body waits for ever
+                second = await source.__anext__()
+    assert (first.data, second.data) == ("b", "b")
+    assert endpoint.requests[-1].headers["last-event-id"] == "2"
+    assert not any("ended the stream" in error for error in errors), errors
+
+
+@pytest.mark.xfail(strict=True, reason="issue 20 item 2: a cancelled read looks like a clean end")
+async def test_a_cancelled_read_with_no_reconnect_does_not_close_silently(
+    anyio_backend: str,
+) -> None:
+    endpoint = _Drops()
+    endpoint.requests.append(httpx.Request("GET", URL))
+    async with httpx.AsyncClient(transport=httpx.MockTransport(endpoint)) as client:
+        source = EventSource(URL, client=client, reconnect=False)
+        with anyio.fail_after(JOIN):
+            async with source:
+                await source.__anext__()
+                with anyio.move_on_after(0.05):
+                    await source.__anext__()
+                with pytest.raises(ConnectionLostError):
+                    await source.__anext__()
+
+
+# --- 3. a loop that never suspends can be cancelled ----------------------------------
+
+
+@contextmanager
+def watchdog(source: EventSource) -> Iterator[None]:
+    """Close the source from a thread after JOIN seconds: a loop that never
+    suspends cannot be stopped by any deadline of the event loop's."""
+    timer = threading.Timer(JOIN, source.close)
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+@pytest.mark.xfail(strict=True, reason="issue 20 item 3: a loop that never suspends")
+async def test_a_zero_delay_loop_over_a_refusing_mock_can_be_cancelled(anyio_backend: str) -> None:
+    async with httpx.AsyncClient(transport=httpx.MockTransport(_refusing)) as client:
+        source = EventSource(URL, client=client, **ZERO)
+        with watchdog(source), anyio.fail_after(JOIN):
+            with anyio.move_on_after(0.2) as scope:
+                async for _ in source:
+                    pass
+            await source.aclose()
+    assert scope.cancelled_caught, "the caller's deadline never fired"
+
+
+@pytest.mark.xfail(strict=True, reason="issue 20 item 3: a loop that never suspends")
+async def test_acollect_over_a_mock_that_never_suspends_returns(anyio_backend: str) -> None:
+    transport = httpx.MockTransport(lambda request: sse_response([{"data": "x"}]))
+    async with httpx.AsyncClient(transport=transport) as client:
+        source = EventSource(URL, client=client, retry=0)
+        start = time.monotonic()
+        with watchdog(source), anyio.fail_after(JOIN):
+            events = await source.acollect(timeout=0.2)
+        took = time.monotonic() - start
+    assert took < 2.0, f"acollect(timeout=0.2) took {took:.1f} s"
+    assert events and all(event.data == "x" for event in events)
+
+
+# --- 7. aclose() inside an async on_close ---------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["break", "aclose-in-loop"])
+@pytest.mark.xfail(strict=True, reason="issue 20 item 7: aclose() in on_close waits for itself")
+async def test_aclose_inside_an_async_on_close_returns(anyio_backend: str, how: str) -> None:
+    calls: list[str] = []
+
+    async def on_close() -> None:
+        calls.append("on_close")
+        await source.aclose()
+        calls.append("returned")
+
+    transport = httpx.MockTransport(lambda request: sse_response([{"data": "x"}]))
+    async with httpx.AsyncClient(transport=transport) as client:
+        source = EventSource(URL, client=client, on_close=on_close)
+        with anyio.fail_after(JOIN):
+            async with source:
+                async for _ in source:
+                    if how == "aclose-in-loop":
+                        await source.aclose()
+                    break
+    assert calls == ["on_close", "returned"]
+
+
+# --- 8. smaller ------------------------------------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="issue 20 item 8: the event is lost")
+async def test_a_cancel_during_a_coroutine_on_message_keeps_the_event(anyio_backend: str) -> None:
+    release = anyio.Event()
+    seen: list[str] = []
+
+    async def on_message(event: ServerSentEvent) -> None:
+        seen.append(event.data)
+        if event.data == "1":
+            await release.wait()
+
+    transport = httpx.MockTransport(
+        lambda request: sse_response([{"id": "1", "data": "1"}, {"id": "2", "data": "2"}])
+    )
+    async with httpx.AsyncClient(transport=transport) as client:
+        source = EventSource(URL, client=client, on_message=on_message)
+        with anyio.fail_after(JOIN):
+            async with source:
+                with anyio.move_on_after(0.05):
+                    await source.__anext__()  # cancelled inside on_message("1")
+                got = await source.__anext__()
+    assert got.data == "1", "the event whose on_message was cancelled is still delivered"
+    assert seen == ["1"]
+
+
+@pytest.mark.xfail(strict=True, reason="issue 20 item 8: the old loop is called")
+def test_a_close_from_a_thread_reaches_a_source_reused_under_a_new_loop() -> None:
+    """Per-test event loops and notebooks reuse a source under a new loop."""
+    with SSEServer() as server:
+        server.send("a", id="1")
+        server.end_after(1)
+        source = EventSource(server.url, retry=1.0, read_timeout=30)
+
+        async def first() -> None:
+            assert (await source.__anext__()).data == "a"
+            with anyio.move_on_after(0.3):
+                await source.__anext__()  # the stream ended: cancelled in the wait
+
+        async def second() -> float:
+            timer = threading.Timer(2.0, source.close)  # the source reads by then
+            timer.start()
+            start = time.monotonic()
+            with anyio.fail_after(JOIN):
+                async for _ in source:
+                    pass
+            timer.join()
+            return time.monotonic() - start
+
+        anyio.run(first)
+        server.clear_faults()
+        took = anyio.run(second)
+        assert took < 5.0, f"close() from a thread took {took:.1f} s (read_timeout is 30)"
+        assert source.ready_state is ReadyState.CLOSED
+        assert len(server.requests) == 2
+
+
+@pytest.mark.xfail(strict=True, reason="issue 20 item 8: no checkpoint in a burst")
+async def test_a_burst_of_queued_events_has_checkpoints(anyio_backend: str) -> None:
+    burst = b"".join(b"data: %d\n\n" % i for i in range(5000))
+    transport = httpx.MockTransport(
+        lambda request: httpx.Response(
+            200, headers={"content-type": "text/event-stream"}, stream=_Then(burst)
+        )
+    )
+    async with httpx.AsyncClient(transport=transport) as client:
+        source = EventSource(URL, client=client)
+        with anyio.fail_after(JOIN):
+            async with source:
+                await source.__anext__()  # opened; 4,999 events queued
+                delivered = 0
+                with anyio.CancelScope() as scope:
+                    scope.cancel()
+                    async for _ in source:
+                        delivered += 1
+    assert delivered < 1000, f"{delivered} events delivered inside a cancelled scope"
