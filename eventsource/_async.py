@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import threading
 from collections.abc import Coroutine
 from typing import Any, Callable
 
@@ -23,7 +22,7 @@ from ._errors import ConnectionLostError, EventSourceError
 from ._event import ServerSentEvent
 from ._httpx import classify
 from ._io import AsyncReader
-from ._loop import loop_call_soon
+from ._loop import running_loop
 from ._machine import CONNECT, FINISH, OPENED, READ, RELEASE, Comment, Failure, Machine
 from ._request import RequestSpec
 
@@ -32,8 +31,20 @@ __all__ = ["AsyncDriver"]
 logger = logging.getLogger("eventsource")
 
 
+# Steps in a row that may not have suspended before the driver checkpoints: a
+# body that never suspends (a mock, a burst already read) stays cancellable
+# and lets other tasks run, at a cost per step too small to measure.
+_CHECKPOINT_EVERY = 128
+
+
 class AsyncDriver:
-    """Drives one source in async mode (``async for``, ``arun()``)."""
+    """Drives one source in async mode (``async for``, ``arun()``).
+
+    Everything it does runs in the event loop's thread: ``next()``, ``aclose()``
+    and the wake-ups that ``close()`` / ``restart()`` post from anywhere with
+    the loop's thread-safe "call soon". So the machine is only ever driven from
+    one thread, and the driver's own checks need no lock.
+    """
 
     __slots__ = (
         "_call_soon",
@@ -42,7 +53,11 @@ class AsyncDriver:
         "_current_task",
         "_done",
         "_in_callback",
-        "_thread",
+        "_loop",
+        "_pending",
+        "_probe",
+        "_steps",
+        "_wake_at",
         "busy",
         "callbacks",
         "client",
@@ -64,10 +79,13 @@ class AsyncDriver:
         self.callbacks = callbacks
         self.client = client
         self.own_client = client is None
-        self.reader = AsyncReader()
+        self.reader = AsyncReader(lambda: machine.interrupting)
         self.busy = False
-        self._thread = threading.get_ident()
-        self._call_soon = loop_call_soon()
+        # The event loop driving the source, and its thread-safe "call soon":
+        # bound again whenever another loop drives it (per-test loops, notebooks).
+        self._loop: object = None
+        self._probe: Callable[[], object] = _no_task
+        self._call_soon: Callable[[Callable[[], None]], object] | None = None
         self._current_task = _current_task_function()
         self._in_callback = 0  # depth of callbacks running in the iterating task
         self._callback_task: object = None  # the task awaiting a coroutine callback
@@ -75,30 +93,68 @@ class AsyncDriver:
         # Made by the first task that waits for the end (an event per source
         # would cost memory that thousands of idle sources pay for nothing).
         self._done: anyio.Event | None = None
+        self._pending: ServerSentEvent | None = None  # an event a cancel kept from the caller
+        self._steps = 0  # steps since the last checkpoint
+        self._wake_at: float | None = None  # when the current reconnect wait ends
+        self._bind()
 
     @property
     def response(self) -> httpx.Response | None:
         return self.reader.response
+
+    def _bind(self) -> None:
+        """Remember the running event loop (if another than before)."""
+        loop, probe, call_soon = running_loop()
+        if loop is not self._loop:
+            self._loop, self._probe, self._call_soon = loop, probe, call_soon
+            self._current_task = _current_task_function()
+
+    def _rebind(self) -> None:
+        """Bind again when another event loop drives the source now."""
+        try:
+            same = self._probe() is self._loop
+        except RuntimeError:
+            same = False
+        if not same:
+            self._bind()
 
     async def next(self) -> ServerSentEvent:
         """The next event; StopAsyncIteration at the end; the fatal error."""
         if self.busy:
             raise RuntimeError("this EventSource is already being iterated")
         self.busy = True
+        try:  # the loop driving it: inline, it is once per event
+            if self._probe() is not self._loop:
+                self._bind()
+        except RuntimeError:
+            self._bind()
         machine = self.machine
         callbacks = self.callbacks
         try:
+            pending = self._pending
+            if pending is not None:  # its handlers were cancelled: deliver it now
+                self._pending = None
+                if not machine.closed:
+                    return pending
             while True:
+                self._steps += 1
+                if self._steps >= _CHECKPOINT_EVERY:
+                    self._steps = 0
+                    await anyio.lowlevel.checkpoint()
                 item = machine.next()
                 kind = item.__class__
                 if kind is ServerSentEvent:
                     assert isinstance(item, ServerSentEvent)
                     machine.delivering(item)
                     if callbacks.on_message is not None or callbacks.listeners:
-                        for handler in callbacks.handlers(item):
-                            if machine.closed:
-                                break  # close() in a handler: no more on_message
-                            await self._invoke(handler, item)
+                        try:
+                            for handler in callbacks.handlers(item):
+                                if machine.closed:
+                                    break  # close() in a handler: no more on_message
+                                await self._invoke(handler, item)
+                        except BaseException:  # cancelled in a handler: the event stays ours
+                            self._pending = item
+                            raise
                     return item
                 if item is READ:
                     await self._read()
@@ -125,15 +181,26 @@ class AsyncDriver:
 
     async def _connect(self) -> None:
         machine = self.machine
+        reader = self.reader
         if machine.delay:
-            await self.reader.wait(machine.delay)
+            # A deadline, kept when the caller cancels the wait: the next
+            # __anext__() waits what is left of it, not the whole delay again.
+            wake_at = self._wake_at
+            if wake_at is None:
+                wake_at = self._wake_at = anyio.current_time() + machine.delay
+            await reader.wait_until(wake_at)
+            self._wake_at = None
             machine.waited()
             return
+        self._wake_at = None
+        # A transport that never suspends (a mock that refuses, retry=0) must
+        # not make the loop uncancellable: every attempt is a checkpoint.
+        await anyio.lowlevel.checkpoint()
         client = self._client()
-        self.reader.begin()
         last_event_id = machine.start_attempt()
         if last_event_id is None:
             return  # closed meanwhile
+        reader.begin()
         try:
             request = self.spec.build(client, last_event_id)
         except EventSourceError as exc:
@@ -144,9 +211,7 @@ class AsyncDriver:
             # pool does work for every connection it holds on each request,
             # so with thousands on one client a gated attempt's connect waits
             # behind the others' past its timeout (measured; see _gate).
-            response = await self.reader.send(
-                client, request, self.spec.auth, gated=self.own_client
-            )
+            response = await reader.send(client, request, self.spec.auth, gated=self.own_client)
         except Exception as exc:
             self._failed(exc, sending=True)
             return
@@ -159,17 +224,24 @@ class AsyncDriver:
             reason=response.reason_phrase,
             url=str(response.request.url),
         ):
-            self.reader.open(response, self.spec.read_timeout)
+            reader.open(response, self.spec.read_timeout)
         else:
-            await self.reader.close_refused(response, machine.error)
+            await reader.close_refused(response, machine.error)
 
     async def _read(self) -> None:
+        reader = self.reader
         try:
-            data = await self.reader.read(self.spec.read_timeout)
+            data = await reader.read(self.spec.read_timeout)
         except Exception as exc:
-            self.reader.fix(exc)
+            reader.fix(exc)
             self._failed(exc, sending=False)
             return
+        except BaseException:
+            # The caller cancelled its wait. A body that cannot take up a read
+            # where a cancel left it (httpx's generators end) is broken now:
+            # the next step reconnects, never mistaking it for a clean end.
+            reader.cancelled()
+            raise
         if data is None:
             self.machine.end()
         else:
@@ -190,6 +262,7 @@ class AsyncDriver:
     async def _finish(self, *, raise_error: bool) -> None:
         machine = self.machine
         error = machine.final_error
+        self._pending = None
         try:
             with anyio.CancelScope(
                 shield=True, deadline=anyio.current_time() + _httpx.CLOSE_TIMEOUT
@@ -237,7 +310,7 @@ class AsyncDriver:
             self._in_callback -= 1
 
     def _called_back(self) -> bool:
-        """True inside one of this source's callbacks (in the iterating task)."""
+        """True inside one of this source's callbacks, in the task running it."""
         if not self._in_callback:
             return False
         task = self._callback_task
@@ -246,13 +319,16 @@ class AsyncDriver:
     # --- control, from the user ---------------------------------------------------------
 
     async def aclose(self) -> None:
-        """Close and wait for the end (not from inside a callback: there it
-        returns at once, and the end follows when the callback returns)."""
+        """Close and wait for the end. Inside one of the source's own callbacks
+        (on_close included) it returns at once: the end follows when the
+        callback returns, and waiting for it there would wait for itself."""
         self.machine.close()
-        if self.busy:
+        self._rebind()
+        if self._called_back():
+            self._post()
+            return
+        if self.busy:  # another task iterates: wake it, and wait for its finish
             self.reader.interrupt()
-            if self._called_back():
-                return
             await self._wait_ended()
         elif self.machine.next() is FINISH:
             await self._finish(raise_error=False)
@@ -260,17 +336,34 @@ class AsyncDriver:
             await self._wait_ended()
 
     def close(self) -> None:
-        """Close without waiting, from any thread, task or callback."""
+        """Ask to close, from any thread, task, callback or signal handler."""
         self.machine.close()
-        self._in_loop(self._close_in_loop)
+        self._post()
 
     def restart(self) -> None:
+        """Ask to reconnect, from any thread, task, callback or signal handler."""
         self.machine.restart()
-        self._in_loop(self.reader.interrupt)
+        self._post()
 
-    def _close_in_loop(self) -> None:
+    def _post(self) -> None:
+        """Wake the driver in its event loop: always through the loop's
+        thread-safe "call soon", even from the loop's thread (a signal handler
+        may run between any two bytecodes of the driver)."""
+        call_soon = self._call_soon
+        if call_soon is not None:
+            try:
+                call_soon(self._wake)
+            except RuntimeError:  # the loop is gone: the next use applies the request
+                pass
+
+    def _wake(self) -> None:
+        """In the loop: end the I/O in progress for a request not applied
+        yet, and finish a closed source that nobody iterates."""
+        machine = self.machine
+        if not machine.interrupting or machine.ended:
+            return  # applied already (a restart), or finished
         self.reader.interrupt()
-        if not self.busy and self._closer is None and not self.machine.ended:
+        if machine.closed and not self.busy and self._closer is None:
             # Closing a response takes an await: done by a task of its own,
             # which the source holds (a task nothing refers to may be collected).
             self._closer = _spawn(self._finish_quietly)
@@ -283,17 +376,6 @@ class AsyncDriver:
                 await self._finish(raise_error=False)
             except Exception:
                 logger.exception("error while closing %s", self.machine.url)
-
-    def _in_loop(self, function: Callable[[], None]) -> None:
-        """Call function in the source's event loop: now when called from its
-        thread, else soon (safe from any thread)."""
-        if threading.get_ident() == self._thread:
-            function()
-        elif self._call_soon is not None:
-            try:
-                self._call_soon(function)
-            except RuntimeError:  # the event loop is gone
-                pass
 
 
 def _current_task_function() -> Callable[[], object]:

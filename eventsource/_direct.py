@@ -92,6 +92,7 @@ class _Direct:
 
 class AsyncDirect(_Direct):
     __slots__ = ()
+    resumable = True  # what arrives during a cancelled read stays in the buffers
 
     async def read(self) -> bytes | None:
         """The body bytes of the next read; None at the body's end."""

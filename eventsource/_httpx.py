@@ -162,45 +162,70 @@ class _Socket(Protocol):
 
 class Interrupter:
     """The socket a source's read may be ended by shutting it down: armed only
-    while the connection is the source's alone (see the module docstring)."""
+    while the connection is the source's alone (see the module docstring).
 
-    __slots__ = ("__weakref__", "_fired", "_lock", "_socket")
+    ``fire()`` may come from any thread or a signal handler, so it never waits
+    for the lock: when another holder has it, the request is left pending and
+    that holder carries it out as it lets go (it checks after releasing, so
+    one of the two always sees it). A socket disarmed under the lock is never
+    shut down after ``disarm()`` returned.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("__weakref__", "_fired", "_lock", "_pending", "_socket", "_wanted")
+
+    def __init__(self, wanted: Callable[[], bool] = bool) -> None:
+        # Asked when the interrupt is carried out: is it still wanted? (A
+        # restart that the driver satisfied meanwhile must not end the new
+        # attempt.)
+        self._wanted = wanted
         self._lock = threading.Lock()
         self._socket: _Socket | None = None
         self._fired = False
+        self._pending = False
 
     def arm(self, sock: _Socket | None) -> None:
         with self._lock:
             self._socket = sock
             if self._fired and sock is not None:
                 _shutdown(sock)
+        self._drain()
 
     def disarm(self) -> None:
         with self._lock:
             self._socket = None
+        self._drain()
 
     def begin(self) -> None:
         """A new attempt: forget the last one's interrupt."""
         with self._lock:
             self._socket = None
             self._fired = False
+            self._pending = False
 
     @property
     def fired(self) -> bool:
         """An interrupt came during this attempt."""
         return self._fired
 
-    def fire(self) -> bool:
+    def fire(self) -> None:
         """Shut the armed socket down (now, or as soon as one is armed during
-        this attempt). True when a socket was shut down."""
-        with self._lock:
-            self._fired = True
-            if self._socket is None:
-                return False
-            _shutdown(self._socket)
-            return True
+        this attempt)."""
+        self._pending = True
+        self._drain()
+
+    def _drain(self) -> None:
+        while self._pending:
+            if not self._lock.acquire(blocking=False):
+                return  # its holder drains as it lets go
+            try:
+                if self._pending:
+                    self._pending = False
+                    if self._wanted():
+                        self._fired = True
+                        if self._socket is not None:
+                            _shutdown(self._socket)
+            finally:
+                self._lock.release()
 
     def tracer(self) -> Callable[[str, Mapping[str, Any]], None]:
         """httpcore trace hook that arms the socket of a sync HTTP/1.1 request
@@ -288,6 +313,7 @@ def fix_request(exc: BaseException, response: httpx.Response) -> None:
 
 class AsyncBody(Protocol):
     scoped: bool  # reads need a cancel scope to be timed and interrupted
+    resumable: bool  # a read the caller cancelled can be taken up again
 
     async def read(self) -> bytes | None: ...
     async def finish(self) -> None: ...
@@ -372,6 +398,7 @@ class _AsyncChunks:
     """httpx's public stream (or the transport's chunks as they are)."""
 
     __slots__ = ("_chunks", "scoped")
+    resumable = False  # a cancel ends httpx's chain of generators
 
     def __init__(self, response: httpx.Response, scoped: bool) -> None:
         self.scoped = scoped

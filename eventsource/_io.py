@@ -79,18 +79,34 @@ def _wants_body(error: object, response: httpx.Response) -> bool:
 
 
 class AsyncReader:
-    """Sends a source's requests and reads its bodies, async."""
+    """Sends a source's requests and reads its bodies, async.
 
-    __slots__ = ("_body", "_interrupter", "_scope", "response")
+    The interrupt interface (what "end this step now" means, on every path):
+    ``interrupt()``, called in the event loop's thread, ends the wait, send
+    or read in progress, and any read of the current attempt that starts
+    after it: a wait returns early, a send returns None, a read raises
+    ConnectionLostError (or the transport's error for a socket shut down
+    under it, which the machine ignores for an interrupted attempt). It never
+    touches a connection another request could use. ``begin()`` starts a new
+    attempt and forgets the last one's interrupt. A read that the caller
+    cancels leaves a body that either resumes where it was (``resumable``:
+    the fast read, whose buffers keep what arrives) or is broken: its next
+    read raises ConnectionLostError, never a clean end.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("_body", "_broken", "_interrupter", "_scope", "response")
+
+    def __init__(self, wanted: Callable[[], bool] = lambda: True) -> None:
+        """``wanted()`` tells whether an interrupt is still wanted when it is
+        carried out (the machine's ``interrupting``)."""
         self.response: httpx.Response | None = None
         self._body: AsyncBody | None = None
-        self._interrupter = Interrupter()
+        self._interrupter = Interrupter(wanted)
         self._scope: anyio.CancelScope | None = None
+        self._broken = False
 
     def begin(self) -> None:
-        """Called before each attempt's machine.start_attempt()."""
+        """Called after each attempt's machine.start_attempt()."""
         self._interrupter.begin()
 
     def interrupt(self) -> None:
@@ -99,13 +115,19 @@ class AsyncReader:
             self._scope.cancel()
         self._interrupter.fire()
 
-    async def wait(self, delay: float) -> None:
-        """Sleep, unless interrupted."""
+    async def wait_until(self, deadline: float) -> None:
+        """Sleep until the deadline (anyio's clock), unless interrupted."""
         try:
-            with anyio.CancelScope(deadline=anyio.current_time() + delay) as self._scope:
+            with anyio.CancelScope(deadline=deadline) as self._scope:
                 await anyio.sleep_forever()
         finally:
             self._scope = None
+
+    def cancelled(self) -> None:
+        """The caller cancelled a read: a body that cannot resume is broken."""
+        body = self._body
+        if body is not None and not body.resumable:
+            self._broken = True
 
     async def send(
         self,
@@ -163,6 +185,8 @@ class AsyncReader:
         TimeoutError after read_timeout, ConnectionLostError when interrupted."""
         body = self._body
         assert body is not None
+        if self._broken:
+            return self._broken_read()
         if not body.scoped:
             # A cancel scope per read would cost more than the read and the
             # parsing together. Without one, interrupt() shuts the socket down,
@@ -170,6 +194,9 @@ class AsyncReader:
             # coroutine is awaited: a layer fewer to resume at every wake-up.)
             return body.read()
         return self._scoped_read(body, read_timeout)
+
+    async def _broken_read(self) -> bytes | None:
+        raise ConnectionLostError("connection lost: a read of this body was cancelled")
 
     async def _scoped_read(self, body: AsyncBody, read_timeout: float | None) -> bytes | None:
         deadline = anyio.current_time() + read_timeout if read_timeout is not None else math.inf
@@ -211,37 +238,64 @@ class AsyncReader:
         response, self.response = self.response, None
         body, self._body = self._body, None
         self._scope = None
+        self._broken = False
         if response is not None:
             await aclose_response(response, body)
 
 
 class SyncReader:
-    """Sends a source's requests and reads its bodies, blocking."""
+    """Sends a source's requests and reads its bodies, blocking.
 
-    __slots__ = ("_body", "_interrupter", "_wake", "response")
+    The interrupt interface of ``AsyncReader``, from any thread (or a signal
+    handler: it takes no lock it would wait for): ``interrupt()`` ends the
+    wait, and the send or read in progress on a connection that is the
+    source's alone (its socket is shut down); a read on a shared HTTP/2
+    connection ends with its next frame or read_timeout.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("_body", "_interrupter", "_sleeper", "response")
+
+    def __init__(self, wanted: Callable[[], bool] = lambda: True) -> None:
+        """``wanted()`` tells whether an interrupt is still wanted when it is
+        carried out (the machine's ``interrupting``)."""
         self.response: httpx.Response | None = None
         self._body: SyncBody | None = None
-        self._interrupter = Interrupter()
-        self._wake: threading.Event | None = None
+        self._interrupter = Interrupter(wanted)
+        # Held while a wait sleeps on it; interrupt() releases it. A lock, not
+        # a threading.Event: Event.set() takes a lock that the interrupted
+        # thread may hold when a signal handler calls close().
+        self._sleeper: threading.Lock | None = None
 
     def begin(self) -> None:
-        """Called before each attempt's machine.start_attempt()."""
+        """Called after each attempt's machine.start_attempt()."""
         self._interrupter.begin()
 
     def interrupt(self) -> None:
         """End the wait, send or read in progress (from any thread)."""
-        if self._wake is not None:
-            self._wake.set()
+        sleeper = self._sleeper
+        if sleeper is not None:
+            try:
+                sleeper.release()
+            except RuntimeError:  # woken already
+                pass
         self._interrupter.fire()
 
-    def wait(self, delay: float, interrupted: Callable[[], bool]) -> None:
-        if self._wake is None:
-            self._wake = threading.Event()
-        self._wake.clear()
-        if not interrupted():
-            self._wake.wait(delay)
+    def wait_until(self, deadline: float, interrupted: Callable[[], bool]) -> None:
+        """Sleep until the deadline (time.monotonic()), unless interrupted."""
+        sleeper = threading.Lock()
+        sleeper.acquire()
+        self._sleeper = sleeper
+        try:
+            # Checked before each sleep (a request that came before the
+            # sleeper was there) and after each wake-up (one that a stale
+            # interrupt caused sleeps on: the acquire took the lock again).
+            while not interrupted():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                sleeper.acquire(timeout=left)
+        finally:
+            self._sleeper = None
 
     def send(
         self, client: httpx.Client, request: httpx.Request, auth: dict[str, Any]

@@ -23,3 +23,33 @@ def loop_call_soon() -> Callable[[Callable[[], None]], object] | None:
         return trio.lowlevel.current_trio_token().run_sync_soon
     except (ImportError, RuntimeError):
         return None
+
+
+def _no_loop() -> object:
+    return None
+
+
+CallSoon = Callable[[Callable[[], None]], object]
+
+
+def running_loop() -> tuple[object, Callable[[], object], CallSoon | None]:
+    """The running event loop as (its identity, a cheap function that returns
+    the identity of the loop running when called, raising RuntimeError
+    outside a loop of that kind, and its thread-safe "call soon"); (None, a
+    function returning None, None) outside an event loop. Call it from the
+    loop's thread."""
+    try:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        return loop, asyncio.get_running_loop, loop.call_soon_threadsafe
+    try:
+        import trio
+
+        token = trio.lowlevel.current_trio_token()
+    except (ImportError, RuntimeError):
+        return None, _no_loop, None
+    return token, trio.lowlevel.current_trio_token, token.run_sync_soon

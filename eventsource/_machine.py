@@ -2,8 +2,21 @@
 
 A driver (``_async``, ``_sync``) asks ``next()`` what to do, does it, and
 reports the outcome back as an input; every decision is made here, once, for
-both drivers. No I/O, no clock, no threads (``close()`` and ``restart()`` are
-plain flag writes, safe to call from another thread).
+both drivers. No I/O, no clock, no threads.
+
+Requests: ``close()`` and ``restart()`` may come from any thread, task,
+callback or signal handler. They only record the request (a plain attribute
+write each: no lock, nothing that could block or run half-way under a signal)
+and change nothing else; ``ready_state`` reads CLOSED from the moment
+``close()`` returns. Every transition happens on the driver's side, in
+``next()`` and the driver's inputs: one thread at a time (the sync driver's
+turn, the async driver's event loop). A close request is never cleared; a
+restart request is cleared by the transition that satisfies it (a new attempt
+starting, or the connection released), so a restart asked for after that
+transition is applied again, and one asked for before it is satisfied by it.
+The driver wakes itself up for a request (``interrupting``) through the
+reader's interrupt, and checks ``interrupting`` again after every step that
+arms an interrupt, so a request is never lost between a check and a wait.
 
 States and transitions (``ready_state`` in brackets)::
 
@@ -19,7 +32,7 @@ States and transitions (``ready_state`` in brackets)::
                   restart()                      -> WAITING      RELEASE, CONNECT at once
                   receive() too large / no reconnect and fail()
                                                  -> CLOSED       RELEASE, FINISH with the error
-    any           close()                        -> CLOSED       FINISH (once), then STOP
+    any           close() (applied by next())    -> CLOSED       FINISH (once), then STOP
     WAITING       max_retries failures in a row  -> CLOSED       Failure, FINISH (RetriesExhausted)
 
 ``next()`` answers, in this order of priority: FINISH once closed (then STOP);
@@ -136,7 +149,9 @@ class Machine:
         "_delivered",
         "_fatal",
         "_finished",
+        "_close_request",
         "_queue",
+        "_ready",
         "_release",
         "_restart",
         "_state",
@@ -151,7 +166,6 @@ class Machine:
         "opens",
         "parser",
         "policy",
-        "ready_state",
         "url",
     )
 
@@ -181,7 +195,7 @@ class Machine:
         # holds 760 bytes, an empty list 56, and an idle source keeps one.
         self._queue: list[Output] = []
         self._state = _State.WAITING
-        self.ready_state = ReadyState.CONNECTING
+        self._ready = ReadyState.CONNECTING
         self.delay = 0.0  # seconds to wait before the next attempt
         self.error: EventSourceError | None = None  # the latest error
         self.final_error: EventSourceError | None = None  # what FINISH reports
@@ -191,24 +205,31 @@ class Machine:
         self._delivered = False  # this attempt's connection produced an event
         self._fatal: EventSourceError | None = None
         self._release = False
-        self._restart = False
+        self._restart = False  # a restart was asked for and is not satisfied yet
+        self._close_request = False  # close() was called (never cleared)
         self._finished = False  # FINISH was handed out
         self.ended = False  # ... and carried out
 
     def _to(self, state: _State) -> None:
         self._state = state
-        self.ready_state = _STATES[state]
+        self._ready = _STATES[state]
 
     # --- outputs ------------------------------------------------------------------
 
     @property
+    def ready_state(self) -> ReadyState:
+        """CLOSED from the moment close() was asked for, else the state's."""
+        return ReadyState.CLOSED if self._close_request else self._ready
+
+    @property
     def closed(self) -> bool:
-        return self._state is _State.CLOSED
+        """Closed, or asked to close: nothing more is delivered."""
+        return self._close_request or self._state is _State.CLOSED
 
     @property
     def interrupting(self) -> bool:
         """A close or restart waits for the current I/O to end."""
-        return self._restart or self._state is _State.CLOSED
+        return self._close_request or self._restart
 
     @property
     def last_event_id(self) -> str:
@@ -217,6 +238,8 @@ class Machine:
 
     def next(self) -> Output:
         """What the driver does next (see the module docstring)."""
+        if self._close_request and self._state is not _State.CLOSED:
+            self._close(None)
         if self._state is _State.CLOSED:
             if self._finished:
                 return STOP
@@ -229,14 +252,17 @@ class Machine:
         if self._fatal is not None:
             self._close(self._fatal)
             return self.next()
-        if self._state is _State.OPEN:
-            if self._restart:
+        if self._restart:
+            if self._state is _State.OPEN:
                 self._restart = False
                 self._release = True
                 self._to(_State.WAITING)
                 self.delay = 0.0
                 logger.info("restart: reconnecting to %s", self.url)
                 return RELEASE
+            if self._state is _State.WAITING:
+                self.delay = 0.0  # cleared by the attempt it starts
+        if self._state is _State.OPEN:
             return READ
         return CONNECT
 
@@ -246,20 +272,17 @@ class Machine:
         self.delivered_id = event[2]
         self.events_received += 1
 
-    # --- inputs from the user (any thread) ----------------------------------------------
+    # --- requests from the user (any thread, task, callback or signal handler) ---------
 
-    def close(self) -> bool:
-        """Close: CLOSED at once, nothing more delivered. True the first time."""
-        if self._state is _State.CLOSED:
-            return False
-        self._close(None)
-        return True
+    def close(self) -> None:
+        """Ask to close: ``ready_state`` is CLOSED from now on, nothing more is
+        delivered; the driver applies it at its next step."""
+        self._close_request = True
 
     def restart(self) -> None:
-        """Drop the connection and reconnect at once (no error, no backoff)."""
-        if self._state is not _State.CLOSED:
-            self._restart = True
-            self.delay = 0.0
+        """Ask to drop the connection and reconnect at once (no error, no
+        backoff); the driver applies it at its next step."""
+        self._restart = True
 
     def _close(self, error: EventSourceError | None) -> None:
         self._to(_State.CLOSED)
@@ -281,10 +304,10 @@ class Machine:
     def start_attempt(self) -> str | None:
         """A request is about to be sent: returns the Last-Event-ID to send,
         or None when the source was closed meanwhile (send nothing)."""
-        if self._state is _State.CLOSED:
+        if self._close_request or self._state is _State.CLOSED:
             return None
         self._to(_State.CONNECTING)
-        self._restart = False
+        self._restart = False  # this attempt is the restart asked for
         self._delivered = False
         return self.parser.last_event_id
 
@@ -300,11 +323,12 @@ class Machine:
         """The response head arrived: True when the stream opens (read it),
         False when the driver is to close the response now (``error`` then
         holds the ResponseError, if it is one)."""
-        if self._state is not _State.CONNECTING:
+        if self._state is not _State.CONNECTING or self._close_request:
             return False  # closed meanwhile
         if self._restart:
             self._restart = False
             self._to(_State.WAITING)
+            self.delay = 0.0
             return False
         verdict = self.policy.judge(
             status, headers, response, reason=reason, method=self.method, url=url or str(self.url)
@@ -361,6 +385,9 @@ class Machine:
 
     def end(self) -> None:
         """The server ended the body."""
+        if self._state is _State.OPEN and self._close_request:
+            self._release = True  # next() closes
+            return
         if self._state is not _State.OPEN or self._restart:
             self.fail(ConnectionLostError("the server ended the stream"))
             return
@@ -379,6 +406,8 @@ class Machine:
             self._release = True
         elif self._state is not _State.CONNECTING:
             return  # closed (the I/O a close interrupted), or no attempt under way
+        if self._close_request:
+            return  # the I/O a close interrupted: next() closes
         if self._restart:
             self._restart = False
             self._to(_State.WAITING)

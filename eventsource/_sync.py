@@ -1,20 +1,22 @@
 """The sync driver: carries out the machine's steps with blocking calls.
 
 It mirrors the async driver step for step and decides nothing. ``close()`` and
-``restart()`` may come from any thread: they flip the machine's state at once
-and end a blocked wait or read through the adapter's interrupt.
+``restart()`` may come from any thread or a signal handler: they record the
+request in the machine and end a blocked wait or read through the reader's
+interrupt; the thread that drives the machine applies the request.
 """
 
 from __future__ import annotations
 
 import inspect
 import threading
+import time
 from typing import Any
 
 import httpx
 
 from ._callbacks import Callback, Callbacks
-from ._errors import EventSourceError
+from ._errors import ConnectionLostError, EventSourceError
 from ._event import ServerSentEvent
 from ._httpx import classify
 from ._io import SyncReader
@@ -25,10 +27,20 @@ __all__ = ["SyncDriver"]
 
 
 class SyncDriver:
-    """Drives one source in sync mode (``for``, ``run()``)."""
+    """Drives one source in sync mode (``for``, ``run()``).
+
+    The machine is driven by one thread at a time: the one holding the turn
+    (``_turn``), which is the iterating thread, or a thread that closes a
+    source nobody iterates. ``close()`` and ``restart()`` from any other
+    thread (or a signal handler) only record the request and interrupt the
+    I/O in progress; the driving thread applies the request at its next step,
+    and checks for a close once more after it lets go of the turn, so a close
+    that came while it held the turn is never left unapplied.
+    """
 
     __slots__ = (
-        "_thread",
+        "_turn",
+        "_wake_at",
         "busy",
         "callbacks",
         "client",
@@ -50,9 +62,10 @@ class SyncDriver:
         self.callbacks = callbacks
         self.client = client
         self.own_client = client is None
-        self.reader = SyncReader()
+        self.reader = SyncReader(lambda: machine.interrupting)
         self.busy = False
-        self._thread: int | None = None  # the thread iterating now
+        self._turn = threading.Lock()
+        self._wake_at: float | None = None  # when the current reconnect wait ends
 
     @property
     def response(self) -> httpx.Response | None:
@@ -63,62 +76,80 @@ class SyncDriver:
         if self.busy:
             raise RuntimeError("this EventSource is already being iterated")
         self.busy = True
-        self._thread = threading.get_ident()
-        machine = self.machine
-        callbacks = self.callbacks
         try:
-            while True:
-                item = machine.next()
-                kind = item.__class__
-                if kind is ServerSentEvent:
-                    assert isinstance(item, ServerSentEvent)
-                    machine.delivering(item)
-                    if callbacks.on_message is not None or callbacks.listeners:
-                        for handler in callbacks.handlers(item):
-                            if machine.closed:
-                                break  # close() in a handler: no more on_message
-                            self._invoke(handler, item)
-                    return item
-                if item is READ:
-                    self._read()
-                elif item is CONNECT:
-                    self._connect()
-                elif item is RELEASE:
-                    self.reader.release()
-                    machine.released()
-                elif item is OPENED:
-                    self._invoke(callbacks.on_open)
-                elif kind is Comment:
-                    self._invoke(callbacks.on_comment, str(item))
-                elif kind is Failure:
-                    assert isinstance(item, Failure)
-                    self._invoke(callbacks.on_error, item.error)
-                elif item is FINISH:
-                    self._finish(raise_error=True)
-                    raise StopIteration
-                else:  # STOP
-                    raise StopIteration
+            # Held by another thread only while it finishes a closed source.
+            with self._turn:
+                return self._next()
         finally:
             self.busy = False
+            if self.machine.interrupting:
+                self._settle()
+
+    def _next(self) -> ServerSentEvent:
+        machine = self.machine
+        callbacks = self.callbacks
+        while True:
+            item = machine.next()
+            kind = item.__class__
+            if kind is ServerSentEvent:
+                assert isinstance(item, ServerSentEvent)
+                machine.delivering(item)
+                if callbacks.on_message is not None or callbacks.listeners:
+                    for handler in callbacks.handlers(item):
+                        if machine.closed:
+                            break  # close() in a handler: no more on_message
+                        self._invoke(handler, item)
+                return item
+            if item is READ:
+                self._read()
+            elif item is CONNECT:
+                self._connect()
+            elif item is RELEASE:
+                self.reader.release()
+                machine.released()
+            elif item is OPENED:
+                self._invoke(callbacks.on_open)
+            elif kind is Comment:
+                self._invoke(callbacks.on_comment, str(item))
+            elif kind is Failure:
+                assert isinstance(item, Failure)
+                self._invoke(callbacks.on_error, item.error)
+            elif item is FINISH:
+                self._finish(raise_error=True)
+                raise StopIteration
+            else:  # STOP
+                raise StopIteration
 
     def _connect(self) -> None:
         machine = self.machine
+        reader = self.reader
         if machine.delay:
-            self.reader.wait(machine.delay, lambda: machine.interrupting or not machine.delay)
+            # A deadline, kept when the wait is interrupted by the caller
+            # (KeyboardInterrupt in a notebook): the next call waits the rest.
+            wake_at = self._wake_at
+            if wake_at is None:
+                wake_at = self._wake_at = time.monotonic() + machine.delay
+            reader.wait_until(wake_at, lambda: machine.interrupting)
+            self._wake_at = None
             machine.waited()
             return
+        self._wake_at = None
         client = self._client()
-        self.reader.begin()
         last_event_id = machine.start_attempt()
         if last_event_id is None:
             return  # closed meanwhile
+        reader.begin()
+        if machine.interrupting:
+            # Asked for while the last attempt's interrupt was being forgotten.
+            machine.fail(ConnectionLostError("interrupted"))
+            return
         try:
             request = self.spec.build(client, last_event_id)
         except EventSourceError as exc:
             machine.fail(exc)
             return
         try:
-            response = self.reader.send(client, request, self.spec.auth)
+            response = reader.send(client, request, self.spec.auth)
         except Exception as exc:
             self._failed(exc, sending=True)
             return
@@ -129,9 +160,9 @@ class SyncDriver:
             reason=response.reason_phrase,
             url=str(response.request.url),
         ):
-            self.reader.open(response, self.spec.read_timeout)
+            reader.open(response, self.spec.read_timeout)
         else:
-            self.reader.close_refused(response, machine.error)
+            reader.close_refused(response, machine.error)
 
     def _read(self) -> None:
         try:
@@ -159,7 +190,7 @@ class SyncDriver:
 
     def finish_unused(self) -> None:
         """Finish a source closed before any use: on_close only."""
-        self._finish(raise_error=False)
+        self._settle()
 
     def _finish(self, *, raise_error: bool) -> None:
         machine = self.machine
@@ -196,14 +227,28 @@ class SyncDriver:
     # --- control, from the user (any thread) -----------------------------------------------
 
     def close(self) -> None:
-        """Close: CLOSED at once; a blocked read in another thread ends."""
+        """Ask to close: CLOSED at once; a blocked read in another thread ends."""
         self.machine.close()
         self.reader.interrupt()
-        if self.busy:
-            return  # the iterating side finishes when the callback or read returns
-        if self.machine.next() is FINISH:
-            self._finish(raise_error=False)
+        self._settle()
 
     def restart(self) -> None:
+        """Ask to reconnect; a blocked read in another thread ends."""
         self.machine.restart()
+        # Carried out only while the restart is still wanted: once the driver
+        # satisfied it, the interrupt would end the new attempt.
         self.reader.interrupt()
+
+    def _settle(self) -> None:
+        """Finish a closed source when no thread drives it (the driving thread
+        calls this as it lets go of the turn: one of the two finishes it)."""
+        machine = self.machine
+        while machine.closed and not machine.ended:
+            if not self._turn.acquire(blocking=False):
+                return  # driven now: its thread finishes, or settles as it lets go
+            try:
+                if machine.next() is not FINISH:
+                    return  # finished already (STOP), by an earlier turn
+                self._finish(raise_error=False)
+            finally:
+                self._turn.release()

@@ -75,7 +75,6 @@ def _sync_round(rng: random.Random) -> tuple[ReadyState, int, bool]:
     return state, len(closes), hung
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20 item 1: a close() from another thread is lost")
 def test_a_close_from_another_thread_is_never_lost_sync(fast_switching: None) -> None:
     rng = random.Random(20)
     for i in range(2000):
@@ -105,7 +104,6 @@ async def _async_round(rng: random.Random) -> tuple[list[ReadyState], int]:
     return states, len(closes)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20 item 1: a close() from another thread is lost")
 async def test_a_close_from_another_thread_is_never_lost_async(
     anyio_backend: str, fast_switching: None
 ) -> None:
@@ -139,7 +137,6 @@ def _collect_round(timeout: float) -> bool:
         return finished
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20 item 1: collect(timeout=) hangs on a lost close()")
 def test_collect_with_a_timeout_always_returns(fast_switching: None) -> None:
     # collect()'s timer thread calls close(): a lost close hung it.
     rng = random.Random(22)
@@ -177,7 +174,6 @@ class _Then(httpx.AsyncByteStream):
         await anyio.sleep_forever()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20 item 2: a cancelled wait restarts the whole delay")
 async def test_polling_with_a_timeout_keeps_the_reconnect_deadline(anyio_backend: str) -> None:
     endpoint = _Drops()
     async with httpx.AsyncClient(transport=httpx.MockTransport(endpoint)) as client:
@@ -193,7 +189,6 @@ async def test_polling_with_a_timeout_keeps_the_reconnect_deadline(anyio_backend
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
-@pytest.mark.xfail(strict=True, reason="issue 20 item 2: a cancelled wait restarts the whole delay")
 async def test_polling_with_wait_for_keeps_the_reconnect_deadline(anyio_backend: str) -> None:
     endpoint = _Drops()
     async with httpx.AsyncClient(transport=httpx.MockTransport(endpoint)) as client:
@@ -209,7 +204,6 @@ async def test_polling_with_wait_for_keeps_the_reconnect_deadline(anyio_backend:
     assert got == ["a", "b"]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20 item 2: a cancelled read looks like a clean end")
 async def test_a_cancelled_read_on_the_public_stream_is_no_clean_end(anyio_backend: str) -> None:
     """The public stream's generators end when a read is cancelled: the next
     step reconnects with Last-Event-ID; it never reports a clean end."""
@@ -231,7 +225,6 @@ async def test_a_cancelled_read_on_the_public_stream_is_no_clean_end(anyio_backe
     assert not any("ended the stream" in error for error in errors), errors
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20 item 2: a cancelled read looks like a clean end")
 async def test_a_cancelled_read_with_no_reconnect_does_not_close_silently(
     anyio_backend: str,
 ) -> None:
@@ -263,7 +256,6 @@ def watchdog(source: EventSource) -> Iterator[None]:
         timer.cancel()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20 item 3: a loop that never suspends")
 async def test_a_zero_delay_loop_over_a_refusing_mock_can_be_cancelled(anyio_backend: str) -> None:
     async with httpx.AsyncClient(transport=httpx.MockTransport(_refusing)) as client:
         source = EventSource(URL, client=client, **ZERO)
@@ -275,7 +267,6 @@ async def test_a_zero_delay_loop_over_a_refusing_mock_can_be_cancelled(anyio_bac
     assert scope.cancelled_caught, "the caller's deadline never fired"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20 item 3: a loop that never suspends")
 async def test_acollect_over_a_mock_that_never_suspends_returns(anyio_backend: str) -> None:
     transport = httpx.MockTransport(lambda request: sse_response([{"data": "x"}]))
     async with httpx.AsyncClient(transport=transport) as client:
@@ -292,7 +283,6 @@ async def test_acollect_over_a_mock_that_never_suspends_returns(anyio_backend: s
 
 
 @pytest.mark.parametrize("how", ["break", "aclose-in-loop"])
-@pytest.mark.xfail(strict=True, reason="issue 20 item 7: aclose() in on_close waits for itself")
 async def test_aclose_inside_an_async_on_close_returns(anyio_backend: str, how: str) -> None:
     calls: list[str] = []
 
@@ -316,7 +306,6 @@ async def test_aclose_inside_an_async_on_close_returns(anyio_backend: str, how: 
 # --- 8. smaller ------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20 item 8: the event is lost")
 async def test_a_cancel_during_a_coroutine_on_message_keeps_the_event(anyio_backend: str) -> None:
     release = anyio.Event()
     seen: list[str] = []
@@ -340,7 +329,6 @@ async def test_a_cancel_during_a_coroutine_on_message_keeps_the_event(anyio_back
     assert seen == ["1"]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20 item 8: the old loop is called")
 def test_a_close_from_a_thread_reaches_a_source_reused_under_a_new_loop() -> None:
     """Per-test event loops and notebooks reuse a source under a new loop."""
     with SSEServer() as server:
@@ -371,7 +359,6 @@ def test_a_close_from_a_thread_reaches_a_source_reused_under_a_new_loop() -> Non
         assert len(server.requests) == 2
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20 item 8: no checkpoint in a burst")
 async def test_a_burst_of_queued_events_has_checkpoints(anyio_backend: str) -> None:
     burst = b"".join(b"data: %d\n\n" % i for i in range(5000))
     transport = httpx.MockTransport(
