@@ -80,6 +80,13 @@ FUZZ = settings(
 STALL = b"<stall>"  # in a script: go silent, the socket open, until the test ends
 
 
+@dataclass
+class Await:
+    """In a script: wait (at most 10 s) until the event is set, then go on."""
+
+    event: anyio.Event
+
+
 def head(content_type: str | None = "text/event-stream", *extra: str, status: str = "200 OK"):
     lines = [f"HTTP/1.1 {status}"]
     if content_type is not None:
@@ -114,6 +121,10 @@ async def hostile_server(script: Callable[[int], Iterable[bytes]]) -> AsyncItera
             for piece in script(len(state.requests) - 1):
                 if piece is STALL:
                     await anyio.sleep_forever()
+                if isinstance(piece, Await):
+                    with anyio.fail_after(10):
+                        await piece.event.wait()
+                    continue
                 await stream.send(piece)
                 state.bytes_sent += len(piece)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream):
@@ -350,8 +361,13 @@ async def test_a_10_gb_content_length_lie_then_silence_times_out(mode: str) -> N
     assert len(server.requests) == 3
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 20 item 4: bytes past a Content-Length body are parsed as events",
+)
 async def test_a_short_content_length_truncates_the_body(mode: str) -> None:
     body = b"data: one\n\ndata: two\n\n"
+    errors: list[Any] = []
 
     def script(i: int) -> Iterator[bytes]:
         if i:
@@ -361,10 +377,95 @@ async def test_a_short_content_length_truncates_the_body(mode: str) -> None:
         yield head("text/event-stream", "Content-Length: 16") + body
 
     async with hostile_server(script) as server:
-        source = EventSource(server.url, read_timeout=5, retry=0.001)
+        source = EventSource(server.url, read_timeout=5, retry=0.001, on_error=errors.append)
         outcome = await consume(source, mode)
+    assert outcome.error is None
     assert outcome.events == [E(data="one")]
+    # The body ended where its length says: a clean end, as h11's.
+    assert [(type(e), str(e)) for e in errors] == [
+        (ConnectionLostError, "the server ended the stream")
+    ]
     assert len(server.requests) == 2
+
+
+def _signal(mode: str, event: anyio.Event) -> None:
+    """Set an anyio event from a callback (sync mode: the source's thread)."""
+    if mode == "sync":
+        anyio.from_thread.run_sync(event.set)
+    else:
+        event.set()
+
+
+INJECTED = b"id: 3\ndata: INJECTED\n\n: " + b"." * 40 + b"\n"  # an event, then a comment
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 20 item 4: bytes past a Content-Length body are parsed as events",
+)
+@pytest.mark.parametrize("overrun", ["with-the-head", "same-read", "later-read"])
+async def test_bytes_past_the_content_length_are_not_the_body(mode: str, overrun: str) -> None:
+    # 25 bytes: event 1 and "id: 2\nda". Past them, the rest of event 2 and an
+    # injected event 3 arrive read with the head, in the read that ends the
+    # body, or in a later read (once event 1 is delivered); then the server
+    # stays silent with the connection open. The body ends at its 25th byte.
+    body = b"id: 1\ndata: one\n\nid: 2\ndata: two\n\n"
+    recorder = Recorder()
+    opened, delivered = anyio.Event(), anyio.Event()
+
+    def script(i: int) -> Iterator[bytes | Await]:
+        if i:
+            yield NO_CONTENT
+            return
+        start = head("text/event-stream", "Content-Length: 25")
+        if overrun == "with-the-head":
+            yield start + body + INJECTED
+        elif overrun == "same-read":
+            yield start
+            yield Await(opened)
+            yield body + INJECTED
+        else:
+            yield start + body
+            yield Await(delivered)
+            yield INJECTED
+        yield STALL
+
+    def on_open() -> None:
+        recorder.on_open()
+        _signal(mode, opened)
+
+    def on_message(event: ServerSentEvent) -> None:
+        recorder.on_message(event)
+        _signal(mode, delivered)
+
+    errors: list[Any] = []
+
+    def on_error(error: Any) -> None:
+        recorder.on_error(error)
+        errors.append(error)
+
+    async with hostile_server(script) as server:
+        source = EventSource(
+            server.url,
+            read_timeout=5,
+            retry=0.001,
+            on_open=on_open,
+            on_message=on_message,
+            on_error=on_error,
+            on_close=recorder.on_close,
+        )
+        started = time.monotonic()
+        outcome = await consume(source, mode)
+        elapsed = time.monotonic() - started
+    assert outcome.error is None
+    assert outcome.events == [E(data="one", id="1")]
+    assert [(type(e), str(e), e.will_retry) for e in errors] == [
+        (ConnectionLostError, "the server ended the stream", True)
+    ]
+    assert recorder.kinds() == ["open", "message", "error", "close"]
+    assert len(server.requests) == 2
+    assert b"\r\nlast-event-id: 1\r\n" in server.requests[1].lower() + b"\r\n"
+    assert elapsed < 2.5  # the end of the body ended it, not read_timeout (5 s)
 
 
 async def test_a_bogus_chunked_encoding_is_a_lost_connection(mode: str) -> None:
