@@ -573,10 +573,6 @@ def h11_framed(length: int, reads: list[bytes]) -> Outcome:
 LENGTH_BODY = b"id: 1\ndata: one\n\nid: 2\ndata: two\n\n"  # 34 bytes
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 20 item 4: bytes past a Content-Length body are taken as the body's",
-)
 def test_a_content_length_body_ends_at_its_length_however_the_reads_are_cut() -> None:
     # Every length up to the bytes sent and one past them, with nothing after
     # the body or an injected event: whole, byte by byte, split at every index.
@@ -593,10 +589,6 @@ def test_a_content_length_body_ends_at_its_length_however_the_reads_are_cut() ->
                 assert b"".join(got.outputs) == data[:length], (length, reads)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 20 item 4: bytes past a Content-Length body are taken as the body's",
-)
 def test_a_content_length_body_cut_short_says_how_many_bytes_are_missing() -> None:
     for cut in range(25):
         for reads in [[LENGTH_BODY[:cut]], [LENGTH_BODY[i : i + 1] for i in range(cut)]]:

@@ -361,10 +361,6 @@ async def test_a_10_gb_content_length_lie_then_silence_times_out(mode: str) -> N
     assert len(server.requests) == 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 20 item 4: bytes past a Content-Length body are parsed as events",
-)
 async def test_a_short_content_length_truncates_the_body(mode: str) -> None:
     body = b"data: one\n\ndata: two\n\n"
     errors: list[Any] = []
@@ -399,10 +395,6 @@ def _signal(mode: str, event: anyio.Event) -> None:
 INJECTED = b"id: 3\ndata: INJECTED\n\n: " + b"." * 40 + b"\n"  # an event, then a comment
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 20 item 4: bytes past a Content-Length body are parsed as events",
-)
 @pytest.mark.parametrize("overrun", ["with-the-head", "same-read", "later-read"])
 async def test_bytes_past_the_content_length_are_not_the_body(mode: str, overrun: str) -> None:
     # 25 bytes: event 1 and "id: 2\nda". Past them, the rest of event 2 and an
