@@ -5,13 +5,10 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
-import pytest
-
 import eventsource
 from eventsource import EventSource
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20 item 5: EventIdError is not exported yet")
 def test_all_is_exactly_the_public_api() -> None:
     assert sorted(eventsource.__all__) == sorted(
         [

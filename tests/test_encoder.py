@@ -59,12 +59,9 @@ def test_invalid_input_raises_value_error(kwargs: dict[str, object]) -> None:
         format_event(**kwargs)  # type: ignore[arg-type]
 
 
-@pytest.mark.xfail(
-    strict=True, reason="issue 20 item 5: format_event writes ids a client cannot send back"
-)
 def test_an_id_a_client_cannot_send_back_as_it_is_raises_value_error() -> None:
     # A client sends the id back in Last-Event-ID, stripped of surrounding
-    # whitespace; VT and FF no HTTP/1.1 stack sends at all. Writing such an id
+    # whitespace; VT and FF h11 refuses to send at all. Writing such an id
     # is a server bug: refused.
     for evil in ["42 ", " 42", "\t42", "42\t", " ", "4\x0b2", "42\x0c"]:
         with pytest.raises(ValueError, match="id"):

@@ -37,9 +37,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import event as note
 from hypothesis import strategies as st
 
-import eventsource
 from eventsource import (
     ConnectionLostError,
+    EventIdError,
     EventSource,
     EventTooLargeError,
     ReadTimeoutError,
@@ -478,21 +478,6 @@ async def test_a_bogus_chunked_encoding_is_a_lost_connection(mode: str) -> None:
     assert [type(e) for e in errors] == [ConnectionLostError]
 
 
-def _sent_id(request: bytes) -> bytes | None:
-    """The Last-Event-ID value of a request head as sent (None: no header)."""
-    values = [
-        line.partition(b":")[2].strip(b" \t")
-        for line in request.split(b"\r\n")[1:]
-        if line.partition(b":")[0].lower() == b"last-event-id"
-    ]
-    assert len(values) <= 1
-    return values[0] if values else None
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 20 item 5: an id with surrounding whitespace wedges the source",
-)
 async def test_the_request_after_a_drop_carries_the_id_stripped(mode: str) -> None:
     # "id:  é42 " gives the id " é42 " (the spec keeps the second space); the
     # reconnect sends it as a browser sends a header value: stripped, UTF-8.
@@ -521,10 +506,6 @@ async def test_the_request_after_a_drop_carries_the_id_stripped(mode: str) -> No
     assert b"\r\nlast-event-id: \xc3\xa942\r\n" in server.requests[1].lower() + b"\r\n"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 20 item 5: an id the HTTP stack refuses is retried for ever",
-)
 @pytest.mark.parametrize("raw_id", [b"4\x0b2", b" 42\x0c"], ids=["VT", "FF"])
 async def test_an_id_that_cannot_be_sent_ends_the_source(mode: str, raw_id: bytes) -> None:
     recorder = Recorder()
@@ -555,11 +536,10 @@ async def test_an_id_that_cannot_be_sent_ends_the_source(mode: str, raw_id: byte
     the_id = raw_id.decode()
     assert outcome.events == [E(data="one", id=the_id)]
     # Raised from the iterator, reported once, closed once; nothing more sent.
-    error_class = eventsource.EventIdError
-    assert type(outcome.error) is error_class
+    assert type(outcome.error) is EventIdError
     assert outcome.error.last_event_id == the_id
     assert repr(the_id) in str(outcome.error)
-    assert [type(e) for e in errors] == [ConnectionLostError, error_class]
+    assert [type(e) for e in errors] == [ConnectionLostError, EventIdError]
     assert errors[1] is outcome.error and not errors[1].will_retry
     assert recorder.kinds() == ["open", "message", "error", "error", "close"]
     assert len(server.requests) == 1
