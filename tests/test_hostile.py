@@ -546,6 +546,49 @@ async def test_an_id_that_cannot_be_sent_ends_the_source(mode: str, raw_id: byte
     assert elapsed < 2.5  # at once, not after retries or read_timeout (5 s)
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 20 item 6: a long retry: raises OverflowError or is ignored",
+)
+@pytest.mark.parametrize("digits", [400, 10_000])
+async def test_a_retry_of_any_length_is_bounded_by_max_retry_delay(mode: str, digits: int) -> None:
+    # A retry too large for a float (400 digits) raised OverflowError and lost
+    # the events of its read; one past int()'s digit limit (10,000) was
+    # ignored. Either way: every event delivered, the reconnect waits
+    # max_retry_delay (0.2 s), the source's own retry (1 ms) no longer.
+    errors: list[Any] = []
+
+    def script(i: int) -> Iterator[bytes]:
+        if i:
+            yield NO_CONTENT
+            return
+        yield (
+            head()
+            + b"id: 1\ndata: one\n\nretry: "
+            + b"9" * digits
+            + b"\nid: 2\ndata: two\n\ndata: three\n\n"
+        )
+
+    async with hostile_server(script) as server:
+        source = EventSource(
+            server.url, read_timeout=5, retry=0.001, max_retry_delay=0.2, on_error=errors.append
+        )
+        started = time.monotonic()
+        outcome = await consume(source, mode)
+        elapsed = time.monotonic() - started
+    assert outcome.error is None
+    assert outcome.events == [
+        E(data="one", id="1"),
+        E(data="two", id="2", retry=2**63 - 1),
+        E(data="three", id="2"),
+    ]
+    assert [(type(e), e.will_retry, e.retry_delay) for e in errors] == [
+        (ConnectionLostError, True, 0.2)
+    ]
+    assert len(server.requests) == 2
+    assert 0.2 <= elapsed < 2.0
+
+
 @pytest.mark.parametrize(
     ("content_type", "opens"),
     [
