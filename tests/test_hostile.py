@@ -546,10 +546,6 @@ async def test_an_id_that_cannot_be_sent_ends_the_source(mode: str, raw_id: byte
     assert elapsed < 2.5  # at once, not after retries or read_timeout (5 s)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 20 item 6: a long retry: raises OverflowError or is ignored",
-)
 @pytest.mark.parametrize("digits", [400, 10_000])
 async def test_a_retry_of_any_length_is_bounded_by_max_retry_delay(mode: str, digits: int) -> None:
     # A retry too large for a float (400 digits) raised OverflowError and lost

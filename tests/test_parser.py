@@ -257,10 +257,6 @@ def test_retry_in_unfinished_block_counts() -> None:
 MAX_RETRY = 2**63 - 1  # ms: the parser keeps a longer retry as this (292 million years)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 20 item 6: a retry: past int()'s 4300 digits is ignored, not clamped",
-)
 def test_a_retry_of_any_length_is_clamped_never_raised() -> None:
     # The spec takes any run of ASCII digits. Past int()'s digit limit (4300)
     # the value is as valid as below it; leading zeros count for nothing.
@@ -304,10 +300,6 @@ def _seconds_to_parse_retry(digits: int) -> float:
     return best
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 20 item 6: a retry: is converted with int(), quadratic without its digit limit",
-)
 def test_a_long_retry_costs_linear_time_even_without_int_digit_limits() -> None:
     # int() of n digits takes time quadratic in n (hence CPython's 4300-digit
     # limit); an application may lift the limit (sys.set_int_max_str_digits(0)).
