@@ -5,6 +5,7 @@ import logging as _logging
 from ._encoder import format_event
 from ._errors import (
     ConnectionLostError,
+    EventIdError,
     EventSourceError,
     EventTooLargeError,
     ReadTimeoutError,
@@ -24,6 +25,7 @@ _logging.getLogger("eventsource").addHandler(_logging.NullHandler())
 __all__ = [
     "DEFAULT_RETRY_STATUSES",
     "ConnectionLostError",
+    "EventIdError",
     "EventSource",
     "EventSourceError",
     "EventTooLargeError",

@@ -18,7 +18,7 @@ import httpx
 
 from . import _httpx
 from ._callbacks import Callback, Callbacks
-from ._errors import ConnectionLostError, EventSourceError
+from ._errors import ConnectionLostError, EventIdError, EventSourceError
 from ._event import ServerSentEvent
 from ._httpx import classify
 from ._io import AsyncReader
@@ -204,7 +204,7 @@ class AsyncDriver:
         try:
             request = self.spec.build(client, last_event_id)
         except EventSourceError as exc:
-            machine.fail(exc)
+            machine.fail(exc, fatal=isinstance(exc, EventIdError))  # the same id every time
             return
         try:
             # Only a client of the source's own is gated: a shared client's

@@ -318,7 +318,13 @@ def _bad_trailer(section: bytes) -> str:
 
 class BodyFraming:
     """Where an HTTP/1.1 body read straight from its connection ends: its
-    chunked framing, its Content-Length, or the connection's end."""
+    chunked framing, its Content-Length, or the connection's end.
+
+    A Content-Length body ends at exactly that many bytes, as h11 ends it,
+    however the reads are cut: what a read holds past them is not this
+    response's and is dropped (the connection is closed with the response,
+    never reused), and the body is complete, a clean end.
+    """
 
     __slots__ = ("_decoder", "_left", "failed")
 
@@ -360,5 +366,8 @@ class BodyFraming:
             return None
         if not data:
             raise ChunkedFramingError(f"connection closed {left} bytes before the body's end")
-        self._left = left - len(data)
-        return data if len(data) <= left else data[:left]
+        if len(data) < left:
+            self._left = left - len(data)
+            return data
+        self._left = 0  # complete: whatever follows in this read is not the body
+        return data if len(data) == left else data[:left]

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ._errors import EventIdError
+from ._request import last_event_id_header
+
 __all__ = ["format_event"]
 
 
@@ -23,7 +26,9 @@ def format_event(
     event is dispatched (a block of only ``id``/``retry``/``comment`` is still
     meaningful). ``retry`` is in milliseconds. ``comment`` lines come first.
     Raises ``ValueError`` for CR/LF in ``event`` or ``id``, NUL in ``id``, or a
-    negative ``retry``.
+    negative ``retry``; and for an ``id`` that a client cannot send back as it
+    is in ``Last-Event-ID``: one with a space or tab at either end (sent
+    stripped), a vertical tab or a form feed (h11 refuses to send them).
     """
     lines: list[str] = []
     if comment is not None:
@@ -35,6 +40,14 @@ def format_event(
     if id is not None:
         if "\r" in id or "\n" in id or "\0" in id:
             raise ValueError("id must not contain CR, LF or NUL")
+        try:
+            sent = last_event_id_header(id)
+        except EventIdError as exc:
+            raise ValueError(f"a client cannot send this id back: {exc}") from None
+        if sent != id.encode():
+            raise ValueError(
+                f"id {id!r} starts or ends with a space or tab: a client sends it back stripped"
+            )
         lines.append("id:" + _space(id))
     if retry is not None:
         if isinstance(retry, bool) or not isinstance(retry, int) or retry < 0:

@@ -9,6 +9,7 @@ can catch them all at once::
      |                           content type other than text/event-stream
      +-- ConnectionLostError     the connection failed or ended; transient, retried
      |    +-- ReadTimeoutError   nothing arrived for read_timeout seconds
+     +-- EventIdError            the last event ID cannot be sent as Last-Event-ID
      +-- RetriesExhaustedError   every attempt failed (the first and max_retries
                                  retries); the last error is its __cause__
 
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ConnectionLostError",
+    "EventIdError",
     "EventSourceError",
     "EventTooLargeError",
     "ReadTimeoutError",
@@ -114,6 +116,24 @@ class ConnectionLostError(EventSourceError):
 
 class ReadTimeoutError(ConnectionLostError):
     """Nothing (not even a comment) arrived for ``read_timeout`` seconds."""
+
+
+class EventIdError(EventSourceError):
+    """The last event ID cannot be sent as a ``Last-Event-ID`` header: once
+    its leading and trailing spaces and tabs are removed (as a browser sends
+    a header value), it still holds a character that the HTTP stack refuses
+    in a header value (CR, LF, NUL, a vertical tab or a form feed: h11 does),
+    or it is not encodable as UTF-8. Every reconnect would send the same id,
+    so the stream ends with this error, before a request is sent.
+    ``last_event_id`` is the id.
+    """
+
+    def __init__(self, last_event_id: str, problem: str) -> None:
+        super().__init__(
+            f"the last event ID {last_event_id!r} cannot be sent as a Last-Event-ID "
+            f"header: {problem}"
+        )
+        self.last_event_id = last_event_id
 
 
 class RetriesExhaustedError(EventSourceError):

@@ -65,6 +65,11 @@ from ._event import ServerSentEvent
 __all__ = ["SSEParser", "parse"]
 
 DEFAULT_MAX_EVENT_SIZE = 16 * 1024 * 1024
+# The longest reconnection time kept, in ms (292 million years): a longer
+# retry: is kept as this. The spec takes any run of ASCII digits, but int()
+# refuses more than 4300 of them (by default) and takes time quadratic in
+# their count: it only ever sees 19 here.
+MAX_RETRY = 2**63 - 1
 
 _new = tuple.__new__
 _Event = ServerSentEvent
@@ -245,6 +250,8 @@ class SSEParser:
       as ``Last-Event-ID``; may be given to start from.
     - ``retry``: the latest valid ``retry:`` value in ms, or ``None``. A retry
       field is seen when its event completes, or at ``close()`` at the latest.
+      A value of any length is valid; one over ``MAX_RETRY`` (2**63 - 1) is
+      kept as ``MAX_RETRY``.
     """
 
     __slots__ = (
@@ -709,10 +716,7 @@ class SSEParser:
                         id_buf = value
                 elif name == "retry":
                     if value.isdigit() and value.isascii():
-                        try:
-                            self.retry = retry = int(value)
-                        except ValueError:  # more digits than int() takes: unusable anyway
-                            pass
+                        self.retry = retry = _retry(value)
         finally:
             self._type = type_
             self._id_buf = id_buf
@@ -723,6 +727,15 @@ class SSEParser:
             )
         if too_large:
             self._fail(out)
+
+
+def _retry(digits: str) -> int:
+    """The milliseconds of a retry: value (ASCII digits, any number of them),
+    at most MAX_RETRY, in time linear in their count."""
+    significant = digits.lstrip("0")
+    if len(significant) > 19:  # MAX_RETRY has 19 digits
+        return MAX_RETRY
+    return min(int(significant or "0"), MAX_RETRY)
 
 
 def _match(form: _Form, text: str, start: int, stop: int, nul: bool = True) -> list[Any] | None:

@@ -29,6 +29,7 @@ one. max_retry_delay also bounds the stream's `retry:` (the caller's limit wins)
 from __future__ import annotations
 
 import enum
+import math
 import os
 import random
 from collections.abc import Collection, Mapping
@@ -167,8 +168,13 @@ class ConnectionPolicy:
         return Verdict(Action.FAIL, error)
 
     def set_stream_retry(self, milliseconds: int) -> None:
-        """The stream's `retry:` field changed the reconnection time."""
-        self.retry = milliseconds / 1000
+        """The stream's `retry:` field changed the reconnection time. One too
+        large for a float in seconds (past 1.79 * 10**311 ms, 312 digits; the
+        parser keeps less) is infinite: max_retry_delay bounds it as any other."""
+        try:
+            self.retry = milliseconds / 1000
+        except OverflowError:
+            self.retry = math.inf
 
     def next_delay(self, *, delivered: bool, retry_after: float | None = None) -> float:
         """Seconds to wait before the next attempt, after a connection that

@@ -5,6 +5,7 @@ below it is ``_httpx``'s)."""
 from __future__ import annotations
 
 import logging
+import re
 import ssl
 import threading
 from collections.abc import Mapping
@@ -13,9 +14,9 @@ from urllib.parse import unquote
 
 import httpx
 
-from ._errors import EventSourceError
+from ._errors import EventIdError, EventSourceError
 
-__all__ = ["HeadersArg", "ParamsArg", "RequestSpec", "check_url"]
+__all__ = ["HeadersArg", "ParamsArg", "RequestSpec", "check_url", "last_event_id_header"]
 
 logger = logging.getLogger("eventsource")
 
@@ -33,6 +34,30 @@ _FORBIDDEN_HOST = frozenset("\0\t\n\r #/:<>?@[\\]^|%\x7f") | frozenset(map(chr, 
 # so an open stream's request holds these objects instead of its own copies
 # (str names and values are encoded anew for each request).
 _BASE_HEADERS = ((b"Accept", b"text/event-stream"), (b"Cache-Control", b"no-cache"))
+# What a header value cannot hold once its ends are stripped: h11's
+# field-vchar is [^\x00\s], with runs of SP and HTAB only between them, so it
+# refuses NUL, CR, LF, VT and FF anywhere; RFC 9113 8.2.1 (HTTP/2) forbids NUL,
+# CR and LF, and SP or HTAB at either end: a subset, once stripped.
+_UNSENDABLE = re.compile("[\0\r\n\x0b\x0c]").search
+
+
+def last_event_id_header(last_event_id: str) -> bytes:
+    """The ``Last-Event-ID`` header value that sends an id: as a browser sends
+    a header value, without leading and trailing spaces and tabs (HTTP
+    whitespace; CR and LF, the rest of it, are refused anywhere), encoded as
+    UTF-8 (WHATWG). The id itself stays as the stream gave it. Raises
+    EventIdError for an id that the HTTP stack cannot send: the one check of
+    it, made before anything is sent."""
+    value = last_event_id.strip(" \t")
+    bad = _UNSENDABLE(value)
+    if bad is not None:
+        raise EventIdError(last_event_id, f"it holds {bad.group()!r}")
+    try:
+        return value.encode()
+    except UnicodeEncodeError as exc:  # a lone surrogate, given by the caller
+        raise EventIdError(last_event_id, f"it is not encodable as UTF-8 ({exc.reason})") from None
+
+
 # The send() keywords of a source without auth. Shared, never mutated (it is
 # only unpacked with **): a dict each would be 64 bytes a source.
 _NO_AUTH: dict[str, Any] = {}
@@ -129,7 +154,8 @@ class RequestSpec:
 
     def build(self, client: AnyClient, last_event_id: str) -> httpx.Request:
         """The request of one attempt. A raising headers / params callable
-        raises EventSourceError (its __cause__ the original)."""
+        raises EventSourceError (its __cause__ the original); an id that
+        cannot be sent, EventIdError (see last_event_id_header)."""
         headers = httpx.Headers(_BASE_HEADERS)
         try:
             extra = self.headers() if callable(self.headers) else self.headers
@@ -141,11 +167,11 @@ class RequestSpec:
         if extra:
             headers.update(extra)
         if last_event_id:
-            # The parser never lets CR, LF or NUL into an id; checked again here
-            # because this is where a header could be injected.
-            if any(c in last_event_id for c in "\r\n\0"):
-                raise ValueError("refusing a Last-Event-ID with CR, LF or NUL")
-            headers["Last-Event-ID"] = last_event_id  # httpx encodes it as UTF-8
+            # As bytes: httpx encodes a str value as ASCII once it has looked
+            # at its headers (update() does), so a non-ASCII id would raise.
+            # CR, LF and NUL are refused too, though the parser never lets
+            # them into an id: this is where a header could be injected.
+            headers.update([(b"Last-Event-ID", last_event_id_header(last_event_id))])
         base = client.timeout
         request = client.build_request(
             self.method,

@@ -24,12 +24,12 @@ import httpx
 
 from ._async import AsyncDriver
 from ._callbacks import Callbacks, Listener, OnClose, OnComment, OnError, OnMessage, OnOpen
-from ._errors import ConnectionLostError, EventSourceError
+from ._errors import ConnectionLostError, EventIdError, EventSourceError
 from ._event import ServerSentEvent
 from ._machine import Machine, ReadyState
 from ._parser import DEFAULT_MAX_EVENT_SIZE
 from ._policy import DEFAULT_MIN_RETRY_DELAY, DEFAULT_RETRY_STATUSES, ConnectionPolicy
-from ._request import HeadersArg, ParamsArg, RequestSpec, check_url
+from ._request import HeadersArg, ParamsArg, RequestSpec, check_url, last_event_id_header
 from ._sync import SyncDriver
 
 __all__ = ["EventSource", "ReadyState"]
@@ -82,8 +82,10 @@ class EventSource:
     ) -> None:
         if json is not None and content is not None:
             raise ValueError("give json or content, not both")
-        if any(c in last_event_id for c in "\r\n\0"):
-            raise ValueError("last_event_id must not contain CR, LF or NUL")
+        try:
+            last_event_id_header(last_event_id)  # sent stripped; refused if it cannot be
+        except EventIdError as exc:
+            raise ValueError(f"invalid last_event_id: {exc}") from None
         if read_timeout is not None and read_timeout <= 0:
             raise ValueError("read_timeout must be positive or None")
         if client is not None and cookies is not None:

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from ._callbacks import Callback, Callbacks
-from ._errors import ConnectionLostError, EventSourceError
+from ._errors import ConnectionLostError, EventIdError, EventSourceError
 from ._event import ServerSentEvent
 from ._httpx import classify
 from ._io import SyncReader
@@ -146,7 +146,7 @@ class SyncDriver:
         try:
             request = self.spec.build(client, last_event_id)
         except EventSourceError as exc:
-            machine.fail(exc)
+            machine.fail(exc, fatal=isinstance(exc, EventIdError))  # the same id every time
             return
         try:
             response = reader.send(client, request, self.spec.auth)

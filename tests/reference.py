@@ -90,8 +90,10 @@ def reference_parse(body: bytes, last_event_id: str = "") -> RefResult:
                 id_buffer = value
         elif name == "retry":
             if value and all(c in "0123456789" for c in value):
-                try:
-                    result.retry = block_retry = int(value)
-                except ValueError:  # beyond int()'s digit limit: ignored, as the library does
-                    pass
+                # Any length is valid; the library keeps at most 2**63 - 1 ms
+                # (and int() refuses more than 4300 digits).
+                digits = value.lstrip("0") or "0"
+                result.retry = block_retry = (
+                    min(int(digits), 2**63 - 1) if len(digits) <= 19 else 2**63 - 1
+                )
     return result

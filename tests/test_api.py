@@ -15,6 +15,7 @@ def test_all_is_exactly_the_public_api() -> None:
             "DEFAULT_RETRY_STATUSES",
             "ConnectionLostError",
             "EventSource",
+            "EventIdError",
             "EventSourceError",
             "EventTooLargeError",
             "ReadTimeoutError",

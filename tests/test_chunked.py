@@ -25,6 +25,7 @@ from eventsource._chunked import (
     _SIZES_CAP,
     MAX_SIZE_LINE,
     MAX_TRAILERS,
+    BodyFraming,
     ChunkedDecoder,
     ChunkedFramingError,
     _line_sizes,
@@ -515,3 +516,91 @@ def test_fuzz_against_h11(body: bytes, cuts: list[int]) -> None:
         agree([body[i : i + 1] for i in range(len(body))])
         for i in range(1, len(body)):
             assert agree([body[:i], body[i:]]).total() == whole.total()
+
+
+# --- BodyFraming: a Content-Length body ----------------------------------------------------
+
+
+def framed(length: int, reads: list[bytes]) -> Outcome:
+    """BodyFraming(False, length) on the reads, then EOF, as _direct's readers
+    use it: take() each read until the body is complete; None ends it."""
+    framing = BodyFraming(False, length)
+    outputs: list[bytes] = []
+    try:
+        for read in [*reads, b""]:  # b"": EOF
+            if framing.complete:
+                break
+            got = framing.take(read)
+            if got is None:
+                break
+            outputs.append(got)
+    except ChunkedFramingError as exc:
+        return Outcome(outputs, "error", error=exc)
+    assert framing.complete
+    assert framing.take(b"more") is None  # once complete, nothing more is the body's
+    assert framing.take(b"") is None  # and the connection's end is no error
+    return Outcome(outputs, "done")
+
+
+def h11_framed(length: int, reads: list[bytes]) -> Outcome:
+    """h11 as a client reading a Content-Length body: the same reads, then EOF."""
+    conn = h11.Connection(h11.CLIENT)
+    conn.send(h11.Request(method="GET", target="/", headers=[("Host", "example")]))
+    conn.send(h11.EndOfMessage())
+    conn.receive_data(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % length)
+    assert isinstance(conn.next_event(), h11.Response)
+    outputs: list[bytes] = []
+    for read in [*reads, b""]:
+        conn.receive_data(read)
+        got: list[bytes] = []
+        try:
+            while True:
+                event = conn.next_event()
+                if isinstance(event, h11.Data):
+                    got.append(bytes(event.data))
+                elif isinstance(event, h11.EndOfMessage):
+                    outputs.append(b"".join(got))
+                    return Outcome(outputs, "done")
+                else:
+                    break
+        except h11.ProtocolError as exc:
+            outputs.append(b"".join(got))
+            return Outcome(outputs, "error", error=exc)
+        outputs.append(b"".join(got))
+    raise AssertionError("h11 neither ended nor failed")
+
+
+LENGTH_BODY = b"id: 1\ndata: one\n\nid: 2\ndata: two\n\n"  # 34 bytes
+
+
+def test_a_content_length_body_ends_at_its_length_however_the_reads_are_cut() -> None:
+    # Every length up to the bytes sent and one past them, with nothing after
+    # the body or an injected event: whole, byte by byte, split at every index.
+    for extra in (b"", b"id: 3\ndata: INJECTED\n\n"):
+        data = LENGTH_BODY + extra
+        for length in range(len(data) + 2):
+            for reads in [[], *chunkings(data)]:
+                got = framed(length, reads)
+                assert got.key()[:2] == h11_framed(length, reads).key()[:2], (length, reads)
+                if len(b"".join(reads)) < length:
+                    assert got.end == "error", (length, reads)
+                    continue
+                assert got.end == "done", (length, reads, got.error)
+                assert b"".join(got.outputs) == data[:length], (length, reads)
+
+
+def test_a_content_length_body_cut_short_says_how_many_bytes_are_missing() -> None:
+    for cut in range(25):
+        for reads in [[LENGTH_BODY[:cut]], [LENGTH_BODY[i : i + 1] for i in range(cut)]]:
+            got = framed(25, reads)
+            assert got.end == "error", reads
+            assert isinstance(got.error, ConnectionLostError)
+            assert str(got.error) == f"connection closed {25 - cut} bytes before the body's end"
+            assert b"".join(got.outputs) == LENGTH_BODY[:cut]
+            assert h11_framed(25, reads).end == "error"
+    # An overrun in one read, then more: the end is where the length says.
+    framing = BodyFraming(False, 25)
+    assert framing.take(LENGTH_BODY) == LENGTH_BODY[:25]
+    assert framing.complete
+    assert framing.take(b"id: 3\ndata: INJECTED\n\n") is None
+    assert framing.take(b"") is None

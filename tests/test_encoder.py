@@ -57,3 +57,14 @@ def test_blocks_without_data() -> None:
 def test_invalid_input_raises_value_error(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         format_event(**kwargs)  # type: ignore[arg-type]
+
+
+def test_an_id_a_client_cannot_send_back_as_it_is_raises_value_error() -> None:
+    # A client sends the id back in Last-Event-ID, stripped of surrounding
+    # whitespace; VT and FF h11 refuses to send at all. Writing such an id
+    # is a server bug: refused.
+    for evil in ["42 ", " 42", "\t42", "42\t", " ", "4\x0b2", "42\x0c"]:
+        with pytest.raises(ValueError, match="id"):
+            format_event("x", id=evil)
+    for fine in ["4 2", "é", "4\x012", ""]:
+        assert parse(format_event("x", id=fine)) == [ServerSentEvent(data="x", id=fine)]

@@ -39,6 +39,7 @@ from hypothesis import strategies as st
 
 from eventsource import (
     ConnectionLostError,
+    EventIdError,
     EventSource,
     EventTooLargeError,
     ReadTimeoutError,
@@ -80,6 +81,13 @@ FUZZ = settings(
 STALL = b"<stall>"  # in a script: go silent, the socket open, until the test ends
 
 
+@dataclass
+class Await:
+    """In a script: wait (at most 10 s) until the event is set, then go on."""
+
+    event: anyio.Event
+
+
 def head(content_type: str | None = "text/event-stream", *extra: str, status: str = "200 OK"):
     lines = [f"HTTP/1.1 {status}"]
     if content_type is not None:
@@ -114,6 +122,10 @@ async def hostile_server(script: Callable[[int], Iterable[bytes]]) -> AsyncItera
             for piece in script(len(state.requests) - 1):
                 if piece is STALL:
                     await anyio.sleep_forever()
+                if isinstance(piece, Await):
+                    with anyio.fail_after(10):
+                        await piece.event.wait()
+                    continue
                 await stream.send(piece)
                 state.bytes_sent += len(piece)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream):
@@ -352,6 +364,7 @@ async def test_a_10_gb_content_length_lie_then_silence_times_out(mode: str) -> N
 
 async def test_a_short_content_length_truncates_the_body(mode: str) -> None:
     body = b"data: one\n\ndata: two\n\n"
+    errors: list[Any] = []
 
     def script(i: int) -> Iterator[bytes]:
         if i:
@@ -361,10 +374,91 @@ async def test_a_short_content_length_truncates_the_body(mode: str) -> None:
         yield head("text/event-stream", "Content-Length: 16") + body
 
     async with hostile_server(script) as server:
-        source = EventSource(server.url, read_timeout=5, retry=0.001)
+        source = EventSource(server.url, read_timeout=5, retry=0.001, on_error=errors.append)
         outcome = await consume(source, mode)
+    assert outcome.error is None
     assert outcome.events == [E(data="one")]
+    # The body ended where its length says: a clean end, as h11's.
+    assert [(type(e), str(e)) for e in errors] == [
+        (ConnectionLostError, "the server ended the stream")
+    ]
     assert len(server.requests) == 2
+
+
+def _signal(mode: str, event: anyio.Event) -> None:
+    """Set an anyio event from a callback (sync mode: the source's thread)."""
+    if mode == "sync":
+        anyio.from_thread.run_sync(event.set)
+    else:
+        event.set()
+
+
+INJECTED = b"id: 3\ndata: INJECTED\n\n: " + b"." * 40 + b"\n"  # an event, then a comment
+
+
+@pytest.mark.parametrize("overrun", ["with-the-head", "same-read", "later-read"])
+async def test_bytes_past_the_content_length_are_not_the_body(mode: str, overrun: str) -> None:
+    # 25 bytes: event 1 and "id: 2\nda". Past them, the rest of event 2 and an
+    # injected event 3 arrive read with the head, in the read that ends the
+    # body, or in a later read (once event 1 is delivered); then the server
+    # stays silent with the connection open. The body ends at its 25th byte.
+    body = b"id: 1\ndata: one\n\nid: 2\ndata: two\n\n"
+    recorder = Recorder()
+    opened, delivered = anyio.Event(), anyio.Event()
+
+    def script(i: int) -> Iterator[bytes | Await]:
+        if i:
+            yield NO_CONTENT
+            return
+        start = head("text/event-stream", "Content-Length: 25")
+        if overrun == "with-the-head":
+            yield start + body + INJECTED
+        elif overrun == "same-read":
+            yield start
+            yield Await(opened)
+            yield body + INJECTED
+        else:
+            yield start + body
+            yield Await(delivered)
+            yield INJECTED
+        yield STALL
+
+    def on_open() -> None:
+        recorder.on_open()
+        _signal(mode, opened)
+
+    def on_message(event: ServerSentEvent) -> None:
+        recorder.on_message(event)
+        _signal(mode, delivered)
+
+    errors: list[Any] = []
+
+    def on_error(error: Any) -> None:
+        recorder.on_error(error)
+        errors.append(error)
+
+    async with hostile_server(script) as server:
+        source = EventSource(
+            server.url,
+            read_timeout=5,
+            retry=0.001,
+            on_open=on_open,
+            on_message=on_message,
+            on_error=on_error,
+            on_close=recorder.on_close,
+        )
+        started = time.monotonic()
+        outcome = await consume(source, mode)
+        elapsed = time.monotonic() - started
+    assert outcome.error is None
+    assert outcome.events == [E(data="one", id="1")]
+    assert [(type(e), str(e), e.will_retry) for e in errors] == [
+        (ConnectionLostError, "the server ended the stream", True)
+    ]
+    assert recorder.kinds() == ["open", "message", "error", "close"]
+    assert len(server.requests) == 2
+    assert b"\r\nlast-event-id: 1\r\n" in server.requests[1].lower() + b"\r\n"
+    assert elapsed < 2.5  # the end of the body ended it, not read_timeout (5 s)
 
 
 async def test_a_bogus_chunked_encoding_is_a_lost_connection(mode: str) -> None:
@@ -382,6 +476,113 @@ async def test_a_bogus_chunked_encoding_is_a_lost_connection(mode: str) -> None:
         outcome = await consume(source, mode)
     assert outcome.events == [E(data="one")]
     assert [type(e) for e in errors] == [ConnectionLostError]
+
+
+async def test_the_request_after_a_drop_carries_the_id_stripped(mode: str) -> None:
+    # "id:  é42 " gives the id " é42 " (the spec keeps the second space); the
+    # reconnect sends it as a browser sends a header value: stripped, UTF-8.
+    # The first request sends the given last_event_id by the same rule.
+    def script(i: int) -> Iterator[bytes]:
+        if i:
+            yield NO_CONTENT
+            return
+        yield head() + "id:  é42 \ndata: one\n\n".encode()
+
+    async with hostile_server(script) as server:
+        source = EventSource(
+            server.url,
+            headers={"X-Extra": "yes"},  # a caller's header too: then httpx encodes as ASCII
+            last_event_id=" 7\t",
+            read_timeout=5,
+            retry=0.001,
+            max_retries=2,
+            min_retry_delay=0.01,
+        )
+        outcome = await consume(source, mode)
+    assert outcome.error is None
+    assert outcome.events == [E(data="one", id=" é42 ")]
+    assert len(server.requests) == 2
+    assert b"\r\nlast-event-id: 7\r\n" in server.requests[0].lower() + b"\r\n"
+    assert b"\r\nlast-event-id: \xc3\xa942\r\n" in server.requests[1].lower() + b"\r\n"
+
+
+@pytest.mark.parametrize("raw_id", [b"4\x0b2", b" 42\x0c"], ids=["VT", "FF"])
+async def test_an_id_that_cannot_be_sent_ends_the_source(mode: str, raw_id: bytes) -> None:
+    recorder = Recorder()
+    errors: list[Any] = []
+
+    def on_error(error: Any) -> None:
+        recorder.on_error(error)
+        errors.append(error)
+
+    def script(i: int) -> Iterator[bytes]:
+        if i:
+            yield NO_CONTENT
+            return
+        yield head() + b"id: " + raw_id + b"\ndata: one\n\n"
+
+    async with hostile_server(script) as server:
+        source = EventSource(
+            server.url,
+            read_timeout=5,
+            retry=0.001,
+            max_retries=2,
+            min_retry_delay=0.01,
+            **{**recorder.kwargs(), "on_error": on_error},
+        )
+        started = time.monotonic()
+        outcome = await consume(source, mode)
+        elapsed = time.monotonic() - started
+    the_id = raw_id.decode()
+    assert outcome.events == [E(data="one", id=the_id)]
+    # Raised from the iterator, reported once, closed once; nothing more sent.
+    assert type(outcome.error) is EventIdError
+    assert outcome.error.last_event_id == the_id
+    assert repr(the_id) in str(outcome.error)
+    assert [type(e) for e in errors] == [ConnectionLostError, EventIdError]
+    assert errors[1] is outcome.error and not errors[1].will_retry
+    assert recorder.kinds() == ["open", "message", "error", "error", "close"]
+    assert len(server.requests) == 1
+    assert elapsed < 2.5  # at once, not after retries or read_timeout (5 s)
+
+
+@pytest.mark.parametrize("digits", [400, 10_000])
+async def test_a_retry_of_any_length_is_bounded_by_max_retry_delay(mode: str, digits: int) -> None:
+    # A retry too large for a float (400 digits) raised OverflowError and lost
+    # the events of its read; one past int()'s digit limit (10,000) was
+    # ignored. Either way: every event delivered, the reconnect waits
+    # max_retry_delay (0.2 s), the source's own retry (1 ms) no longer.
+    errors: list[Any] = []
+
+    def script(i: int) -> Iterator[bytes]:
+        if i:
+            yield NO_CONTENT
+            return
+        yield (
+            head()
+            + b"id: 1\ndata: one\n\nretry: "
+            + b"9" * digits
+            + b"\nid: 2\ndata: two\n\ndata: three\n\n"
+        )
+
+    async with hostile_server(script) as server:
+        source = EventSource(
+            server.url, read_timeout=5, retry=0.001, max_retry_delay=0.2, on_error=errors.append
+        )
+        started = time.monotonic()
+        outcome = await consume(source, mode)
+        elapsed = time.monotonic() - started
+    assert outcome.error is None
+    assert outcome.events == [
+        E(data="one", id="1"),
+        E(data="two", id="2", retry=2**63 - 1),
+        E(data="three", id="2"),
+    ]
+    assert [(type(e), e.will_retry, e.retry_delay) for e in errors] == [
+        (ConnectionLostError, True, 0.2)
+    ]
+    assert len(server.requests) == 2
+    assert 0.2 <= elapsed < 2.0
 
 
 @pytest.mark.parametrize(

@@ -373,3 +373,26 @@ async def test_a_utf8_last_event_id_round_trips(h2c: HyperServer, mode: str) -> 
     requests = h2c.requests_for("u")
     assert requests[1].last_event_id == "é-1"
     assert dict(requests[1].raw_headers)[b"last-event-id"] == "é-1".encode()
+
+
+@pytest.mark.anyio
+async def test_an_id_with_surrounding_whitespace_is_sent_stripped(
+    h2c: HyperServer, mode: str
+) -> None:
+    # "id:  1" gives the id " 1"; RFC 9113 8.2.1 forbids a field value that
+    # starts or ends with SP or HTAB: the header carries "1". (hypercorn takes
+    # " 1" too and strips it: this guards the HTTP/2 path, it is no repro.)
+    source, outcome = await consume_h2(
+        h2c,
+        f"{h2c.url}/events?key=w&prefix=%20&end_after=1",
+        mode,
+        limit=2,
+        retry=0.001,
+        max_retries=2,
+        min_retry_delay=0.01,
+    )
+    assert outcome.error is None
+    assert [e.id for e in outcome.events] == [" 1", " 1"]
+    requests = h2c.requests_for("w")
+    assert dict(requests[1].raw_headers)[b"last-event-id"] == b"1"
+    assert all(r.http_version == "2" for r in requests)

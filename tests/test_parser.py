@@ -7,6 +7,8 @@ on_comment is set): `check()` does that.
 
 from __future__ import annotations
 
+import sys
+import time
 import tracemalloc
 from collections.abc import Iterator
 
@@ -252,8 +254,64 @@ def test_retry_in_unfinished_block_counts() -> None:
     check(b"data: a\nretry: 25\n", [], retry=25)
 
 
-def test_huge_retry_is_ignored_without_error() -> None:
-    check(b"retry: " + b"9" * 5000 + b"\ndata: a\n\n", [E(data="a")], retry=None)
+MAX_RETRY = 2**63 - 1  # ms: the parser keeps a longer retry as this (292 million years)
+
+
+def test_a_retry_of_any_length_is_clamped_never_raised() -> None:
+    # The spec takes any run of ASCII digits. Past int()'s digit limit (4300)
+    # the value is as valid as below it; leading zeros count for nothing.
+    cases = [
+        ("0", 0),
+        (str(MAX_RETRY), MAX_RETRY),
+        (str(MAX_RETRY + 1), MAX_RETRY),
+        ("9" * 312, MAX_RETRY),  # too large for a float
+        ("9" * 4300, MAX_RETRY),
+        ("9" * 4301, MAX_RETRY),
+        ("9" * 10_000, MAX_RETRY),
+        ("0" * 10_000 + "1500", 1500),
+    ]
+    for digits, expected in cases:
+        data = f"retry: {digits}\ndata: a\n\ndata: b\n\n".encode()
+        cuts = [1, 7, 8, 9, len(data) // 2, len(data) - 12, len(data) - 1]
+        chunkings = [
+            [data],
+            [data[i : i + 1] for i in range(len(data))],
+            [data[i : i + 1000] for i in range(0, len(data), 1000)],
+            *([data[:i], data[i:]] for i in cuts),
+        ]
+        for chunks in chunkings:
+            for comments in (False, True):
+                events, _, parser = run(chunks, comments=comments)
+                assert events == [E(data="a", retry=expected), E(data="b")], digits[:8]
+                assert parser.retry == expected
+        # Kept back in an unfinished block, it counts at the end.
+        assert run([data[: data.index(b"\n") + 1]])[2].retry == expected
+
+
+def _seconds_to_parse_retry(digits: int) -> float:
+    """CPU seconds to parse one retry line of that many digits (best of 2)."""
+    data = b"retry: " + b"7" * digits + b"\ndata: a\n\n"
+    best = float("inf")
+    for _ in range(2):
+        started = time.process_time()
+        events = parse(data)
+        best = min(best, time.process_time() - started)
+        assert [event.data for event in events] == ["a"]
+    return best
+
+
+def test_a_long_retry_costs_linear_time_even_without_int_digit_limits() -> None:
+    # int() of n digits takes time quadratic in n (hence CPython's 4300-digit
+    # limit); an application may lift the limit (sys.set_int_max_str_digits(0)).
+    # 64 times the digits: linear is ~64 times the time, quadratic ~4096.
+    limit = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(0)
+    try:
+        small = _seconds_to_parse_retry(16 * 1024)
+        large = _seconds_to_parse_retry(1024 * 1024)
+    finally:
+        sys.set_int_max_str_digits(limit)
+    assert large < 640 * max(small, 1e-4), f"{large:.3f} s vs {small:.5f} s"
 
 
 # --- end of stream -----------------------------------------------------------------

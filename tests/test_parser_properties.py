@@ -39,11 +39,19 @@ text = st.text(st.characters(blacklist_categories=["Cs"]), max_size=30)
 line_text = st.text(
     st.characters(blacklist_categories=["Cs"], blacklist_characters="\r\n"), max_size=20
 )
+
+
+def _writable_id(s: str) -> bool:
+    """An id format_event writes: no NUL, and one a client can send back as
+    it is (no space or tab at either end, no VT or FF)."""
+    return not any(c in s for c in "\0\x0b\x0c") and s == s.strip(" \t")
+
+
 event_spec = st.fixed_dictionaries(
     {"data": text},
     optional={
         "event": line_text,
-        "id": line_text.filter(lambda s: "\0" not in s),
+        "id": line_text.filter(_writable_id),
         "retry": st.integers(min_value=0, max_value=10**12),
     },
 )

@@ -136,6 +136,17 @@ def test_retry_field_is_bounded_by_max_retry_delay() -> None:
     assert policy.next_delay(delivered=True) == 30.0
 
 
+def test_a_stream_retry_too_large_for_a_float_is_bounded_not_raised() -> None:
+    # Past 1.79 * 10**311 ms (312 digits) a retry does not fit a float in
+    # seconds; max_retry_delay bounds it like any other.
+    for milliseconds in (2**63 - 1, 10**311, 2 * 10**311, int("9" * 4300), 10**4400):
+        policy = ConnectionPolicy(retry=0.5, max_retry_delay=30.0, rng=random.Random(0))
+        policy.set_stream_retry(milliseconds)
+        assert policy.next_delay(delivered=True) == 30.0
+        assert policy.next_delay(delivered=False) == 30.0  # the first failure: no jitter
+        assert 15.0 <= policy.next_delay(delivered=False) <= 30.0
+
+
 def test_many_failures_do_not_overflow() -> None:
     policy = ConnectionPolicy(retry=1.0, max_retry_delay=30.0)
     for _ in range(5000):

@@ -17,7 +17,13 @@ import pytest
 import respx
 import trustme
 
-from eventsource import EventSource, ResponseError, RetriesExhaustedError, ServerSentEvent
+from eventsource import (
+    EventIdError,
+    EventSource,
+    ResponseError,
+    RetriesExhaustedError,
+    ServerSentEvent,
+)
 from eventsource._policy import ConnectionPolicy
 from eventsource.testing import SSEServer
 
@@ -190,10 +196,54 @@ def test_last_event_id_cannot_inject_headers(evil: str) -> None:
     # The parser never produces such an id (lines end at CR and LF, an id
     # with NUL is ignored); the header-building step refuses it anyway.
     source = EventSource("http://sse.test/")
-    with httpx.Client() as client, pytest.raises(ValueError, match="Last-Event-ID"):
+    with httpx.Client() as client, pytest.raises(EventIdError, match="Last-Event-ID"):
         source._spec.build(client, evil)
     with pytest.raises(ValueError):
         EventSource("http://sse.test/", last_event_id=evil)
+
+
+def _sent_id(request: httpx.Request) -> bytes | None:
+    values = [v for k, v in request.headers.raw if k.lower() == b"last-event-id"]
+    assert len(values) <= 1
+    return values[0] if values else None
+
+
+def test_the_last_event_id_header_is_the_id_stripped_in_utf8() -> None:
+    # As a browser sends a header value: leading and trailing HTTP whitespace
+    # removed, encoded as UTF-8 (with or without headers of the caller's).
+    cases = [
+        ("42", b"42"),
+        ("42 ", b"42"),
+        ("  42", b"42"),
+        ("\t4 2 \t", b"4 2"),
+        (" ", b""),
+        ("é", "é".encode()),
+        (" \ufffd\u2028x ", "\ufffd\u2028x".encode()),
+        ("4\x01\x7f2", b"4\x01\x7f2"),  # controls h11 sends (obs-text and CTLs)
+        ("", None),
+    ]
+    for headers in (None, {"X-Extra": "yes"}, lambda: {"X-Extra": "yes"}):
+        source = EventSource("http://sse.test/", headers=headers)
+        with httpx.Client() as client:
+            for given, sent in cases:
+                assert _sent_id(source._spec.build(client, given)) == sent, (given, headers)
+
+
+def test_an_id_the_http_stack_cannot_send_is_refused_before_sending() -> None:
+    # h11 refuses a field value with VT, FF, CR, LF or NUL inside (its
+    # field-vchar is [^\x00\s]); VT and FF are no HTTP whitespace to strip.
+    source = EventSource("http://sse.test/")
+    with httpx.Client() as client:
+        for evil in ["4\x0b2", "42\x0c", "\x0b42", " 4\x0c ", "4\r2", "4\n2", "4\x002"]:
+            with pytest.raises(EventIdError) as info:
+                source._spec.build(client, evil)
+            assert info.value.last_event_id == evil
+            assert repr(evil) in str(info.value)
+            with pytest.raises(ValueError, match="last_event_id"):
+                EventSource("http://sse.test/", last_event_id=evil)
+    # The constructor takes the header's rule: surrounding whitespace is
+    # stripped when it is sent; the id itself stays as given.
+    assert EventSource("http://sse.test/", last_event_id=" 42 ").last_event_id == " 42 "
 
 
 @pytest.fixture(scope="module")
