@@ -806,24 +806,24 @@ async def opened(case: Case) -> AsyncIterator[Env]:
                 client = await stack.enter_async_context(httpx_aiohttp.HttpxAiohttpClient())
         elif case.path == "mock":
             url = "http://sse.test/stream"
-            transport = mock_transport(script, case.is_async)
+            mock = mock_transport(script, case.is_async)
             if case.is_async:
-                client = await stack.enter_async_context(httpx.AsyncClient(transport=transport))
+                client = await stack.enter_async_context(httpx.AsyncClient(transport=mock))
             else:
-                client = stack.enter_context(httpx.Client(transport=transport))
+                client = stack.enter_context(httpx.Client(transport=mock))
         elif case.path == "asgi":
             url = "http://sse.test/stream"
-            transport = ASGIStreamTransport(asgi_app(script), disconnect_timeout=0)
-            client = await stack.enter_async_context(httpx.AsyncClient(transport=transport))
+            asgi = ASGIStreamTransport(asgi_app(script), disconnect_timeout=0)
+            client = await stack.enter_async_context(httpx.AsyncClient(transport=asgi))
         elif case.path == "h2c":
-            hyper = stack.enter_context(ScriptedHyper(script))
-            hyper.proxy = stack.enter_context(Proxy(hyper.port))
-            url = f"http://127.0.0.1:{hyper.proxy.port}/stream"
-            kwargs = {"http1": False, "http2": True}
-            if case.is_async:
-                client = await stack.enter_async_context(httpx.AsyncClient(**kwargs))
+            hyper = ScriptedHyper(script)
+            stack.enter_context(hyper)
+            proxy = hyper.proxy = stack.enter_context(Proxy(hyper.port))
+            url = f"http://127.0.0.1:{proxy.port}/stream"
+            if case.is_async:  # prior knowledge
+                client = await stack.enter_async_context(httpx.AsyncClient(http1=False, http2=True))
             else:
-                client = stack.enter_context(httpx.Client(**kwargs))
+                client = stack.enter_context(httpx.Client(http1=False, http2=True))
         else:
             raise AssertionError(f"unknown path {case.path}")
         yield Env(case, script, url, client)
