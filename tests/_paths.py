@@ -786,17 +786,56 @@ class Env:
     script: Script
     url: str
     client: httpx.Client | httpx.AsyncClient | None
+    bodies: list[str] = field(default_factory=list)  # the kind of each body opened
 
     def source(self, **kwargs: Any) -> EventSource:
         return EventSource(self.url, client=self.client, **kwargs)
 
 
+# The body each path must be read through (eventsource/_direct.py, _httpx.py):
+# a test of one path that silently took another would prove nothing.
+FAST_BODIES = {"sync": "_SyncSocket", "asyncio": "_AsyncioFeed", "trio": "_TrioSocket"}
+
+
+def expected_body(case: Case) -> str:
+    if case.fast:
+        return FAST_BODIES[case.mode]
+    return "_AsyncChunks" if case.is_async else "_SyncChunks"
+
+
+@contextlib.contextmanager
+def _spy_bodies(bodies: list[str]) -> Iterator[None]:
+    """Record the class of every body the sources open."""
+    import eventsource._io as io_module
+
+    originals = {name: getattr(io_module, name) for name in ("open_async_body", "open_sync_body")}
+
+    def spy(original: Callable[..., Any]) -> Callable[..., Any]:
+        def open_body(response: httpx.Response, timeout: float | None) -> Any:
+            body, sock = original(response, timeout)
+            bodies.append(type(body).__name__)
+            return body, sock
+
+        return open_body
+
+    for name, original in originals.items():
+        setattr(io_module, name, spy(original))
+    try:
+        yield
+    finally:
+        for name, original in originals.items():
+            setattr(io_module, name, original)
+
+
 @contextlib.asynccontextmanager
 async def opened(case: Case) -> AsyncIterator[Env]:
-    """The case's path serving a new script (everything stopped on exit)."""
+    """The case's path serving a new script (everything stopped on exit);
+    on a normal exit, checks that every body was read the path's way."""
     script = Script()
+    bodies: list[str] = []
     client: Any = None
     async with contextlib.AsyncExitStack() as stack:
+        stack.enter_context(_spy_bodies(bodies))
         if case.path.startswith("fast-") or case.path in ("gzip", "aiohttp"):
             framing = case.path[len("fast-") :] if case.fast else "chunked"
             server = stack.enter_context(RawServer(script, framing, gzip=case.path == "gzip"))
@@ -826,7 +865,9 @@ async def opened(case: Case) -> AsyncIterator[Env]:
                 client = stack.enter_context(httpx.Client(http1=False, http2=True))
         else:
             raise AssertionError(f"unknown path {case.path}")
-        yield Env(case, script, url, client)
+        yield Env(case, script, url, client, bodies)
+    assert bodies, "no body was opened"
+    assert set(bodies) == {expected_body(case)}, f"{case.path} read through {bodies}"
 
 
 # --- the source's side ---------------------------------------------------------------------------
