@@ -43,33 +43,14 @@ WATCHDOG = 15.0  # seconds: a test still running after this is hung
 PROMPT = 2.0  # close() / restart() act within this; a missed interrupt waits read_timeout (5 s)
 READ_TIMEOUT = 5.0
 
-# What fails today, one reason per defect (issue 20 items 1-4; the sync HTTP/2
-# read is a limit the README states). Each is a strict xfail: it turns red
-# when fixed, and the mark goes.
+# What fails today: the sync HTTP/2 read is a limit the README states. A
+# strict xfail: it turns red when fixed, and the mark goes. (The issue 20
+# defects these tests caught were marked here too until their fixes.)
 H2_SYNC = (
     "README limit, not issue 20: a sync read on the connection of an httpx.Client(http2=True) "
     "is not interrupted from another thread (it may carry other streams): it ends with the "
     "next frame or at read_timeout (5 s)"
 )
-CANCELLED_READ_ENDS_THE_BODY = (
-    "issue 20 item 1: cancelling a read of httpx's public stream ends its async generator, "
-    "and the next read's StopAsyncIteration is taken for the server's end (on_error 'the "
-    "server ended the stream' and a reconnect; with reconnect=False a silent close)"
-)
-DELAY_RESTARTS = (
-    "issue 20 item 2: a cancelled __anext__ during the reconnect delay leaves machine.delay "
-    "as it was, so each call waits the whole delay again: polls shorter than it never reconnect"
-)
-NO_CHECKPOINT = (
-    "issue 20 item 3: with zero delays the connect-fail (or connect-read-end) loop never "
-    "suspends, so the caller's cancel scope cannot fire; only close() from a thread ends it"
-)
-OVERRUN = (
-    "issue 20 item 4: bytes past Content-Length in the same read are counted as body by the "
-    "fast read's framing: a ConnectionLostError (\"connection closed -22 bytes before the "
-    "body's end\") instead of a clean end"
-)
-PUBLIC_PATHS = ("mock-*", "gzip-*", "asgi-*", "h2c-*", "aiohttp-*")
 
 OPEN = ("open",)
 CLOSE = ("close", "CLOSED")
@@ -313,7 +294,6 @@ async def _next(source: EventSource) -> tuple[str, Any]:
     cases(
         variants=("reconnect", "final"),
         skip=async_only,
-        xfail=dict.fromkeys(PUBLIC_PATHS, CANCELLED_READ_ENDS_THE_BODY),
     ),
 )
 async def test_a_cancelled_read_is_never_a_clean_end(case: Case, anyio_backend: str) -> None:
@@ -378,7 +358,6 @@ LATE = 1.0  # the reconnect may come this long after RETRY
     cases(
         variants=("move_on_after", "wait_for"),
         skip=_wait_for_on_asyncio,
-        xfail={"*": DELAY_RESTARTS},
     ),
 )
 async def test_the_reconnect_delay_is_a_deadline_across_calls(
@@ -439,7 +418,6 @@ class _Watchdog:
 ZERO_LOOP_WATCHDOG = 2.0  # seconds: move_on_after(0.5) had 1.5 s to fire
 
 
-@pytest.mark.xfail(strict=True, reason=NO_CHECKPOINT)
 @pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
 async def test_a_zero_delay_loop_of_refused_connects_can_be_cancelled(anyio_backend: str) -> None:
     attempts = 0
@@ -462,7 +440,6 @@ async def test_a_zero_delay_loop_of_refused_connects_can_be_cancelled(anyio_back
     assert scope.cancelled_caught and attempts > 1
 
 
-@pytest.mark.xfail(strict=True, reason=NO_CHECKPOINT)
 @pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
 async def test_acollect_returns_from_a_zero_delay_loop(anyio_backend: str) -> None:
     def respond(request: httpx.Request) -> httpx.Response:
@@ -516,7 +493,6 @@ def _overrun(gzip: bool, later: bool) -> Callable[[socket.socket], None]:
     cases(
         paths=("fast-length", "gzip"),
         variants=("same-write", "later-write"),
-        xfail={"fast-length-*-same-write": OVERRUN},
     ),
 )
 async def test_nothing_past_content_length_is_parsed(case: Case, anyio_backend: str) -> None:
