@@ -26,7 +26,7 @@ def loop_call_soon() -> Callable[[Callable[[], None]], object] | None:
 
 
 def _no_loop() -> object:
-    return None
+    raise RuntimeError("no event loop was running")  # so that callers look again
 
 
 CallSoon = Callable[[Callable[[], None]], object]
@@ -36,8 +36,8 @@ def running_loop() -> tuple[object, Callable[[], object], CallSoon | None]:
     """The running event loop as (its identity, a cheap function that returns
     the identity of the loop running when called, raising RuntimeError
     outside a loop of that kind, and its thread-safe "call soon"); (None, a
-    function returning None, None) outside an event loop. Call it from the
-    loop's thread."""
+    function that raises RuntimeError, None) outside an event loop. Call it
+    from the loop's thread."""
     try:
         import asyncio
 

@@ -45,6 +45,18 @@ def fast_switching() -> Iterator[None]:
         sys.setswitchinterval(old)
 
 
+@contextmanager
+def watchdog(source: EventSource) -> Iterator[None]:
+    """Close the source from a thread after JOIN seconds: a loop that never
+    suspends cannot be stopped by any deadline of the event loop's."""
+    timer = threading.Timer(JOIN, source.close)
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
 def _refusing(request: httpx.Request) -> httpx.Response:
     raise httpx.ConnectError("refused", request=request)
 
@@ -95,12 +107,16 @@ async def _async_round(rng: random.Random) -> tuple[list[ReadyState], int]:
         source.close()
         states.append(source.ready_state)
 
-    with anyio.fail_after(JOIN):
+    # A lost close() leaves a loop that never suspends: no deadline of the
+    # event loop's can end it, a second close() from a thread does.
+    with watchdog(source), anyio.fail_after(JOIN):
         async with anyio.create_task_group() as tg:
             tg.start_soon(anyio.to_thread.run_sync, close_later, rng.uniform(0, 0.002))
+            start = time.monotonic()
             async for _ in source:
                 pass
     await client.aclose()
+    assert time.monotonic() - start < JOIN / 2, "the source kept reconnecting after close()"
     return states, len(closes)
 
 
@@ -242,18 +258,6 @@ async def test_a_cancelled_read_with_no_reconnect_does_not_close_silently(
 
 
 # --- 3. a loop that never suspends can be cancelled ----------------------------------
-
-
-@contextmanager
-def watchdog(source: EventSource) -> Iterator[None]:
-    """Close the source from a thread after JOIN seconds: a loop that never
-    suspends cannot be stopped by any deadline of the event loop's."""
-    timer = threading.Timer(JOIN, source.close)
-    timer.start()
-    try:
-        yield
-    finally:
-        timer.cancel()
 
 
 async def test_a_zero_delay_loop_over_a_refusing_mock_can_be_cancelled(anyio_backend: str) -> None:
