@@ -115,6 +115,11 @@ class AsyncReader:
             self._scope.cancel()
         self._interrupter.fire()
 
+    def interrupt_socket(self) -> None:
+        """The part of ``interrupt()`` that is safe from any thread: shut the
+        source's own socket down (a fast read, or a head wait, ends)."""
+        self._interrupter.fire()
+
     async def wait_until(self, deadline: float) -> None:
         """Sleep until the deadline (anyio's clock), unless interrupted."""
         try:

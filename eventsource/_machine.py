@@ -149,12 +149,12 @@ class Machine:
         "_delivered",
         "_fatal",
         "_finished",
-        "_close_request",
         "_queue",
         "_ready",
         "_release",
         "_restart",
         "_state",
+        "close_requested",
         "delay",
         "delivered_id",
         "ended",
@@ -206,7 +206,7 @@ class Machine:
         self._fatal: EventSourceError | None = None
         self._release = False
         self._restart = False  # a restart was asked for and is not satisfied yet
-        self._close_request = False  # close() was called (never cleared)
+        self.close_requested = False  # close() was called (never cleared)
         self._finished = False  # FINISH was handed out
         self.ended = False  # ... and carried out
 
@@ -219,17 +219,17 @@ class Machine:
     @property
     def ready_state(self) -> ReadyState:
         """CLOSED from the moment close() was asked for, else the state's."""
-        return ReadyState.CLOSED if self._close_request else self._ready
+        return ReadyState.CLOSED if self.close_requested else self._ready
 
     @property
     def closed(self) -> bool:
         """Closed, or asked to close: nothing more is delivered."""
-        return self._close_request or self._state is _State.CLOSED
+        return self.close_requested or self._state is _State.CLOSED
 
     @property
     def interrupting(self) -> bool:
         """A close or restart waits for the current I/O to end."""
-        return self._close_request or self._restart
+        return self.close_requested or self._restart
 
     @property
     def last_event_id(self) -> str:
@@ -238,7 +238,7 @@ class Machine:
 
     def next(self) -> Output:
         """What the driver does next (see the module docstring)."""
-        if self._close_request and self._state is not _State.CLOSED:
+        if self.close_requested and self._state is not _State.CLOSED:
             self._close(None)
         if self._state is _State.CLOSED:
             if self._finished:
@@ -277,7 +277,7 @@ class Machine:
     def close(self) -> None:
         """Ask to close: ``ready_state`` is CLOSED from now on, nothing more is
         delivered; the driver applies it at its next step."""
-        self._close_request = True
+        self.close_requested = True
 
     def restart(self) -> None:
         """Ask to drop the connection and reconnect at once (no error, no
@@ -304,7 +304,7 @@ class Machine:
     def start_attempt(self) -> str | None:
         """A request is about to be sent: returns the Last-Event-ID to send,
         or None when the source was closed meanwhile (send nothing)."""
-        if self._close_request or self._state is _State.CLOSED:
+        if self.close_requested or self._state is _State.CLOSED:
             return None
         self._to(_State.CONNECTING)
         self._restart = False  # this attempt is the restart asked for
@@ -323,7 +323,7 @@ class Machine:
         """The response head arrived: True when the stream opens (read it),
         False when the driver is to close the response now (``error`` then
         holds the ResponseError, if it is one)."""
-        if self._state is not _State.CONNECTING or self._close_request:
+        if self._state is not _State.CONNECTING or self.close_requested:
             return False  # closed meanwhile
         if self._restart:
             self._restart = False
@@ -385,7 +385,7 @@ class Machine:
 
     def end(self) -> None:
         """The server ended the body."""
-        if self._state is _State.OPEN and self._close_request:
+        if self._state is _State.OPEN and self.close_requested:
             self._release = True  # next() closes
             return
         if self._state is not _State.OPEN or self._restart:
@@ -406,7 +406,7 @@ class Machine:
             self._release = True
         elif self._state is not _State.CONNECTING:
             return  # closed (the I/O a close interrupted), or no attempt under way
-        if self._close_request:
+        if self.close_requested:
             return  # the I/O a close interrupted: next() closes
         if self._restart:
             self._restart = False

@@ -29,17 +29,25 @@ __all__ = ["SyncDriver"]
 class SyncDriver:
     """Drives one source in sync mode (``for``, ``run()``).
 
-    The machine is driven by one thread at a time: the one holding the turn
-    (``_turn``), which is the iterating thread, or a thread that closes a
-    source nobody iterates. ``close()`` and ``restart()`` from any other
-    thread (or a signal handler) only record the request and interrupt the
-    I/O in progress; the driving thread applies the request at its next step,
-    and checks for a close once more after it lets go of the turn, so a close
-    that came while it held the turn is never left unapplied.
+    The machine is driven by one thread at a time: the iterating thread
+    (``busy``), or a closer (``_closing``): a thread that finishes a closed
+    source nobody iterates. ``close()`` and ``restart()`` from any thread (or
+    a signal handler) only record the request and interrupt the I/O in
+    progress; the iterating thread applies the request at its next step.
+
+    Who drives, without a lock on the iterator's path (it would cost a third
+    of the time an event takes): each side raises its own flag, then looks at
+    the other's. Both flags are plain attribute writes, and the interpreter
+    makes them visible in order, so at least one side sees the other: a
+    closer that sees ``busy`` backs off (never waiting: it may be a signal
+    handler), and the iterator checks for a close once more as it lowers
+    ``busy``; an iterator that sees ``_closing`` waits for that closer (it
+    holds ``_closer``) before it drives. Closers take turns by a try-acquire.
     """
 
     __slots__ = (
-        "_turn",
+        "_closer",
+        "_closing",
         "_wake_at",
         "busy",
         "callbacks",
@@ -64,7 +72,9 @@ class SyncDriver:
         self.own_client = client is None
         self.reader = SyncReader(lambda: machine.interrupting)
         self.busy = False
-        self._turn = threading.Lock()
+        # Reentrant: on_close run by a closer may iterate (and find the end).
+        self._closer = threading.RLock()
+        self._closing = False
         self._wake_at: float | None = None  # when the current reconnect wait ends
 
     @property
@@ -77,12 +87,13 @@ class SyncDriver:
             raise RuntimeError("this EventSource is already being iterated")
         self.busy = True
         try:
-            # Held by another thread only while it finishes a closed source.
-            with self._turn:
-                return self._next()
+            if self._closing:  # a closer drives (rare): wait until it is done
+                with self._closer:
+                    pass
+            return self._next()
         finally:
             self.busy = False
-            if self.machine.interrupting:
+            if self.machine.close_requested:
                 self._settle()
 
     def _next(self) -> ServerSentEvent:
@@ -240,15 +251,19 @@ class SyncDriver:
         self.reader.interrupt()
 
     def _settle(self) -> None:
-        """Finish a closed source when no thread drives it (the driving thread
-        calls this as it lets go of the turn: one of the two finishes it)."""
+        """Finish a closed source when no thread iterates it (the iterating
+        thread calls this as it lowers ``busy``: one of the two finishes it)."""
         machine = self.machine
         while machine.closed and not machine.ended:
-            if not self._turn.acquire(blocking=False):
-                return  # driven now: its thread finishes, or settles as it lets go
+            if not self._closer.acquire(blocking=False):
+                return  # another closer is at it
             try:
+                self._closing = True
+                if self.busy:
+                    return  # the iterating thread finishes, or settles as it leaves
                 if machine.next() is not FINISH:
-                    return  # finished already (STOP), by an earlier turn
+                    return  # finished already (STOP), by an earlier closer
                 self._finish(raise_error=False)
             finally:
-                self._turn.release()
+                self._closing = False
+                self._closer.release()
