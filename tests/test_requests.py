@@ -25,7 +25,7 @@ import anyio.to_thread
 import httpx
 import pytest
 
-from eventsource import ConnectionLostError, EventSource, ReadyState, ServerSentEvent
+from eventsource import ConnectionLostError, EventSource, ReadyState, ResponseError, ServerSentEvent
 from eventsource.testing import SSEServer, sse_response
 
 pytestmark = pytest.mark.anyio
@@ -382,3 +382,145 @@ async def test_a_burst_of_queued_events_has_checkpoints(anyio_backend: str) -> N
                         delivered += 1
     # A checkpoint at least every 1,024 steps (one step per queued event).
     assert delivered <= 1024, f"{delivered} events delivered inside a cancelled scope"
+
+
+# --- found in review ---------------------------------------------------------------------
+
+
+class _Endless(httpx.AsyncByteStream):
+    """A body that sends an event every 10 ms until closed; closing it takes
+    ``close_takes`` seconds (a transport that is slow to close)."""
+
+    def __init__(self, close_takes: float = 0.0) -> None:
+        self.close_takes = close_takes
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for i in range(10_000):
+            yield b"id: %d\ndata: %d\n\n" % (i, i)
+            await anyio.sleep(0.01)
+
+    async def aclose(self) -> None:
+        await anyio.sleep(self.close_takes)
+
+
+def _endless_client(close_takes: float = 0.0) -> httpx.AsyncClient:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200, headers={"content-type": "text/event-stream"}, stream=_Endless(close_takes)
+        )
+
+    return httpx.AsyncClient(transport=httpx.MockTransport(handler))
+
+
+@pytest.mark.parametrize("closer", ["close", "aclose"])
+@pytest.mark.xfail(
+    strict=True, reason="review: a close seen while busy, then a cancel: nobody finishes"
+)
+async def test_a_close_during_a_cancelled_step_is_still_applied(
+    anyio_backend: str, closer: str
+) -> None:
+    """close() comes while the iterating task awaits a coroutine on_message,
+    then the caller cancels that __anext__(): the source still finishes."""
+    closed: list[int] = []
+    ended = anyio.Event()
+
+    async def on_message(event: ServerSentEvent) -> None:
+        await anyio.sleep(1.0)  # slow: the close and the cancel come meanwhile
+
+    def on_close() -> None:
+        closed.append(1)
+        ended.set()
+
+    async with _endless_client() as client:
+        source = EventSource(URL, client=client, on_message=on_message, on_close=on_close)
+        returned = anyio.Event()
+
+        async def close_it() -> None:
+            await anyio.sleep(0.1)
+            if closer == "close":
+                source.close()
+            else:
+                await source.aclose()
+            returned.set()
+
+        with anyio.fail_after(JOIN):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(close_it)
+                with anyio.move_on_after(0.3):
+                    await source.__anext__()
+            await returned.wait()
+            await ended.wait()  # the closer's task finishes it
+        assert closed == [1]
+        assert source.response is None and source.ready_state is ReadyState.CLOSED
+
+
+@pytest.mark.xfail(strict=True, reason="review: one process-wide try-lock for closes before use")
+def test_on_close_may_close_another_unused_source() -> None:
+    closes: list[str] = []
+    b = EventSource(URL, on_close=lambda: closes.append("b"))
+
+    def on_close_a() -> None:
+        closes.append("a")
+        b.close()
+
+    a = EventSource(URL, on_close=on_close_a)
+    a.close()
+    assert closes == ["a", "b"]
+
+
+def test_on_close_run_by_a_closing_thread_may_iterate_the_source() -> None:
+    """close() on a source nobody iterates finishes it in the closing thread;
+    its on_close may iterate the source there (and find the end)."""
+    seen: list[list[ServerSentEvent]] = []
+    with httpx.Client(transport=httpx.MockTransport(_refusing)) as client:
+        source = EventSource(URL, client=client, on_close=lambda: seen.append(list(source)))
+        with source:
+            pass  # used sync, never iterated; leaving closes it here
+        thread = threading.Thread(target=source.close, daemon=True)  # a second close: nothing
+        thread.start()
+        thread.join(JOIN)
+        assert not thread.is_alive()
+    assert seen == [[]]
+
+
+def test_on_close_may_iterate_a_source_closed_from_a_timer_thread() -> None:
+    seen: list[list[ServerSentEvent]] = []
+    with httpx.Client(transport=httpx.MockTransport(_refusing)) as client:
+        source = EventSource(URL, client=client, on_close=lambda: seen.append(list(source)))
+        source._use_sync()  # a sync source nobody iterates
+        timer = threading.Timer(0.01, source.close)
+        timer.start()
+        timer.join(JOIN)
+        assert not timer.is_alive(), "close() in the timer thread deadlocked"
+    assert seen == [[]]
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.xfail(
+    strict=True, reason="review: asyncio's own cancel passes anyio's shield, on_close skipped"
+)
+async def test_a_native_asyncio_cancel_of_aclose_still_runs_on_close(anyio_backend: str) -> None:
+    closed: list[int] = []
+    async with _endless_client(close_takes=0.2) as client:
+        source = EventSource(URL, client=client, on_close=lambda: closed.append(1))
+        with anyio.fail_after(JOIN):
+            async with source:
+                await source.__anext__()
+                with pytest.raises(asyncio.TimeoutError):
+                    await asyncio.wait_for(source.aclose(), 0.05)
+    assert closed == [1]
+
+
+@pytest.mark.xfail(strict=True, reason="review: a cancelled FINISH ends the source cleanly")
+async def test_a_fatal_error_survives_a_cancelled_finish(anyio_backend: str) -> None:
+    async def on_error(error: Exception) -> None:
+        await anyio.sleep(1.0)  # outlasts the caller's deadline
+
+    transport = httpx.MockTransport(lambda request: httpx.Response(401))
+    async with httpx.AsyncClient(transport=transport) as client:
+        source = EventSource(URL, client=client, on_error=on_error)
+        with anyio.fail_after(JOIN):
+            with anyio.move_on_after(0.1):
+                await source.__anext__()  # cancelled in on_error(ResponseError)
+            with pytest.raises(ResponseError):
+                await source.__anext__()
