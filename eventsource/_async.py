@@ -58,6 +58,7 @@ class AsyncDriver:
         "_pending",
         "_probe",
         "_steps",
+        "_unraised",
         "_wake_at",
         "busy",
         "callbacks",
@@ -96,6 +97,7 @@ class AsyncDriver:
         self._done: anyio.Event | None = None
         self._pending: ServerSentEvent | None = None  # an event a cancel kept from the caller
         self._steps = 0  # steps since the last checkpoint
+        self._unraised: EventSourceError | None = None  # the fatal error, until raised
         self._wake_at: float | None = None  # when the current reconnect wait ends
         self._bind()
 
@@ -171,9 +173,16 @@ class AsyncDriver:
                     raise StopAsyncIteration
                 else:  # STOP: finished, or being finished by another task
                     await self._wait_ended()
+                    unraised, self._unraised = self._unraised, None
+                    if unraised is not None:  # a cancel came before it was raised
+                        raise unraised
                     raise StopAsyncIteration
         finally:
             self.busy = False
+            if machine.close_requested and not machine.ended:
+                # A close that came while this task iterated, left unapplied
+                # (a cancel, or an event returned): the closer finishes it.
+                self._post()
 
     async def _connect(self) -> None:
         machine = self.machine
@@ -263,23 +272,28 @@ class AsyncDriver:
         machine = self.machine
         error = machine.final_error
         self._pending = None
+        if raise_error:
+            self._unraised = error  # raised by the next call if a cancel comes first
         try:
-            with anyio.CancelScope(
-                shield=True, deadline=anyio.current_time() + _httpx.CLOSE_TIMEOUT
-            ):
-                await self.reader.release()
-                if self.own_client and self.client is not None:
-                    await self.client.aclose()
             try:
-                if error is not None:
-                    await self._invoke(self.callbacks.on_error, error)
-            finally:
-                await self._invoke(self.callbacks.on_close)
+                with anyio.CancelScope(
+                    shield=True, deadline=anyio.current_time() + _httpx.CLOSE_TIMEOUT
+                ):
+                    await self.reader.release()
+                    if self.own_client and self.client is not None:
+                        await self.client.aclose()
+            finally:  # on asyncio a task's own cancel passes anyio's shield
+                try:
+                    if error is not None:
+                        await self._invoke(self.callbacks.on_error, error)
+                finally:
+                    await self._invoke(self.callbacks.on_close)
         finally:  # whatever happened, nobody may wait for this end forever
             machine.finished()
             if self._done is not None:
                 self._done.set()
         if error is not None and raise_error:
+            self._unraised = None
             raise error
 
     async def _wait_ended(self) -> None:

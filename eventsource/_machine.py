@@ -207,7 +207,10 @@ class Machine:
         self._release = False
         self._restart = False  # a restart was asked for and is not satisfied yet
         self.close_requested = False  # close() was called (never cleared)
-        self._finished = False  # FINISH was handed out
+        # Popped by whoever is handed FINISH: list.pop() is atomic, so two
+        # threads that both find the source closed (a close before any use
+        # racing a first iteration) cannot both finish it.
+        self._finished = [FINISH]
         self.ended = False  # ... and carried out
 
     def _to(self, state: _State) -> None:
@@ -241,10 +244,10 @@ class Machine:
         if self.close_requested and self._state is not _State.CLOSED:
             self._close(None)
         if self._state is _State.CLOSED:
-            if self._finished:
+            try:
+                return self._finished.pop()
+            except IndexError:
                 return STOP
-            self._finished = True
-            return FINISH
         if self._release:
             return RELEASE
         if self._queue:

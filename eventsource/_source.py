@@ -26,7 +26,7 @@ from ._async import AsyncDriver
 from ._callbacks import Callbacks, Listener, OnClose, OnComment, OnError, OnMessage, OnOpen
 from ._errors import ConnectionLostError, EventIdError, EventSourceError
 from ._event import ServerSentEvent
-from ._machine import Machine, ReadyState
+from ._machine import FINISH, Machine, ReadyState
 from ._parser import DEFAULT_MAX_EVENT_SIZE
 from ._policy import DEFAULT_MIN_RETRY_DELAY, DEFAULT_RETRY_STATUSES, ConnectionPolicy
 from ._request import HeadersArg, ParamsArg, RequestSpec, check_url, last_event_id_header
@@ -37,7 +37,6 @@ __all__ = ["EventSource", "ReadyState"]
 logger = logging.getLogger("eventsource")
 
 _UNSET: Any = object()
-_UNUSED_CLOSE = threading.Lock()  # held while a source closed before any use finishes
 _Driver = Union[AsyncDriver, SyncDriver]
 
 
@@ -249,14 +248,10 @@ class EventSource:
         self._machine.close()
         if not inspect.iscoroutinefunction(self._callbacks.on_close):
             # Never used: nothing to close but on_close to call (a coroutine
-            # function waits for the first async use). One closer at a time
-            # (a try: never wait in what may be a signal handler).
-            if _UNUSED_CLOSE.acquire(blocking=False):
-                try:
-                    if self._driver is None and not self._machine.ended:
-                        SyncDriver(self._machine, self._spec, self._callbacks, None).finish_unused()
-                finally:
-                    _UNUSED_CLOSE.release()
+            # function waits for the first async use). The machine hands
+            # FINISH out once, whoever asks (a first iteration racing this).
+            if self._machine.next() is FINISH:
+                SyncDriver(self._machine, self._spec, self._callbacks, None).finish_unused()
 
     def __del__(self) -> None:
         driver = getattr(self, "_driver", None)

@@ -200,8 +200,8 @@ class SyncDriver:
         return self.client
 
     def finish_unused(self) -> None:
-        """Finish a source closed before any use: on_close only."""
-        self._settle()
+        """Finish a source closed before any use (FINISH was handed out)."""
+        self._finish(raise_error=False)
 
     def _finish(self, *, raise_error: bool) -> None:
         machine = self.machine

@@ -413,9 +413,6 @@ def _endless_client(close_takes: float = 0.0) -> httpx.AsyncClient:
 
 
 @pytest.mark.parametrize("closer", ["close", "aclose"])
-@pytest.mark.xfail(
-    strict=True, reason="review: a close seen while busy, then a cancel: nobody finishes"
-)
 async def test_a_close_during_a_cancelled_step_is_still_applied(
     anyio_backend: str, closer: str
 ) -> None:
@@ -454,7 +451,6 @@ async def test_a_close_during_a_cancelled_step_is_still_applied(
         assert source.response is None and source.ready_state is ReadyState.CLOSED
 
 
-@pytest.mark.xfail(strict=True, reason="review: one process-wide try-lock for closes before use")
 def test_on_close_may_close_another_unused_source() -> None:
     closes: list[str] = []
     b = EventSource(URL, on_close=lambda: closes.append("b"))
@@ -496,9 +492,6 @@ def test_on_close_may_iterate_a_source_closed_from_a_timer_thread() -> None:
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
-@pytest.mark.xfail(
-    strict=True, reason="review: asyncio's own cancel passes anyio's shield, on_close skipped"
-)
 async def test_a_native_asyncio_cancel_of_aclose_still_runs_on_close(anyio_backend: str) -> None:
     closed: list[int] = []
     async with _endless_client(close_takes=0.2) as client:
@@ -511,7 +504,6 @@ async def test_a_native_asyncio_cancel_of_aclose_still_runs_on_close(anyio_backe
     assert closed == [1]
 
 
-@pytest.mark.xfail(strict=True, reason="review: a cancelled FINISH ends the source cleanly")
 async def test_a_fatal_error_survives_a_cancelled_finish(anyio_backend: str) -> None:
     async def on_error(error: Exception) -> None:
         await anyio.sleep(1.0)  # outlasts the caller's deadline
