@@ -95,7 +95,8 @@ class AsyncDriver:
         # Made by the first task that waits for the end (an event per source
         # would cost memory that thousands of idle sources pay for nothing).
         self._done: anyio.Event | None = None
-        self._pending: ServerSentEvent | None = None  # an event a cancel kept from the caller
+        # An event a cancel kept from the caller, with its handlers still to run.
+        self._pending: tuple[ServerSentEvent, list[Callback]] | None = None
         self._steps = 0  # steps since the last checkpoint
         self._unraised: EventSourceError | None = None  # the fatal error, until raised
         self._wake_at: float | None = None  # when the current reconnect wait ends
@@ -129,10 +130,11 @@ class AsyncDriver:
         machine = self.machine
         callbacks = self.callbacks
         try:
-            pending = self._pending
-            if pending is not None:  # its handlers were cancelled: deliver it now
+            if self._pending is not None:  # a cancel came in its handlers: deliver it now
+                pending, handlers = self._pending
                 self._pending = None
                 if not machine.closed:
+                    await self._dispatch(pending, handlers)
                     return pending
             while True:
                 self._steps += 1
@@ -145,14 +147,7 @@ class AsyncDriver:
                     assert isinstance(item, ServerSentEvent)
                     machine.delivering(item)
                     if callbacks.on_message is not None or callbacks.listeners:
-                        try:
-                            for handler in callbacks.handlers(item):
-                                if machine.closed:
-                                    break  # close() in a handler: no more on_message
-                                await self._invoke(handler, item)
-                        except BaseException:  # cancelled in a handler: the event stays ours
-                            self._pending = item
-                            raise
+                        await self._dispatch(item, callbacks.handlers(item))
                     return item
                 if item is READ:
                     await self._read()
@@ -183,6 +178,20 @@ class AsyncDriver:
                 # A close that came while this task iterated, left unapplied
                 # (a cancel, or an event returned): the closer finishes it.
                 self._post()
+
+    async def _dispatch(self, item: ServerSentEvent, handlers: list[Callback]) -> None:
+        """Run the event's handlers in order. A cancel in one keeps the event
+        and the handlers still to run: the next __anext__() runs them and
+        returns the event (the one cancelled is not run again)."""
+        machine = self.machine
+        for i, handler in enumerate(handlers):
+            if machine.closed:
+                break  # close() in a handler: no more on_message
+            try:
+                await self._invoke(handler, item)
+            except BaseException:
+                self._pending = (item, handlers[i + 1 :])
+                raise
 
     async def _connect(self) -> None:
         machine = self.machine

@@ -227,13 +227,16 @@ class AsyncReader:
             body = bytearray()
             chunks = response.aiter_bytes()
             try:
-                with anyio.move_on_after(_BODY_DEADLINE):
+                # In the reader's scope: interrupt() (a close) ends it at once.
+                with anyio.move_on_after(_BODY_DEADLINE) as self._scope:
                     while len(body) < _BODY_LIMIT:
                         body += await chunks.__anext__()
             except StopAsyncIteration:
                 pass
             except Exception as exc:  # the body is a courtesy: its failure is no error
                 logger.debug("error while reading a refused response's body: %r", exc)
+            finally:
+                self._scope = None
             _keep_body(error, response, bytes(body[:_BODY_LIMIT]))
         await aclose_response(response, chunks)
 

@@ -261,6 +261,8 @@ class Machine:
                 self._release = True
                 self._to(_State.WAITING)
                 self.delay = 0.0
+                if self._delivered:  # progress, not a failure: the count restarts
+                    self.policy.failures = 0
                 logger.info("restart: reconnecting to %s", self.url)
                 return RELEASE
             if self._state is _State.WAITING:

@@ -203,18 +203,11 @@ def _refused_and_stalled(sock: socket.socket, index: int, stop: threading.Event)
     stop.wait(JOIN)
 
 
-SLOW_CLOSE = (
-    "the async driver reads a refused response's body (for the error) under "
-    "move_on_after(2.0) and no interrupt reaches it: the iteration ends ~1.8 s after "
-    "close(), the sync driver's at once"
-)
-
-
 @pytest.mark.parametrize(
     ("driver", "anyio_backend"),
     [
-        pytest.param("async", "asyncio", marks=pytest.mark.xfail(strict=True, reason=SLOW_CLOSE)),
-        pytest.param("async", "trio", marks=pytest.mark.xfail(strict=True, reason=SLOW_CLOSE)),
+        pytest.param("async", "asyncio"),
+        pytest.param("async", "trio"),
         pytest.param("sync", "asyncio"),  # holds
     ],
     ids=["asyncio", "trio", "sync"],
@@ -257,12 +250,6 @@ async def test_close_while_a_refused_body_stalls_is_prompt(driver: str, anyio_ba
 # --- 3. aclose() from another task while the iterating task is cancelled ------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="aclose() from another task sees the source busy, interrupts and waits for the "
-    "iterating task to finish it; that task is cancelled instead, and nothing ever "
-    "finishes the source: aclose() waits forever, on_close never runs",
-)
 async def test_aclose_returns_when_the_iterating_task_is_cancelled(anyio_backend: str) -> None:
     closes: list[str] = []
     inside = anyio.Event()
@@ -549,12 +536,6 @@ async def _drain(source: EventSource) -> None:
 # --- 7. a cancelled coroutine on_message, and the listeners -------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the event whose coroutine on_message was cancelled is returned by the next "
-    "__anext__() without running its handlers again, so the add_listener() listeners "
-    "after on_message never hear of it (a silent drop for them)",
-)
 async def test_the_listeners_hear_the_event_whose_on_message_was_cancelled(
     anyio_backend: str,
 ) -> None:
@@ -682,12 +663,6 @@ def _three_failures_a_stream_then_failures(
         )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="restart() drops a connection that delivered events without counting it as "
-    "progress: the failure count of before it stays, and the next failure backs off as "
-    "the 4th in a row (0.4-0.8 s) instead of waiting the reconnection time (0.1 s)",
-)
 def test_restart_after_a_delivering_connection_does_not_back_off() -> None:
     """README: "The count restarts only after a connection that delivered an
     event"; restart() "reconnects at once ... without counting as an error"."""
