@@ -110,16 +110,22 @@ class AsyncDriver:
         """Remember the running event loop (if another than before)."""
         loop, probe, call_soon = running_loop()
         if loop is not self._loop:
+            if self._loop is not None and self.own_client:
+                # httpcore's network backend sticks to the loop kind it first
+                # ran under (trio or asyncio): a client of our own is made anew.
+                self.client = None
             self._loop, self._probe, self._call_soon = loop, probe, call_soon
             self._current_task = _current_task_function()
 
+    def _same_loop(self) -> bool:
+        try:
+            return self._probe() is self._loop
+        except RuntimeError:
+            return False
+
     def _rebind(self) -> None:
         """Bind again when another event loop drives the source now."""
-        try:
-            same = self._probe() is self._loop
-        except RuntimeError:
-            same = False
-        if not same:
+        if not self._same_loop():
             self._bind()
 
     async def next(self) -> ServerSentEvent:
@@ -268,6 +274,13 @@ class AsyncDriver:
     def _failed(self, exc: Exception, *, sending: bool) -> None:
         result = classify(exc, sending=sending, read_timeout=self.spec.read_timeout)
         if result is None:
+            if not self._same_loop():
+                # A connection opened under an event loop that is gone (the
+                # source is reused under another): a dropped connection.
+                lost = ConnectionLostError(f"connection lost: its event loop is gone ({exc!r})")
+                lost.__cause__ = exc
+                self.machine.fail(lost)
+                return
             raise exc  # not an I/O failure: a bug to see
         error, fatal = result
         self.machine.fail(error, fatal=fatal)

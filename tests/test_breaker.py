@@ -133,32 +133,9 @@ async def until(condition: Callable[[], object], what: str, timeout: float = JOI
 @pytest.mark.parametrize(
     ("first", "second"),
     [
-        pytest.param(
-            "asyncio",
-            "asyncio",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="RuntimeError('Event loop is closed') from _AsyncioFeed.read (its timer "
-                "and future belong to the first loop) reaches the caller: no EventSourceError, "
-                "no reconnect",
-            ),
-        ),
-        pytest.param(
-            "asyncio",
-            "trio",
-            marks=pytest.mark.xfail(
-                strict=True, reason="RuntimeError('Event loop is closed') reaches the caller"
-            ),
-        ),
-        pytest.param(
-            "trio",
-            "asyncio",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="RuntimeError('must be called from async context') from _TrioSocket "
-                "reaches the caller",
-            ),
-        ),
+        pytest.param("asyncio", "asyncio"),
+        pytest.param("asyncio", "trio"),
+        pytest.param("trio", "asyncio"),
         pytest.param("trio", "trio"),  # holds: the trio socket outlives its run
     ],
 )
@@ -572,10 +549,10 @@ async def test_the_listeners_hear_the_event_whose_on_message_was_cancelled(
 
 @pytest.mark.xfail(
     strict=True,
-    reason="README: 'polling with a timeout is safe'. On httpx's public stream (mocks, "
-    "HTTP/2, gzip, ASGI) each poll that times out in a read breaks the connection: "
-    "on_error(ConnectionLostError), a reconnect after the retry delay (3 s), the failure "
-    "count grows; a stream slower than the poll delivers nothing",
+    reason="a limit the README states: httpx's own stream (mocks, HTTP/2, gzip, ASGI) "
+    "cannot resume a cancelled read, so each poll that times out in a read is a dropped "
+    "connection (on_error, a reconnect after the retry delay); a stream slower than the "
+    "poll delivers little",
 )
 async def test_polling_with_a_timeout_shorter_than_the_event_interval(anyio_backend: str) -> None:
     requests: list[str | None] = []
