@@ -541,7 +541,7 @@ def test_a_retry_after_date_with_a_huge_zone_is_no_crash() -> None:
 SEEDS = range(int(os.environ.get("EVENTSOURCE_FUZZ_SEEDS") or 5))
 ROUNDS = 14
 ROUND_WATCHDOG = 10.0  # seconds: a round still running after this is hung
-AFTER_CLOSE = 1.5  # seconds the iteration may take to end after close() returned
+AFTER_CLOSE = 1.0  # seconds the iteration may take to end after close() returned
 SERVER_HOLD = 10.0  # seconds a server thread waits for a client at most
 
 # KNOWN (test_a_body_that_fails_to_decode_leaves_no_generator_behind): on trio,
@@ -627,9 +627,13 @@ class Plan:
     ending: str  # fin, reset, stall, keep
     what: str  # a summary for failure messages
     coded: bool = False  # a Content-Encoding other than identity
+    refused: bool = False  # not a 200 text/event-stream: the source refuses it
 
     def __repr__(self) -> str:
         return f"<{self.what}, {len(self.data)} bytes, cut={self.cut}, {self.ending}>"
+
+
+STREAM_TYPES = [b"text/event-stream", b"text/event-stream; charset=utf-8", b"TEXT/EVENT-STREAM"]
 
 
 def plan_response(rng: random.Random, port: int, path: bytes, limit: int, hostility: float) -> Plan:
@@ -667,9 +671,7 @@ def plan_response(rng: random.Random, port: int, path: bytes, limit: int, hostil
             )
     what.append(status.split(b"\r\n")[-1].decode("latin-1")[:24])
     head = [status]
-    content_type: bytes | None = rng.choice(
-        [b"text/event-stream", b"text/event-stream; charset=utf-8", b"TEXT/EVENT-STREAM"]
-    )
+    content_type: bytes | None = rng.choice(STREAM_TYPES)
     if hostile(0.2):
         content_type = rng.choice(
             [
@@ -693,7 +695,8 @@ def plan_response(rng: random.Random, port: int, path: bytes, limit: int, hostil
         )
     if b" 30" in status or hostile(0.2):
         head.append(b"Location: " + safe_location(rng, port, path))
-    if hostile(0.1):
+    garbage = hostile(0.1)
+    if garbage:
         head.append(
             rng.choice(
                 [
@@ -778,7 +781,9 @@ def plan_response(rng: random.Random, port: int, path: bytes, limit: int, hostil
     if hostile(0.15):
         cut = rng.randint(0, len(data))
         what.append("reset mid-head" if cut < len(data) - len(framed) else "reset mid-body")
-    return Plan(data, cut, ending, " ".join(what), coded=coding is not None)
+    # (a folded garbage line may join the Content-Type)
+    refused = garbage or status != b"HTTP/1.1 200 OK" or content_type not in STREAM_TYPES
+    return Plan(data, cut, ending, " ".join(what), coded=coding is not None, refused=refused)
 
 
 class FuzzServer:
@@ -920,7 +925,9 @@ class Round:
             "min_retry_delay": 0.01,
             "max_retry_delay": 0.05,
             "max_retries": rng.choice([None, None, None, 0, 3]),
-            "read_timeout": rng.choice([0.3, 1.0]),
+            # Short: a stall times out; long: a close that does not end a
+            # blocked read shows (the iteration ends AFTER_CLOSE after close()).
+            "read_timeout": rng.choice([0.1, 3.0]),
             "max_event_size": rng.choice([64, 1024, 1 << 16]),
             "timeout": 2.0,
             "reconnect": rng.choice([None, None, None, None, False]),
@@ -1017,22 +1024,18 @@ class Round:
         assert all(s is ReadyState.CLOSED for s in self.states), f"{self.states}; {context}"
         assert self.closed_at is not None and self.done_at is not None
         late = self.done_at - self.closed_at
-        assert late < self.after_close(known), f"ended {late:.2f} s after close(); {context}"
+        limit = self.after_close(known, served)
+        assert late < limit, f"ended {late:.2f} s after close(); {context}"
         assert not self.messages_after_close, f"on_message after close(); {context}"
         leaks = [str(w.message) for w in warned if issubclass(w.category, ResourceWarning)]
         if known and self.backend == "trio" and any(p.coded for p in served):
             leaks = [leak for leak in leaks if not KNOWN_DECODE_LEAK.match(leak)]
         assert not leaks, f"{leaks}; {context}"
 
-    def after_close(self, known: bool) -> float:
+    def after_close(self, known: bool, served: list[Plan]) -> float:
         """How long the iteration may go on after close()."""
-        refused = any(
-            isinstance(e, ResponseError) and e.response is not None for _, e in self.errors
-        )
-        if (
-            known and self.mode == "async" and refused
-        ):  # KNOWN: see test_close_ends_a_refused_body_read
-            return AFTER_CLOSE + REFUSED_BODY_DEADLINE
+        if known and self.mode == "async" and any(p.refused for p in served):
+            return AFTER_CLOSE + REFUSED_BODY_DEADLINE  # KNOWN: a refused body's read
         return AFTER_CLOSE
 
 
