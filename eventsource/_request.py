@@ -82,6 +82,9 @@ def check_url(url: str | httpx.URL, *, relative_ok: bool = False) -> httpx.URL:
     host = parsed.host
     if not host or (":" not in host and _FORBIDDEN_HOST.intersection(_raw_host(parsed))):
         raise ValueError(f"invalid host in URL {str(url)!r}")
+    port = parsed.port
+    if port is not None and not 0 < port < 65536:  # httpx accepts any digits
+        raise ValueError(f"port out of range in URL {str(url)!r}")
     return parsed
 
 

@@ -517,14 +517,8 @@ def test_fuzz_the_machine(
 # ValueError and IndexError. Found reading parse_retry_after for the header
 # strategy above (ZONE_DIGITS keeps the fuzz below the threshold).
 HUGE_ZONE = "Mon, 01 Jan 2024 00:00:00 +9999999999999"
-RETRY_AFTER_OVERFLOW = (
-    "issue 20: Retry-After 'Mon, 01 Jan 2024 00:00:00 +9999999999999' on a retried status "
-    "(503): parse_retry_after (eventsource/_policy.py) lets OverflowError out of "
-    "email.utils.parsedate_to_datetime, through Machine.response() to the caller"
-)
 
 
-@pytest.mark.xfail(strict=True, raises=OverflowError, reason=RETRY_AFTER_OVERFLOW)
 def test_a_retry_after_date_with_a_huge_zone_is_no_crash() -> None:
     m = Machine(ConnectionPolicy(rng=random.Random(0)), max_event_size=1000)
     assert m.next() is CONNECT
@@ -1143,7 +1137,6 @@ def fixed(plan: Plan) -> Callable[[int, int, FuzzServer], Plan]:
 async def test_a_retry_after_date_with_a_huge_zone_end_to_end(
     mode: str, anyio_backend: str, request: pytest.FixtureRequest
 ) -> None:
-    request.applymarker(pytest.mark.xfail(strict=True, reason=RETRY_AFTER_OVERFLOW))
     head = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: %s\r\n" % HUGE_ZONE.encode()
     plan = Plan(head + b"Content-Length: 0\r\n\r\n", None, "fin", "503 with a huge zone")
     with FuzzServer(fixed(plan)) as server:
@@ -1182,20 +1175,10 @@ async def test_a_body_that_fails_to_decode_leaves_no_generator_behind(
     rnd.check(server.served[0], caught, known=False)
 
 
-REFUSED_BODY = (
-    "issue 20: in async mode (asyncio, trio), close() does not end the read of a refused "
-    "response's body (AsyncReader.close_refused, eventsource/_io.py: the start of the body "
-    "kept in the ResponseError): a 200 text/plain whose body never ends keeps the iteration "
-    "going until _BODY_DEADLINE (2 s) or read_timeout; sync mode ends at once"
-)
-
-
 @pytest.mark.anyio
 async def test_close_ends_a_refused_body_read(
     mode: str, anyio_backend: str, request: pytest.FixtureRequest
 ) -> None:
-    if mode == "async":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=REFUSED_BODY))
     data = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\npartial"
     with FuzzServer(fixed(Plan(data, None, "stall", "refused, endless body"))) as server:
         rnd = Round(server.url(0), random.Random(0), mode, anyio_backend)
@@ -1206,21 +1189,10 @@ async def test_close_ends_a_refused_body_read(
     rnd.check(server.served[0], [], known=False)
 
 
-PORT_OVERFLOW = (
-    "issue 20: on asyncio, a request to port 99999 (httpx accepts the URL; here a redirect's "
-    "Location from the server) raises ExceptionGroup('unhandled errors in a TaskGroup', "
-    "[OverflowError('connect(): port must be 0-65535.')]) from anyio.connect_tcp; "
-    "classify() (eventsource/_httpx.py) does not know it, so AsyncDriver._failed re-raises it "
-    "to the caller (trio and sync: ConnectionLostError)"
-)
-
-
 @pytest.mark.anyio
 async def test_a_redirect_to_a_port_past_65535(
     mode: str, anyio_backend: str, request: pytest.FixtureRequest
 ) -> None:
-    if mode == "async" and anyio_backend == "asyncio":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=PORT_OVERFLOW))
     data = b"HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:99999/\r\nContent-Length: 0\r\n\r\n"
     with FuzzServer(fixed(Plan(data, None, "fin", "302 to port 99999"))) as server:
         rnd = Round(server.url(0), random.Random(0), mode, anyio_backend)
