@@ -390,38 +390,30 @@ class _RawConn(Conn):
         _reset(self._sock)
 
 
-class RawServer:
-    """HTTP/1.1 on 127.0.0.1 by hand: a thread per connection, requests one
-    after another on keep-alive connections, responses from the script."""
+class _Listening:
+    """A loopback listener whose accept loop and connection threads stop on
+    ``__exit__``: subclasses handle each accepted socket and reset theirs."""
 
-    def __init__(self, script: Script, framing: str = "chunked", gzip: bool = False) -> None:
-        self.script = script
-        self.framing = framing
-        self.gzip = gzip
+    def __init__(self) -> None:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._listener.settimeout(0.1)  # the accept loop checks for the stop this often
         self.port = self._listener.getsockname()[1]
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._socks: list[socket.socket] = []
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/stream"
-
-    def __enter__(self) -> RawServer:
+    def __enter__(self) -> Any:
         self._spawn(self._accept)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self._stop.set()
         _wake(self._listener)
-        for sock in list(self._socks):
-            _reset(sock)
-        for thread in self._threads:
+        self._reset_all()
+        for thread in list(self._threads):
             thread.join(JOIN)
         self._listener.close()
-        assert not any(t.is_alive() for t in self._threads), "RawServer threads still running"
+        running = any(t.is_alive() for t in self._threads)
+        assert not running, f"{type(self).__name__} threads still running"
 
     def _spawn(self, target: Callable[..., None], *args: Any) -> None:
         thread = threading.Thread(target=target, args=args, daemon=True)
@@ -438,8 +430,37 @@ class RawServer:
                 return
             sock.settimeout(None)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._socks.append(sock)
-            self._spawn(self._serve, sock)
+            self._accepted(sock)
+
+    def _accepted(self, sock: socket.socket) -> None:
+        raise NotImplementedError
+
+    def _reset_all(self) -> None:
+        raise NotImplementedError
+
+
+class RawServer(_Listening):
+    """HTTP/1.1 on 127.0.0.1 by hand: a thread per connection, requests one
+    after another on keep-alive connections, responses from the script."""
+
+    def __init__(self, script: Script, framing: str = "chunked", gzip: bool = False) -> None:
+        super().__init__()
+        self.script = script
+        self.framing = framing
+        self.gzip = gzip
+        self._socks: list[socket.socket] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/stream"
+
+    def _reset_all(self) -> None:
+        for sock in list(self._socks):
+            _reset(sock)
+
+    def _accepted(self, sock: socket.socket) -> None:
+        self._socks.append(sock)
+        self._spawn(self._serve, sock)
 
     def _serve(self, sock: socket.socket) -> None:
         buffer = b""
@@ -640,54 +661,26 @@ class _Pair:
         _reset(self.upstream)
 
 
-class Proxy:
+class Proxy(_Listening):
     """A loopback TCP relay in front of a server; ``cut(after)`` resets every
     relayed connection once ``after`` has been relayed to the client."""
 
     def __init__(self, upstream_port: int) -> None:
+        super().__init__()
         self._upstream = upstream_port
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.1)
-        self.port = self._listener.getsockname()[1]
-        self._stop = threading.Event()
         self._pairs: list[_Pair] = []
-        self._threads: list[threading.Thread] = []
 
-    def __enter__(self) -> Proxy:
-        self._spawn(self._accept)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        _wake(self._listener)
+    def _reset_all(self) -> None:
         for pair in list(self._pairs):
             pair.reset()
-        for thread in list(self._threads):
-            thread.join(JOIN)
-        self._listener.close()
-        assert not any(t.is_alive() for t in self._threads), "Proxy threads still running"
 
-    def _spawn(self, target: Callable[..., None], *args: Any) -> None:
-        thread = threading.Thread(target=target, args=args, daemon=True)
-        self._threads.append(thread)
-        thread.start()
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                client, _ = self._listener.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            client.settimeout(None)
-            upstream = socket.create_connection(("127.0.0.1", self._upstream))
-            for sock in (client, upstream):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            pair = _Pair(client, upstream)
-            self._pairs.append(pair)
-            self._spawn(self._pump, pair, client, upstream, False)
-            self._spawn(self._pump, pair, upstream, client, True)
+    def _accepted(self, client: socket.socket) -> None:
+        upstream = socket.create_connection(("127.0.0.1", self._upstream))
+        upstream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        pair = _Pair(client, upstream)
+        self._pairs.append(pair)
+        self._spawn(self._pump, pair, client, upstream, False)
+        self._spawn(self._pump, pair, upstream, client, True)
 
     def _pump(self, pair: _Pair, source: socket.socket, sink: socket.socket, down: bool) -> None:
         try:
