@@ -572,6 +572,10 @@ SERVER_HOLD = 10.0  # seconds a server thread waits for a client at most
 # the warnings of httpx's and httpcore's abandoned generators once a body with
 # a content coding was served (it may fail to decode).
 KNOWN_DECODE_LEAK = re.compile(r"Async generator '(httpx|httpcore)\.[\w.]+' was garbage collected")
+# KNOWN_LATE: the same warnings, rarely (about once in 2000 trio rounds, never
+# reproduced alone) from a generator collected after its round's check: one
+# of httpx's or httpcore's (PoolByteStream.__aiter__ ...) that an earlier
+# round left suspended, whether or not it served a coded body.
 # KNOWN (test_close_ends_a_refused_body_read): in async mode, close() does not
 # end the read of a refused response's body (kept in its ResponseError): it
 # goes on for up to this long (eventsource._io._BODY_DEADLINE) or read_timeout.
@@ -1212,10 +1216,22 @@ async def test_fuzz_end_to_end(mode: str, anyio_backend: str, seed: int) -> None
         limit, hostility = server.limits[round_], server.hostility[round_]
         return plan_response(rng, server.port, path, limit, hostility)
 
-    with FuzzServer(planner) as server:
-        for round_ in range(ROUNDS):
-            rng = random.Random(f"{seed}/{round_}")
-            await checked(Round(server.url(round_), rng, mode, anyio_backend), server, round_)
+    # Warnings outside the rounds' own windows (an object of an earlier round
+    # collected late) are caught here too, and checked after the last round.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with FuzzServer(planner) as server:
+            for round_ in range(ROUNDS):
+                rng = random.Random(f"{seed}/{round_}")
+                await checked(Round(server.url(round_), rng, mode, anyio_backend), server, round_)
+        gc.collect()
+    late = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+    if anyio_backend == "trio" and mode == "async":  # KNOWN_LATE
+        late = [leak for leak in late if not KNOWN_DECODE_LEAK.match(leak)]
+    assert not late, f"{late}: collected after its round (seed {seed})"
+    for w in caught:
+        if not issubclass(w.category, ResourceWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 # --- defects found end to end -------------------------------------------------------------------
