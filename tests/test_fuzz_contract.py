@@ -311,7 +311,6 @@ class Life:
         self.first_id = m.parser.last_event_id
         self.on_its_own = False  # the life ended without a close() or the step bound
         self.strays = 0  # inputs out of step
-        self.failures: list[EventSourceError] = []
         self.trace: list[str] = []
 
     # requests from "elsewhere", between any two calls
@@ -392,7 +391,6 @@ class Life:
                 self.call("delivering", out)
         elif isinstance(out, Failure):
             assert isinstance(out.error, EventSourceError), repr(out.error)
-            self.failures.append(out.error)
         elif out is OPENED:
             pass
         elif out is RELEASE:
@@ -565,9 +563,12 @@ AFTER_CLOSE = 1.0  # seconds the iteration may take to end after close() returne
 SERVER_HOLD = 10.0  # seconds a server thread waits for a client at most
 
 # KNOWN (test_a_body_that_fails_to_decode_leaves_no_generator_behind): on trio,
-# the warnings of httpx's and httpcore's abandoned generators after a body
-# failed to decode.
+# the warnings of httpx's and httpcore's abandoned generators once a body with
+# a content coding was served (it may fail to decode).
 KNOWN_DECODE_LEAK = re.compile(r"Async generator '(httpx|httpcore)\.[\w.]+' was garbage collected")
+# KNOWN_LATE: the same warnings after a round's check, should one of those
+# chains be finalized later than settle() waits (a safety net: not seen since
+# settle() lets trio's closing tasks run; before, about once in 2000 rounds).
 # KNOWN (test_close_ends_a_refused_body_read): in async mode, close() does not
 # end the read of a refused response's body (kept in its ResponseError): it
 # goes on for up to this long (eventsource._io._BODY_DEADLINE) or read_timeout.
@@ -839,6 +840,7 @@ class FuzzServer:
         self.served: dict[int, list[Plan]] = {}
         self.limits: dict[int, int] = {}  # each round's max_event_size
         self.hostility: dict[int, float] = {}  # and hostility
+        self.coded = False  # a body with a content coding was served
 
     def url(self, round_: int) -> str:
         return f"http://127.0.0.1:{self.port}/r{round_}"
@@ -969,7 +971,7 @@ class Round:
             "reconnect": rng.choice([None, None, None, None, False]),
         }
 
-    hostility = 0.0  # how often the server's choices are hostile
+    hostility: float | None = None  # how often the server's choices are hostile
     control = "thread"  # where the schedule's close() and restart() come from: thread, task
     from_callbacks = False  # on_message / on_error may call close() too
     closed_here = False  # close() was called in the iterating task or thread
@@ -1047,9 +1049,7 @@ class Round:
             f"{self.requests}); served {served}"
         )
 
-    def check(
-        self, served: list[Plan], warned: list[warnings.WarningMessage], known: bool = True
-    ) -> None:
+    def check(self, served: list[Plan], known: bool = True) -> None:
         """The contract; ``known``: let the KNOWN defects pass."""
         context = self.context(served)
         bad = [(where, exc) for where, exc in self.errors if not isinstance(exc, EventSourceError)]
@@ -1068,12 +1068,29 @@ class Round:
         limit = self.after_close(known, served)
         assert late < limit, f"ended {late:.2f} s after close(); {context}"
         assert not self.messages_after_close, f"on_message after close(); {context}"
+
+    def forget(self) -> None:
+        """Drop what the round holds: the errors' tracebacks keep the frames
+        (and generators) of the body they broke alive."""
+        self.errors.clear()
+        self.source = None
+
+    def check_leaks(
+        self,
+        served: list[Plan],
+        warned: list[warnings.WarningMessage],
+        known: bool = True,
+        coded: bool = False,
+    ) -> None:
+        """Nothing the round left unclosed warned when collected. ``coded``:
+        a body with a content coding was served (in this round or, as those
+        generators were once seen collected a round late, an earlier one)."""
         leaks = [str(w.message) for w in warned if issubclass(w.category, ResourceWarning)]
-        if known and self.backend == "trio" and any(p.coded for p in served):
+        if known and self.backend == "trio" and coded:
             leaks = [leak for leak in leaks if not KNOWN_DECODE_LEAK.match(leak)]
         if known and self.backend == "asyncio" and self.mode == "async" and ANYIO_LEAKS_CONNECTS:
             leaks = [leak for leak in leaks if not KNOWN_CONNECT_LEAK.match(leak)]
-        assert not leaks, f"{leaks}; {context}"
+        assert not leaks, f"{leaks}; {self.context(served)}"
 
     def after_close(self, known: bool, served: list[Plan]) -> float:
         """How long the iteration may go on after close()."""
@@ -1098,7 +1115,8 @@ async def play(
     options = options or rnd.options()
     schedule = schedule or rnd.schedule()
     server.limits[round_] = options.get("max_event_size", 1 << 16)
-    server.hostility[round_] = rnd.hostility = rng.choice([0.05, 0.3, 1.0])
+    if not fixed:
+        server.hostility[round_] = rnd.hostility = rng.choice([0.05, 0.3, 1.0])
     if rnd.mode == "sync" or fixed:
         rnd.control = "thread" if rnd.mode == "sync" else "task"
     else:
@@ -1152,6 +1170,41 @@ async def play(
         pytest.fail(f"hung: still running {ROUND_WATCHDOG} s on; {rnd.context(served)}")
 
 
+async def settle() -> None:
+    """Collect what the round left: trio closes an abandoned async generator
+    in a system task of its own, and the generators that one held are
+    collected after that, a stage at a time."""
+    gc.collect()
+    for _ in range(8):  # each stage is freed by reference counting: no collection
+        await anyio.wait_all_tasks_blocked()
+
+
+async def checked(
+    rnd: Round,
+    server: FuzzServer,
+    round_: int,
+    options: dict[str, Any] | None = None,
+    schedule: list[tuple[float, str]] | None = None,
+    known: bool = True,
+) -> None:
+    """Play a round and check it: the contract, then (the round's objects
+    dropped and collected, so whatever it left unclosed warns now, named
+    with this round) no ResourceWarning. Other warnings go on as usual
+    (filterwarnings=error)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        await play(rnd, server, round_, options, schedule)
+        served = server.served.get(round_, [])
+        rnd.check(served, known)
+        rnd.forget()
+        await settle()
+    server.coded = server.coded or any(p.coded for p in served)
+    rnd.check_leaks(served, caught, known, server.coded)
+    for w in caught:
+        if not issubclass(w.category, ResourceWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
 @pytest.mark.anyio
 @pytest.mark.parametrize("seed", SEEDS)
 async def test_fuzz_end_to_end(mode: str, anyio_backend: str, seed: int) -> None:
@@ -1165,20 +1218,22 @@ async def test_fuzz_end_to_end(mode: str, anyio_backend: str, seed: int) -> None
         limit, hostility = server.limits[round_], server.hostility[round_]
         return plan_response(rng, server.port, path, limit, hostility)
 
-    with FuzzServer(planner) as server:
-        for round_ in range(ROUNDS):
-            rng = random.Random(f"{seed}/{round_}")
-            rnd = Round(server.url(round_), rng, mode, anyio_backend)
-            # What a round leaves unclosed warns when collected: here, so the
-            # failure names the round.
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                await play(rnd, server, round_)
-                gc.collect()
-            rnd.check(server.served.get(round_, []), caught)
-            for w in caught:  # the others as usual (filterwarnings=error)
-                if not issubclass(w.category, ResourceWarning):
-                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    # Warnings outside the rounds' own windows (an object of an earlier round
+    # collected late) are caught here too, and checked after the last round.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with FuzzServer(planner) as server:
+            for round_ in range(ROUNDS):
+                rng = random.Random(f"{seed}/{round_}")
+                await checked(Round(server.url(round_), rng, mode, anyio_backend), server, round_)
+        await settle()
+    late = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+    if anyio_backend == "trio" and mode == "async":  # KNOWN_LATE
+        late = [leak for leak in late if not KNOWN_DECODE_LEAK.match(leak)]
+    assert not late, f"{late}: collected after its round (seed {seed})"
+    for w in caught:
+        if not issubclass(w.category, ResourceWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 # --- defects found end to end -------------------------------------------------------------------
@@ -1196,8 +1251,8 @@ async def test_a_retry_after_date_with_a_huge_zone_end_to_end(
     plan = Plan(head + b"Content-Length: 0\r\n\r\n", None, "fin", "503 with a huge zone")
     with FuzzServer(fixed(plan)) as server:
         rnd = Round(server.url(0), random.Random(0), mode, anyio_backend)
-        await play(rnd, server, 0, {"max_retries": 0}, [(0.3, "close")])
-    rnd.check(server.served[0], [])  # OverflowError, raised from the iterator
+        # OverflowError, raised from the iterator
+        await checked(rnd, server, 0, {"max_retries": 0}, [(0.3, "close")])
 
 
 DECODE_LEAK = (
@@ -1223,11 +1278,7 @@ async def test_a_body_that_fails_to_decode_leaves_no_generator_behind(
     )
     with FuzzServer(fixed(Plan(data, None, "fin", "undecodable", coded=True))) as server:
         rnd = Round(server.url(0), random.Random(0), "async", anyio_backend)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            await play(rnd, server, 0, {"max_retries": 0}, [(0.3, "close")])
-            gc.collect()
-    rnd.check(server.served[0], caught, known=False)
+        await checked(rnd, server, 0, {"max_retries": 0}, [(0.3, "close")], known=False)
 
 
 @pytest.mark.anyio
@@ -1241,7 +1292,7 @@ async def test_close_ends_a_refused_body_read(
     assert rnd.closed_at is not None and rnd.done_at is not None
     late = rnd.done_at - rnd.closed_at
     assert late < 0.5, f"ended {late:.2f} s after close()"
-    rnd.check(server.served[0], [], known=False)
+    rnd.check(server.served[0], known=False)
 
 
 @pytest.mark.anyio
@@ -1251,8 +1302,7 @@ async def test_a_redirect_to_a_port_past_65535(
     data = b"HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:99999/\r\nContent-Length: 0\r\n\r\n"
     with FuzzServer(fixed(Plan(data, None, "fin", "302 to port 99999"))) as server:
         rnd = Round(server.url(0), random.Random(0), mode, anyio_backend)
-        await play(rnd, server, 0, {"max_retries": 0}, [(0.3, "close")])
-    rnd.check(server.served[0], [])
+        await checked(rnd, server, 0, {"max_retries": 0}, [(0.3, "close")])
 
 
 CONNECT_LEAK = (
