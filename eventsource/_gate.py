@@ -73,7 +73,7 @@ class Gate:
         if not self.in_flight and not self.waiters:
             self._gates.pop(self._key, None)
 
-    async def _wait(self) -> None:
+    async def wait_turn(self) -> None:
         waiter = _Waiter()
         self.waiters.append(waiter)
         try:
@@ -137,5 +137,5 @@ async def enter(url: httpx.URL) -> Gate:
     if gate.in_flight < gate.limit and not gate.waiters:
         gate.in_flight += 1
     else:
-        await gate._wait()
+        await gate.wait_turn()
     return gate

@@ -386,7 +386,7 @@ class Machine:
     def _queue_comment(self, text: str) -> None:
         # Called by the parser during feed(): the list it is filling holds the
         # events that came before this comment, so appending keeps the order.
-        self.parser._out.append(Comment(text))  # type: ignore[arg-type]
+        self.parser._out.append(Comment(text))  # type: ignore[arg-type]  # noqa: SLF001 (our parser's list being filled)
 
     def end(self) -> None:
         """The server ended the body."""

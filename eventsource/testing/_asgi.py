@@ -336,4 +336,4 @@ class _Exchange(httpx.AsyncByteStream):
             self._scope.cancel()
             await self._finished.wait()
         self.task = None
-        self.transport._exchanges.discard(self)
+        self.transport._exchanges.discard(self)  # noqa: SLF001 (its transport's own set)
