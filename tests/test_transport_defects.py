@@ -1,8 +1,8 @@
 """Issue 21's transport defects 1-5, each reproduced on a real server.
 
-Written before the transport rewrite ("The transport on public seams"): every
-test that reproduces a defect is a strict xfail whose reason names it; remove
-the mark when the rewrite fixes it. The tests check public behaviour only
+Written before the transport rewrite ("The transport on public seams"), each
+test that reproduced a defect committed first as a strict xfail (8f5b447);
+the rewrite fixed them all and the marks are gone. The tests check public behaviour only
 (memory, latency, what a neighbour request or a parent process sees), so they
 hold for any implementation; where one needs a window held open, it does so
 with httpx's public transport API (a wrapping transport), never by patching
@@ -265,12 +265,6 @@ BOMB_CASES = [
 
 
 @pytest.mark.anyio
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 21, defect 1: httpx decodes each raw read whole and the parser takes it "
-    "in one call: a 1-2 KB gzip read of a bomb grows the heap by 22-37 MiB",
-)
 @pytest.mark.parametrize(
     ("anyio_backend", "driver", "client", "kind"),
     [
@@ -431,7 +425,6 @@ HTTP10 = (
 )
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=HTTP10)
 def test_sync_close_from_another_thread_ends_a_read_on_an_http10_response() -> None:
     """A sync source (its own client, read_timeout=30) reads a silent HTTP/1.0
     stream; close() from another thread ends the iteration within 3 s."""
@@ -468,7 +461,6 @@ def test_sync_close_from_another_thread_ends_a_read_on_an_http10_response() -> N
     assert events == ["one"]
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=HTTP10)
 def test_sync_collect_timeout_ends_a_read_on_an_http10_response() -> None:
     """collect(timeout=0.5) with read_timeout=30 on a silent HTTP/1.0 stream
     returns the event within 5 s (the issue's collect(timeout=2) < 20 s,
@@ -596,13 +588,6 @@ class _AsyncGatedTransport(httpx.AsyncBaseTransport):
 
 
 @pytest.mark.anyio
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 21, defect 3: the socket stays armed while httpx's public stream ends the "
-    "body, where httpcore hands the connection to the next request: the source's "
-    "close()/restart() shuts the neighbour's connection down",
-)
 @pytest.mark.parametrize("how", ["close", "restart"])
 async def test_close_on_the_users_client_never_shuts_a_neighbours_connection(
     mode: str, how: str
@@ -726,12 +711,6 @@ def serve_refused(conn: Conn) -> None:
 
 
 @pytest.mark.anyio
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 21, defect 4: a cancel during the read of a refused response's body skips "
-    "its close: the ResponseError keeps that response open",
-)
 async def test_a_cancel_during_a_refused_body_read_closes_the_response() -> None:
     """A shared client with one connection; the server answers 401 and its
     body stalls after the first bytes. The caller cancels the iteration while
@@ -791,12 +770,6 @@ async def test_a_cancel_during_a_refused_body_read_closes_the_response() -> None
     assert not left_open, [str(w.message) for w in left_open]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 21, defect 4: the sync source checks its 2 s deadline for a refused body "
-    "only between chunks: a stalled body holds it for read_timeout",
-)
 def test_sync_refused_body_read_ends_at_its_deadline() -> None:
     """A sync source (read_timeout=30) gets 401 and a body that stalls after
     its first bytes: the ResponseError comes within the 2 s that reading the
@@ -847,12 +820,6 @@ def _wait_child(pid: int, timeout: float) -> int | None:
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork()")
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 21, defect 5: close() in a forked child shuts the socket down, and the "
-    "parent's connection is the same socket: the parent's stream ends",
-)
 def test_close_in_a_forked_child_leaves_the_parents_stream_alone() -> None:
     """A sync source (its own client) reads one event; the process forks; the
     child calls source.close() and exits. The parent's source goes on: the
