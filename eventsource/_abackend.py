@@ -19,6 +19,7 @@ over a socket we connected; on trio a trio socket. TLS is ``_tls.AsyncTLS``.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import math
 import os
 import socket
@@ -285,11 +286,25 @@ def _extra(sock: socket.socket, info: str, pending: bool) -> Any:
     return None
 
 
+def _ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
+
 async def _asyncio_connect(
     host: str, port: int, local_address: str | None, options: Iterable[Any] | None
 ) -> AsyncioStream:
     loop = asyncio.get_running_loop()
-    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    literal = _ip_literal(host)
+    if literal is not None:
+        # No resolver for an address (it would run in the loop's default
+        # executor, a thread).
+        family = socket.AF_INET6 if literal.version == 6 else socket.AF_INET
+        infos: list[Any] = [(family, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (host, port))]
+    else:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     if not infos:
         raise OSError(f"no address for {host}")
     error: OSError | None = None
