@@ -24,12 +24,14 @@ import math
 import os
 import socket
 import ssl
+import sys
 import threading
 import weakref
 from collections.abc import Iterable
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import httpcore
 
 from ._backend import READ_SIZE, Cutting, HeadCut, _readable, _shutdown, configure
@@ -118,7 +120,7 @@ class AsyncioStream(Cutting, httpcore.AsyncNetworkStream):
         self._waiter: asyncio.Future[None] | None = None
         self._drain: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._deadline = 0.0
+        self._deadline = math.inf
         self._expired = False
         self._eof = False
         self._lost: Exception | None = None
@@ -172,7 +174,8 @@ class AsyncioStream(Cutting, httpcore.AsyncNetworkStream):
         if waiter is None or waiter.done():
             return  # not waiting: the next wait arms the timer again
         if self._loop.time() < self._deadline:
-            self._timer = self._loop.call_at(self._deadline, _check, weakref.ref(self))
+            if self._deadline != math.inf:  # (an untimed wait needs no timer)
+                self._timer = self._loop.call_at(self._deadline, _check, weakref.ref(self))
             return
         self._expired = True
         waiter.set_result(None)
@@ -198,9 +201,14 @@ class AsyncioStream(Cutting, httpcore.AsyncNetworkStream):
             loop = self._loop
             waiter = self._waiter = loop.create_future()
             if timeout is not None:
-                self._deadline = loop.time() + timeout
-                if self._timer is None:
-                    self._timer = loop.call_at(self._deadline, _check, weakref.ref(self))
+                deadline = self._deadline = loop.time() + timeout
+                timer = self._timer
+                if timer is None or timer.when() > deadline:
+                    if timer is not None:
+                        timer.cancel()  # (a longer timeout's: a connect's, say)
+                    self._timer = loop.call_at(deadline, _check, weakref.ref(self))
+            else:
+                self._deadline = math.inf
             try:
                 await waiter
             finally:
@@ -247,6 +255,7 @@ class AsyncioStream(Cutting, httpcore.AsyncNetworkStream):
             self._timer = None
         self._transport.close()
         self._wake()
+        await anyio.lowlevel.checkpoint()
 
     async def start_tls(
         self,
@@ -346,6 +355,7 @@ class TrioStream(Cutting, httpcore.AsyncNetworkStream):
         self._waiting = False
         self._expired = False
         self._watchdog: Any = None  # its cancel scope
+        self._nap: Any = None  # the cancel scope of the watchdog's sleep
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         if self._held:
@@ -364,16 +374,18 @@ class TrioStream(Cutting, httpcore.AsyncNetworkStream):
         import trio
 
         if timeout is not None:
-            self._deadline = trio.current_time() + timeout
+            deadline = self._deadline = trio.current_time() + timeout
             if self._watchdog is None:
                 self._watchdog = trio.CancelScope()
                 trio.lowlevel.spawn_system_task(_watch, weakref.ref(self), timeout, self._watchdog)
+            elif self._nap is not None and self._nap.deadline > deadline:
+                self._nap.deadline = deadline  # wake the watchdog for this shorter wait
         else:
             self._deadline = math.inf
         self._waiting = True
         try:
             data: bytes = await self._sock.recv(max_bytes)
-        except OSError as exc:
+        except (OSError, trio.ClosedResourceError, trio.BrokenResourceError) as exc:
             if self._expired:
                 raise httpcore.ReadTimeout("timed out") from None
             raise httpcore.ReadError(str(exc) or repr(exc)) from exc
@@ -386,14 +398,19 @@ class TrioStream(Cutting, httpcore.AsyncNetworkStream):
                 raise httpcore.ReadError("interrupted")
         return data
 
-    def tick(self, now: float, period: float) -> float | None:
-        """The watchdog's look: when to look again; None once it timed the
-        read out (it shut the connection down)."""
-        if self._deadline <= now and self._waiting:
+    def tick(self, now: float, period: float, nap: Any) -> bool:
+        """The watchdog's look: False once it timed the read out (it shut the
+        connection down); else it sleeps in ``nap``, whose deadline is set
+        here (a later, shorter read moves it nearer)."""
+        deadline = self._deadline
+        if deadline <= now and self._waiting:
             self._expired = True
             self.abort()
-            return None
-        return self._deadline if self._deadline > now else now + period
+            return False
+        # Asleep a period at most, so that a stream dropped unclosed frees it.
+        nap.deadline = min(deadline, now + period) if deadline > now else now + period
+        self._nap = nap
+        return True
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
         import trio
@@ -406,7 +423,7 @@ class TrioStream(Cutting, httpcore.AsyncNetworkStream):
                     view = view[await self._sock.send(view) :]
         except trio.TooSlowError as exc:
             raise httpcore.WriteTimeout("timed out") from exc
-        except OSError as exc:
+        except (OSError, trio.ClosedResourceError, trio.BrokenResourceError) as exc:
             raise httpcore.WriteError(str(exc) or repr(exc)) from exc
 
     async def aclose(self) -> None:
@@ -451,11 +468,13 @@ async def _watch(ref: weakref.ReferenceType[TrioStream], period: float, scope: A
                 stream = ref()
                 if stream is None:
                     return
-                wake = stream.tick(trio.current_time(), period)
+                nap = trio.CancelScope()
+                awake = stream.tick(trio.current_time(), period, nap)
                 del stream
-                if wake is None:
+                if not awake:
                     return
-                await trio.sleep_until(wake)
+                with nap:
+                    await trio.sleep_forever()
         except Exception:  # noqa: S110 (a system task's error would crash the run)
             pass
 
@@ -483,11 +502,16 @@ async def _trio_connect(
 
 
 def _on_trio() -> bool:
+    """Trio runs this task (asked first: trio in guest mode runs inside an
+    asyncio loop)."""
+    trio = sys.modules.get("trio")
+    if trio is None:
+        return False
     try:
-        asyncio.get_running_loop()
+        trio.lowlevel.current_task()
     except RuntimeError:
-        return True
-    return False
+        return False
+    return True
 
 
 class AsyncBackend(httpcore.AsyncNetworkBackend):

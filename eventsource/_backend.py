@@ -68,13 +68,14 @@ ARMING: contextvars.ContextVar[Arming | None] = contextvars.ContextVar(
 _REQUEST_HEAD = re.compile(rb"[A-Z]+ [^ \r\n]+ HTTP/1\.[01]\r?\n")
 _HEAD_END = re.compile(rb"\n\r?\n")
 _STATUS = re.compile(rb"HTTP/1\.[01] +([0-9]{3})")
+_STATUS_BYTES = 16  # enough of a head's start to hold its status code
 
 
 class HeadCut:
     """Sans-IO: where the reads of a connection's bytes stop, so that h11 gets
     each response head and nothing after it (see the module docstring)."""
 
-    __slots__ = ("body_fresh", "connect", "heads", "tunnel")
+    __slots__ = ("_start", "_tail", "body_fresh", "connect", "heads", "tunnel")
 
     def __init__(self) -> None:
         self.heads = False  # cutting: a response head is due
@@ -82,10 +83,16 @@ class HeadCut:
         self.tunnel = False  # a CONNECT was answered: raw bytes from now on
         # The last head was a final one and no byte after it was read yet.
         self.body_fresh = False
+        # The head read so far, across reads: its last bytes (an end may be
+        # split between two reads) and its first ones (the status line).
+        self._tail = b""
+        self._start = b""
 
     def wrote(self, data: bytes | bytearray | memoryview) -> None:
         """A write: a request head starts the cutting."""
         if not self.tunnel and _REQUEST_HEAD.match(data):
+            if not self.heads:
+                self._tail = self._start = b""
             self.heads = True
             self.connect = bytes(data[:8]) == b"CONNECT "
             self.body_fresh = False
@@ -93,11 +100,16 @@ class HeadCut:
     def cut(self, data: bytes) -> int:
         """How many of these bytes (read while a head is due) to hand over:
         up to the end of the head, or all when it does not end in them."""
-        end = _HEAD_END.search(data)
+        tail = self._tail
+        end = _HEAD_END.search(tail + data if tail else data)
+        if len(self._start) < _STATUS_BYTES:
+            self._start += data[: _STATUS_BYTES - len(self._start)]
         if end is None:
+            self._tail = (tail + data)[-2:]
             return len(data)
-        n = end.end()
-        status = _STATUS.match(data)
+        n = end.end() - len(tail)
+        status = _STATUS.match(self._start)
+        self._tail = self._start = b""  # the next head (after a 1xx) starts afresh
         code = int(status.group(1)) if status is not None else 0
         if code < 100 or code >= 200 or code == 101:
             self.heads = False
@@ -176,8 +188,8 @@ class SyncStream(Cutting, httpcore.NetworkStream):
         self._wrote(buffer)
         if not buffer:
             return
-        self._set_mode("w", timeout)
         try:
+            self._set_mode("w", timeout)
             self._sock.sendall(buffer)
         except socket.timeout as exc:
             raise httpcore.WriteTimeout(str(exc) or "timed out") from exc
@@ -254,9 +266,9 @@ class SyncStream(Cutting, httpcore.NetworkStream):
         return self._recv(READ_SIZE, timeout)
 
     def _recv(self, max_bytes: int, timeout: float | None) -> bytes:
-        if self._mode != ("r", timeout):
-            self._set_mode("r", timeout)
         try:
+            if self._mode != ("r", timeout):
+                self._set_mode("r", timeout)
             data = self._sock.recv(max_bytes)
             if not data and self.aborted:
                 raise httpcore.ReadError("interrupted")
@@ -279,16 +291,32 @@ class SyncStream(Cutting, httpcore.NetworkStream):
         self._sock.settimeout(timeout)
 
 
-def _readable(sock: socket.socket) -> bool:
+def _readable(sock: Any) -> bool:
+    """Bytes (or the end) wait to be read: an idle pooled connection the
+    server closed (poll, where there is one: select() refuses a descriptor
+    past 1023)."""
     try:
-        return bool(select.select([sock], [], [], 0)[0])
+        fd = sock.fileno()
+        if fd < 0:
+            return True
+        if hasattr(select, "poll"):
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            return bool(poller.poll(0))
+        return bool(select.select([fd], [], [], 0)[0])
     except (OSError, ValueError):
         return True  # closed: "readable", so that httpcore drops it
 
 
-def _shutdown(sock: socket.socket) -> None:
+def _shutdown(sock: Any) -> None:
+    """Shut a socket down for reading and writing. An SSLSocket's own
+    shutdown() would drop its TLS state first, and a write racing it could go
+    out in plaintext: the plain socket's shutdown(2) is called instead."""
     try:
-        sock.shutdown(socket.SHUT_RDWR)
+        if isinstance(sock, ssl.SSLSocket):
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        else:
+            sock.shutdown(socket.SHUT_RDWR)
     except (OSError, ValueError):
         pass  # not connected any more, or closed: nothing to end
 

@@ -16,13 +16,14 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import anyio.lowlevel
 import httpcore
 import httpx
 
 from ._abackend import AsyncioStream, TrioStream
 from ._backend import SyncStream
 from ._chunked import BodyFraming, ChunkedFramingError
-from ._decode import Decoder, decoder_for
+from ._decode import Decoder, coding_of, decoder_for
 from ._tls import AsyncTLS, SyncTLS
 
 __all__ = [
@@ -48,6 +49,8 @@ def fast_stream(response: httpx.Response, *, sync: bool) -> Any:
     stream = response.extensions.get("network_stream")
     if not isinstance(stream, _SYNC_STREAMS if sync else _ASYNC_STREAMS):
         return None
+    if coding_of(response) == "other":
+        return None  # httpx's decoders: the public stream
     return stream if stream.body_fresh else None
 
 
@@ -120,6 +123,9 @@ class AsyncFast(_Fast):
         decoder = self._decoder
         try:
             if decoder is not None and decoder.pending:
+                # A checkpoint per decoded step: a compressed burst that
+                # expands a thousandfold would hold the loop for seconds.
+                await anyio.lowlevel.checkpoint()
                 return decoder.more()
             framing = self._framing
             if framing.failed is not None:
@@ -165,8 +171,8 @@ class AsyncPublic:
     def __init__(self, response: httpx.Response, scoped: bool = True) -> None:
         self.scoped = scoped
         self.timeout: float | None = None  # the reader's cancel scope keeps it
-        if _read_already(response):
-            self._decoder = None  # httpx decoded it as it read it
+        if _read_already(response) or coding_of(response) == "other":
+            self._decoder = None  # httpx decodes it (or did, as it read it)
             self._chunks: AsyncIterator[bytes] = response.aiter_bytes()
         else:
             self._decoder = decoder_for(response)
@@ -179,6 +185,7 @@ class AsyncPublic:
     async def read(self) -> bytes | None:
         decoder = self._decoder
         if decoder is not None and decoder.pending:
+            await anyio.lowlevel.checkpoint()  # (see AsyncFast.read)
             return decoder.more()
         try:
             data = await self._chunks.__anext__()
@@ -210,7 +217,7 @@ class SyncPublic:
                 left = max(deadline - time.monotonic(), 0.001)
                 read = timeouts.get("read")
                 timeouts["read"] = left if read is None else min(read, left)
-        if _read_already(response):
+        if _read_already(response) or coding_of(response) == "other":
             self._decoder = None
             self._chunks: Iterator[bytes] = response.iter_bytes()
         else:

@@ -4,8 +4,9 @@ decoded kept by zlib (``max_length``), so a small compressed read that
 expands a thousandfold (a compression bomb) costs one step's memory and one
 step's parsing between two reads, like any other read.
 
-A source asks only for the codings decoded here (``ACCEPT_ENCODING``); a
-coding it does not know passes through as it is, as httpx passes it.
+A source's own client asks only for the codings decoded here
+(``ACCEPT_ENCODING``). Another coding (a client of the user's own may ask
+for br or zstd) is left to httpx's decoders: correct, and unbounded.
 """
 
 from __future__ import annotations
@@ -14,27 +15,33 @@ import zlib
 
 import httpx
 
-__all__ = ["ACCEPT_ENCODING", "STEP", "Decoder", "decoder_for"]
+__all__ = ["ACCEPT_ENCODING", "STEP", "Decoder", "coding_of", "decoder_for"]
 
 ACCEPT_ENCODING = "gzip, deflate"
 STEP = 64 * 1024  # decoded bytes handed on at most per step
+_GZIP_MAGIC = b"\x1f\x8b"
 
 
 class Decoder:
     """One gzip (every member of it) or deflate (zlib-wrapped or raw) body."""
 
-    __slots__ = ("_gzip", "_raw", "_started", "_z")
+    __slots__ = ("_full", "_gzip", "_raw", "_started", "_z")
 
     def __init__(self, gzip: bool) -> None:
         self._gzip = gzip
         self._raw = False  # deflate without its zlib wrapping (some servers send it)
         self._started = False
+        self._full = False  # the last step was a whole STEP: zlib may hold more output
         self._z = zlib.decompressobj(16 + zlib.MAX_WBITS if gzip else zlib.MAX_WBITS)
 
     @property
     def pending(self) -> bool:
-        """Compressed bytes wait to be decoded (``more()`` decodes them)."""
-        return bool(self._z.unconsumed_tail) or (self._z.eof and bool(self._z.unused_data))
+        """Decoded bytes may wait (``more()`` hands them on)."""
+        z = self._z
+        if z.eof:
+            # After the end: only another gzip member is more body.
+            return self._gzip and z.unused_data[:2] == _GZIP_MAGIC
+        return self._full or bool(z.unconsumed_tail)
 
     def decode(self, data: bytes) -> bytes:
         """At most ``STEP`` decoded bytes of these compressed ones; the rest
@@ -54,14 +61,15 @@ class Decoder:
     def _decode(self, data: bytes) -> bytes:
         z = self._z
         if z.eof:
-            # One gzip member ended and bytes follow: the next member.
+            # The stream ended. Bytes after it are another gzip member, or
+            # padding that httpx ignores too; a deflate stream has one end.
             data = z.unused_data + data
-            if not data:
+            if not self._gzip or not data or data[:2] != _GZIP_MAGIC[: len(data)]:
+                self._full = False
                 return b""
-            if not self._gzip:
-                return b""  # a deflate stream has one end; what follows is not body
             z = self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
         out = z.decompress(data, STEP)
+        self._full = len(out) == STEP
         if out:
             self._started = True
         return out
@@ -69,22 +77,27 @@ class Decoder:
     def more(self) -> bytes:
         """The next step of what ``decode()`` kept."""
         z = self._z
-        return self.decode(z.unconsumed_tail if not z.eof else b"")
+        return self.decode(b"" if z.eof else z.unconsumed_tail)
+
+
+def coding_of(response: httpx.Response) -> str:
+    """"identity", "ours" (one gzip or deflate: decoded here) or "other"
+    (another coding, or several: httpx's own decoders)."""
+    coding = response.headers.get("content-encoding")
+    if coding is None:
+        return "identity"
+    codings = [c.strip().lower() for c in coding.split(",")]
+    codings = [c for c in codings if c not in ("", "identity")]
+    if not codings:
+        return "identity"
+    if len(codings) == 1 and codings[0] in ("gzip", "x-gzip", "deflate"):
+        return "ours"
+    return "other"
 
 
 def decoder_for(response: httpx.Response) -> Decoder | None:
-    """The decoder of the response's body; None when it is not coded (or in
-    a coding passed through as it is)."""
-    coding = response.headers.get("content-encoding")
-    if coding is None:
+    """The decoder of a body whose coding is "ours"; None otherwise."""
+    if coding_of(response) != "ours":
         return None
-    codings = [c.strip().lower() for c in coding.split(",") if c.strip().lower() != "identity"]
-    if not codings:
-        return None
-    if len(codings) > 1:
-        raise httpx.DecodingError(f"more than one content coding: {coding}")
-    if codings[0] in ("gzip", "x-gzip"):
-        return Decoder(gzip=True)
-    if codings[0] == "deflate":
-        return Decoder(gzip=False)
-    return None
+    coding = response.headers["content-encoding"].lower()
+    return Decoder(gzip="gzip" in coding)

@@ -14,7 +14,6 @@ from urllib.parse import unquote
 
 import httpx
 
-from ._decode import ACCEPT_ENCODING
 from ._errors import EventIdError, EventSourceError
 from ._transport import client_kwargs
 
@@ -35,12 +34,7 @@ _FORBIDDEN_HOST = frozenset("\0\t\n\r #/:<>?@[\\]^|%\x7f") | frozenset(map(chr, 
 # The headers every request starts from, as bytes: httpx keeps bytes as given,
 # so an open stream's request holds these objects instead of its own copies
 # (str names and values are encoded anew for each request).
-_BASE_HEADERS = (
-    (b"Accept", b"text/event-stream"),
-    (b"Cache-Control", b"no-cache"),
-    # Only the codings that eventsource decodes itself, in bounded steps (_decode).
-    (b"Accept-Encoding", ACCEPT_ENCODING.encode()),
-)
+_BASE_HEADERS = ((b"Accept", b"text/event-stream"), (b"Cache-Control", b"no-cache"))
 # What a header value cannot hold once its ends are stripped: h11's
 # field-vchar is [^\x00\s], with runs of SP and HTAB only between them, so it
 # refuses NUL, CR, LF, VT and FF anywhere; RFC 9113 8.2.1 (HTTP/2) forbids NUL,

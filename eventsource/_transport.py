@@ -24,6 +24,7 @@ import httpx
 
 from ._abackend import AsyncBackend
 from ._backend import SyncBackend
+from ._decode import ACCEPT_ENCODING
 from ._errors import ResponseError
 
 __all__ = ["AsyncTransport", "Transport", "client_kwargs", "environment_proxies"]
@@ -253,4 +254,6 @@ def client_kwargs(
         "transport": kind(_pool(None, context, http2, sync=sync)),
         "mounts": mounts,
         "trust_env": trust_env,
+        # Only the codings eventsource decodes itself, in bounded steps.
+        "headers": {"Accept-Encoding": ACCEPT_ENCODING},
     }
