@@ -287,7 +287,7 @@ class AsyncDriver:
 
     def _client(self) -> httpx.AsyncClient:
         if self.client is None:
-            self.client = httpx.AsyncClient(**self.spec.client_kwargs())
+            self.client = httpx.AsyncClient(**self.spec.client_kwargs(sync=False))
         return self.client
 
     async def _finish(self, *, raise_error: bool) -> None:

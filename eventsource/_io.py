@@ -17,6 +17,7 @@ import anyio
 import httpx
 
 from . import _gate
+from ._backend import ARMING
 from ._errors import ConnectionLostError, ResponseError
 from ._httpx import (
     AsyncBody,
@@ -26,7 +27,9 @@ from ._httpx import (
     close_response,
     fix_request,
     open_async_body,
+    open_async_refused,
     open_sync_body,
+    open_sync_refused,
 )
 from ._request import check_url
 
@@ -181,9 +184,9 @@ class AsyncReader:
     def open(self, response: httpx.Response, read_timeout: float | None) -> None:
         """Start reading this response's body."""
         self.response = response
-        body, sock = open_async_body(response, read_timeout)
+        body, stream = open_async_body(response, read_timeout)
         self._body = body
-        self._interrupter.arm(sock)
+        self._interrupter.arm(stream)
 
     def read(self, read_timeout: float | None) -> Awaitable[bytes | None]:
         """The next bytes; None at the end. Raises what the transport raised,
@@ -222,23 +225,28 @@ class AsyncReader:
     async def close_refused(self, response: httpx.Response, error: object = None) -> None:
         """Close a response that does not open the stream; when it is the
         error's, read the start of its body into it first (an API's JSON error)."""
-        chunks = None
-        if _wants_body(error, response):
-            body = bytearray()
-            chunks = response.aiter_bytes()
-            try:
-                # In the reader's scope: interrupt() (a close) ends it at once.
-                with anyio.move_on_after(_BODY_DEADLINE) as self._scope:
-                    while len(body) < _BODY_LIMIT:
-                        body += await chunks.__anext__()
-            except StopAsyncIteration:
-                pass
-            except Exception as exc:  # the body is a courtesy: its failure is no error
-                logger.debug("error while reading a refused response's body: %r", exc)
-            finally:
-                self._scope = None
-            _keep_body(error, response, bytes(body[:_BODY_LIMIT]))
-        await aclose_response(response, chunks)
+        body: AsyncBody | None = None
+        try:
+            if _wants_body(error, response):
+                kept = bytearray()
+                body, stream = open_async_refused(response, _BODY_DEADLINE)
+                self._interrupter.arm(stream)
+                try:
+                    # In the reader's scope: interrupt() (a close) ends it at once.
+                    with anyio.move_on_after(_BODY_DEADLINE) as self._scope:
+                        while len(kept) < _BODY_LIMIT:
+                            data = await body.read()
+                            if data is None:
+                                break
+                            kept += data
+                except Exception as exc:  # the body is a courtesy: its failure is no error
+                    logger.debug("error while reading a refused response's body: %r", exc)
+                finally:
+                    self._scope = None
+                _keep_body(error, response, bytes(kept[:_BODY_LIMIT]))
+        finally:  # a cancel too: the connection goes back (or is closed) now
+            self._interrupter.disarm()
+            await aclose_response(response, body)
 
     async def release(self) -> None:
         """Close the response (shielded, with a deadline)."""
@@ -308,30 +316,34 @@ class SyncReader:
     def send(
         self, client: httpx.Client, request: httpx.Request, auth: dict[str, Any]
     ) -> httpx.Response:
-        """Send (following redirects)."""
-        request.extensions["trace"] = self._interrupter.tracer()
-        hops = 0
-        response = client.send(request, stream=True, follow_redirects=False, **auth)
-        while True:
-            try:
-                follow = _redirect(response, client, hops)
-            except BaseException:
+        """Send (following redirects). The stream each request's head is
+        written to arms the interrupter (``_backend.ARMING``): a close() from
+        another thread ends the wait for the head."""
+        token = ARMING.set(self._interrupter)
+        try:
+            hops = 0
+            response = client.send(request, stream=True, follow_redirects=False, **auth)
+            while True:
+                try:
+                    follow = _redirect(response, client, hops)
+                except BaseException:
+                    self._interrupter.disarm()
+                    close_response(response)
+                    raise
+                if follow is None:
+                    return response
                 self._interrupter.disarm()
                 close_response(response)
-                raise
-            if follow is None:
-                return response
-            self._interrupter.disarm()
-            close_response(response)
-            hops += 1
-            follow.extensions["trace"] = self._interrupter.tracer()
-            response = client.send(follow, stream=True, follow_redirects=False)
+                hops += 1
+                response = client.send(follow, stream=True, follow_redirects=False)
+        finally:
+            ARMING.reset(token)
 
     def open(self, response: httpx.Response, read_timeout: float | None) -> None:
         self.response = response
-        body, sock = open_sync_body(response, read_timeout)
+        body, stream = open_sync_body(response, read_timeout)
         self._body = body
-        self._interrupter.arm(sock)
+        self._interrupter.arm(stream)
 
     def read(self) -> bytes | None:
         """The next bytes; None at the end."""
@@ -353,17 +365,28 @@ class SyncReader:
 
     def close_refused(self, response: httpx.Response, error: object = None) -> None:
         """Close a response that does not open the stream; when it is the
-        error's, read the start of its body into it first (an API's JSON error)."""
-        if _wants_body(error, response):
-            body = bytearray()
-            deadline = time.monotonic() + _BODY_DEADLINE
-            try:
-                for chunk in response.iter_bytes():
-                    body += chunk
-                    if len(body) >= _BODY_LIMIT or time.monotonic() > deadline:
-                        break
-            except Exception as exc:  # the body is a courtesy: its failure is no error
-                logger.debug("error while reading a refused response's body: %r", exc)
-            _keep_body(error, response, bytes(body[:_BODY_LIMIT]))
-        self._interrupter.disarm()
-        close_response(response)
+        error's, read the start of its body into it first (an API's JSON
+        error), for ``_BODY_DEADLINE`` at most."""
+        body: SyncBody | None = None
+        try:
+            if _wants_body(error, response):
+                kept = bytearray()
+                deadline = time.monotonic() + _BODY_DEADLINE
+                body, stream = open_sync_refused(response, deadline)
+                self._interrupter.arm(stream)
+                try:
+                    while len(kept) < _BODY_LIMIT:
+                        left = deadline - time.monotonic()
+                        if left <= 0:
+                            break
+                        body.timeout = left  # each read ends by the deadline
+                        data = body.read()
+                        if data is None:
+                            break
+                        kept += data
+                except Exception as exc:  # the body is a courtesy: its failure is no error
+                    logger.debug("error while reading a refused response's body: %r", exc)
+                _keep_body(error, response, bytes(kept[:_BODY_LIMIT]))
+        finally:
+            self._interrupter.disarm()
+            close_response(response, body)

@@ -14,7 +14,9 @@ from urllib.parse import unquote
 
 import httpx
 
+from ._decode import ACCEPT_ENCODING
 from ._errors import EventIdError, EventSourceError
+from ._transport import client_kwargs
 
 __all__ = ["HeadersArg", "ParamsArg", "RequestSpec", "check_url", "last_event_id_header"]
 
@@ -33,7 +35,12 @@ _FORBIDDEN_HOST = frozenset("\0\t\n\r #/:<>?@[\\]^|%\x7f") | frozenset(map(chr, 
 # The headers every request starts from, as bytes: httpx keeps bytes as given,
 # so an open stream's request holds these objects instead of its own copies
 # (str names and values are encoded anew for each request).
-_BASE_HEADERS = ((b"Accept", b"text/event-stream"), (b"Cache-Control", b"no-cache"))
+_BASE_HEADERS = (
+    (b"Accept", b"text/event-stream"),
+    (b"Cache-Control", b"no-cache"),
+    # Only the codings that eventsource decodes itself, in bounded steps (_decode).
+    (b"Accept-Encoding", ACCEPT_ENCODING.encode()),
+)
 # What a header value cannot hold once its ends are stripped: h11's
 # field-vchar is [^\x00\s], with runs of SP and HTAB only between them, so it
 # refuses NUL, CR, LF, VT and FF anywhere; RFC 9113 8.2.1 (HTTP/2) forbids NUL,
@@ -136,9 +143,13 @@ class RequestSpec:
         self.timeout = timeout
         self.read_timeout = read_timeout
 
-    def client_kwargs(self) -> dict[str, Any]:
-        """Keywords for the client a source makes for itself."""
-        kwargs: dict[str, Any] = {"timeout": self.timeout, "verify": _default_ssl_context()}
+    def client_kwargs(self, *, sync: bool) -> dict[str, Any]:
+        """Keywords for the client a source makes for itself: on eventsource's
+        transport (``_transport``), with the environment's proxies."""
+        kwargs: dict[str, Any] = {
+            "timeout": self.timeout,
+            **client_kwargs(_default_ssl_context(), sync=sync),
+        }
         if self.cookies:
             # In the client's jar, for the URL's host: httpx then keeps them
             # across a same-host redirect and drops them on a cross-origin one.

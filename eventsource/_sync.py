@@ -196,7 +196,7 @@ class SyncDriver:
 
     def _client(self) -> httpx.Client:
         if self.client is None:
-            self.client = httpx.Client(**self.spec.client_kwargs())
+            self.client = httpx.Client(**self.spec.client_kwargs(sync=True))
         return self.client
 
     def finish_unused(self) -> None:

@@ -13,8 +13,11 @@ case's body path and gives the test a URL, a client and the script:
   (64 KiB declared; ``end()`` fills the rest with a comment line), or a body
   that ends with the connection. The source's own client: the fast read.
 - ``gzip``: the same server, chunked, every write gzip-compressed (a sync
-  flush each, so every event can be decoded on arrival): Content-Encoding
-  makes the source read httpx's public stream.
+  flush each, so every event can be decoded on arrival): the fast read,
+  decoded by eventsource in bounded steps.
+- ``public``: the ``gzip`` server read through a client of the test's own
+  (``httpx.AsyncClient()`` / ``httpx.Client()``): httpx's public stream,
+  its raw bytes decoded by eventsource.
 - ``mock``: ``httpx.MockTransport`` whose responses stream a body the script
   feeds (a cut raises ``httpx.ReadError``).
 - ``asgi``: an ASGI app on ``eventsource.testing.ASGIStreamTransport`` (a cut
@@ -93,7 +96,8 @@ PATHS = {
     "fast-length": PathSpec(("asyncio", "trio", "sync"), fast=True),
     "fast-close": PathSpec(("asyncio", "trio", "sync"), fast=True),
     "mock": PathSpec(("asyncio", "trio", "sync")),
-    "gzip": PathSpec(("asyncio", "trio", "sync")),
+    "gzip": PathSpec(("asyncio", "trio", "sync"), fast=True),
+    "public": PathSpec(("asyncio", "trio", "sync")),
     "asgi": PathSpec(
         ("asyncio", "trio"), "ASGIStreamTransport is an async transport: no sync client uses it"
     ),
@@ -787,13 +791,10 @@ class Env:
 
 # The body each path must be read through (eventsource/_direct.py, _httpx.py):
 # a test of one path that silently took another would prove nothing.
-FAST_BODIES = {"sync": "_SyncSocket", "asyncio": "_AsyncioFeed", "trio": "_TrioSocket"}
-
-
 def expected_body(case: Case) -> str:
     if case.fast:
-        return FAST_BODIES[case.mode]
-    return "_AsyncChunks" if case.is_async else "_SyncChunks"
+        return "AsyncFast" if case.is_async else "SyncFast"
+    return "AsyncPublic" if case.is_async else "SyncPublic"
 
 
 @contextlib.contextmanager
@@ -829,10 +830,16 @@ async def opened(case: Case) -> AsyncIterator[Env]:
     client: Any = None
     async with contextlib.AsyncExitStack() as stack:
         stack.enter_context(_spy_bodies(bodies))
-        if case.path.startswith("fast-") or case.path in ("gzip", "aiohttp"):
-            framing = case.path[len("fast-") :] if case.fast else "chunked"
-            server = stack.enter_context(RawServer(script, framing, gzip=case.path == "gzip"))
+        if case.path.startswith("fast-") or case.path in ("gzip", "public", "aiohttp"):
+            framing = case.path[len("fast-") :] if case.path.startswith("fast-") else "chunked"
+            gzip = case.path in ("gzip", "public")
+            server = stack.enter_context(RawServer(script, framing, gzip=gzip))
             url = server.url
+            if case.path == "public":
+                if case.is_async:
+                    client = await stack.enter_async_context(httpx.AsyncClient(trust_env=False))
+                else:
+                    client = stack.enter_context(httpx.Client(trust_env=False))
             if case.path == "aiohttp":
                 httpx_aiohttp = pytest.importorskip("httpx_aiohttp")
                 client = await stack.enter_async_context(httpx_aiohttp.HttpxAiohttpClient())

@@ -261,19 +261,28 @@ def test_last_event_id_is_sent_and_the_server_resumes(
     assert capsys.readouterr().out == "data: no id\n\nevent: done\nid: 4\ndata:\n\n"
 
 
+def _record_transports(monkeypatch: pytest.MonkeyPatch) -> list[tuple[ssl.SSLContext, bool]]:
+    """The TLS context and the http2 flag of each client the CLI makes (on
+    eventsource's transport)."""
+    import eventsource._cli._session as session
+
+    seen: list[tuple[ssl.SSLContext, bool]] = []
+    original = session.client_kwargs
+
+    def recording(context: ssl.SSLContext, **kwargs: Any) -> dict[str, Any]:
+        seen.append((context, kwargs.get("http2", False)))
+        return original(context, **kwargs)
+
+    monkeypatch.setattr(session, "client_kwargs", recording)
+    return seen
+
+
 def test_insecure_makes_a_client_that_does_not_verify(monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: list[Any] = []
-
-    class Recording(httpx.Client):
-        def __init__(self, **kwargs: Any) -> None:
-            seen.append(kwargs.get("verify"))
-            super().__init__(**kwargs)
-
-    monkeypatch.setattr(httpx, "Client", Recording)
+    seen = _record_transports(monkeypatch)
     with SSEServer(EVENTS) as server:
         assert main([server.url, "-n", "1", "-k"]) == 0
         assert main([server.url, "-n", "1"]) == 0
-    assert seen == [False, True]
+    assert [context.verify_mode for context, _ in seen] == [ssl.CERT_NONE, ssl.CERT_REQUIRED]
 
 
 # --- ends and exit codes ----------------------------------------------------------------------
@@ -469,22 +478,17 @@ def test_json_data_leaves_other_formats_alone(
 
 
 def test_cacert_and_http2_reach_the_client(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    seen: list[dict[str, Any]] = []
-
-    class Recording(httpx.Client):
-        def __init__(self, **kwargs: Any) -> None:
-            seen.append(kwargs)
-            super().__init__(**kwargs)
-
-    monkeypatch.setattr(httpx, "Client", Recording)
+    seen = _record_transports(monkeypatch)
     ca = trustme.CA()
     pem = tmp_path / "ca.pem"
     ca.cert_pem.write_to_path(str(pem))
     with SSEServer(EVENTS) as server:
         assert main([server.url, "-n", "1", "--cacert", str(pem), "--http2"]) == 0
         assert main([server.url, "-n", "1"]) == 0
-    assert isinstance(seen[0]["verify"], ssl.SSLContext) and seen[0]["http2"] is True
-    assert seen[1]["verify"] is True and seen[1]["http2"] is False
+    (cacert, http2), (default, plain) = seen
+    assert http2 is True and plain is False
+    assert cacert.get_ca_certs() != default.get_ca_certs()  # --cacert's own bundle
+    assert default.verify_mode is ssl.CERT_REQUIRED
 
 
 def test_http2_without_h2_is_one_line_and_exit_2(

@@ -44,16 +44,14 @@ def bodies(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     yield opened
 
 
-# The fastest reader of a plain TCP connection, per mode and backend.
-FASTEST = {"sync": "_SyncSocket", "asyncio": "_AsyncioFeed", "trio": "_TrioSocket"}
-
-
 def direct(mode: str, backend: str) -> str:
-    return FASTEST["sync" if mode == "sync" else backend]
+    """The fast read's body (straight from a stream of eventsource's backend)."""
+    return "SyncFast" if mode == "sync" else "AsyncFast"
 
 
 def public(mode: str) -> str:
-    return "_SyncChunks" if mode == "sync" else "_AsyncChunks"
+    """httpx's public stream."""
+    return "SyncPublic" if mode == "sync" else "AsyncPublic"
 
 
 @pytest.fixture(scope="module")

@@ -560,6 +560,7 @@ SEEDS = range(int(os.environ.get("EVENTSOURCE_FUZZ_SEEDS") or 5))
 ROUNDS = 14
 ROUND_WATCHDOG = 10.0  # seconds: a round still running after this is hung
 AFTER_CLOSE = 1.0  # seconds the iteration may take to end after close() returned
+USERS_CLIENT_TIMEOUT = 2.0  # seconds: the timeout of a client of the caller's own
 SERVER_HOLD = 10.0  # seconds a server thread waits for a client at most
 
 # KNOWN (test_a_body_that_fails_to_decode_leaves_no_generator_behind): on trio,
@@ -974,6 +975,7 @@ class Round:
     hostility: float | None = None  # how often the server's choices are hostile
     control = "thread"  # where the schedule's close() and restart() come from: thread, task
     from_callbacks = False  # on_message / on_error may call close() too
+    users_client = False  # the source reads through a client of the caller's own
     closed_here = False  # close() was called in the iterating task or thread
 
     def on_error(self, error: BaseException) -> None:
@@ -1096,6 +1098,11 @@ class Round:
         """How long the iteration may go on after close()."""
         if known and self.mode == "async" and any(p.refused for p in served):
             return AFTER_CLOSE + REFUSED_BODY_DEADLINE  # KNOWN: a refused body's read
+        if self.mode == "sync" and self.users_client:
+            # README limit: a sync read on httpx's public stream (a client of
+            # the caller's own) ends with the next bytes or the client's read
+            # timeout, whatever a close() from another thread asks.
+            return AFTER_CLOSE + 2 * USERS_CLIENT_TIMEOUT
         return AFTER_CLOSE
 
 
@@ -1131,11 +1138,14 @@ async def play(
         client: Any = None
         if not fixed and rng.random() < 0.25:  # the caller's own client
             if rnd.mode == "sync":
-                client = stack.enter_context(httpx.Client(timeout=2.0, trust_env=False))
+                client = stack.enter_context(
+                    httpx.Client(timeout=USERS_CLIENT_TIMEOUT, trust_env=False)
+                )
             else:
                 client = await stack.enter_async_context(
-                    httpx.AsyncClient(timeout=2.0, trust_env=False)
+                    httpx.AsyncClient(timeout=USERS_CLIENT_TIMEOUT, trust_env=False)
                 )
+            rnd.users_client = True
         source = rnd.source = EventSource(rnd.url, client=client, **callbacks, **options)
         hung = False
         if rnd.mode == "sync":
@@ -1255,17 +1265,11 @@ async def test_a_retry_after_date_with_a_huge_zone_end_to_end(
         await checked(rnd, server, 0, {"max_retries": 0}, [(0.3, "close")])
 
 
-DECODE_LEAK = (
-    "issue 20: on trio, a body whose content coding fails to decode (httpx DecodingError) "
-    "leaves httpx's and httpcore's chain of async generators (Response.aiter_raw, "
-    "BoundAsyncStream.__aiter__, ..., AsyncHTTP11Connection._receive_response_body) "
-    "suspended: _end_generators (eventsource/_httpx.py) resumes the outer one, which ended "
-    "with the error, so the inner ones are never closed and trio warns (ResourceWarning) "
-    "when they are collected; the same for a refused response's body (close_refused)"
-)
+# Fixed in issue 21 (its test was a strict xfail): a body that fails to
+# decode on trio left httpx's and httpcore's chain of async generators
+# suspended. eventsource now reads the raw bytes and decodes them itself.
 
 
-@pytest.mark.xfail(strict=True, reason=DECODE_LEAK)
 @pytest.mark.anyio
 @pytest.mark.parametrize("anyio_backend", ["trio"])
 @pytest.mark.parametrize("status", [b"200 OK", b"404 Not Found"])

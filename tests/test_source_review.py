@@ -1234,9 +1234,24 @@ async def test_a_redirect_to_an_invalid_location_fails_at_once(mode: str) -> Non
         route = respx.get(URL).mock(
             return_value=httpx.Response(307, headers={"location": "http://[::1"})
         )
-        outcome = await consume(source_for(mode, max_retries=3), mode)
+        # The source's own client: its transport sees the 3xx first.
+        outcome = await consume(EventSource(URL, max_retries=3, retry=0.01), mode)
     assert route.calls.call_count == 1
     assert isinstance(outcome.error, ResponseError)
+
+
+async def test_an_invalid_location_on_a_users_client_is_retried_gently(mode: str) -> None:
+    """On a client of the user's own, httpx refuses the Location inside
+    send() with a RemoteProtocolError that nothing public tells from a broken
+    connection's: the documented fallback is a transient failure, retried
+    with backoff until max_retries."""
+    with respx.mock:
+        route = respx.get(URL).mock(
+            return_value=httpx.Response(307, headers={"location": "http://[::1"})
+        )
+        outcome = await consume(source_for(mode, max_retries=3), mode)
+    assert route.calls.call_count == 4
+    assert isinstance(outcome.error, RetriesExhaustedError)
 
 
 async def test_cookies_survive_a_redirect(mode: str) -> None:
@@ -1290,7 +1305,7 @@ async def test_an_unusable_location_fails_at_once_and_says_so(mode: str) -> None
         route = respx.get(URL).mock(
             return_value=httpx.Response(307, headers={"location": "http://[::1"})
         )
-        outcome = await consume(source_for(mode, max_retries=3), mode)
+        outcome = await consume(EventSource(URL, max_retries=3, retry=0.01), mode)
     assert route.calls.call_count == 1
     assert isinstance(outcome.error, ResponseError)
     assert outcome.error.status_code is None

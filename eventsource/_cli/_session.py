@@ -30,6 +30,7 @@ import httpx
 from .._errors import EventSourceError
 from .._event import ServerSentEvent
 from .._source import EventSource
+from .._transport import client_kwargs
 from ._output import (
     Printer,
     Style,
@@ -133,8 +134,15 @@ class Session:
         hooks: dict[str, list[Callable[..., Any]]] = {"request": [], "response": []}
         if self.verbose:
             hooks = {"request": [self._show_request], "response": [self._show_response]}
+        verify = self.verify
+        context = verify if isinstance(verify, ssl.SSLContext) else httpx.create_ssl_context(verify)
+        # On eventsource's own transport (the fast read, which a close() from
+        # another thread, --timeout or Ctrl-C, ends at once), with the
+        # environment's proxies as httpx.Client() would take them.
         with httpx.Client(
-            verify=self.verify, http2=self.http2, timeout=CONNECT_TIMEOUT, event_hooks=hooks
+            timeout=CONNECT_TIMEOUT,
+            event_hooks=hooks,
+            **client_kwargs(context, sync=True, http2=self.http2),
         ) as client:
             try:
                 source = EventSource(

@@ -1,0 +1,508 @@
+"""eventsource's network backend for httpcore, async (see ``_backend`` for
+what its streams do and why): on asyncio a protocol of ours on the
+connection's transport, made with the loop's public ``create_connection()``
+over a socket we connected; on trio a trio socket. TLS is ``_tls.AsyncTLS``.
+
+- asyncio: the protocol is a buffered one (the transport reads into a
+  buffer of this thread's, where a plain protocol's transport would allocate
+  256 KiB for every read) and keeps reading, so a wake-up costs one future;
+  it buffers up to ``HIGH_WATER`` bytes nobody reads, then pauses. The read
+  timeout is one timer per timeout period, not one per read. The protocol
+  holds its stream weakly: a stream dropped unclosed aborts its transport.
+- trio: the socket's own ``recv()``; the read timeout is kept by a watchdog
+  (a system task that sleeps a timeout period at a time) which shuts down a
+  connection whose read has waited too long: a timed-out read ends the
+  connection anyway, and a cancel scope per read would cost more than the
+  read and the parsing together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import socket
+import ssl
+import threading
+import weakref
+from collections.abc import Iterable
+from typing import Any
+
+import anyio
+import httpcore
+
+from ._backend import READ_SIZE, Cutting, HeadCut, _readable, _shutdown, configure
+
+__all__ = ["HIGH_WATER", "AsyncBackend"]
+
+HIGH_WATER = 256 * 1024  # bytes an asyncio stream holds unread before it pauses reading
+_local = threading.local()  # the asyncio protocols' read buffer, one per thread (event loop)
+
+
+# --- asyncio --------------------------------------------------------------------------
+
+
+class _Protocol(asyncio.BufferedProtocol):
+    __slots__ = ("_early", "_stream")
+
+    def __init__(self) -> None:
+        self._stream: weakref.ReferenceType[AsyncioStream] | None = None
+        self._early: list[bytes] = []
+
+    def attach(self, stream: AsyncioStream) -> None:
+        self._stream = weakref.ref(stream)
+        if self._early:  # (bytes before the stream existed: the same loop turn)
+            for data in self._early:
+                stream.received(data)
+            self._early = []
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        try:
+            return _local.view  # type: ignore[no-any-return]
+        except AttributeError:
+            _local.view = memoryview(bytearray(READ_SIZE))
+            return _local.view  # type: ignore[no-any-return]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        # Copied out at once: the buffer is the next read's.
+        data = _local.view[:nbytes].tobytes()
+        if self._stream is None:
+            self._early.append(data)
+            return
+        stream = self._stream()
+        if stream is not None:
+            stream.received(data)
+
+    def eof_received(self) -> bool:
+        stream = self._stream() if self._stream is not None else None
+        if stream is not None:
+            stream.ended(None)
+        return True  # closed by aclose(), as httpcore expects
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        stream = self._stream() if self._stream is not None else None
+        if stream is not None:
+            stream.ended(exc if exc is not None else ConnectionResetError("connection lost"))
+            stream.writable()
+
+    def pause_writing(self) -> None:
+        stream = self._stream() if self._stream is not None else None
+        if stream is not None:
+            stream.write_paused = True
+
+    def resume_writing(self) -> None:
+        stream = self._stream() if self._stream is not None else None
+        if stream is not None:
+            stream.write_paused = False
+            stream.writable()
+
+
+def _check(ref: weakref.ReferenceType[AsyncioStream]) -> None:
+    """The read timeout's timer (it holds its stream weakly too)."""
+    stream = ref()
+    if stream is not None:
+        stream.check()
+
+
+class AsyncioStream(Cutting, httpcore.AsyncNetworkStream):
+    """A TCP connection on asyncio, read through a protocol of ours."""
+
+    def __init__(self, sock: socket.socket, transport: asyncio.Transport) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._sock = sock
+        self._pid = os.getpid()
+        self._transport = transport
+        self._held = b""
+        self._cut = HeadCut()
+        self._waiter: asyncio.Future[None] | None = None
+        self._drain: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._deadline = 0.0
+        self._expired = False
+        self._eof = False
+        self._lost: Exception | None = None
+        self._paused = False
+        self._closed = False
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self.write_paused = False
+
+    def __del__(self) -> None:
+        # Dropped unclosed (a source nobody closed): end its connection, as
+        # collecting a transport would. Never in a forked child: the loop and
+        # the connection are the parent's.
+        if not self._closed and os.getpid() == self._pid:
+            try:
+                self._loop.call_soon_threadsafe(self._transport.abort)
+            except Exception:  # noqa: S110 (the loop is closed: so is the transport)
+                pass
+
+    # the protocol's side
+
+    def received(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self._size += len(data)
+        if self._size > HIGH_WATER and not self._paused:
+            self._paused = True
+            self._transport.pause_reading()
+        self._wake()
+
+    def ended(self, exc: Exception | None) -> None:
+        self._eof = True
+        if exc is not None and self._lost is None:
+            self._lost = exc
+        self._wake()
+
+    def writable(self) -> None:
+        drain = self._drain
+        if drain is not None and not drain.done():
+            drain.set_result(None)
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def check(self) -> None:
+        """The timer: a wait that has lasted the timeout ends; one that
+        started later is checked again at its own deadline."""
+        self._timer = None
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return  # not waiting: the next wait arms the timer again
+        if self._loop.time() < self._deadline:
+            self._timer = self._loop.call_at(self._deadline, _check, weakref.ref(self))
+            return
+        self._expired = True
+        waiter.set_result(None)
+
+    # httpcore's side
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        if not self._held:
+            self._held = await self.receive(timeout)
+        return self._hand(self._take_held(max_bytes))
+
+    async def receive(self, timeout: float | None) -> bytes:
+        """The next bytes (b"" at the end), however many arrived."""
+        held = self._held
+        if held:
+            self._held = b""
+            return held
+        chunks = self._chunks
+        if not chunks and not self._eof:
+            if self._paused:
+                self._paused = False
+                self._transport.resume_reading()
+            loop = self._loop
+            waiter = self._waiter = loop.create_future()
+            if timeout is not None:
+                self._deadline = loop.time() + timeout
+                if self._timer is None:
+                    self._timer = loop.call_at(self._deadline, _check, weakref.ref(self))
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+            if self._expired:
+                self._expired = False
+                if not chunks and not self._eof:  # (data that came as well wins)
+                    raise httpcore.ReadTimeout("timed out")
+        if chunks:
+            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            chunks.clear()
+            self._size = 0
+            return data
+        if self._lost is not None:
+            lost = self._lost
+            raise httpcore.ReadError(str(lost) or repr(lost)) from lost
+        if self.aborted:
+            raise httpcore.ReadError("interrupted")
+        return b""
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._wrote(buffer)
+        if not buffer:
+            return
+        if self._lost is not None or self._transport.is_closing():
+            raise httpcore.WriteError(f"connection lost: {self._lost!r}")
+        self._transport.write(buffer)
+        if self.write_paused:
+            self._drain = self._loop.create_future()
+            try:
+                with anyio.fail_after(timeout):
+                    await self._drain
+            except TimeoutError as exc:
+                raise httpcore.WriteTimeout("timed out") from exc
+            finally:
+                self._drain = None
+            if self._lost is not None:
+                raise httpcore.WriteError(f"connection lost: {self._lost!r}")
+
+    async def aclose(self) -> None:
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._transport.close()
+        self._wake()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        from ._tls import AsyncTLS
+
+        return await AsyncTLS.over(self, ssl_context, server_hostname, timeout)
+
+    def get_extra_info(self, info: str) -> Any:
+        return _extra(self._sock, info, bool(self._held or self._chunks) or self._eof)
+
+    # eventsource's side
+
+    abortable = True
+    aborted = False
+
+    def abort(self) -> None:
+        """End the read, write or head wait in progress, and every later one;
+        nothing in a forked child."""
+        self.aborted = True
+        if os.getpid() == self._pid:
+            _shutdown(self._sock)
+
+
+def _extra(sock: socket.socket, info: str, pending: bool) -> Any:
+    if info == "socket":
+        return sock
+    if info == "client_addr":
+        return sock.getsockname()
+    if info == "server_addr":
+        return sock.getpeername()
+    if info == "is_readable":
+        return pending or _readable(sock)
+    return None
+
+
+async def _asyncio_connect(
+    host: str, port: int, local_address: str | None, options: Iterable[Any] | None
+) -> AsyncioStream:
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    if not infos:
+        raise OSError(f"no address for {host}")
+    error: OSError | None = None
+    for family, kind, proto, _, address in infos:
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setblocking(False)
+            configure(sock, options)
+            if local_address is not None:
+                sock.bind((local_address, 0))
+            await loop.sock_connect(sock, address)
+            transport, protocol = await loop.create_connection(_Protocol, sock=sock)
+        except OSError as exc:
+            sock.close()
+            error = exc
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        stream = AsyncioStream(sock, transport)
+        protocol.attach(stream)
+        return stream
+    assert error is not None
+    raise error
+
+
+# --- trio -----------------------------------------------------------------------------
+
+
+class TrioStream(Cutting, httpcore.AsyncNetworkStream):
+    """A TCP connection on trio, read with its socket's ``recv()``."""
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+        self._pid = os.getpid()
+        self._held = b""
+        self._cut = HeadCut()
+        self._deadline = math.inf
+        self._waiting = False
+        self._expired = False
+        self._watchdog: Any = None  # its cancel scope
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        if self._held:
+            return self._hand(self._take_held(max_bytes))
+        return self._hand(await self._recv(max_bytes, timeout))
+
+    async def receive(self, timeout: float | None) -> bytes:
+        """The next bytes (b"" at the end)."""
+        held = self._held
+        if held:
+            self._held = b""
+            return held
+        return await self._recv(READ_SIZE, timeout)
+
+    async def _recv(self, max_bytes: int, timeout: float | None) -> bytes:
+        import trio
+
+        if timeout is not None:
+            self._deadline = trio.current_time() + timeout
+            if self._watchdog is None:
+                self._watchdog = trio.CancelScope()
+                trio.lowlevel.spawn_system_task(_watch, weakref.ref(self), timeout, self._watchdog)
+        else:
+            self._deadline = math.inf
+        self._waiting = True
+        try:
+            data: bytes = await self._sock.recv(max_bytes)
+        except OSError as exc:
+            if self._expired:
+                raise httpcore.ReadTimeout("timed out") from None
+            raise httpcore.ReadError(str(exc) or repr(exc)) from exc
+        finally:
+            self._waiting = False
+        if not data:
+            if self._expired:
+                raise httpcore.ReadTimeout("timed out")
+            if self.aborted:
+                raise httpcore.ReadError("interrupted")
+        return data
+
+    def tick(self, now: float, period: float) -> float | None:
+        """The watchdog's look: when to look again; None once it timed the
+        read out (it shut the connection down)."""
+        if self._deadline <= now and self._waiting:
+            self._expired = True
+            self.abort()
+            return None
+        return self._deadline if self._deadline > now else now + period
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        import trio
+
+        self._wrote(buffer)
+        view = memoryview(buffer)
+        try:
+            with trio.fail_after(math.inf if timeout is None else timeout):
+                while view:
+                    view = view[await self._sock.send(view) :]
+        except trio.TooSlowError as exc:
+            raise httpcore.WriteTimeout("timed out") from exc
+        except OSError as exc:
+            raise httpcore.WriteError(str(exc) or repr(exc)) from exc
+
+    async def aclose(self) -> None:
+        import trio
+
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        self._sock.close()
+        await trio.lowlevel.checkpoint()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        from ._tls import AsyncTLS
+
+        return await AsyncTLS.over(self, ssl_context, server_hostname, timeout)
+
+    def get_extra_info(self, info: str) -> Any:
+        return _extra(self._sock, info, bool(self._held))
+
+    abortable = True
+    aborted = False
+
+    def abort(self) -> None:
+        """End the read, write or head wait in progress, and every later one;
+        nothing in a forked child."""
+        self.aborted = True
+        if os.getpid() == self._pid:
+            _shutdown(self._sock)
+
+
+async def _watch(ref: weakref.ReferenceType[TrioStream], period: float, scope: Any) -> None:
+    """The watchdog of a trio read's timeout (a system task: it never raises)."""
+    import trio
+
+    with scope:
+        try:
+            while True:
+                stream = ref()
+                if stream is None:
+                    return
+                wake = stream.tick(trio.current_time(), period)
+                del stream
+                if wake is None:
+                    return
+                await trio.sleep_until(wake)
+        except Exception:  # noqa: S110 (a system task's error would crash the run)
+            pass
+
+
+async def _trio_connect(
+    host: str,
+    port: int,
+    local_address: str | None,
+    options: Iterable[Any] | None,
+) -> TrioStream:
+    import trio
+
+    stream = await trio.open_tcp_stream(host, port, local_address=local_address)
+    sock = stream.socket
+    try:
+        for option in options or ():
+            sock.setsockopt(*option)
+    except BaseException:
+        await stream.aclose()
+        raise
+    return TrioStream(sock)
+
+
+# --- the backend ----------------------------------------------------------------------
+
+
+def _on_trio() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return True
+    return False
+
+
+class AsyncBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's async backend, with our streams, on asyncio or trio."""
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        try:
+            with anyio.fail_after(timeout):
+                if _on_trio():
+                    return await _trio_connect(host, port, local_address, socket_options)
+                return await _asyncio_connect(host, port, local_address, socket_options)
+        except TimeoutError as exc:
+            raise httpcore.ConnectTimeout(str(exc) or "timed out") from exc
+        except OSError as exc:
+            raise httpcore.ConnectError(str(exc) or repr(exc)) from exc
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise httpcore.UnsupportedProtocol("eventsource's own clients do not use Unix sockets")
+
+    async def sleep(self, seconds: float) -> None:
+        await anyio.sleep(seconds)

@@ -1,0 +1,365 @@
+"""eventsource's network backend for httpcore (its public ``NetworkBackend``
+API), blocking; ``_abackend`` has the async twin, ``_tls`` the TLS layer.
+
+Why a backend of our own: the streams it makes hand h11 (through httpcore)
+the response *head* only. The body bytes stay in the stream, so that an
+event-stream body can be read straight from it (``_body``) with
+``_chunked``'s framing instead of through h11, httpcore and httpx, each of
+which copies and wraps every chunk; a refused response's body is read the
+same way. h11 then never sees the end of such a body, so httpcore closes the
+connection with the response: it is never handed to another request while a
+source reads it, and shutting it down (``abort()``) touches nobody else.
+
+How a head is cut (``HeadCut``): once a write carried an HTTP/1.x request
+head, reads return bytes up to the end of the next response head, no
+further; a 1xx head (but 101) is followed by another head; after a final
+head, reads return the rest as it comes. Nothing is cut before a request
+head was written (a SOCKS handshake runs over the same stream), after a 2xx
+answer to CONNECT (a tunnel: the bytes held go to the TLS layer started on
+it), or when ALPN chose h2.
+
+Interrupting: ``abort()`` shuts the connection's socket down, from any
+thread or a signal handler (a system call, no lock), so that the read, write
+or wait for a head in progress ends; in a process forked after the connect,
+it does nothing (the socket is the parent's too). A sync source that sends a
+request sets ``ARMING`` (a context variable) around the send: the stream that
+the request's head is written to registers itself there, so a close() from
+another thread reaches it while the source waits for the head.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import re
+import select
+import socket
+import ssl
+import struct
+import sys
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+import httpcore
+
+__all__ = [
+    "ARMING",
+    "READ_SIZE",
+    "Arming",
+    "Cutting",
+    "HeadCut",
+    "SyncBackend",
+    "SyncStream",
+]
+
+READ_SIZE = 64 * 1024  # bytes asked of the socket per read
+
+
+class Arming(Protocol):
+    """What ``ARMING`` holds: the interrupter of the request being sent."""
+
+    def arm(self, stream: Any) -> None: ...
+
+
+ARMING: contextvars.ContextVar[Arming | None] = contextvars.ContextVar(
+    "eventsource_arming", default=None
+)
+
+_REQUEST_HEAD = re.compile(rb"[A-Z]+ [^ \r\n]+ HTTP/1\.[01]\r?\n")
+_HEAD_END = re.compile(rb"\n\r?\n")
+_STATUS = re.compile(rb"HTTP/1\.[01] +([0-9]{3})")
+
+
+class HeadCut:
+    """Sans-IO: where the reads of a connection's bytes stop, so that h11 gets
+    each response head and nothing after it (see the module docstring)."""
+
+    __slots__ = ("body_fresh", "connect", "heads", "tunnel")
+
+    def __init__(self) -> None:
+        self.heads = False  # cutting: a response head is due
+        self.connect = False  # the request due an answer is a CONNECT
+        self.tunnel = False  # a CONNECT was answered: raw bytes from now on
+        # The last head was a final one and no byte after it was read yet.
+        self.body_fresh = False
+
+    def wrote(self, data: bytes | bytearray | memoryview) -> None:
+        """A write: a request head starts the cutting."""
+        if not self.tunnel and _REQUEST_HEAD.match(data):
+            self.heads = True
+            self.connect = bytes(data[:8]) == b"CONNECT "
+            self.body_fresh = False
+
+    def cut(self, data: bytes) -> int:
+        """How many of these bytes (read while a head is due) to hand over:
+        up to the end of the head, or all when it does not end in them."""
+        end = _HEAD_END.search(data)
+        if end is None:
+            return len(data)
+        n = end.end()
+        status = _STATUS.match(data)
+        code = int(status.group(1)) if status is not None else 0
+        if code < 100 or code >= 200 or code == 101:
+            self.heads = False
+            self.body_fresh = True
+            if self.connect and 200 <= code < 300:
+                self.tunnel = True
+        return n
+
+
+def _can_cut(stream: Any) -> bool:
+    tls = stream.get_extra_info("ssl_object")
+    return tls is None or tls.selected_alpn_protocol() != "h2"
+
+
+# --- blocking ------------------------------------------------------------------------
+
+
+class Cutting:
+    """What every stream of ours shares: the bytes held past a head, the cut,
+    and the process that connected."""
+
+    _held: bytes
+    _cut: HeadCut
+
+    def _hand(self, data: bytes) -> bytes:
+        """Read bytes as httpcore may have them (the rest is held)."""
+        cut = self._cut
+        if cut.heads and data:
+            n = cut.cut(data)
+            if n < len(data):
+                self._held = data[n:] + self._held
+                return data[:n]
+        else:
+            cut.body_fresh = False
+        return data
+
+    def _take_held(self, max_bytes: int) -> bytes:
+        held = self._held
+        data, self._held = held[:max_bytes], held[max_bytes:]
+        return data
+
+    def _wrote(self, data: bytes) -> None:
+        arming = ARMING.get()
+        if arming is not None:
+            arming.arm(self)
+        self._cut.wrote(data)
+
+    @property
+    def body_fresh(self) -> bool:
+        """A final response head was read and no byte after it yet."""
+        return self._cut.body_fresh
+
+
+# --- blocking ------------------------------------------------------------------------
+
+
+class SyncStream(Cutting, httpcore.NetworkStream):
+    """A TCP connection (plain, or TLS in ``ssl.SSLSocket``) that cuts heads."""
+
+    def __init__(self, sock: socket.socket, pid: int | None = None) -> None:
+        self._sock = sock
+        self._pid = os.getpid() if pid is None else pid  # the connecting process
+        self._held = b""
+        self._cut = HeadCut()
+        self._mode: tuple[str, float | None] | None = None
+        self._plain = not isinstance(sock, ssl.SSLSocket)
+
+    # httpcore's side
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        if self._held:
+            return self._hand(self._take_held(max_bytes))
+        return self._hand(self._recv(max_bytes, timeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._wrote(buffer)
+        if not buffer:
+            return
+        self._set_mode("w", timeout)
+        try:
+            self._sock.sendall(buffer)
+        except socket.timeout as exc:
+            raise httpcore.WriteTimeout(str(exc) or "timed out") from exc
+        except OSError as exc:
+            raise httpcore.WriteError(str(exc) or repr(exc)) from exc
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        from ._tls import SyncTLS
+
+        if self._plain and not self._held:
+            # The socket's own TLS: the fastest reads.
+            self._set_mode("w", timeout)
+            try:
+                sock = ssl_context.wrap_socket(self._sock, server_hostname=server_hostname)
+            except socket.timeout as exc:
+                self._sock.close()
+                raise httpcore.ConnectTimeout(str(exc) or "timed out") from exc
+            except OSError as exc:
+                self._sock.close()
+                raise httpcore.ConnectError(str(exc) or repr(exc)) from exc
+            except BaseException:
+                self._sock.close()
+                raise
+            return SyncStream(sock, self._pid)
+        # Bytes held (after a CONNECT) or TLS inside TLS: a TLS layer of ours.
+        return SyncTLS.over(self, ssl_context, server_hostname, timeout)
+
+    def get_extra_info(self, info: str) -> Any:
+        sock = self._sock
+        if info == "ssl_object":
+            # An SSLSocket answers what httpx asks of an SSLObject
+            # (selected_alpn_protocol(), getpeercert(), version()).
+            return None if self._plain else sock
+        if info == "client_addr":
+            return sock.getsockname()
+        if info == "server_addr":
+            return sock.getpeername()
+        if info == "socket":
+            return sock
+        if info == "is_readable":
+            return bool(self._held) or _readable(sock)
+        return None
+
+    # eventsource's side
+
+    @property
+    def abortable(self) -> bool:
+        """Shutting it down ends this connection's one exchange (not h2)."""
+        return _can_cut(self)
+
+    aborted = False
+
+    def abort(self) -> None:
+        """End the read, write or head wait in progress, and every later one
+        (any thread, a signal handler); nothing in a forked child."""
+        self.aborted = True
+        if os.getpid() == self._pid:
+            _shutdown(self._sock)
+
+    def receive(self, timeout: float | None) -> bytes:
+        """The body's next bytes (b"" at the end): what is held, then the socket's."""
+        held = self._held
+        if held:
+            self._held = b""
+            return held
+        return self._recv(READ_SIZE, timeout)
+
+    def _recv(self, max_bytes: int, timeout: float | None) -> bytes:
+        if self._mode != ("r", timeout):
+            self._set_mode("r", timeout)
+        try:
+            data = self._sock.recv(max_bytes)
+            if not data and self.aborted:
+                raise httpcore.ReadError("interrupted")
+            return data
+        except (socket.timeout, BlockingIOError) as exc:  # SO_RCVTIMEO's EAGAIN: timed out
+            raise httpcore.ReadTimeout(str(exc) or "timed out") from exc
+        except OSError as exc:
+            raise httpcore.ReadError(str(exc) or repr(exc)) from exc
+
+    def _set_mode(self, kind: str, timeout: float | None) -> None:
+        mode = (kind, timeout)
+        if self._mode == mode:
+            return
+        self._mode = mode
+        # A socket with a timeout polls before every recv (two system calls a
+        # read); on Linux a plain socket reads blocking with the kernel's own
+        # receive timeout instead: one call a read.
+        if kind == "r" and self._plain and _kernel_timeout(self._sock, timeout):
+            return
+        self._sock.settimeout(timeout)
+
+
+def _readable(sock: socket.socket) -> bool:
+    try:
+        return bool(select.select([sock], [], [], 0)[0])
+    except (OSError, ValueError):
+        return True  # closed: "readable", so that httpcore drops it
+
+
+def _shutdown(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except (OSError, ValueError):
+        pass  # not connected any more, or closed: nothing to end
+
+
+def _kernel_timeout(sock: socket.socket, timeout: float | None) -> bool:
+    """Make a plain socket blocking, with SO_RCVTIMEO as its read timeout
+    (Linux only: the option's struct differs elsewhere). False: not done."""
+    if not sys.platform.startswith("linux"):
+        return False
+    seconds = 0 if timeout is None else max(timeout, 1e-6)  # 0 means no timeout
+    whole = int(seconds)
+    try:
+        sock.setsockopt(
+            socket.SOL_SOCKET,
+            socket.SO_RCVTIMEO,
+            struct.pack("@ll", whole, round((seconds - whole) * 1e6)),
+        )
+        sock.settimeout(None)
+    except (OSError, OverflowError):  # a timeout too big for a timeval: Python's own
+        return False
+    return True
+
+
+def configure(sock: socket.socket, options: Iterable[Any] | None) -> None:
+    """httpcore's socket options, and no Nagle delay (as httpcore's backends)."""
+    for option in options or ():
+        sock.setsockopt(*option)
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class SyncBackend(httpcore.NetworkBackend):
+    """httpcore's blocking backend, with ``SyncStream``s."""
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        source = None if local_address is None else (local_address, 0)
+        try:
+            sock = socket.create_connection((host, port), timeout, source_address=source)
+        except socket.timeout as exc:
+            raise httpcore.ConnectTimeout(str(exc) or "timed out") from exc
+        except OSError as exc:
+            raise httpcore.ConnectError(str(exc) or repr(exc)) from exc
+        try:
+            configure(sock, socket_options)
+        except BaseException:
+            sock.close()
+            raise
+        return SyncStream(sock)
+
+    def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            configure(sock, socket_options)
+            sock.settimeout(timeout)
+            sock.connect(path)
+        except socket.timeout as exc:
+            sock.close()
+            raise httpcore.ConnectTimeout(str(exc) or "timed out") from exc
+        except OSError as exc:
+            sock.close()
+            raise httpcore.ConnectError(str(exc) or repr(exc)) from exc
+        return SyncStream(sock)

@@ -1,0 +1,233 @@
+"""The readers of a response's body, async and sync, on either path:
+
+- the fast read: the body straight from its connection, when the response
+  came on a stream of eventsource's backend (``_backend``) that handed h11
+  the head only; ``_chunked``'s ``BodyFraming`` says where the body ends;
+- httpx's public stream (``aiter_raw()`` / ``iter_raw()``): any other
+  client, transport or HTTP version.
+
+Both undo gzip / deflate themselves, in bounded steps (``_decode``), and
+raise httpx's errors, the ones httpx's own reading would raise.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpcore
+import httpx
+
+from ._abackend import AsyncioStream, TrioStream
+from ._backend import SyncStream
+from ._chunked import BodyFraming, ChunkedFramingError
+from ._decode import Decoder, decoder_for
+from ._tls import AsyncTLS, SyncTLS
+
+__all__ = [
+    "AsyncFast",
+    "AsyncPublic",
+    "SyncFast",
+    "SyncPublic",
+    "fast_stream",
+    "framing_of",
+]
+
+_ASYNC_STREAMS = (AsyncioStream, TrioStream, AsyncTLS)
+_SYNC_STREAMS = (SyncStream, SyncTLS)
+
+
+def fast_stream(response: httpx.Response, *, sync: bool) -> Any:
+    """The stream of ours whose body this response has not read yet (it can
+    be read straight from it); None otherwise."""
+    if response.http_version not in ("HTTP/1.1", "HTTP/1.0"):
+        return None
+    if response.is_stream_consumed or response.is_closed:
+        return None
+    stream = response.extensions.get("network_stream")
+    if not isinstance(stream, _SYNC_STREAMS if sync else _ASYNC_STREAMS):
+        return None
+    return stream if stream.body_fresh else None
+
+
+def framing_of(response: httpx.Response) -> BodyFraming:
+    """Where the body ends (h11 checked the head's framing headers)."""
+    status = response.status_code
+    if response.request.method == "HEAD" or status in (204, 304) or status < 200:
+        return BodyFraming(False, 0)
+    headers = response.headers
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        return BodyFraming(True, None)
+    length = headers.get("content-length")
+    if length is None:
+        return BodyFraming(False, None)
+    values = {value.strip() for value in length.split(",")}
+    if len(values) != 1:
+        raise httpx.RemoteProtocolError(f"conflicting Content-Length: {length}")
+    return BodyFraming(False, int(values.pop()))
+
+
+def _read_already(response: httpx.Response) -> bool:
+    """httpx read the body when the response was made (a mock's or an
+    ASGI app's response given its content whole)."""
+    if not response.is_stream_consumed:
+        return False
+    try:
+        response.content  # noqa: B018
+    except httpx.ResponseNotRead:
+        return False
+    return True
+
+
+def _mapped(exc: Exception, request: httpx.Request) -> Exception:
+    if isinstance(exc, httpcore.ReadTimeout):
+        return httpx.ReadTimeout(str(exc), request=request)
+    if isinstance(exc, httpcore.NetworkError):
+        return httpx.ReadError(str(exc), request=request)
+    if isinstance(exc, ChunkedFramingError):
+        return httpx.RemoteProtocolError(str(exc), request=request)
+    return exc
+
+
+class _Fast:
+    """What the fast readers share: the framing, the decoder, the timeout."""
+
+    __slots__ = ("_decoder", "_framing", "_request", "_stream", "timeout")
+    scoped = False  # interrupted by abort(); reads carry the timeout
+    resumable = True  # what arrives during a cancelled read stays in the buffers
+
+    def __init__(self, stream: Any, response: httpx.Response, timeout: float | None) -> None:
+        self._stream = stream
+        self._framing = framing_of(response)
+        self._decoder: Decoder | None = decoder_for(response)
+        self._request = response.request
+        self.timeout = timeout  # a refused body's reader shortens it
+
+    def _take(self, data: bytes) -> bytes | None:
+        body = self._framing.take(data)
+        decoder = self._decoder
+        if body is None or decoder is None:
+            return body
+        return decoder.decode(body) if body else body
+
+
+class AsyncFast(_Fast):
+    __slots__ = ()
+
+    async def read(self) -> bytes | None:
+        """The body's next bytes; None at its end."""
+        decoder = self._decoder
+        try:
+            if decoder is not None and decoder.pending:
+                return decoder.more()
+            framing = self._framing
+            if framing.failed is not None:
+                raise framing.failed
+            if framing.complete:
+                return None  # the connection stays open: nothing more is ours
+            return self._take(await self._stream.receive(self.timeout))
+        except (httpcore.NetworkError, httpcore.TimeoutException, ChunkedFramingError) as exc:
+            raise _mapped(exc, self._request) from exc
+
+    async def finish(self) -> None:
+        pass
+
+
+class SyncFast(_Fast):
+    __slots__ = ()
+
+    def read(self) -> bytes | None:
+        """The body's next bytes; None at its end."""
+        decoder = self._decoder
+        try:
+            if decoder is not None and decoder.pending:
+                return decoder.more()
+            framing = self._framing
+            if framing.failed is not None:
+                raise framing.failed
+            if framing.complete:
+                return None
+            return self._take(self._stream.receive(self.timeout))
+        except (httpcore.NetworkError, httpcore.TimeoutException, ChunkedFramingError) as exc:
+            raise _mapped(exc, self._request) from exc
+
+    def finish(self) -> None:
+        pass
+
+
+class AsyncPublic:
+    """httpx's public stream, its raw bytes decoded here."""
+
+    __slots__ = ("_chunks", "_decoder", "scoped", "timeout")
+    resumable = False  # a cancel ends httpx's chain of generators
+
+    def __init__(self, response: httpx.Response, scoped: bool = True) -> None:
+        self.scoped = scoped
+        self.timeout: float | None = None  # the reader's cancel scope keeps it
+        if _read_already(response):
+            self._decoder = None  # httpx decoded it as it read it
+            self._chunks: AsyncIterator[bytes] = response.aiter_bytes()
+        else:
+            self._decoder = decoder_for(response)
+            self._chunks = response.aiter_raw()
+
+    @property
+    def chunks(self) -> AsyncIterator[bytes]:
+        return self._chunks
+
+    async def read(self) -> bytes | None:
+        decoder = self._decoder
+        if decoder is not None and decoder.pending:
+            return decoder.more()
+        try:
+            data = await self._chunks.__anext__()
+        except StopAsyncIteration:
+            return None
+        return data if decoder is None else decoder.decode(data)
+
+    async def finish(self) -> None:
+        from ._httpx import end_generators
+
+        await end_generators(self._chunks)
+
+
+class SyncPublic:
+    """httpx's public stream, its raw bytes decoded here."""
+
+    __slots__ = ("_chunks", "_decoder", "_deadline", "timeout")
+
+    def __init__(self, response: httpx.Response, deadline: float | None = None) -> None:
+        self._decoder = decoder_for(response)
+        self._deadline = deadline
+        self.timeout: float | None = None  # httpx's stream keeps the client's
+        if deadline is not None:
+            # httpcore reads the body's read timeout from the request's
+            # "timeout" extension when the body's first read starts: a
+            # refused body's reads end by its deadline, not read_timeout's.
+            timeouts = response.request.extensions.get("timeout")
+            if isinstance(timeouts, dict):
+                left = max(deadline - time.monotonic(), 0.001)
+                read = timeouts.get("read")
+                timeouts["read"] = left if read is None else min(read, left)
+        if _read_already(response):
+            self._decoder = None
+            self._chunks: Iterator[bytes] = response.iter_bytes()
+        else:
+            self._chunks = response.iter_raw()
+
+    def read(self) -> bytes | None:
+        decoder = self._decoder
+        if decoder is not None and decoder.pending:
+            return decoder.more()
+        if self._deadline is not None and time.monotonic() > self._deadline:
+            return None
+        data = next(self._chunks, None)
+        if data is None:
+            return None
+        return data if decoder is None else decoder.decode(data)
+
+    def finish(self) -> None:
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
