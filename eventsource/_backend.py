@@ -68,13 +68,14 @@ ARMING: contextvars.ContextVar[Arming | None] = contextvars.ContextVar(
 _REQUEST_HEAD = re.compile(rb"[A-Z]+ [^ \r\n]+ HTTP/1\.[01]\r?\n")
 _HEAD_END = re.compile(rb"\n\r?\n")
 _STATUS = re.compile(rb"HTTP/1\.[01] +([0-9]{3})")
+_STATUS_SIZE = 16  # a head's first bytes that hold its status code
 
 
 class HeadCut:
     """Sans-IO: where the reads of a connection's bytes stop, so that h11 gets
     each response head and nothing after it (see the module docstring)."""
 
-    __slots__ = ("body_fresh", "connect", "heads", "tunnel")
+    __slots__ = ("body_fresh", "connect", "heads", "start", "tail", "tunnel")
 
     def __init__(self) -> None:
         self.heads = False  # cutting: a response head is due
@@ -82,6 +83,10 @@ class HeadCut:
         self.tunnel = False  # a CONNECT was answered: raw bytes from now on
         # The last head was a final one and no byte after it was read yet.
         self.body_fresh = False
+        # Of the head due, what earlier reads handed on: its first bytes (its
+        # status line) and its last two (its end may be cut between reads).
+        self.start = b""
+        self.tail = b""
 
     def wrote(self, data: bytes | bytearray | memoryview) -> None:
         """A write: a request head starts the cutting."""
@@ -89,15 +94,22 @@ class HeadCut:
             self.heads = True
             self.connect = bytes(data[:8]) == b"CONNECT "
             self.body_fresh = False
+            self.start = self.tail = b""
 
     def cut(self, data: bytes) -> int:
         """How many of these bytes (read while a head is due) to hand over:
         up to the end of the head, or all when it does not end in them."""
-        end = _HEAD_END.search(data)
+        start = self.start
+        if len(start) < _STATUS_SIZE:
+            start = self.start = start + data[: _STATUS_SIZE - len(start)]
+        tail = self.tail
+        end = _HEAD_END.search(tail + data if tail else data)
         if end is None:
+            self.tail = (tail + data[-2:])[-2:]
             return len(data)
-        n = end.end()
-        status = _STATUS.match(data)
+        n = end.end() - len(tail)
+        self.start = self.tail = b""
+        status = _STATUS.match(start)
         code = int(status.group(1)) if status is not None else 0
         if code < 100 or code >= 200 or code == 101:
             self.heads = False

@@ -95,10 +95,6 @@ def test_heads_ending_in_crlf_or_bare_lf_are_cut_at_their_end(head: bytes) -> No
     assert cut.cut(head + BODY) == len(head) and cut.body_fresh
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HeadCut looks for a head's end, and its status, in the read that ends it only",
-)
 @pytest.mark.parametrize(
     "head", [*HEADS.values(), b"HTTP/1.1 100 Continue\r\n\r\n"], ids=[*HEADS, "100"]
 )

@@ -203,19 +203,7 @@ async def test_a_whole_response_and_its_end_in_one_write_end_the_stream(
     assert bodies == [fast(mode)]
 
 
-XFAIL_SPLIT_END = pytest.mark.xfail(
-    strict=True, reason="HeadCut looks for a head's end in one read: the first event goes to h11"
-)
-
-
-@pytest.mark.parametrize(
-    "split",
-    [
-        pytest.param(1, marks=XFAIL_SPLIT_END, id="crlfcr|lf"),
-        pytest.param(2, marks=XFAIL_SPLIT_END, id="crlf|crlf"),
-        pytest.param(3, id="cr|lfcrlf"),
-    ],
-)
+@pytest.mark.parametrize("split", [1, 2, 3], ids=["crlfcr|lf", "crlf|crlf", "cr|lfcrlf"])
 async def test_a_head_whose_end_comes_with_the_body_loses_no_event(
     mode: str, split: int, bodies: Opened, monkeypatch: pytest.MonkeyPatch
 ) -> None:
