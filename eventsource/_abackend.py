@@ -171,7 +171,8 @@ class AsyncioStream(Cutting, httpcore.AsyncNetworkStream):
         if waiter is None or waiter.done():
             return  # not waiting: the next wait arms the timer again
         if self._loop.time() < self._deadline:
-            self._timer = self._loop.call_at(self._deadline, _check, weakref.ref(self))
+            if self._deadline != math.inf:
+                self._timer = self._loop.call_at(self._deadline, _check, weakref.ref(self))
             return
         self._expired = True
         waiter.set_result(None)
@@ -196,10 +197,15 @@ class AsyncioStream(Cutting, httpcore.AsyncNetworkStream):
                 self._transport.resume_reading()
             loop = self._loop
             waiter = self._waiter = loop.create_future()
-            if timeout is not None:
-                self._deadline = loop.time() + timeout
-                if self._timer is None:
-                    self._timer = loop.call_at(self._deadline, _check, weakref.ref(self))
+            if timeout is None:
+                self._deadline = math.inf  # (a timer left by a timed read must spare it)
+            else:
+                deadline = self._deadline = loop.time() + timeout
+                timer = self._timer
+                if timer is None or timer.when() > deadline:  # (one for a longer timeout)
+                    if timer is not None:
+                        timer.cancel()
+                    self._timer = loop.call_at(deadline, _check, weakref.ref(self))
             try:
                 await waiter
             finally:

@@ -351,16 +351,10 @@ async def _append(got: list[bytes], read: Any) -> None:
 
 
 async def test_a_source_without_read_timeout_is_never_timed_out(
-    mode: str,
-    anyio_backend: str,
-    tls: TLS,
-    monkeypatch: pytest.MonkeyPatch,
-    request: pytest.FixtureRequest,
+    mode: str, tls: TLS, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # read_timeout=None over TLS, the handshake timed by a connect timeout of
     # 0.2 s: a silent server is waited for (here 1 s, then the source is closed).
-    if mode == "async" and anyio_backend == "asyncio":
-        request.applymarker(XFAIL_TIMER)
     tls.trust_in_own_clients(monkeypatch)
     errors: list[Exception] = []
     async with SSEServer(tls=tls.server) as server:
@@ -404,9 +398,7 @@ async def test_an_async_tls_stream_times_a_read_by_its_own_timeout(
 ) -> None:
     # The handshake's reads carry the connect timeout (here 5 s); a body read
     # that waits carries read_timeout: a shorter one is not put off till then.
-    if anyio_backend == "asyncio":
-        request.applymarker(XFAIL_TIMER)
-    else:
+    if anyio_backend == "trio":
         request.applymarker(XFAIL_WATCHDOG)
     async with async_tls_pair(tls, handshake_timeout=5.0) as (stream, server):
         with anyio.fail_after(10):
@@ -419,12 +411,10 @@ async def test_an_async_tls_stream_times_a_read_by_its_own_timeout(
 
 
 async def test_an_async_tls_stream_never_times_out_a_read_without_a_timeout(
-    anyio_backend: str, tls: TLS, request: pytest.FixtureRequest
+    anyio_backend: str, tls: TLS
 ) -> None:
     # A source's read_timeout=None after a handshake timed by 0.2 s: its reads
     # wait for as long as it takes.
-    if anyio_backend == "asyncio":
-        request.applymarker(XFAIL_TIMER)
     async with async_tls_pair(tls, handshake_timeout=0.2) as (stream, server):
         server.sendall(b"a")
         assert await stream.receive(None) == b"a"
@@ -435,11 +425,6 @@ async def test_an_async_tls_stream_never_times_out_a_read_without_a_timeout(
         assert await stream.receive(None) == b"b"
 
 
-XFAIL_TIMER = pytest.mark.xfail(
-    strict=True,
-    reason="asyncio: the timer armed by the handshake's reads (connect timeout) is kept: "
-    "it puts off a shorter read timeout and times out a read without one",
-)
 XFAIL_WATCHDOG = pytest.mark.xfail(
     strict=True,
     reason="trio: the watchdog sleeps to the deadline it saw (the handshake's): "
@@ -457,8 +442,8 @@ async def test_a_source_whose_server_goes_silent_times_out(
     monkeypatch: pytest.MonkeyPatch,
     request: pytest.FixtureRequest,
 ) -> None:
-    if scheme == "https" and mode != "sync":  # (TLS over a stream of ours)
-        request.applymarker(XFAIL_TIMER if anyio_backend == "asyncio" else XFAIL_WATCHDOG)
+    if scheme == "https" and mode != "sync" and anyio_backend == "trio":
+        request.applymarker(XFAIL_WATCHDOG)
     tls.trust_in_own_clients(monkeypatch)
     marks: list[tuple[str, float]] = []
     async with SSEServer(tls=tls.server if scheme == "https" else None) as server:
