@@ -337,6 +337,7 @@ class TrioStream(Cutting, httpcore.AsyncNetworkStream):
         self._waiting = False
         self._expired = False
         self._watchdog: Any = None  # its cancel scope
+        self.nap: Any = None  # the cancel scope the watchdog sleeps in until its next look
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         if self._held:
@@ -355,10 +356,12 @@ class TrioStream(Cutting, httpcore.AsyncNetworkStream):
         import trio
 
         if timeout is not None:
-            self._deadline = trio.current_time() + timeout
+            deadline = self._deadline = trio.current_time() + timeout
             if self._watchdog is None:
                 self._watchdog = trio.CancelScope()
                 trio.lowlevel.spawn_system_task(_watch, weakref.ref(self), timeout, self._watchdog)
+            elif self.nap is not None and deadline < self.nap.deadline:
+                self.nap.deadline = deadline  # (it sleeps for a longer timeout: wake it sooner)
         else:
             self._deadline = math.inf
         self._waiting = True
@@ -443,10 +446,12 @@ async def _watch(ref: weakref.ReferenceType[TrioStream], period: float, scope: A
                 if stream is None:
                     return
                 wake = stream.tick(trio.current_time(), period)
-                del stream
                 if wake is None:
                     return
-                await trio.sleep_until(wake)
+                nap = stream.nap = trio.CancelScope(deadline=wake)
+                del stream
+                with nap:
+                    await trio.sleep_forever()
         except Exception:  # noqa: S110 (a system task's error would crash the run)
             pass
 

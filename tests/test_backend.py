@@ -394,12 +394,10 @@ async def async_tls_pair(tls: TLS, handshake_timeout: float) -> AsyncIterator[tu
 
 
 async def test_an_async_tls_stream_times_a_read_by_its_own_timeout(
-    anyio_backend: str, tls: TLS, request: pytest.FixtureRequest
+    anyio_backend: str, tls: TLS
 ) -> None:
     # The handshake's reads carry the connect timeout (here 5 s); a body read
     # that waits carries read_timeout: a shorter one is not put off till then.
-    if anyio_backend == "trio":
-        request.applymarker(XFAIL_WATCHDOG)
     async with async_tls_pair(tls, handshake_timeout=5.0) as (stream, server):
         with anyio.fail_after(10):
             server.sendall(b"a")
@@ -425,25 +423,10 @@ async def test_an_async_tls_stream_never_times_out_a_read_without_a_timeout(
         assert await stream.receive(None) == b"b"
 
 
-XFAIL_WATCHDOG = pytest.mark.xfail(
-    strict=True,
-    reason="trio: the watchdog sleeps to the deadline it saw (the handshake's): "
-    "a shorter read timeout is kept only when it wakes",
-)
-
-
 @pytest.mark.parametrize("scheme", ["http", "https"])
 async def test_a_source_whose_server_goes_silent_times_out(
-    mode: str,
-    anyio_backend: str,
-    scheme: str,
-    tls: TLS,
-    bodies: Opened,
-    monkeypatch: pytest.MonkeyPatch,
-    request: pytest.FixtureRequest,
+    mode: str, scheme: str, tls: TLS, bodies: Opened, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if scheme == "https" and mode != "sync" and anyio_backend == "trio":
-        request.applymarker(XFAIL_WATCHDOG)
     tls.trust_in_own_clients(monkeypatch)
     marks: list[tuple[str, float]] = []
     async with SSEServer(tls=tls.server if scheme == "https" else None) as server:
