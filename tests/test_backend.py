@@ -15,6 +15,7 @@ import threading
 import time
 import warnings
 from collections.abc import AsyncIterator, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,7 @@ def tls() -> TLS:
     return make_tls()
 
 
-# --- HeadCut (sans-IO) -------------------------------------------------------------------
+# --- HeadCut (sans-IO) --------------------------------------------------------------------
 
 GET = b"GET /stream HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n"
 POST = b"POST /stream HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: 100-continue\r\n\r\n"
@@ -147,7 +148,7 @@ def test_a_2xx_answer_to_connect_starts_a_tunnel() -> None:
     assert not cut.heads
 
 
-# --- the streams: keep-alive --------------------------------------------------------------
+# --- a keep-alive connection of our transport ---------------------------------------------
 
 JSON = b'{"ok": true}'
 ANSWERS = [  # each answer in one write: the head's cut leaves its body held
@@ -205,7 +206,7 @@ def runs_on(mode: str, anyio_backend: str) -> str:
     return "sync" if mode == "sync" else anyio_backend
 
 
-# --- the streams: read timeouts -----------------------------------------------------------
+# --- streams of our backend: read timeouts ------------------------------------------------
 
 
 @contextlib.contextmanager
@@ -239,6 +240,26 @@ async def async_pair() -> AsyncIterator[tuple[Any, socket.socket]]:
 async def server_sees_the_end(server: socket.socket) -> bool:
     server.settimeout(5)
     return await anyio.to_thread.run_sync(server.recv, 1) == b""
+
+
+@contextlib.asynccontextmanager
+async def async_tls_pair(tls: TLS, handshake_timeout: float) -> AsyncIterator[tuple[Any, Any]]:
+    """A TLS stream (AsyncTLS) of AsyncBackend's, its handshake's reads
+    timed by handshake_timeout (httpcore passes the connect timeout), and
+    the server's end."""
+    async with async_pair() as (plain, server_plain):
+        ends: list[Any] = []
+
+        def accept() -> None:
+            server_plain.settimeout(5)
+            ends.append(tls.server.wrap_socket(server_plain, server_side=True))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(anyio.to_thread.run_sync, accept)
+            stream = await plain.start_tls(tls.client, "127.0.0.1", timeout=handshake_timeout)
+        assert type(stream).__name__ == "AsyncTLS"
+        with ends[0] as server:
+            yield stream, server
 
 
 @pytest.mark.parametrize("timeout", [0.15, None])
@@ -332,9 +353,13 @@ async def test_the_trio_watchdog_ends_a_timed_out_wait_and_spares_a_busy_reader(
             # Busy past the timeout between two reads: nobody waited, no timeout.
             await anyio.sleep(0.5)
             got: list[bytes] = []
+
+            async def read() -> None:
+                got.append(await stream.receive(0.2))
+
             async with anyio.create_task_group() as tg:
-                tg.start_soon(lambda: _append(got, stream.receive(0.2)))
-                await anyio.wait_all_tasks_blocked()
+                tg.start_soon(read)
+                await anyio.wait_all_tasks_blocked()  # the read waits
                 server.sendall(b"b")
             assert got == [b"b"]
             started = anyio.current_time()
@@ -344,53 +369,6 @@ async def test_the_trio_watchdog_ends_a_timed_out_wait_and_spares_a_busy_reader(
             assert await server_sees_the_end(server)
             with pytest.raises(httpcore.ReadTimeout):
                 await stream.receive(0.2)  # ended for good
-
-
-async def _append(got: list[bytes], read: Any) -> None:
-    got.append(await read)
-
-
-async def test_a_source_without_read_timeout_is_never_timed_out(
-    mode: str, tls: TLS, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # read_timeout=None over TLS, the handshake timed by a connect timeout of
-    # 0.2 s: a silent server is waited for (here 1 s, then the source is closed).
-    tls.trust_in_own_clients(monkeypatch)
-    errors: list[Exception] = []
-    async with SSEServer(tls=tls.server) as server:
-        server.send("a")  # then silence
-        source = EventSource(server.url, timeout=0.2, read_timeout=None, on_error=errors.append)
-
-        async def close_later() -> None:
-            await server.await_for_connections(1)
-            await anyio.sleep(1.0)
-            source.close()
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(close_later)
-            outcome = await consume(source, mode)
-    assert [e.data for e in outcome.events] == ["a"] and outcome.error is None
-    assert errors == []
-
-
-@contextlib.asynccontextmanager
-async def async_tls_pair(tls: TLS, handshake_timeout: float) -> AsyncIterator[tuple[Any, Any]]:
-    """A TLS stream (AsyncTLS) of AsyncBackend's, its handshake's reads
-    timed by handshake_timeout (httpcore passes the connect timeout), and
-    the server's end."""
-    async with async_pair() as (plain, server_plain):
-        ends: list[Any] = []
-
-        def accept() -> None:
-            server_plain.settimeout(5)
-            ends.append(tls.server.wrap_socket(server_plain, server_side=True))
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(anyio.to_thread.run_sync, accept)
-            stream = await plain.start_tls(tls.client, "127.0.0.1", timeout=handshake_timeout)
-        assert type(stream).__name__ == "AsyncTLS"
-        with ends[0] as server:
-            yield stream, server
 
 
 async def test_an_async_tls_stream_times_a_read_by_its_own_timeout(
@@ -445,7 +423,30 @@ async def test_a_source_whose_server_goes_silent_times_out(
     assert 0.27 <= marks[1][1] - marks[0][1] < 3.0
 
 
-# --- the streams: abort() -----------------------------------------------------------------
+async def test_a_source_without_read_timeout_is_never_timed_out(
+    mode: str, tls: TLS, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # read_timeout=None over TLS, the handshake timed by a connect timeout of
+    # 0.2 s: a silent server is waited for (here 1 s, then the source is closed).
+    tls.trust_in_own_clients(monkeypatch)
+    errors: list[Exception] = []
+    async with SSEServer(tls=tls.server) as server:
+        server.send("a")  # then silence
+        source = EventSource(server.url, timeout=0.2, read_timeout=None, on_error=errors.append)
+
+        async def close_later() -> None:
+            await server.await_for_connections(1)
+            await anyio.sleep(1.0)
+            source.close()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(close_later)
+            outcome = await consume(source, mode)
+    assert [e.data for e in outcome.events] == ["a"] and outcome.error is None
+    assert errors == []
+
+
+# --- streams of our backend: abort(), buffers ---------------------------------------------
 
 
 def _waits_in(thread: threading.Thread, function: str) -> bool:
@@ -555,7 +556,7 @@ async def test_the_asyncio_stream_pauses_reading_past_high_water(
     monkeypatch.setattr(AsyncioStream, "received", spy)
     total = 4 * 1024 * 1024
     async with async_pair() as (stream, server), anyio.create_task_group() as tg:
-        tg.start_soon(anyio.to_thread.run_sync, server.sendall, b"x" * total)
+        tg.start_soon(partial(anyio.to_thread.run_sync, server.sendall, b"x" * total))
         with anyio.fail_after(5):
             await paused.wait()  # nobody reads: it fills up, then pauses
             assert HIGH_WATER < stream._size <= HIGH_WATER + READ_SIZE
@@ -578,7 +579,7 @@ async def test_the_asyncio_protocol_hands_on_bytes_of_their_own() -> None:
         protocol = stream._transport.get_protocol()
         assert isinstance(protocol, asyncio.BufferedProtocol)
         for text in (b"data: one\n\n", b"data: two\n\n"):  # two reads into one buffer
-            buffer = protocol.get_buffer(-1)
+            buffer = memoryview(protocol.get_buffer(-1))
             buffer[: len(text)] = text
             protocol.buffer_updated(len(text))
         data = await stream.receive(5)

@@ -14,6 +14,7 @@ import threading
 import time
 import warnings
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -140,10 +141,39 @@ async def test_a_broken_chunk_header_is_a_drop_that_resumes(mode: str, bodies: O
     assert bodies == [fast(mode)] * 2
 
 
-CODINGS = {
+@pytest.mark.parametrize("own", [True, False], ids=["own-client", "users-client"])
+async def test_a_connection_read_fast_is_closed_with_its_response(
+    mode: str, own: bool, bodies: Opened
+) -> None:
+    # h11 never sees the end of a body read fast: the connection is closed
+    # with the response, never given to the next request. (httpx's public
+    # stream reads a whole Content-Length body through h11, and keeps it.)
+    async with SSEServer() as server:
+        server.respond_with(200, {"Content-Type": "text/event-stream"}, b"id: 1\ndata: a\n\n")
+        server.send("b", id="2")
+        client = None if own else client_for(mode, trust_env=False)
+        try:
+            source = EventSource(server.url, client=client, min_retry_delay=0.01, retry=0.01)
+            outcome = await consume(source, mode, limit=2)
+        finally:
+            if client is not None:
+                await _close(client)
+        tcp = [c.tcp_index for c in server.connections]
+    assert [e.data for e in outcome.events] == ["a", "b"]
+    if own:
+        assert tcp == [0, 1] and bodies == [fast(mode)] * 2
+    else:
+        assert tcp == [0, 0] and bodies == [public(mode)] * 2
+
+
+def _raw_deflate(data: bytes) -> bytes:
+    return zlib.compress(data, wbits=-zlib.MAX_WBITS)  # (some servers send deflate so)
+
+
+CODINGS: dict[str, tuple[str, Callable[[bytes], bytes]]] = {
     "gzip": ("gzip", gzip.compress),
     "deflate": ("deflate", zlib.compress),
-    "raw-deflate": ("deflate", lambda data: zlib.compress(data, wbits=-zlib.MAX_WBITS)),
+    "raw-deflate": ("deflate", _raw_deflate),
 }
 
 
@@ -311,6 +341,7 @@ async def test_http2_takes_the_public_path(mode: str, bodies: Opened) -> None:
 # --- reading: interrupted, timed, paused, dropped -----------------------------------------
 
 
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # (a sync source in a thread)
 async def test_close_from_another_thread_ends_a_fast_read(bodies: Opened) -> None:
     async with SSEServer() as server:
         server.send("a")  # then silence: the read blocks
@@ -333,6 +364,33 @@ async def test_close_from_another_thread_ends_a_fast_read(bodies: Opened) -> Non
         elapsed = time.monotonic() - started
         thread.join(5)
     assert ended and elapsed < 0.5 and got == ["a"] and bodies == ["SyncFast"]
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # (a sync source in a thread)
+async def test_close_from_another_thread_ends_the_wait_for_the_head() -> None:
+    # The stream the request's head was written to is armed (ARMING) before
+    # any byte of the answer came: close() shuts it down at once.
+    async with SSEServer() as server:
+        server.hold()  # the request gets no answer
+        source = EventSource(server.url)
+        done = threading.Event()
+
+        def run() -> None:
+            for _event in source:
+                pass
+            done.set()
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        conn = await server.await_for_connections(1)
+        await server.await_until(lambda: conn.held)
+        started = time.monotonic()
+        source.close()
+        ended = await anyio.to_thread.run_sync(done.wait, 5.0)
+        elapsed = time.monotonic() - started
+        thread.join(5)
+        await server.await_until(lambda: conn.closed_by_client)
+    assert ended and elapsed < 0.5
 
 
 @pytest.mark.parametrize(
@@ -384,7 +442,7 @@ def _watchdogs() -> int:
     import trio
 
     def walk(task: trio.lowlevel.Task) -> int:
-        found = task.coro.cr_code.co_name == "_watch"  # type: ignore[attr-defined]
+        found = task.coro.cr_code.co_name == "_watch"
         return found + sum(walk(t) for n in task.child_nurseries for t in n.child_tasks)
 
     return walk(trio.lowlevel.current_root_task())  # type: ignore[arg-type]
