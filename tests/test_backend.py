@@ -26,7 +26,7 @@ import httpcore
 import httpx
 import pytest
 
-from eventsource import EventSource, ReadTimeoutError
+from eventsource import EventSource, ReadTimeoutError, ServerSentEvent
 from eventsource._abackend import HIGH_WATER, AsyncBackend, AsyncioStream
 from eventsource._backend import READ_SIZE, HeadCut, SyncBackend, SyncStream
 from eventsource._transport import client_kwargs
@@ -669,11 +669,18 @@ FAST_STREAMS = {  # the class of the stream a fast body is read from
 }
 
 
-async def _events_through(mode: str, url: str, server: SSEServer, n: int = 3) -> list[str]:
-    for i in range(1, n + 1):
-        server.send(f"event {i}", id=str(i))
-    server.end_after(n)
-    outcome = await consume(EventSource(url, reconnect=False), mode)
+async def _events_through(mode: str, url: str, server: SSEServer) -> list[str]:
+    """The events a source gets: the first in the server's history, the rest
+    sent once the source has it (they come through the proxy on their own)."""
+
+    def on_message(event: ServerSentEvent) -> None:
+        if event.id == "1":
+            server.send("event 2", id="2")
+            server.send("event 3", id="3")
+            server.end()
+
+    server.send("event 1", id="1")
+    outcome = await consume(EventSource(url, reconnect=False, on_message=on_message), mode)
     assert outcome.error is None
     return [e.data for e in outcome.events]
 
