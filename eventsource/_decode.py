@@ -81,7 +81,7 @@ class Decoder:
 
 
 def coding_of(response: httpx.Response) -> str:
-    """"identity", "ours" (one gzip or deflate: decoded here) or "other"
+    """ "identity", "ours" (one gzip or deflate: decoded here) or "other"
     (another coding, or several: httpx's own decoders)."""
     coding = response.headers.get("content-encoding")
     if coding is None:
