@@ -948,3 +948,61 @@ def test_close_from_a_signal_handler_while_the_interrupter_holds_its_lock(where:
     assert not stuck, f"close() in a signal handler at {raised[0]} deadlocked"
     assert handled == [ReadyState.CLOSED]
     assert events == ([] if where == "arm" else ["one"])
+
+
+# --- review of the rewrite: a bomb must not hold the event loop -------------------------
+
+LOOP_BOMB = 64 << 20  # decoded bytes of blank lines: seconds of parsing in all
+LOOP_BOUND = 2.0  # seconds: a 0.2 s cancel scope is to fire in time (10x margin)
+
+
+def blank_bomb() -> tuple[bytes, bytes]:
+    """A gzip stream: an event "start" (flushed on its own), then the bomb."""
+    z = zlib.compressobj(9, zlib.DEFLATED, 31)
+    first = z.compress(b"data: start\n\n") + z.flush(zlib.Z_SYNC_FLUSH)
+    block = b"\n" * (1 << 20)
+    return first, b"".join(z.compress(block) for _ in range(LOOP_BOMB >> 20)) + z.flush()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("client", ["own", "user"])
+async def test_a_compression_bomb_leaves_the_event_loop_free(
+    anyio_backend: str, client: str
+) -> None:
+    """Found in review: the decoded steps of one read were parsed without a
+    checkpoint, so a 100 MiB bomb held the loop (and a 1 s cancel scope) for
+    7-12 s. A cancel scope around the read must fire in time, and another
+    task must run meanwhile."""
+    first, body = blank_bomb()
+
+    def serve(conn: Conn) -> None:
+        if conn.request() is None:
+            return
+        conn.send(GZIP_SSE_HEAD + chunk(first) + chunk(body))
+        conn.wait_closed()
+
+    ticks: list[float] = []
+
+    async def ticker() -> None:
+        while True:
+            ticks.append(time.monotonic())
+            await anyio.sleep(0.01)
+
+    with Loopback(serve) as server:
+        user = httpx.AsyncClient(trust_env=False) if client == "user" else None
+        try:
+            source = EventSource(server.url(), client=user, reconnect=False, read_timeout=30)
+            async with source, anyio.create_task_group() as tasks:
+                assert (await source.__anext__()).data == "start"
+                tasks.start_soon(ticker)
+                start = time.monotonic()
+                with anyio.move_on_after(0.2):
+                    await source.__anext__()  # blank lines: no event, only parsing
+                took = time.monotonic() - start
+                tasks.cancel_scope.cancel()
+        finally:
+            if user is not None:
+                await user.aclose()
+    assert took < LOOP_BOUND, f"the 0.2 s scope fired after {took:.2f} s"
+    gaps = [b - a for a, b in zip(ticks, ticks[1:], strict=False)]
+    assert gaps and max(gaps) < LOOP_BOUND, f"the loop was held {max(gaps, default=0):.2f} s"
