@@ -34,8 +34,8 @@ import struct
 import sys
 import threading
 import weakref
-from collections.abc import Awaitable
-from typing import Any, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import httpx
 
@@ -173,7 +173,7 @@ class _SyncSocket(SyncDirect):
     def _recv(self) -> bytes:
         try:
             return self._socket.recv(READ_SIZE)
-        except (socket.timeout, BlockingIOError) as exc:  # SO_RCVTIMEO's EAGAIN: timed out
+        except (TimeoutError, BlockingIOError) as exc:  # SO_RCVTIMEO's EAGAIN: timed out
             raise ReadTimedOut(str(exc) or "timed out") from exc
         except OSError as exc:
             raise ReadFailed(str(exc)) from exc

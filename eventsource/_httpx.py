@@ -70,8 +70,8 @@ import sys
 import threading
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping
-from typing import Any, Callable, Protocol
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from typing import Any, Protocol
 
 import anyio
 import httpcore
