@@ -37,7 +37,7 @@ class Table:
         def line(r: Sequence[str]) -> str:
             cells = [
                 c.rjust(w) if i >= self.numeric_from else c.ljust(w)
-                for i, (c, w) in enumerate(zip(r, widths))
+                for i, (c, w) in enumerate(zip(r, widths, strict=False))
             ]
             return "  ".join(cells).rstrip()
 

@@ -177,12 +177,16 @@ def main(argv: list[str] | None = None) -> int:
         print(" " * width + "  " + "  ".join(names))
         for case, marks in results.items():
             print(
-                case.ljust(width) + "  " + "  ".join(m.ljust(len(n)) for m, n in zip(marks, names))
+                case.ljust(width)
+                + "  "
+                + "  ".join(m.ljust(len(n)) for m, n in zip(marks, names, strict=False))
             )
         print(
             "passed".ljust(width)
             + "  "
-            + "  ".join(f"{t}/{len(CASES)}".ljust(len(n)) for t, n in zip(totals, names))
+            + "  ".join(
+                f"{t}/{len(CASES)}".ljust(len(n)) for t, n in zip(totals, names, strict=False)
+            )
         )
     return 0
 

@@ -219,7 +219,7 @@ def child(name: str, url: str, n: int) -> dict[str, Any]:
         return {"status": "n/a", "reason": f"{type(exc).__name__}: {exc}"}
     try:
         stamps, events = runner(url, n)
-        latency = [stamp - int(ev.data) for stamp, ev in zip(stamps, events)]
+        latency = [stamp - int(ev.data) for stamp, ev in zip(stamps, events, strict=False)]
         ids = [ev.id for ev in events]
     except Exception as exc:
         return {"status": "error", "reason": f"{type(exc).__name__}: {exc}"}
@@ -313,7 +313,8 @@ def build_table(results: list[Result], n: int) -> Table:
             continue
         if r.ids != expected:
             first_bad = next(
-                (i for i, (a, b) in enumerate(zip(r.ids, expected)) if a != b), len(r.ids)
+                (i for i, (a, b) in enumerate(zip(r.ids, expected, strict=False)) if a != b),
+                len(r.ids),
             )
             problems.append(
                 f"{r.name}: got {len(r.ids):,} of {n:,} events; ids diverge from 0..{n - 1}"

@@ -10,9 +10,8 @@ import argparse
 import statistics
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable
 
 try:
     from benchmarks._corpora import Corpus, fixed_chunks, make_corpora, random_chunks

@@ -22,9 +22,9 @@ import subprocess
 import sys
 import time
 import tracemalloc
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any
 
 import anyio
 import httpx
@@ -207,7 +207,7 @@ class Group:
             self.all_open.set()
 
 
-StreamFn = Callable[[int, str, Group, Optional[httpx.AsyncClient]], Awaitable[None]]
+StreamFn = Callable[[int, str, Group, httpx.AsyncClient | None], Awaitable[None]]
 
 
 async def eventsource_stream(
@@ -546,7 +546,7 @@ def _row(key: str, result: dict[str, Any], reference: dict[str, Any] | None) -> 
     formats = ("{:.2f}", "{:.1f}", "{:.2f}", "{:.1f}", "{:.1f}")
     cells: list[str] = []
     error = result.get("error")
-    for metric, fmt in zip(METRICS, formats):
+    for metric, fmt in zip(METRICS, formats, strict=False):
         if metric in result:
             cells.append(fmt.format(result[metric]))
         elif error and not any(c.startswith("error") for c in cells):

@@ -191,7 +191,7 @@ class SyncStream(Cutting, httpcore.NetworkStream):
         try:
             self._set_mode("w", timeout)
             self._sock.sendall(buffer)
-        except socket.timeout as exc:
+        except TimeoutError as exc:
             raise httpcore.WriteTimeout(str(exc) or "timed out") from exc
         except OSError as exc:
             raise httpcore.WriteError(str(exc) or repr(exc)) from exc
@@ -212,7 +212,7 @@ class SyncStream(Cutting, httpcore.NetworkStream):
             self._set_mode("w", timeout)
             try:
                 sock = ssl_context.wrap_socket(self._sock, server_hostname=server_hostname)
-            except socket.timeout as exc:
+            except TimeoutError as exc:
                 self._sock.close()
                 raise httpcore.ConnectTimeout(str(exc) or "timed out") from exc
             except OSError as exc:
@@ -273,7 +273,7 @@ class SyncStream(Cutting, httpcore.NetworkStream):
             if not data and self.aborted:
                 raise httpcore.ReadError("interrupted")
             return data
-        except (socket.timeout, BlockingIOError) as exc:  # SO_RCVTIMEO's EAGAIN: timed out
+        except (TimeoutError, BlockingIOError) as exc:  # SO_RCVTIMEO's EAGAIN: timed out
             raise httpcore.ReadTimeout(str(exc) or "timed out") from exc
         except OSError as exc:
             raise httpcore.ReadError(str(exc) or repr(exc)) from exc
@@ -362,7 +362,7 @@ class SyncBackend(httpcore.NetworkBackend):
         source = None if local_address is None else (local_address, 0)
         try:
             sock = socket.create_connection((host, port), timeout, source_address=source)
-        except socket.timeout as exc:
+        except TimeoutError as exc:
             raise httpcore.ConnectTimeout(str(exc) or "timed out") from exc
         except OSError as exc:
             raise httpcore.ConnectError(str(exc) or repr(exc)) from exc
@@ -384,7 +384,7 @@ class SyncBackend(httpcore.NetworkBackend):
             configure(sock, socket_options)
             sock.settimeout(timeout)
             sock.connect(path)
-        except socket.timeout as exc:
+        except TimeoutError as exc:
             sock.close()
             raise httpcore.ConnectTimeout(str(exc) or "timed out") from exc
         except OSError as exc:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from operator import itemgetter
-from typing import Any, Optional
+from typing import Any
 
 __all__ = ["ServerSentEvent"]
 
@@ -32,7 +32,7 @@ class ServerSentEvent(tuple):  # type: ignore[type-arg]
     type: str = property(itemgetter(0))  # type: ignore[assignment]
     data: str = property(itemgetter(1))  # type: ignore[assignment]
     id: str = property(itemgetter(2))  # type: ignore[assignment]
-    retry: Optional[int] = property(itemgetter(3))  # type: ignore[assignment]  # noqa: UP045
+    retry: int | None = property(itemgetter(3))  # type: ignore[assignment]
 
     def __new__(
         cls,

@@ -10,8 +10,8 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Awaitable
-from typing import Any, Callable, Union
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import anyio
 import httpx
@@ -37,7 +37,7 @@ __all__ = ["AsyncReader", "SyncReader"]
 
 logger = logging.getLogger("eventsource")
 
-AnyClient = Union[httpx.Client, httpx.AsyncClient]
+AnyClient = httpx.Client | httpx.AsyncClient
 
 _BODY_LIMIT = 64 * 1024  # bytes of a refused response's body kept in its error
 _BODY_DEADLINE = 2.0  # seconds that reading them may take

@@ -3,7 +3,7 @@ it from other threads (EventSource.close(), SSEServer's control methods)."""
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 __all__ = ["loop_call_soon"]
 

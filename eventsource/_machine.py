@@ -52,7 +52,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING
 
 from ._errors import (
     ConnectionLostError,
@@ -132,7 +132,7 @@ class Failure(tuple):  # type: ignore[type-arg]
         return error
 
 
-Output = Union[ServerSentEvent, Comment, Failure, _Step]
+Output = ServerSentEvent | Comment | Failure | _Step
 
 _STATES = {
     _State.WAITING: ReadyState.CONNECTING,

@@ -54,10 +54,10 @@ from __future__ import annotations
 
 import codecs
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from itertools import chain, islice, permutations
 from operator import itemgetter
-from typing import Any, Callable, NamedTuple, Union
+from typing import Any, NamedTuple
 
 from ._errors import EventTooLargeError
 from ._event import ServerSentEvent
@@ -774,7 +774,7 @@ def _rfind_blank(chunk: bytes) -> int:
 
 
 def parse(
-    data: Union[bytes, str, Iterable[Union[bytes, str]]],  # noqa: UP007
+    data: bytes | str | Iterable[bytes | str],
     *,
     max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
 ) -> list[ServerSentEvent]:

@@ -8,8 +8,8 @@ import logging
 import re
 import ssl
 import threading
-from collections.abc import Mapping
-from typing import Any, Callable, Optional, TypeVar, Union
+from collections.abc import Callable, Mapping
+from typing import Any, TypeAlias, TypeVar
 from urllib.parse import unquote
 
 import httpx
@@ -22,10 +22,10 @@ __all__ = ["HeadersArg", "ParamsArg", "RequestSpec", "check_url", "last_event_id
 logger = logging.getLogger("eventsource")
 
 T = TypeVar("T")
-MaybeCallable = Union[T, Callable[[], T]]
-HeadersArg = Optional[MaybeCallable[Mapping[str, str]]]
-ParamsArg = Optional[MaybeCallable[Mapping[str, Any]]]
-AnyClient = Union[httpx.Client, httpx.AsyncClient]
+MaybeCallable: TypeAlias = T | Callable[[], T]
+HeadersArg: TypeAlias = MaybeCallable[Mapping[str, str]] | None
+ParamsArg: TypeAlias = MaybeCallable[Mapping[str, Any]] | None
+AnyClient = httpx.Client | httpx.AsyncClient
 
 # WHATWG URL: forbidden domain code points (a space in a host, say). httpx
 # percent-encodes them, and the request would then fail in DNS, again and again.

@@ -16,8 +16,8 @@ import logging
 import math
 import threading
 import warnings
-from collections.abc import Collection, Mapping
-from typing import Any, Callable, Union
+from collections.abc import Callable, Collection, Mapping
+from typing import Any
 
 import anyio
 import httpx
@@ -37,7 +37,7 @@ __all__ = ["EventSource", "ReadyState"]
 logger = logging.getLogger("eventsource")
 
 _UNSET: Any = object()
-_Driver = Union[AsyncDriver, SyncDriver]
+_Driver = AsyncDriver | SyncDriver
 
 
 class EventSource:

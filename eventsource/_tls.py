@@ -8,8 +8,9 @@ TLS, which go to this layer first). It cuts heads like the stream below
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
 from functools import partial
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import httpcore
 

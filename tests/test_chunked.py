@@ -391,7 +391,7 @@ def test_the_size_caches_are_bounded() -> None:
     chunks = [b"%x\r\n%s\r\n" % (n, b"x" * n) for n in sizes]
     decoder = ChunkedDecoder()
     assert len(decoder.feed(b"".join(chunks))) == sum(sizes)
-    assert all(len(decoder.feed(chunk)) == n for n, chunk in zip(sizes, chunks))
+    assert all(len(decoder.feed(chunk)) == n for n, chunk in zip(sizes, chunks, strict=False))
     assert len(_sizes) == len(_line_sizes) == _SIZES_CAP
     assert all(value == int(key[2:], 16) for key, value in _sizes.items())
     assert all(value == int(key, 16) for key, value in _line_sizes.items())
@@ -489,7 +489,7 @@ def bodies(draw: st.DrawFn) -> bytes:
 
 def partition(body: bytes, cuts: list[int]) -> list[bytes]:
     points = sorted({0, len(body), *(c % (len(body) + 1) for c in cuts)})
-    return [body[a:b] for a, b in zip(points, points[1:])]
+    return [body[a:b] for a, b in zip(points, points[1:], strict=False)]
 
 
 def agree(reads: list[bytes]) -> Outcome:

@@ -102,7 +102,7 @@ async def test_failures_after_a_good_connection_back_off_and_exhaust(
     outcome = await consume(source, mode)
     requests = h1.requests_for("b")
     times = [r.time for r in requests]
-    gaps = [round(b - a, 3) for a, b in zip(times[1:], times[2:])]  # between the 503s
+    gaps = [round(b - a, 3) for a, b in zip(times[1:], times[2:], strict=False)]  # between the 503s
     assert isinstance(outcome.error, RetriesExhaustedError), (
         f"ended with {outcome.error!r} after {len(requests)} requests; gaps {gaps}"
     )
@@ -112,7 +112,9 @@ async def test_failures_after_a_good_connection_back_off_and_exhaust(
     # Jitter keeps each wait between half and all of its doubled value, so
     # no wait is shorter than the one before, and the third is at least twice
     # the first (1.6: room for scheduling noise).
-    assert all(b >= 0.9 * a for a, b in zip(gaps, gaps[1:])), f"shrinking waits: {gaps}"
+    assert all(b >= 0.9 * a for a, b in zip(gaps, gaps[1:], strict=False)), (
+        f"shrinking waits: {gaps}"
+    )
     if len(gaps) >= 3:
         assert gaps[2] >= 1.6 * gaps[0], f"no backoff: gaps {gaps}"
     assert source.ready_state is ReadyState.CLOSED

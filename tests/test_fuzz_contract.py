@@ -52,9 +52,10 @@ import threading
 import time
 import traceback
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import version
-from typing import Any, Callable
+from typing import Any
 
 import anyio
 import anyio.lowlevel
@@ -159,7 +160,7 @@ body = st.lists(piece, min_size=1, max_size=12).map(b"".join)
 
 def split(data: bytes, cuts: list[int]) -> list[bytes]:
     points = sorted({c % (len(data) + 1) for c in cuts})
-    return [data[a:b] for a, b in zip([0, *points], [*points, len(data)]) if b > a]
+    return [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=False) if b > a]
 
 
 # --- response heads -------------------------------------------------------------------------
@@ -873,7 +874,7 @@ class FuzzServer:
         while not self._stop.is_set():
             try:
                 sock, _ = self._listener.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return
@@ -889,7 +890,7 @@ class FuzzServer:
         while not self._stop.is_set() and time.monotonic() < deadline:
             try:
                 return sock.recv(65536)
-            except socket.timeout:
+            except TimeoutError:
                 continue
         return b""
 

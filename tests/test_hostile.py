@@ -25,10 +25,10 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -869,7 +869,7 @@ def test_fuzz_mixed_streams_random_chunks_small_limits(
     seen: list[str] = []
     parser = SSEParser(max_event_size=limit, on_comment=seen.append if comments else None)
     points = sorted({c % (len(body) + 1) for c in cuts})
-    chunks = [body[a:b] for a, b in zip([0, *points], [*points, len(body)])]
+    chunks = [body[a:b] for a, b in zip([0, *points], [*points, len(body)], strict=False)]
     events: list[ServerSentEvent] = []
     errors = 0
     for chunk in chunks:

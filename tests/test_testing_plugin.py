@@ -177,7 +177,8 @@ def test_the_testing_extra_is_what_the_toolkit_imports() -> None:
     # dependency, pytest (the plugin only loads under pytest), trio (imported
     # only when running on trio), or in the "testing" extra, and that extra
     # holds nothing else.
-    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    # tomllib is Python 3.11+; pytest brings tomli, its original, on 3.10.
+    tomllib = pytest.importorskip("tomllib" if sys.version_info >= (3, 11) else "tomli")
     root = Path(__file__).resolve().parent.parent
     project = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["project"]
 

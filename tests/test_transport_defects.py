@@ -47,8 +47,8 @@ import time
 import tracemalloc
 import warnings
 import zlib
-from collections.abc import AsyncIterator, Iterator
-from typing import Any, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import anyio
 import anyio.lowlevel
@@ -158,7 +158,7 @@ class Loopback:
         while not self.stop.is_set():
             try:
                 sock, _ = self._listener.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return

@@ -42,9 +42,9 @@ import contextvars
 import logging
 import math
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from types import TracebackType
-from typing import Any, Callable
+from typing import Any
 
 import anyio
 import anyio.abc

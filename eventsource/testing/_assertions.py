@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import unittest.mock
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Union
+from typing import Any
 
 from .._event import ServerSentEvent
 
@@ -40,7 +40,7 @@ ANY: Any = _Any()
 #: dict of some of type / data / id / retry (only those compared; dict or list
 #: data is compared with the JSON-decoded data, dicts as subsets unless
 #: ``exact``); a ServerSentEvent (all four fields compared as they are).
-Expected = Union[ServerSentEvent, Mapping[str, Any], str]
+Expected = ServerSentEvent | Mapping[str, Any] | str
 
 
 def _is_any(value: object) -> bool:
@@ -72,7 +72,7 @@ def _diff(path: str, got: Any, want: Any, exact: bool) -> list[str]:
         problems = []
         if len(got) != len(want):
             problems.append(f"{path}: a list of {len(got)} items, expected {len(want)}")
-        for index, (item, value) in enumerate(zip(got, want)):
+        for index, (item, value) in enumerate(zip(got, want, strict=False)):
             problems.extend(_diff(f"{path}[{index}]", item, value, exact))
         return problems
     if got != want:
@@ -84,7 +84,7 @@ def _mismatches(actual: ServerSentEvent, expected: Expected, exact: bool) -> lis
     if _is_any(expected):
         return []
     if isinstance(expected, ServerSentEvent):
-        wanted: Mapping[str, Any] = dict(zip(_FIELDS, expected))
+        wanted: Mapping[str, Any] = dict(zip(_FIELDS, expected, strict=False))
     elif isinstance(expected, str):
         wanted = {"type": expected}
     elif isinstance(expected, Mapping):

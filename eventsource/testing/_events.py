@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Union
+from typing import Any
 
 from .._encoder import format_event
 from .._event import ServerSentEvent
 
 #: An event to send: a ServerSentEvent, a dict of format_event() keywords, a
 #: str (the data of a "message" event) or bytes (sent as they are).
-EventLike = Union[ServerSentEvent, Mapping[str, Any], str, bytes]
+EventLike = ServerSentEvent | Mapping[str, Any] | str | bytes
 
 
 def format_kwargs(event: EventLike) -> dict[str, Any] | None:

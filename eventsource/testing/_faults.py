@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal, Union
+from typing import Literal
 
 __all__ = ["EVENT", "RAW", "DROP", "STALL", "END", "Canned", "CutPoint", "Plan", "count"]
 
 #: Where drop_mid_event() cuts the block: a byte offset (negative: from the
 #: end), or "line" / "utf8" / "crlf" (see drop_mid_event).
-CutPoint = Union[int, Literal["line", "utf8", "crlf"]]
+CutPoint = int | Literal["line", "utf8", "crlf"]
 
 # Outbox items: (kind, payload), written in order by the connection's task.
 EVENT = "event"  # a history block: counts as an event

@@ -19,7 +19,7 @@ import contextlib
 import http
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, Union
+from typing import Literal
 
 import anyio
 import anyio.abc
@@ -42,7 +42,7 @@ __all__ = [
 
 Framing = Literal["chunked", "close", "content-length"]
 FRAMINGS: tuple[Framing, ...] = ("chunked", "close", "content-length")
-HeadersLike = Union[Mapping[str, str], Sequence[tuple[str, str]]]
+HeadersLike = Mapping[str, str] | Sequence[tuple[str, str]]
 
 MAX_HEAD = 64 * 1024
 LAST_CHUNK = b"0\r\n\r\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 import anyio
 import httpx
@@ -77,13 +77,13 @@ class RecordedConnection:
     held: bool = False
     #: ``time.monotonic()`` when the request was received / the exchange ended.
     opened_at: float = field(default_factory=time.monotonic)
-    closed_at: Optional[float] = None  # noqa: UP045
+    closed_at: float | None = None
     # What the writer sends: first the history from _cursor to _replay_end
     # (the blocks there when the request came), then the outbox (what was
     # queued for this connection since).
     _cursor: int = field(default=0, repr=False)
     _replay_end: int = field(default=0, repr=False)
     _outbox: deque[tuple[str, bytes]] = field(default_factory=deque, repr=False)
-    _wakeup: Optional[anyio.Event] = field(default=None, repr=False)  # noqa: UP045
-    _plan: Optional[Plan] = field(default=None, repr=False)  # noqa: UP045
+    _wakeup: anyio.Event | None = field(default=None, repr=False)
+    _plan: Plan | None = field(default=None, repr=False)
     _hung_up: bool = field(default=False, repr=False)

@@ -255,7 +255,7 @@ def exactly_once(received: list[Any], expected: list[Any]) -> str | None:
     duplicates = sorted((i for i, c in counts.items() if c > 1), key=int)[:10]
     missing = [e[2] for e in expected if e[2] not in counts][:10]
     first = next(
-        (i for i, (r, e) in enumerate(zip(received, expected)) if r != e),
+        (i for i, (r, e) in enumerate(zip(received, expected, strict=False)) if r != e),
         min(len(received), len(expected)),
     )
     got = received[first] if first < len(received) else None

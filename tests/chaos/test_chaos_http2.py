@@ -127,7 +127,7 @@ async def test_every_event_exactly_once_over_http2(
     # drop, a 503), arrival to arrival: retry=1 ms, min_retry_delay=0.
     gaps = [
         after.request.time - before.ended_at
-        for before, after in zip(served, served[1:])
+        for before, after in zip(served, served[1:], strict=False)
         if before.ended == "end"
     ]
     slowest = max(gaps)
@@ -179,7 +179,7 @@ async def test_every_event_exactly_once_over_http2(
     # (the server ended the stream), a stall after n events (the client left).
     planned = [s for s in served if s.plan]
     assert [s.plan for s in planned] == [PLAN[a.kind] for a, _ in chaos.armed]
-    for s, (attempt, n) in zip(planned, chaos.armed):
+    for s, (attempt, n) in zip(planned, chaos.armed, strict=False):
         assert s.drip == attempt.drip
         if s.goaway:
             continue
@@ -196,7 +196,7 @@ async def test_every_event_exactly_once_over_http2(
     assert requests[0].last_event_id is None
     position = 0
     short = 0
-    for previous, request in zip(served, requests[1:]):
+    for previous, request in zip(served, requests[1:], strict=False):
         expected = position + previous.events_sent
         last_event_id = request.last_event_id
         resume = 0 if last_event_id is None else int(last_event_id)
