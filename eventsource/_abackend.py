@@ -348,6 +348,8 @@ class TrioStream(Cutting, httpcore.AsyncNetworkStream):
 
     def __init__(self, sock: Any) -> None:
         self._sock = sock
+        # Read with os.read() on its descriptor where sockets are files.
+        self._fd: int | None = None if sys.platform == "win32" else sock.fileno()
         self._pid = os.getpid()
         self._held = b""
         self._cut = HeadCut()
@@ -384,7 +386,20 @@ class TrioStream(Cutting, httpcore.AsyncNetworkStream):
             self._deadline = math.inf
         self._waiting = True
         try:
-            data: bytes = await self._sock.recv(max_bytes)
+            fd = self._fd
+            if fd is None:
+                data: bytes = await self._sock.recv(max_bytes)
+            else:
+                # Wait, then read: the socket's recv() tries first, and a
+                # stream whose events come a few at a time would pay a failed
+                # system call for nearly every wake-up.
+                while True:
+                    await trio.lowlevel.wait_readable(self._sock)
+                    try:
+                        data = os.read(fd, max_bytes)
+                        break
+                    except BlockingIOError:
+                        continue  # woken with nothing to read after all
         except (OSError, trio.ClosedResourceError, trio.BrokenResourceError) as exc:
             if self._expired:
                 raise httpcore.ReadTimeout("timed out") from None
