@@ -4,8 +4,8 @@
 tables and rewrites the results part of benchmarks/README.md (with date, machine and
 Python). ``--quick`` for a smaller run, ``--only e2e,latency`` for some parts,
 ``--no-write`` to leave the README alone, ``--profile`` to profile the hot paths instead,
-``--before TREE`` to also run eventsource's e2e clients from another checkout (the code
-before a change), interleaved with this tree's.
+``--before TREE`` to also run eventsource's e2e and paced clients on another checkout (the
+code before a change), interleaved with this tree's.
 Needs ``pip install -e ".[bench]"``; never part of CI.
 """
 
@@ -48,7 +48,7 @@ DISTS = (
 def _paced(quick: bool) -> list[Table]:
     from benchmarks import paced_bench
 
-    return paced_bench.run(quick)
+    return paced_bench.run(quick, before=BEFORE[0] if BEFORE else None)
 
 
 def _latency(quick: bool) -> list[Table]:
@@ -63,7 +63,7 @@ def _scale(quick: bool) -> list[Table]:
     return scale_bench.run(quick)
 
 
-# The checkout of the code before a change, for the e2e part (--before).
+# The checkout of the code before a change, for the e2e and paced parts (--before).
 BEFORE: list[str] = []
 
 
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--before",
         metavar="TREE",
-        help="e2e: also run eventsource's clients from this checkout (the code before a change)",
+        help="e2e, paced: also run eventsource's clients on this checkout (the code before)",
     )
     args = ap.parse_args(argv)
     if args.before:
