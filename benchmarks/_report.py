@@ -8,6 +8,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -116,12 +117,14 @@ def write_markdown(path: str, tables: Sequence[Table], dists: Sequence[str]) -> 
 
 
 class ServerProcess:
-    """``benchmarks._server`` in a child process: its port and its stdin commands."""
+    """``benchmarks._server`` in a child process: its port and its stdin commands.
+    ``cafile`` is the CA a client must trust in the TLS mode (``None`` on plain TCP)."""
 
-    def __init__(self, proc: subprocess.Popen[str], port: int) -> None:
+    def __init__(self, proc: subprocess.Popen[str], port: int, cafile: str | None = None) -> None:
         self.proc = proc
         self.port = port
-        self.base = f"http://127.0.0.1:{port}"
+        self.cafile = cafile
+        self.base = f"{'https' if cafile else 'http'}://127.0.0.1:{port}"
 
     def command(self, line: str) -> str:
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -131,10 +134,33 @@ class ServerProcess:
 
 
 @contextmanager
-def server_process() -> Iterator[ServerProcess]:
-    """Start the loopback benchmark server in its own process; stop it after."""
+def server_process(tls: bool = False) -> Iterator[ServerProcess]:
+    """Start the loopback benchmark server in its own process; stop it after.
+    With ``tls``, it serves HTTPS with a certificate for 127.0.0.1 from a throwaway
+    trustme CA (the server's ``cafile`` names the CA's PEM file)."""
+    with tempfile.TemporaryDirectory(prefix="eventsource-bench-") as tmp:
+        args: list[str] = []
+        cafile = None
+        if tls:
+            import trustme  # the test extra's; only the TLS mode needs it
+
+            ca = trustme.CA()
+            cert = ca.issue_cert("127.0.0.1", "localhost")
+            cafile = os.path.join(tmp, "ca.pem")
+            chain, key = os.path.join(tmp, "chain.pem"), os.path.join(tmp, "key.pem")
+            ca.cert_pem.write_to_path(cafile)
+            cert.private_key_pem.write_to_path(key)
+            for i, blob in enumerate(cert.cert_chain_pems):
+                blob.write_to_path(chain, append=i > 0)
+            args = ["--tls", chain, key]
+        with _started(args, cafile) as server:
+            yield server
+
+
+@contextmanager
+def _started(args: list[str], cafile: str | None) -> Iterator[ServerProcess]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks._server"],
+        [sys.executable, "-m", "benchmarks._server", *args],
         cwd=ROOT,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -145,7 +171,7 @@ def server_process() -> Iterator[ServerProcess]:
         first = proc.stdout.readline().split()
         if len(first) != 2 or first[0] != "PORT":
             raise RuntimeError(f"benchmark server did not start: {first!r}")
-        yield ServerProcess(proc, int(first[1]))
+        yield ServerProcess(proc, int(first[1]), cafile)
     finally:
         if proc.stdin is not None:
             proc.stdin.close()

@@ -16,6 +16,10 @@ a client waits for.
   HTTP chunk each, written 1-3 events per socket write (seeded) with a pause of P ms
   after each write: what a live LLM answer looks like to the client.
 
+``python -m benchmarks._server --tls CERT KEY`` serves the same over TLS, with the
+certificate chain and key in those PEM files (the benchmarks make them with trustme,
+for 127.0.0.1, and hand the CA to their clients).
+
 Commands on stdin, one per line, each answered with one line on stdout:
 ``count`` -> ``count <open idle streams>``; ``broadcast`` -> ``broadcast <n> <ns>``
 (one stamped event written to every idle stream; ``ns`` is when the first write began).
@@ -27,6 +31,7 @@ import asyncio
 import random
 import re
 import socket
+import ssl
 import sys
 import time
 from urllib.parse import parse_qs, urlsplit
@@ -178,10 +183,20 @@ def raise_fd_limit() -> int:
     return hard
 
 
-async def main() -> None:
+def tls_context(cert: str, key: str) -> ssl.SSLContext:
+    """The server side of the TLS mode: the chain and key the benchmark made."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+async def main(argv: list[str]) -> None:
     raise_fd_limit()
     server = Server()
-    listener = await asyncio.start_server(server.handle, "127.0.0.1", 0, backlog=4096, limit=2**16)
+    context = tls_context(argv[1], argv[2]) if argv[:1] == ["--tls"] else None
+    listener = await asyncio.start_server(
+        server.handle, "127.0.0.1", 0, backlog=4096, limit=2**16, ssl=context
+    )
     port = listener.sockets[0].getsockname()[1]
     print(f"PORT {port}", flush=True)
     async with listener:
@@ -189,4 +204,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(main(sys.argv[1:]))

@@ -11,13 +11,17 @@ read the same bytes: a blocking ``recv()`` loop, an asyncio ``Protocol`` (alone,
 with a task awaiting its data), trio's ``wait_readable()`` with a read, and anyio's
 ``receive()`` under a timeout on asyncio.
 
-Run ``python -m benchmarks.paced_bench [--quick] [--events N] [--markdown FILE]``.
+Run ``python -m benchmarks.paced_bench [--quick] [--events N] [--markdown FILE]``;
+``--before TREE`` also runs eventsource's clients on another checkout's eventsource/
+(this file's client code, run as a script with that checkout first on PYTHONPATH),
+each right after this tree's.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -25,7 +29,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from benchmarks._report import ROOT, Table, ratio, server_process, write_markdown
+try:
+    from benchmarks._report import ROOT, Table, ratio, server_process, write_markdown
+except ImportError:  # run as a script (a --before child)
+    from _report import ROOT, Table, ratio, server_process, write_markdown  # type: ignore
 
 EVENTS = 3_000
 QUICK_EVENTS = 1_000
@@ -34,10 +41,11 @@ PAUSE_MS = 1.0
 ROUNDS = 3
 CHILD_TIMEOUT = 120.0
 LD = "launchdarkly-eventsource"
+BEFORE = " (before)"
 SYNC = "eventsource sync"
 ASYNC = ("eventsource async (asyncio)", "eventsource async (trio)")
-SYNC_LIMIT = 1.2  # sync: CPU per event at most 1.2x launchdarkly's
-ASYNC_LIMIT = 2.0  # async: at most 2x
+# Issue 21's targets: CPU per event at most this many times launchdarkly's.
+LIMITS = {SYNC: 0.9, ASYNC[0]: 1.3, ASYNC[1]: 1.5}
 DISTS = (
     "eventsource-client",
     "httpx",
@@ -339,6 +347,8 @@ CLIENTS: list[tuple[str, Runner, bool]] = [
 def child(name: str, base: str, n: int) -> dict[str, Any]:
     """One client in this (fresh) process: a warm-up stream, then the measured one."""
     runner, floor = {c: (r, f) for c, r, f in CLIENTS}[name]
+    import eventsource
+
     try:
         runner(f"{base}/paced?events={WARMUP_EVENTS}&pause_ms={PAUSE_MS:g}", WARMUP_EVENTS)
         count, cpu, ids = runner(f"{base}/paced?events={n}&pause_ms={PAUSE_MS:g}", n)
@@ -346,38 +356,73 @@ def child(name: str, base: str, n: int) -> dict[str, Any]:
         return {"status": "error", "reason": f"{type(exc).__name__}: {exc}"[:200]}
     if not floor and ids != [str(i) for i in range(n)]:
         return {"status": "error", "reason": f"got {count} events, ids not 0..{n - 1} in order"}
-    return {"status": "ok", "events": count, "cpu_s": cpu}
+    return {"status": "ok", "events": count, "cpu_s": cpu, "module": eventsource.__file__}
 
 
 # --------------------------------------------------------------------- parent side
 
 
-def run_child(name: str, base: str, n: int) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "benchmarks.paced_bench", "--child", name, base, str(n)]
+def run_child(name: str, base: str, n: int, before: str | None = None) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "benchmarks.paced_bench"]
+    tree, env = str(ROOT), dict(os.environ)
+    if name.endswith(BEFORE):
+        # This file's client code, run as a script, on the other checkout's eventsource/.
+        assert before is not None
+        name, tree = name[: -len(BEFORE)], before
+        env["PYTHONPATH"] = before
+        cmd = [sys.executable, str(ROOT / "benchmarks" / "paced_bench.py")]
+    cmd += ["--child", name, base, str(n)]
     try:
         proc = subprocess.run(
-            cmd, cwd=ROOT, capture_output=True, text=True, timeout=CHILD_TIMEOUT, check=False
+            cmd,
+            cwd=tree,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=CHILD_TIMEOUT,
+            check=False,
         )
     except subprocess.TimeoutExpired:
         return {"status": "error", "reason": f"killed after {CHILD_TIMEOUT:.0f} s"}
     lines = proc.stdout.strip().splitlines()
     try:
-        return json.loads(lines[-1])  # type: ignore[no-any-return]
+        result: dict[str, Any] = json.loads(lines[-1])
     except (IndexError, ValueError):
         tail = proc.stderr.strip().splitlines()[-1:] or [f"exit status {proc.returncode}"]
         return {"status": "error", "reason": f"no result: {tail[0]}"}
+    module = os.path.realpath(str(result.get("module")))
+    if result["status"] == "ok" and not module.startswith(os.path.realpath(tree) + os.sep):
+        return {"status": "error", "reason": f"eventsource imported from {module}, not {tree}"}
+    return result
 
 
-def run(quick: bool = False, events: int | None = None, rounds: int = ROUNDS) -> list[Table]:
+def _names(before: bool) -> list[str]:
+    """The clients in order; with --before, eventsource's twins right after them."""
+    out = []
+    for name, _runner, _floor in CLIENTS:
+        out.append(name)
+        if before and name in LIMITS:
+            out.append(name + BEFORE)
+    return out
+
+
+def run(
+    quick: bool = False,
+    events: int | None = None,
+    rounds: int = ROUNDS,
+    before: str | None = None,
+) -> list[Table]:
     n = events or (QUICK_EVENTS if quick else EVENTS)
     rounds = 1 if quick else rounds
-    per_event: dict[str, list[float]] = {name: [] for name, _r, _f in CLIENTS}
+    before = os.path.abspath(before) if before else None
+    names = _names(bool(before))
+    per_event: dict[str, list[float]] = {name: [] for name in names}
     errors: dict[str, str] = {}
     with server_process() as server:
         for round_ in range(1, rounds + 1):
-            for name, _runner, _floor in CLIENTS:
+            for name in names:
                 print(f"  paced round {round_}/{rounds}: {name}", file=sys.stderr, flush=True)
-                res = run_child(name, server.base, n)
+                res = run_child(name, server.base, n, before)
                 if res["status"] == "ok":
                     per_event[name].append(res["cpu_s"] / n * 1e6)
                 else:
@@ -388,7 +433,7 @@ def run(quick: bool = False, events: int | None = None, rounds: int = ROUNDS) ->
         f"Paced: CPU per event, 1-3 events per socket write, {PAUSE_MS:g} ms pauses",
         ("client", "events", "CPU µs/event", "range µs", f"vs {LD}"),
     )
-    for name, _runner, _floor in CLIENTS:
+    for name in names:
         if name not in medians:
             table.rows.append((name, "error", "-", "-", "-"))
             continue
@@ -420,6 +465,19 @@ def run(quick: bool = False, events: int | None = None, rounds: int = ROUNDS) ->
         "with a timeout costs an async client).",
         *_verdicts(medians),
     ]
+    if before:
+        table.notes.append(
+            f"`{BEFORE.strip()}`: this file's client code on the eventsource/ of {before}, "
+            "each run right after this tree's in every round."
+        )
+        for name in LIMITS:
+            now, old = per_event.get(name, []), per_event.get(name + BEFORE, [])
+            if name in medians and name + BEFORE in medians:
+                pairs = ", ".join(f"{a / b:.2f}" for a, b in zip(now, old))
+                table.notes.append(
+                    f"{name}: now / before {medians[name] / medians[name + BEFORE]:.2f}x "
+                    f"(per round {pairs})."
+                )
     table.notes += [f"{name}: {reason}" for name, reason in errors.items()]
     return [table]
 
@@ -429,7 +487,7 @@ def _verdicts(medians: dict[str, float]) -> list[str]:
     if not ld:
         return ["Targets: not judged (no launchdarkly-eventsource result)."]
     out = []
-    for name, limit in ((SYNC, SYNC_LIMIT), *((a, ASYNC_LIMIT) for a in ASYNC)):
+    for name, limit in LIMITS.items():
         mine = medians.get(name)
         if mine is None:
             out.append(f"Target ({name}): not measured.")
@@ -448,13 +506,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--events", type=int, help="events per measured stream")
     ap.add_argument("--rounds", type=int, default=ROUNDS, help="rounds (median over them)")
     ap.add_argument("--markdown", metavar="FILE", help="also write the table as Markdown")
+    ap.add_argument(
+        "--before", metavar="TREE", help="also run eventsource's clients on this checkout"
+    )
     ap.add_argument("--child", nargs=3, metavar=("NAME", "BASE", "N"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         name, base, n = args.child
         print(json.dumps(child(name, base, int(n))), flush=True)
         return 0
-    tables = run(args.quick, args.events, args.rounds)
+    tables = run(args.quick, args.events, args.rounds, args.before)
     for table in tables:
         print(table.text())
     if args.markdown:

@@ -3,7 +3,9 @@
 ``python -m benchmarks`` (or ``python benchmarks/run.py``) runs every part, prints the
 tables and rewrites the results part of benchmarks/README.md (with date, machine and
 Python). ``--quick`` for a smaller run, ``--only e2e,latency`` for some parts,
-``--no-write`` to leave the README alone, ``--profile`` to profile the hot paths instead.
+``--no-write`` to leave the README alone, ``--profile`` to profile the hot paths instead,
+``--before TREE`` to also run eventsource's e2e and paced clients on another checkout (the
+code before a change), interleaved with this tree's.
 Needs ``pip install -e ".[bench]"``; never part of CI.
 """
 
@@ -46,7 +48,7 @@ DISTS = (
 def _paced(quick: bool) -> list[Table]:
     from benchmarks import paced_bench
 
-    return paced_bench.run(quick)
+    return paced_bench.run(quick, before=BEFORE[0] if BEFORE else None)
 
 
 def _latency(quick: bool) -> list[Table]:
@@ -61,9 +63,13 @@ def _scale(quick: bool) -> list[Table]:
     return scale_bench.run(quick)
 
 
+# The checkout of the code before a change, for the e2e and paced parts (--before).
+BEFORE: list[str] = []
+
+
 PARTS: dict[str, Callable[[bool], list[Table]]] = {
     "parser": lambda quick: parser_bench.run(quick),
-    "e2e": lambda quick: e2e_bench.run(quick),
+    "e2e": lambda quick: e2e_bench.run(quick, before=BEFORE[0] if BEFORE else None),
     "paced": _paced,
     "latency": _latency,
     "scale": _scale,
@@ -120,7 +126,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default=",".join(PARTS), help="comma-separated: " + ",".join(PARTS))
     ap.add_argument("--no-write", action="store_true", help="do not rewrite benchmarks/README.md")
     ap.add_argument("--profile", action="store_true", help="profile the hot paths and exit")
+    ap.add_argument(
+        "--before",
+        metavar="TREE",
+        help="e2e, paced: also run eventsource's clients on this checkout (the code before)",
+    )
     args = ap.parse_args(argv)
+    if args.before:
+        BEFORE.append(args.before)
     if args.profile:
         profile()
         return 0
