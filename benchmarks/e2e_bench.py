@@ -473,8 +473,8 @@ class _Pair:
             return
         self.wall = statistics.median(wall[a, framing]) / statistics.median(wall[b, framing])
         self.cpu = statistics.median(cpu[a, framing]) / statistics.median(cpu[b, framing])
-        self.cpu_rounds = [x / y for x, y in zip(cpu[a, framing], cpu[b, framing])]
-        self.wall_rounds = [x / y for x, y in zip(wall[a, framing], wall[b, framing])]
+        self.cpu_rounds = [x / y for x, y in zip(cpu[a, framing], cpu[b, framing], strict=False)]
+        self.wall_rounds = [x / y for x, y in zip(wall[a, framing], wall[b, framing], strict=False)]
 
     def text(self) -> str:
         def spread(values: list[float]) -> str:

@@ -473,7 +473,7 @@ def run(
         for name in LIMITS:
             now, old = per_event.get(name, []), per_event.get(name + BEFORE, [])
             if name in medians and name + BEFORE in medians:
-                pairs = ", ".join(f"{a / b:.2f}" for a, b in zip(now, old))
+                pairs = ", ".join(f"{a / b:.2f}" for a, b in zip(now, old, strict=False))
                 table.notes.append(
                     f"{name}: now / before {medians[name] / medians[name + BEFORE]:.2f}x "
                     f"(per round {pairs})."
