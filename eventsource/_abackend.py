@@ -253,7 +253,11 @@ class AsyncioStream(Cutting, httpcore.AsyncNetworkStream):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self._transport.close()
+        transport = self._transport
+        if transport.get_write_buffer_size():
+            transport.abort()  # close() would wait to flush what a stuck peer never reads
+        else:
+            transport.close()
         self._wake()
         await anyio.lowlevel.checkpoint()
 

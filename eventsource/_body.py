@@ -23,7 +23,7 @@ import httpx
 from ._abackend import AsyncioStream, TrioStream
 from ._backend import SyncStream
 from ._chunked import BodyFraming, ChunkedFramingError
-from ._decode import Decoder, coding_of, decoder_for
+from ._decode import Chain, Decoder, coding_of, decoder_for
 from ._tls import AsyncTLS, SyncTLS
 
 __all__ = [
@@ -103,7 +103,7 @@ class _Fast:
     def __init__(self, stream: Any, response: httpx.Response, timeout: float | None) -> None:
         self._stream = stream
         self._framing = framing_of(response)
-        self._decoder: Decoder | None = decoder_for(response)
+        self._decoder: Decoder | Chain | None = decoder_for(response)
         self._request = response.request
         self.timeout = timeout  # a refused body's reader shortens it
 

@@ -15,7 +15,7 @@ import zlib
 
 import httpx
 
-__all__ = ["ACCEPT_ENCODING", "STEP", "Decoder", "coding_of", "decoder_for"]
+__all__ = ["ACCEPT_ENCODING", "STEP", "Chain", "Decoder", "coding_of", "decoder_for"]
 
 ACCEPT_ENCODING = "gzip, deflate"
 STEP = 64 * 1024  # decoded bytes handed on at most per step
@@ -80,24 +80,52 @@ class Decoder:
         return self.decode(b"" if z.eof else z.unconsumed_tail)
 
 
+class Chain:
+    """Codings applied one after another (``gzip, gzip``), undone from the
+    last, every step bounded: the outer decoder's step is the inner's input."""
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, outer: Decoder | Chain, inner: Decoder) -> None:
+        self._outer = outer  # undone first (the coding applied last)
+        self._inner = inner
+
+    @property
+    def pending(self) -> bool:
+        return self._inner.pending or self._outer.pending
+
+    def decode(self, data: bytes) -> bytes:
+        return self._inner.decode(self._outer.decode(data))
+
+    def more(self) -> bytes:
+        if self._inner.pending:
+            return self._inner.more()
+        return self._inner.decode(self._outer.more())
+
+
+_OURS = {"gzip": True, "x-gzip": True, "deflate": False}
+
+
+def _codings(response: httpx.Response) -> list[str]:
+    coding = response.headers.get("content-encoding", "")
+    return [c for c in (c.strip().lower() for c in coding.split(",")) if c not in ("", "identity")]
+
+
 def coding_of(response: httpx.Response) -> str:
-    """ "identity", "ours" (one gzip or deflate: decoded here) or "other"
-    (another coding, or several: httpx's own decoders)."""
-    coding = response.headers.get("content-encoding")
-    if coding is None:
-        return "identity"
-    codings = [c.strip().lower() for c in coding.split(",")]
-    codings = [c for c in codings if c not in ("", "identity")]
+    """"identity", "ours" (gzip and deflate, one or several: decoded here) or
+    "other" (another coding among them: httpx's own decoders)."""
+    codings = _codings(response)
     if not codings:
         return "identity"
-    if len(codings) == 1 and codings[0] in ("gzip", "x-gzip", "deflate"):
-        return "ours"
-    return "other"
+    return "ours" if all(c in _OURS for c in codings) else "other"
 
 
-def decoder_for(response: httpx.Response) -> Decoder | None:
-    """The decoder of a body whose coding is "ours"; None otherwise."""
+def decoder_for(response: httpx.Response) -> Decoder | Chain | None:
+    """The decoder of a body whose codings are "ours"; None otherwise."""
     if coding_of(response) != "ours":
         return None
-    coding = response.headers["content-encoding"].lower()
-    return Decoder(gzip="gzip" in coding)
+    codings = _codings(response)
+    decoder: Decoder | Chain = Decoder(gzip=_OURS[codings[-1]])  # applied last, undone first
+    for coding in reversed(codings[:-1]):
+        decoder = Chain(decoder, Decoder(gzip=_OURS[coding]))
+    return decoder
