@@ -38,6 +38,7 @@ import contextlib
 import gc
 import os
 import random
+import re
 import select
 import socket
 import ssl
@@ -996,6 +997,42 @@ def test_a_blocked_asyncio_send_closes_its_connection(engine: str, how: str) -> 
 # --- sync: close() and restart() from another thread at random times -----------------------------
 
 
+def _serve_scenario(scenario: str) -> Callable[[Conn], None]:
+    """The server of a race scenario (every wait bounded by the stop)."""
+
+    def serve(conn: Conn) -> None:
+        if conn.request() is None:
+            return
+        if scenario in ("stream", "tls", "gzip"):
+            gz = zlib.compressobj(6, zlib.DEFLATED, 31) if scenario == "gzip" else None
+            head = CHUNKED + (b"content-encoding: gzip\r\n" if gz else b"") + b"\r\n"
+            if not conn.send(head):
+                return
+            n = 0
+            while not conn.stop.is_set():
+                n += 1
+                data = b"id: %d\ndata: x\n\n" % n
+                if gz is not None:
+                    data = gz.compress(data) + gz.flush(zlib.Z_SYNC_FLUSH)
+                if not conn.send(chunk(data)):
+                    return
+                time.sleep(random.choice((0, 0, 0.0005, 0.002)))
+        elif scenario == "head wait":
+            conn.hold()
+        elif scenario == "refused body":
+            conn.send(
+                b"HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\n"
+                b"transfer-encoding: chunked\r\n\r\n" + chunk(b'{"error": ')
+            )
+            conn.hold()
+        elif scenario == "redirect":
+            conn.send(b"HTTP/1.1 307 Temporary Redirect\r\nlocation: /r%d\r\n" % conn.index)
+            conn.send(b"content-length: 0\r\n\r\n")
+            conn.hold()
+
+    return serve
+
+
 SCENARIOS = ("stream", "gzip", "tls", "head wait", "refused body", "redirect")
 END_BOUND = 0.5  # seconds from close() to the iteration's end (a 10x margin over 50 ms)
 
@@ -1005,6 +1042,88 @@ class Tally:
     iterations: int = 0
     worst: float = 0.0
     problems: list[str] = field(default_factory=list)
+
+
+def _race_sync(scenario: str, how: str, n: int, tls: TLS) -> Tally:
+    tally = Tally()
+    server_tls = tls.server if scenario == "tls" else None
+    # A warm-up (imports, TLS contexts, lazily opened descriptors), then the
+    # descriptors are counted before the server starts and after it stopped.
+    with Raw(_serve_scenario(scenario), tls=server_tls) as server:
+        drive("sync", EventSource(server.url(), reconnect=False), limit=0, watchdog=0.2)
+    gc.collect()
+    before = fds()
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        with Raw(_serve_scenario(scenario), tls=server_tls) as server:
+            for _ in range(n):
+                closes: list[int] = []
+                source = EventSource(
+                    server.url(),
+                    read_timeout=5,
+                    retry=0.001,
+                    max_retries=1000,
+                    on_close=lambda closes=closes: closes.append(1),  # type: ignore[misc]
+                )
+                delay = random.random() * 0.01
+                closed_at: list[float] = []
+
+                def act(
+                    source: EventSource = source,
+                    delay: float = delay,
+                    closed_at: list[float] = closed_at,
+                ) -> None:
+                    time.sleep(delay)
+                    if how == "restart":
+                        for _ in range(3):
+                            source.restart()
+                            time.sleep(random.random() * 0.002)
+                    closed_at.append(time.monotonic())
+                    source.close()
+
+                thread = threading.Thread(target=act)
+                thread.start()
+                run = drive("sync", source)
+                ended = time.monotonic()
+                thread.join(JOIN)
+                tally.iterations += 1
+                took = ended - closed_at[0] if closed_at else 0.0
+                tally.worst = max(tally.worst, took)
+                if run.raised is not None:
+                    tally.problems.append(f"raised {run.raised!r}")
+                if len(closes) != 1:
+                    tally.problems.append(f"on_close ran {len(closes)} times")
+                if took > END_BOUND or run.barked:
+                    tally.problems.append(f"ended {took:.3f} s after close() (delay {delay:.4f})")
+                del source, run
+    finally:
+        sys.setswitchinterval(old)
+    gc.collect()
+    after = fds()
+    if after > before:
+        tally.problems.append(f"{after - before} descriptors left open")
+    return tally
+
+
+@pytest.mark.parametrize("how", ["close", "restart"])
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_sync_close_or_restart_from_another_thread_at_random_times(
+    scenario: str, how: str, own_tls: TLS
+) -> None:
+    tally = _race_sync(scenario, how, 10, own_tls)
+    assert tally.problems == [], tally
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not FULL, reason="heavy stress: EVENTSOURCE_FULL=1")
+@pytest.mark.parametrize("how", ["close", "restart"])
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_sync_close_or_restart_from_another_thread_stress(
+    scenario: str, how: str, own_tls: TLS
+) -> None:
+    tally = _race_sync(scenario, how, 1000, own_tls)
+    assert tally.problems == [], tally
 
 
 # --- async: cancel scopes around __anext__ and close() from another thread ------------------------
@@ -1048,13 +1167,252 @@ async def _race_async_once(url: str, tally: Tally) -> None:
         tally.problems.append(f"ended {took:.3f} s after close() (delay {delay:.4f})")
 
 
+def _race_async(mode: str, scenario: str, n: int, tls: TLS) -> Tally:
+    tally = Tally()
+    server_tls = tls.server if scenario == "tls" else None
+    with Raw(_serve_scenario(scenario), tls=server_tls) as server:  # a warm-up
+        run_async(mode, _race_async_once, server.url(), Tally())
+    gc.collect()
+    before = fds()
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        with Raw(_serve_scenario(scenario), tls=server_tls) as server:
+
+            async def main() -> None:
+                for _ in range(n):
+                    await _race_async_once(server.url(), tally)
+
+            run_async(mode, main)
+    finally:
+        sys.setswitchinterval(old)
+    gc.collect()
+    after = fds()
+    if after > before:
+        tally.problems.append(f"{after - before} descriptors left open")
+    return tally
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+@pytest.mark.parametrize("engine", ASYNC_MODES)
+def test_cancel_scopes_and_close_from_another_thread_at_random_times(
+    engine: str, scenario: str, own_tls: TLS
+) -> None:
+    tally = _race_async(engine, scenario, 8, own_tls)
+    assert tally.problems == [], tally
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not FULL, reason="heavy stress: EVENTSOURCE_FULL=1")
+@pytest.mark.parametrize("scenario", SCENARIOS)
+@pytest.mark.parametrize("engine", ASYNC_MODES)
+def test_cancel_scopes_and_close_from_another_thread_stress(
+    engine: str, scenario: str, own_tls: TLS
+) -> None:
+    tally = _race_async(engine, scenario, 1000, own_tls)
+    assert tally.problems == [], tally
+
+
 # --- polling on the fast read: resumable reads ----------------------------------------------------
+
+
+def _numbered(count: int, gzip: bool) -> Callable[[Conn], None]:
+    """Events 1..count with random sizes, the wire cut at random bytes, then
+    the body's end."""
+
+    def serve(conn: Conn) -> None:
+        if conn.request() is None:
+            return
+        z = zlib.compressobj(6, zlib.DEFLATED, 31) if gzip else None
+        conn.send(CHUNKED + (b"content-encoding: gzip\r\n" if z else b"") + b"\r\n")
+        rng = random.Random(conn.index)
+        for n in range(1, count + 1):
+            data = b"id: %d\ndata: %s\n\n" % (n, b"x" * rng.choice((1, 10, 3000)))
+            if z is not None:
+                data = z.compress(data) + z.flush(zlib.Z_SYNC_FLUSH)
+            wire = chunk(data)
+            while wire:
+                k = rng.randint(1, len(wire))
+                if not conn.send(wire[:k]):
+                    return
+                wire = wire[k:]
+                if rng.random() < 0.2:
+                    time.sleep(0.0002)
+        if z is not None:
+            conn.send(chunk(z.flush()))
+        conn.send(b"0\r\n\r\n")
+        conn.hold(1.0)
+
+    return serve
+
+
+@pytest.mark.parametrize("body", ["plain", "gzip", "tls"])
+@pytest.mark.parametrize("engine", ASYNC_MODES)
+def test_polling_with_move_on_after_loses_and_duplicates_nothing(
+    engine: str, body: str, own_tls: TLS
+) -> None:
+    """Once the stream is open, each __anext__() runs in a scope of 0-0.5 ms:
+    most are cancelled mid-read; the ids must still be 1..N, each once, with
+    no error (a cancelled fast read resumes)."""
+    count = 300
+    errors: list[EventSourceError] = []
+    ids: list[int] = []
+    cancelled = [0]
+    with Raw(
+        _numbered(count, body == "gzip"), tls=own_tls.server if body == "tls" else None
+    ) as server:
+        source = EventSource(server.url(), reconnect=False, read_timeout=5, on_error=errors.append)
+
+        async def main() -> None:
+            with anyio.fail_after(WATCHDOG):
+                async with source:
+                    ids.append(int((await source.__anext__()).id))  # open, untimed
+                    while True:
+                        with anyio.move_on_after(random.random() * 0.0005) as scope:
+                            try:
+                                event = await source.__anext__()
+                            except StopAsyncIteration:
+                                return
+                            ids.append(int(event.id))
+                        cancelled[0] += scope.cancelled_caught
+
+        run_async(engine, main)
+    assert errors == []
+    assert ids == list(range(1, count + 1))
+    assert cancelled[0] > 10  # the scopes did cut reads
 
 
 # --- restart() storms: the stream stays exact -----------------------------------------------------
 
 
+def _resuming(conn: Conn) -> None:
+    """Events numbered on from the request's Last-Event-ID, without end."""
+    head = conn.request()
+    if head is None:
+        return
+    found = re.search(rb"(?i)\r\nlast-event-id: *(\d+)", head)
+    n = int(found.group(1)) if found else 0
+    if not conn.send(CHUNKED + b"\r\n" + chunk(b"retry: 1\n\n")):
+        return
+    while not conn.stop.is_set():
+        n += 1
+        if not conn.send(chunk(b"id: %d\ndata: x\n\n" % n)):
+            return
+        if random.random() < 0.5:
+            time.sleep(0.0003)
+
+
+@pytest.mark.parametrize("engine", MODES)
+def test_restart_storms_from_another_thread_keep_the_stream_exact(engine: str) -> None:
+    """restart() from another thread 60 times at random moments: each
+    reconnect resumes after the last id delivered, so the ids are 1..N, none
+    lost, none twice, and no error is reported."""
+    errors: list[EventSourceError] = []
+    with Raw(_resuming) as server:
+        source = EventSource(server.url(), read_timeout=5, retry=0.001, on_error=errors.append)
+        done = threading.Event()
+
+        def restarter() -> None:
+            for _ in range(60):
+                time.sleep(random.random() * 0.004)
+                source.restart()
+            done.set()
+
+        thread = threading.Thread(target=restarter)
+        ids: list[int] = []
+        if engine == "sync":
+            with source:
+                thread.start()
+                for event in source:
+                    ids.append(int(event.id))
+                    if done.is_set():
+                        break
+        else:
+
+            async def main() -> None:
+                with anyio.fail_after(WATCHDOG):
+                    async with source:
+                        thread.start()
+                        async for event in source:
+                            ids.append(int(event.id))
+                            if done.is_set():
+                                break
+
+            run_async(engine, main)
+        thread.join(JOIN)
+        connections = len(server.conns)
+    assert errors == []
+    assert ids == list(range(1, len(ids) + 1))
+    assert connections > 10
+
+
 # --- fork() while a sync source reads in another thread -------------------------------------------
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork()")
+@pytest.mark.parametrize("paused", [False, True], ids=["reading", "between-events"])
+@pytest.mark.parametrize("tls_on", [False, True], ids=["tcp", "tls"])
+def test_a_forked_child_closing_the_source_leaves_the_parent_streaming(
+    tls_on: bool, paused: bool, tls: TLS, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The parent iterates in a thread (blocked in a read, or between events:
+    no thread iterates at the fork); the child closes the source (which
+    finishes it there when nobody iterates) and exits; the parent's stream
+    goes on, on the same connection, every id once."""
+    if tls_on:
+        tls.trust_in_own_clients(monkeypatch)
+
+    def serve(conn: Conn) -> None:
+        if conn.request() is None:
+            return
+        conn.send(SSE + b"\r\n")
+        n = 0
+        while not conn.stop.wait(0.005):
+            n += 1
+            if not conn.send(b"id: %d\ndata: x\n\n" % n):
+                return
+
+    ids: list[int] = []
+    errors: list[EventSourceError] = []
+    with Raw(serve, tls=tls.server if tls_on else None) as server:
+        source = EventSource(server.url(), read_timeout=5, retry=5, on_error=errors.append)
+
+        def iterate() -> None:
+            with source:
+                for event in source:
+                    ids.append(int(event.id))
+                    if paused:
+                        time.sleep(0.02)
+
+        thread = threading.Thread(target=iterate)
+        thread.start()
+        try:
+            deadline = time.monotonic() + JOIN
+            while len(ids) < 5 and time.monotonic() < deadline:
+                time.sleep(0.005)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads
+                pid = os.fork()
+            if pid == 0:  # the child
+                code = 0
+                try:
+                    source.close()
+                except BaseException:  # noqa: BLE001 (reported through the exit code)
+                    code = 1
+                os._exit(code)
+            _, status = os.waitpid(pid, 0)
+            at_fork = len(ids)
+            time.sleep(0.3)
+            later = len(ids)
+        finally:
+            source.close()
+            thread.join(JOIN)
+        connections = len(server.conns)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert later > at_fork + 5, "the parent's stream stopped"
+    assert errors == []
+    assert connections == 1
+    assert ids == list(range(1, len(ids) + 1))
 
 
 # --- keep-alive: a head cut again on the next request ---------------------------------------------
