@@ -51,9 +51,9 @@ import time
 import tracemalloc
 import warnings
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -337,7 +337,7 @@ class Raw:
         while not self.stop.is_set():
             try:
                 sock, address = self._listener.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return
@@ -724,19 +724,6 @@ BOMB_EVENT_SIZE = 1024
 BOMB_BOUND = 4 * BOMB_EVENT_SIZE + 8 * 1024 * 1024  # bytes: issue 21, "Build" 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "DEFECT (tip a1c1a51, c14d336's 'other codings decoded by httpx'): a response in "
-        "two content codings ('Content-Encoding: gzip, gzip', not asked for by a source's "
-        "own client, but a server's choice) leaves the fast read for httpx's public stream, "
-        "where httpx decodes each raw read whole: a 16 MiB line from a few hundred bytes on "
-        "the wire peaks at 64 MiB (tracemalloc; 128 MiB for 32 MiB) against issue 21's "
-        "bound of 4 x max_event_size + 8 MiB, on every backend; 64 MiB of blank lines so "
-        "coded took the process to 766 MiB RSS (38 MiB in one gzip). The bounded decoder "
-        "(_decode) covers one gzip or deflate only."
-    ),
-)
 @pytest.mark.parametrize("engine", MODES)
 def test_a_double_gzip_bomb_stays_within_the_memory_bound(engine: str) -> None:
     """The bomb: one 16 MiB line (EventTooLargeError at 1 KiB) in gzip, then
@@ -968,24 +955,11 @@ def test_a_blocked_send_ends_and_closes_its_connection(engine: str, how: str) ->
 
 
 @pytest.mark.skipif(not LINUX, reason="looks at the client's socket in /proc")
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "DEFECT (3ee729a and tip a1c1a51): AsyncioStream.aclose() only calls "
-        "transport.close(), which waits to flush the write buffer first: when the server "
-        "reads nothing (a POST body stuck in the socket buffers, at the write timeout or on "
-        "close()), the transport stays 'closing' and its socket open for the event loop's "
-        "life (ResourceWarning: unclosed transport / socket when the loop goes; on uvloop "
-        "'unclosed resource <TCPTransport closed=False>'). anyio's SocketStream.aclose() "
-        "aborts after close(); a user's httpx client does not leak. The send itself ends in "
-        "time."
-    ),
-)
 @pytest.mark.parametrize("how", ["write-timeout", "close"])
 @pytest.mark.parametrize("engine", ["asyncio", "uvloop"])
 def test_a_blocked_asyncio_send_closes_its_connection(engine: str, how: str) -> None:
     stuck = _blocked_send(engine, how)
-    # What holds (checked before the xfail's subject):
+    # What holds (checked before the fixed defect's subject):
     assert stuck.raised == ""
     assert stuck.error == ("ConnectionLostError" if how == "write-timeout" else "")
     assert stuck.took < (0.3 if how == "write-timeout" else 0.2) + 1.5
@@ -1162,7 +1136,7 @@ def test_sync_close_ends_a_stalled_tls_handshake_or_connect(stall: str, own_tls:
                 try:
                     probe.connect(("127.0.0.1", server.port))
                     pytest.skip("this kernel accepts connections past the backlog")
-                except socket.timeout:
+                except TimeoutError:
                     pass
                 finally:
                     probe.close()
