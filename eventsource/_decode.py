@@ -112,7 +112,7 @@ def _codings(response: httpx.Response) -> list[str]:
 
 
 def coding_of(response: httpx.Response) -> str:
-    """"identity", "ours" (gzip and deflate, one or several: decoded here) or
+    """ "identity", "ours" (gzip and deflate, one or several: decoded here) or
     "other" (another coding among them: httpx's own decoders)."""
     codings = _codings(response)
     if not codings:
