@@ -671,7 +671,9 @@ def test_restart_after_a_delivering_connection_does_not_back_off() -> None:
 
 
 @pytest.mark.xfail(
-    strict=True,
+    # Not strict: whether the stray body bytes reach the next request depends
+    # on timing (it passed now and then in full runs); issue 23 fixes SSEServer.
+    strict=False,
     reason="SSEServer answers HEAD with the event stream's body: the client's next request "
     "on that keep-alive connection reads chunk bytes as its status line "
     "(RemoteProtocolError: illegal status line b'f')",
