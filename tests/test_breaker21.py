@@ -446,6 +446,17 @@ def _dribble(wire: bytes, head: int) -> list[bytes]:
 
 
 @pytest.mark.parametrize("engine", MODES)
+def test_a_tls_head_split_inside_its_blank_line_loses_no_event(engine: str, own_tls: TLS) -> None:
+    """The same through TLS (each piece a record of its own)."""
+    head, body = _wire("chunked")
+    with Raw(answer(head[:-2], head[-2:] + body, split=True), tls=own_tls.server) as server:
+        run = drive(engine, EventSource(server.url(), reconnect=False, read_timeout=2))
+    assert run.raised is None
+    assert run.events == ["a", "b"]
+    assert run.error is None
+
+
+@pytest.mark.parametrize("engine", MODES)
 def test_a_head_and_body_dribbled_byte_by_byte(engine: str) -> None:
     head, body = _wire("chunked")
     wire = head + body
@@ -842,7 +853,7 @@ def test_read_timeout_shorter_than_the_connect_timeout(
     assert run.took < 0.3 + 1.5
 
 
-@pytest.mark.parametrize("tls_on", [False, True], ids=["tcp", "tls"])
+@pytest.mark.parametrize("tls_on", [True], ids=["tls"])  # (tcp: tests/test_backend.py)
 @pytest.mark.parametrize("engine", MODES)
 def test_a_server_that_never_answers_times_out(
     engine: str, tls_on: bool, tls: TLS, monkeypatch: pytest.MonkeyPatch
@@ -1477,6 +1488,60 @@ def test_a_forked_child_closing_the_source_leaves_the_parent_streaming(
     assert errors == []
     assert connections == 1
     assert ids == list(range(1, len(ids) + 1))
+
+
+def _every_5_ms(conn: Conn) -> None:
+    if conn.request() is None:
+        return
+    conn.send(SSE + b"\r\n")
+    n = 0
+    while not conn.stop.wait(0.005):
+        n += 1
+        if not conn.send(b"id: %d\ndata: x\n\n" % n):
+            return
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork()")
+@pytest.mark.parametrize("engine", ASYNC_MODES)
+def test_a_forked_child_closing_an_async_source_leaves_the_parent_streaming(engine: str) -> None:
+    """fork() from the iterating task (its loop's self-pipe and the socket
+    are shared with the child); the child closes the source, collects its
+    garbage (the streams' finalizers) and exits; the parent's stream goes
+    on, on the same connection, every id once."""
+    ids: list[int] = []
+    statuses: list[int] = []
+    with Raw(_every_5_ms) as server:
+        source = EventSource(server.url(), read_timeout=5, retry=5)
+
+        async def main() -> None:
+            with anyio.fail_after(WATCHDOG):
+                async with source:
+                    async for event in source:
+                        ids.append(int(event.id))
+                        if len(ids) == 10:
+                            with warnings.catch_warnings():
+                                warnings.simplefilter("ignore", DeprecationWarning)
+                                pid = os.fork()
+                            if pid == 0:  # the child
+                                code = 0
+                                try:
+                                    source.close()
+                                    with warnings.catch_warnings():
+                                        warnings.simplefilter("ignore", ResourceWarning)
+                                        gc.collect()
+                                except BaseException:  # noqa: BLE001 (the exit code tells)
+                                    code = 1
+                                os._exit(code)
+                            _, status = os.waitpid(pid, 0)  # noqa: ASYNC222 (exits at once)
+                            statuses.append(os.waitstatus_to_exitcode(status))
+                        if len(ids) >= 60:
+                            break
+
+        run_async(engine, main)
+        connections = len(server.conns)
+    assert statuses == [0]
+    assert ids == list(range(1, 61))
+    assert connections == 1
 
 
 # --- keep-alive: a head cut again on the next request ---------------------------------------------
