@@ -78,6 +78,7 @@ LINUX = sys.platform.startswith("linux")
 FULL = os.environ.get("EVENTSOURCE_FULL") == "1"
 
 SSE = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+AB_EVENTS = b"data: a\n\ndata: b\n\n"
 CHUNKED = SSE + b"transfer-encoding: chunked\r\n"
 
 
@@ -568,6 +569,44 @@ def test_bytes_after_the_body_are_not_read_as_events(engine: str, framing: str) 
         run = drive(engine, EventSource(server.url(), reconnect=False, read_timeout=2))
     assert run.raised is None and run.error is None
     assert run.events == ["a", "b"]
+    assert run.took < 1.5
+
+
+def _half_close(*pieces: bytes) -> Callable[[Conn], None]:
+    """Send the pieces, then shut the server's sending side only (FIN), the
+    connection still open for reading, until the client leaves."""
+
+    def serve(conn: Conn) -> None:
+        if conn.request() is None:
+            return
+        for piece in pieces:
+            conn.send(piece)
+        with contextlib.suppress(OSError):
+            conn.sock.shutdown(socket.SHUT_WR)
+        conn.hold()
+
+    return serve
+
+
+HALF_CLOSED = {
+    # (the pieces before the FIN, the events, whether the end is an error)
+    "before the head": ((), [], True),
+    "inside the head": ((SSE,), [], True),
+    "close-delimited body": ((SSE + b"\r\n" + AB_EVENTS,), ["a", "b"], False),
+    "inside a chunk": ((CHUNKED + b"\r\n" + b"12\r\ndata: a\n\n",), ["a"], True),
+    "short content-length": ((SSE + b"content-length: 99\r\n\r\n" + AB_EVENTS,), ["a", "b"], True),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HALF_CLOSED))
+@pytest.mark.parametrize("engine", MODES)
+def test_half_closed_connections(engine: str, case: str) -> None:
+    pieces, events, failed = HALF_CLOSED[case]
+    with Raw(_half_close(*pieces)) as server:
+        run = drive(engine, EventSource(server.url(), reconnect=False, read_timeout=2))
+    assert run.raised is None
+    assert run.events == events
+    assert isinstance(run.error, ConnectionLostError) if failed else run.error is None
     assert run.took < 1.5
 
 
