@@ -78,6 +78,7 @@ LINUX = sys.platform.startswith("linux")
 FULL = os.environ.get("EVENTSOURCE_FULL") == "1"
 
 SSE = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+AB_EVENTS = b"data: a\n\ndata: b\n\n"
 CHUNKED = SSE + b"transfer-encoding: chunked\r\n"
 
 
@@ -423,8 +424,8 @@ def test_a_head_split_inside_its_blank_line_loses_no_event(
     """The head's last `cut` bytes (of its CRLF CRLF) come in the read that
     brings the body: found on 3ee729a (h11 got the first event as body bytes;
     close-delimited: "a" lost; Content-Length: "a" lost, then a stall until
-    read_timeout; chunked: a framing error on every attempt). Fixed on the
-    tip (c14d336); a regression test."""
+    read_timeout; chunked: a framing error on every attempt). Fixed by
+    c14d336; a regression test."""
     head, body = _wire(framing)
     with Raw(answer(head[:-cut], head[-cut:] + body, split=True)) as server:
         run = drive(engine, EventSource(server.url(), reconnect=False, read_timeout=2))
@@ -443,6 +444,17 @@ def _dribble(wire: bytes, head: int) -> list[bytes]:
         pieces.append(wire[at : at + size])
         at += size
     return pieces
+
+
+@pytest.mark.parametrize("engine", MODES)
+def test_a_tls_head_split_inside_its_blank_line_loses_no_event(engine: str, own_tls: TLS) -> None:
+    """The same through TLS (each piece a record of its own)."""
+    head, body = _wire("chunked")
+    with Raw(answer(head[:-2], head[-2:] + body, split=True), tls=own_tls.server) as server:
+        run = drive(engine, EventSource(server.url(), reconnect=False, read_timeout=2))
+    assert run.raised is None
+    assert run.events == ["a", "b"]
+    assert run.error is None
 
 
 @pytest.mark.parametrize("engine", MODES)
@@ -560,6 +572,44 @@ def test_bytes_after_the_body_are_not_read_as_events(engine: str, framing: str) 
     assert run.took < 1.5
 
 
+def _half_close(*pieces: bytes) -> Callable[[Conn], None]:
+    """Send the pieces, then shut the server's sending side only (FIN), the
+    connection still open for reading, until the client leaves."""
+
+    def serve(conn: Conn) -> None:
+        if conn.request() is None:
+            return
+        for piece in pieces:
+            conn.send(piece)
+        with contextlib.suppress(OSError):
+            conn.sock.shutdown(socket.SHUT_WR)
+        conn.hold()
+
+    return serve
+
+
+HALF_CLOSED = {
+    # (the pieces before the FIN, the events, whether the end is an error)
+    "before the head": ((), [], True),
+    "inside the head": ((SSE,), [], True),
+    "close-delimited body": ((SSE + b"\r\n" + AB_EVENTS,), ["a", "b"], False),
+    "inside a chunk": ((CHUNKED + b"\r\n" + b"12\r\ndata: a\n\n",), ["a"], True),
+    "short content-length": ((SSE + b"content-length: 99\r\n\r\n" + AB_EVENTS,), ["a", "b"], True),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HALF_CLOSED))
+@pytest.mark.parametrize("engine", MODES)
+def test_half_closed_connections(engine: str, case: str) -> None:
+    pieces, events, failed = HALF_CLOSED[case]
+    with Raw(_half_close(*pieces)) as server:
+        run = drive(engine, EventSource(server.url(), reconnect=False, read_timeout=2))
+    assert run.raised is None
+    assert run.events == events
+    assert isinstance(run.error, ConnectionLostError) if failed else run.error is None
+    assert run.took < 1.5
+
+
 # --- chunked framing ---------------------------------------------------------------------------
 
 FIRST = chunk(b"data: a\n\n")
@@ -664,8 +714,8 @@ def test_content_codings(engine: str, client: str, case: str) -> None:
 def test_a_refused_body_in_deflate_with_trailing_bytes_is_read_at_once(engine: str) -> None:
     """On 3ee729a this froze an asyncio / trio event loop for good (the
     decoder reported pending bytes it never decoded: a loop without a
-    checkpoint) and held a sync thread for the refused body's 2 s. Fixed on
-    the tip (c14d336); run in a subprocess, which is killed if it hangs."""
+    checkpoint) and held a sync thread for the refused body's 2 s. Fixed by
+    c14d336; run in a subprocess, which is killed if it hangs."""
     code = textwrap.dedent(
         f"""
         import sys, threading, time, zlib, socket, os
@@ -727,7 +777,11 @@ BOMB_BOUND = 4 * BOMB_EVENT_SIZE + 8 * 1024 * 1024  # bytes: issue 21, "Build" 2
 @pytest.mark.parametrize("engine", MODES)
 def test_a_double_gzip_bomb_stays_within_the_memory_bound(engine: str) -> None:
     """The bomb: one 16 MiB line (EventTooLargeError at 1 KiB) in gzip, then
-    gzip again, a few hundred bytes on the wire."""
+    gzip again, a few hundred bytes on the wire ('Content-Encoding: gzip,
+    gzip': not asked for by a source's own client, but a server's choice).
+    Found on a1c1a51 (httpx decoded each read whole: a 64 MiB peak for
+    16 MiB, 128 for 32; 64 MiB of blank lines so coded took the process to
+    766 MiB RSS); fixed by dbe5cd4 (a chain of bounded decoders)."""
     bomb = gzipped(gzipped(b"data: " + b"x" * (16 << 20) + b"\n\n"))
     head = SSE + b"content-encoding: gzip, gzip\r\ncontent-length: %d\r\n\r\n" % len(bomb)
     with Raw(answer(head + bomb, hold=JOIN)) as server:
@@ -749,6 +803,37 @@ def test_a_double_gzip_bomb_stays_within_the_memory_bound(engine: str) -> None:
     assert run.events == []
     assert run.error is not None
     assert peak < BOMB_BOUND, f"peak memory growth {peak / 2**20:.1f} MiB"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "DEFECT (4ad398b; dbe5cd4's chain of decoders): a head naming about a thousand "
+        "gzip/deflate codings (1,500 here: 9 KB of header) builds Chain(Chain(...)) as deep, "
+        "and Chain.decode() / pending recurse through it: RecursionError escapes the "
+        "iteration at the body's first bytes, on every backend and on a user's client too "
+        "(not an EventSourceError: the driver re-raises what classify() does not know). "
+        "httpx's own MultiDecoder loops instead (a DecodingError for this body). Memory is "
+        "httpx's too: 19,000 codings (95 KB of head) cost 137 MiB of zlib state either way."
+    ),
+)
+@pytest.mark.parametrize(
+    ("engine", "client"), [*((m, "own") for m in MODES), ("sync", "user"), ("trio", "user")]
+)
+def test_a_thousand_content_codings_are_a_lost_connection(engine: str, client: str) -> None:
+    coding = b",".join([b"gzip"] * 1500)
+    body = b"\x1f\x8b" + b"x" * 100  # not gzip at all: a decoding error, at most
+    head = SSE + b"content-encoding: %s\r\ncontent-length: %d\r\n\r\n" % (coding, len(body))
+    user = user_client(engine) if client == "user" else None
+    try:
+        with Raw(answer(head + body, hold=JOIN)) as server:
+            source = EventSource(server.url(), reconnect=False, read_timeout=2, client=user)
+            run = drive(engine, source)
+    finally:
+        close_client(engine, user)
+    assert run.raised is None, f"raised {run.raised!r}"
+    assert run.events == []
+    assert isinstance(run.error, ConnectionLostError)
 
 
 # --- TLS ----------------------------------------------------------------------------------------
@@ -828,7 +913,7 @@ def test_read_timeout_shorter_than_the_connect_timeout(
     connect timeout (which times the TLS handshake's reads) is 5 s, the read
     timeout 0.3 s. On 3ee729a the TLS cases on asyncio and trio timed out
     only after the connect timeout (the handshake's timer / watchdog nap was
-    not moved nearer); fixed on the tip (a45008c, dae085e)."""
+    not moved nearer); fixed by a45008c and dae085e."""
     if tls_on:
         tls.trust_in_own_clients(monkeypatch)
     with Raw(
@@ -842,7 +927,7 @@ def test_read_timeout_shorter_than_the_connect_timeout(
     assert run.took < 0.3 + 1.5
 
 
-@pytest.mark.parametrize("tls_on", [False, True], ids=["tcp", "tls"])
+@pytest.mark.parametrize("tls_on", [True], ids=["tls"])  # (tcp: tests/test_backend.py)
 @pytest.mark.parametrize("engine", MODES)
 def test_a_server_that_never_answers_times_out(
     engine: str, tls_on: bool, tls: TLS, monkeypatch: pytest.MonkeyPatch
@@ -944,26 +1029,17 @@ def _blocked_send(mode: str, how: str) -> Stuck:
 
 @pytest.mark.skipif(not LINUX, reason="looks at the client's socket in /proc")
 @pytest.mark.parametrize("how", ["write-timeout", "close"])
-@pytest.mark.parametrize("engine", ["sync", "trio"])
+@pytest.mark.parametrize("engine", MODES)
 def test_a_blocked_send_ends_and_closes_its_connection(engine: str, how: str) -> None:
+    """Found on 3ee729a and a1c1a51: on asyncio and uvloop the transport
+    stayed 'closing' (transport.close() waits to flush what the peer never
+    reads) and its socket open for the event loop's life (ResourceWarning
+    when the loop went); fixed by dbe5cd4 (aborted when its buffer is not
+    empty)."""
     stuck = _blocked_send(engine, how)
     assert stuck.raised == ""
     assert stuck.error == ("ConnectionLostError" if how == "write-timeout" else "")
     assert stuck.took < (0.3 if how == "write-timeout" else 0.2) + 1.5
-    assert not stuck.still_open
-    assert stuck.warned == []
-
-
-@pytest.mark.skipif(not LINUX, reason="looks at the client's socket in /proc")
-@pytest.mark.parametrize("how", ["write-timeout", "close"])
-@pytest.mark.parametrize("engine", ["asyncio", "uvloop"])
-def test_a_blocked_asyncio_send_closes_its_connection(engine: str, how: str) -> None:
-    stuck = _blocked_send(engine, how)
-    # What holds (checked before the fixed defect's subject):
-    assert stuck.raised == ""
-    assert stuck.error == ("ConnectionLostError" if how == "write-timeout" else "")
-    assert stuck.took < (0.3 if how == "write-timeout" else 0.2) + 1.5
-    # The defect:
     assert not stuck.still_open
     assert stuck.warned == []
 
@@ -1107,7 +1183,7 @@ def _stalled_tls_handshake(conn: Conn) -> None:
 @pytest.mark.xfail(
     strict=True,
     reason=(
-        "LIMITATION (3ee729a and tip a1c1a51; the same before the change, c46b78d): a sync "
+        "LIMITATION (3ee729a to 4ad398b; the same before the change, c46b78d): a sync "
         "close() from another thread cannot end a TLS handshake the server stalls, nor a "
         "connect() to a full listen backlog: the stream arms the interrupter only when the "
         "request head is written (ARMING), so close() waits for the connect timeout (here "
@@ -1479,6 +1555,60 @@ def test_a_forked_child_closing_the_source_leaves_the_parent_streaming(
     assert ids == list(range(1, len(ids) + 1))
 
 
+def _every_5_ms(conn: Conn) -> None:
+    if conn.request() is None:
+        return
+    conn.send(SSE + b"\r\n")
+    n = 0
+    while not conn.stop.wait(0.005):
+        n += 1
+        if not conn.send(b"id: %d\ndata: x\n\n" % n):
+            return
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork()")
+@pytest.mark.parametrize("engine", ASYNC_MODES)
+def test_a_forked_child_closing_an_async_source_leaves_the_parent_streaming(engine: str) -> None:
+    """fork() from the iterating task (its loop's self-pipe and the socket
+    are shared with the child); the child closes the source, collects its
+    garbage (the streams' finalizers) and exits; the parent's stream goes
+    on, on the same connection, every id once."""
+    ids: list[int] = []
+    statuses: list[int] = []
+    with Raw(_every_5_ms) as server:
+        source = EventSource(server.url(), read_timeout=5, retry=5)
+
+        async def main() -> None:
+            with anyio.fail_after(WATCHDOG):
+                async with source:
+                    async for event in source:
+                        ids.append(int(event.id))
+                        if len(ids) == 10:
+                            with warnings.catch_warnings():
+                                warnings.simplefilter("ignore", DeprecationWarning)
+                                pid = os.fork()
+                            if pid == 0:  # the child
+                                code = 0
+                                try:
+                                    source.close()
+                                    with warnings.catch_warnings():
+                                        warnings.simplefilter("ignore", ResourceWarning)
+                                        gc.collect()
+                                except BaseException:  # noqa: BLE001 (the exit code tells)
+                                    code = 1
+                                os._exit(code)
+                            _, status = os.waitpid(pid, 0)  # noqa: ASYNC222 (exits at once)
+                            statuses.append(os.waitstatus_to_exitcode(status))
+                        if len(ids) >= 60:
+                            break
+
+        run_async(engine, main)
+        connections = len(server.conns)
+    assert statuses == [0]
+    assert ids == list(range(1, 61))
+    assert connections == 1
+
+
 # --- keep-alive: a head cut again on the next request ---------------------------------------------
 
 
@@ -1511,6 +1641,48 @@ def test_digest_auth_reuses_the_connection_and_cuts_the_next_head(engine: str) -
     assert connections == 1
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "DEFECT (a1c1a51 to 4ad398b; c14d336's 'other codings decoded by httpx'): on a "
+        "source's own client, a response in a content coding that _decode does not take "
+        "(br, zstd, an unknown one; before dbe5cd4 also 'gzip, gzip') is read through "
+        "httpx's public stream and the interrupter is disarmed (open_sync_body returns no "
+        "stream), though the connection is the source's alone: a sync close() from another "
+        "thread then ends a silent read only at read_timeout (here 1.2 s; 60 s by default; "
+        "br and zstd with read_timeout=6: 6.1-6.2 s in a probe; collect(timeout=...) is late "
+        "the same way). The README promises 'at once' on the source's own client; 'identity', "
+        "gzip and deflate are prompt."
+    ),
+)
+@pytest.mark.parametrize("coding", ["x-unknown"])  # (br, zstd: httpx decodes them if installed)
+def test_sync_close_ends_a_read_in_a_coding_left_to_httpx(coding: str) -> None:
+    first = b"data: a\n\n"
+    head = SSE + b"content-encoding: %s\r\n\r\n" % coding.encode()
+    with Raw(answer(head + first, hold=JOIN)) as server:
+        source = EventSource(server.url(), reconnect=False, read_timeout=1.2)
+        events: list[str] = []
+        ended = threading.Event()
+
+        def iterate() -> None:
+            with source:
+                for event in source:
+                    events.append(event.data)
+            ended.set()
+
+        thread = threading.Thread(target=iterate)
+        thread.start()
+        deadline = time.monotonic() + JOIN
+        while not events and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(0.05)  # the next read is blocked
+        source.close()
+        prompt = ended.wait(0.5)
+        thread.join(JOIN)
+    assert events == ["a"]
+    assert prompt, "close() did not end the read within 0.5 s"
+
+
 # --- odd parameters ------------------------------------------------------------------------------
 
 
@@ -1537,7 +1709,8 @@ def test_a_refused_response_in_two_codings_keeps_its_body(engine: str) -> None:
     """On 3ee729a, 'Content-Encoding: gzip, gzip' raised httpx.DecodingError
     from the iteration (not an EventSourceError) and left the source OPEN
     with its socket unclosed (the next __next__ failed an assert); a stream
-    the same. Fixed on the tip (c14d336: httpx decodes it)."""
+    the same. Fixed by c14d336 (httpx decoded it); decoded by a chain of
+    bounded decoders since dbe5cd4."""
     body = gzipped(gzipped(b'{"error": "no"}'))
     head = (
         b"HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\n"
