@@ -1,4 +1,4 @@
-"""eventsource's network backend for httpcore, async (see ``_backend`` for
+"""eventsource's network backend for httpcore and httpcore2, async (see ``_backend`` for
 what its streams do and why): on asyncio a protocol of ours on the
 connection's transport, made with the loop's public ``create_connection()``
 over a socket we connected; on trio a trio socket. TLS is ``_tls.AsyncTLS``.
@@ -28,18 +28,40 @@ import sys
 import threading
 import weakref
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.lowlevel
-import httpcore
 
-from ._backend import READ_SIZE, Cutting, HeadCut, _readable, _shutdown, configure
+from ._backend import READ_SIZE, HeadCut, SocketStream, _readable, configure
+from ._core import HTTPCORE, Core
+
+if TYPE_CHECKING:
+    from ._tls import AsyncTLS
 
 __all__ = ["HIGH_WATER", "AsyncBackend"]
 
 HIGH_WATER = 256 * 1024  # bytes an asyncio stream holds unread before it pauses reading
 _local = threading.local()  # the asyncio protocols' read buffer, one per thread (event loop)
+
+
+class _AsyncSocketStream(SocketStream):
+    """What the asyncio and the trio stream share."""
+
+    core: Core
+    # Plain TCP: our pools speak HTTP/1.1 on it (they choose HTTP/2 through
+    # ALPN only), so a connection is never a shared HTTP/2 one.
+    abortable = True
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> AsyncTLS:
+        from ._tls import AsyncTLS
+
+        return await AsyncTLS.over(self, ssl_context, server_hostname, timeout)
 
 
 # --- asyncio --------------------------------------------------------------------------
@@ -107,10 +129,12 @@ def _check(ref: weakref.ReferenceType[AsyncioStream]) -> None:
         stream.check()
 
 
-class AsyncioStream(Cutting, httpcore.AsyncNetworkStream):
-    """A TCP connection on asyncio, read through a protocol of ours."""
+class AsyncioStream(_AsyncSocketStream):
+    """A TCP connection on asyncio, read through a protocol of ours
+    (httpcore's ``AsyncNetworkStream`` API, raising ``core``'s errors)."""
 
-    def __init__(self, sock: socket.socket, transport: asyncio.Transport) -> None:
+    def __init__(self, sock: socket.socket, transport: asyncio.Transport, core: Core) -> None:
+        self.core = core
         self._loop = asyncio.get_running_loop()
         self._sock = sock
         self._pid = os.getpid()
@@ -216,7 +240,7 @@ class AsyncioStream(Cutting, httpcore.AsyncNetworkStream):
             if self._expired:
                 self._expired = False
                 if not chunks and not self._eof:  # (data that came as well wins)
-                    raise httpcore.ReadTimeout("timed out")
+                    raise self.core.read_timeout("timed out")
         if chunks:
             data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
             chunks.clear()
@@ -224,9 +248,9 @@ class AsyncioStream(Cutting, httpcore.AsyncNetworkStream):
             return data
         if self._lost is not None:
             lost = self._lost
-            raise httpcore.ReadError(str(lost) or repr(lost)) from lost
+            raise self.core.read_error(str(lost) or repr(lost)) from lost
         if self.aborted:
-            raise httpcore.ReadError("interrupted")
+            raise self.core.read_error("interrupted")
         return b""
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
@@ -234,7 +258,7 @@ class AsyncioStream(Cutting, httpcore.AsyncNetworkStream):
         if not buffer:
             return
         if self._lost is not None or self._transport.is_closing():
-            raise httpcore.WriteError(f"connection lost: {self._lost!r}")
+            raise self.core.write_error(f"connection lost: {self._lost!r}")
         self._transport.write(buffer)
         if self.write_paused:
             self._drain = self._loop.create_future()
@@ -242,11 +266,11 @@ class AsyncioStream(Cutting, httpcore.AsyncNetworkStream):
                 with anyio.fail_after(timeout):
                     await self._drain
             except TimeoutError as exc:
-                raise httpcore.WriteTimeout("timed out") from exc
+                raise self.core.write_timeout("timed out") from exc
             finally:
                 self._drain = None
             if self._lost is not None:
-                raise httpcore.WriteError(f"connection lost: {self._lost!r}")
+                raise self.core.write_error(f"connection lost: {self._lost!r}")
 
     async def aclose(self) -> None:
         self._closed = True
@@ -261,30 +285,10 @@ class AsyncioStream(Cutting, httpcore.AsyncNetworkStream):
         self._wake()
         await anyio.lowlevel.checkpoint()
 
-    async def start_tls(
-        self,
-        ssl_context: ssl.SSLContext,
-        server_hostname: str | None = None,
-        timeout: float | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        from ._tls import AsyncTLS
-
-        return await AsyncTLS.over(self, ssl_context, server_hostname, timeout)
-
     def get_extra_info(self, info: str) -> Any:
         return _extra(self._sock, info, bool(self._held or self._chunks) or self._eof)
 
     # eventsource's side
-
-    abortable = True
-    aborted = False
-
-    def abort(self) -> None:
-        """End the read, write or head wait in progress, and every later one;
-        nothing in a forked child."""
-        self.aborted = True
-        if os.getpid() == self._pid:
-            _shutdown(self._sock)
 
 
 def _extra(sock: socket.socket, info: str, pending: bool) -> Any:
@@ -307,7 +311,7 @@ def _ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | No
 
 
 async def _asyncio_connect(
-    host: str, port: int, local_address: str | None, options: Iterable[Any] | None
+    host: str, port: int, local_address: str | None, options: Iterable[Any] | None, core: Core
 ) -> AsyncioStream:
     loop = asyncio.get_running_loop()
     literal = _ip_literal(host)
@@ -337,7 +341,7 @@ async def _asyncio_connect(
         except BaseException:
             sock.close()
             raise
-        stream = AsyncioStream(sock, transport)
+        stream = AsyncioStream(sock, transport, core)
         protocol.attach(stream)
         return stream
     assert error is not None
@@ -347,10 +351,12 @@ async def _asyncio_connect(
 # --- trio -----------------------------------------------------------------------------
 
 
-class TrioStream(Cutting, httpcore.AsyncNetworkStream):
-    """A TCP connection on trio, read with its socket's ``recv()``."""
+class TrioStream(_AsyncSocketStream):
+    """A TCP connection on trio, read with its socket (httpcore's
+    ``AsyncNetworkStream`` API, raising ``core``'s errors)."""
 
-    def __init__(self, sock: Any) -> None:
+    def __init__(self, sock: Any, core: Core) -> None:
+        self.core = core
         self._sock = sock
         # Read with os.read() on its descriptor where sockets are files.
         self._fd: int | None = None if sys.platform == "win32" else sock.fileno()
@@ -406,15 +412,15 @@ class TrioStream(Cutting, httpcore.AsyncNetworkStream):
                         continue  # woken with nothing to read after all
         except (OSError, trio.ClosedResourceError, trio.BrokenResourceError) as exc:
             if self._expired:
-                raise httpcore.ReadTimeout("timed out") from None
-            raise httpcore.ReadError(str(exc) or repr(exc)) from exc
+                raise self.core.read_timeout("timed out") from None
+            raise self.core.read_error(str(exc) or repr(exc)) from exc
         finally:
             self._waiting = False
         if not data:
             if self._expired:
-                raise httpcore.ReadTimeout("timed out")
+                raise self.core.read_timeout("timed out")
             if self.aborted:
-                raise httpcore.ReadError("interrupted")
+                raise self.core.read_error("interrupted")
         return data
 
     def tick(self, now: float, period: float, nap: Any) -> bool:
@@ -441,9 +447,9 @@ class TrioStream(Cutting, httpcore.AsyncNetworkStream):
                 while view:
                     view = view[await self._sock.send(view) :]
         except trio.TooSlowError as exc:
-            raise httpcore.WriteTimeout("timed out") from exc
+            raise self.core.write_timeout("timed out") from exc
         except (OSError, trio.ClosedResourceError, trio.BrokenResourceError) as exc:
-            raise httpcore.WriteError(str(exc) or repr(exc)) from exc
+            raise self.core.write_error(str(exc) or repr(exc)) from exc
 
     async def aclose(self) -> None:
         import trio
@@ -453,28 +459,8 @@ class TrioStream(Cutting, httpcore.AsyncNetworkStream):
         self._sock.close()
         await trio.lowlevel.checkpoint()
 
-    async def start_tls(
-        self,
-        ssl_context: ssl.SSLContext,
-        server_hostname: str | None = None,
-        timeout: float | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        from ._tls import AsyncTLS
-
-        return await AsyncTLS.over(self, ssl_context, server_hostname, timeout)
-
     def get_extra_info(self, info: str) -> Any:
         return _extra(self._sock, info, bool(self._held))
-
-    abortable = True
-    aborted = False
-
-    def abort(self) -> None:
-        """End the read, write or head wait in progress, and every later one;
-        nothing in a forked child."""
-        self.aborted = True
-        if os.getpid() == self._pid:
-            _shutdown(self._sock)
 
 
 async def _watch(ref: weakref.ReferenceType[TrioStream], period: float, scope: Any) -> None:
@@ -503,6 +489,7 @@ async def _trio_connect(
     port: int,
     local_address: str | None,
     options: Iterable[Any] | None,
+    core: Core,
 ) -> TrioStream:
     import trio
 
@@ -514,7 +501,7 @@ async def _trio_connect(
     except BaseException:
         await stream.aclose()
         raise
-    return TrioStream(sock)
+    return TrioStream(sock, core)
 
 
 # --- the backend ----------------------------------------------------------------------
@@ -533,8 +520,12 @@ def _on_trio() -> bool:
     return True
 
 
-class AsyncBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's async backend, with our streams, on asyncio or trio."""
+class AsyncBackend:
+    """An async network backend (httpcore's ``AsyncNetworkBackend`` API) of
+    our streams, on asyncio or trio, for ``core``'s pools."""
+
+    def __init__(self, core: Core = HTTPCORE) -> None:
+        self.core = core
 
     async def connect_tcp(
         self,
@@ -543,24 +534,25 @@ class AsyncBackend(httpcore.AsyncNetworkBackend):
         timeout: float | None = None,
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
+    ) -> AsyncioStream | TrioStream:
+        core = self.core
         try:
             with anyio.fail_after(timeout):
                 if _on_trio():
-                    return await _trio_connect(host, port, local_address, socket_options)
-                return await _asyncio_connect(host, port, local_address, socket_options)
+                    return await _trio_connect(host, port, local_address, socket_options, core)
+                return await _asyncio_connect(host, port, local_address, socket_options, core)
         except TimeoutError as exc:
-            raise httpcore.ConnectTimeout(str(exc) or "timed out") from exc
+            raise core.connect_timeout(str(exc) or "timed out") from exc
         except OSError as exc:
-            raise httpcore.ConnectError(str(exc) or repr(exc)) from exc
+            raise core.connect_error(str(exc) or repr(exc)) from exc
 
     async def connect_unix_socket(
         self,
         path: str,
         timeout: float | None = None,
         socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise httpcore.UnsupportedProtocol("eventsource's own clients do not use Unix sockets")
+    ) -> AsyncioStream:
+        raise self.core.unsupported_protocol("eventsource's own clients do not use Unix sockets")
 
     async def sleep(self, seconds: float) -> None:
         await anyio.sleep(seconds)

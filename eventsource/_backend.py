@@ -1,5 +1,6 @@
-"""eventsource's network backend for httpcore (its public ``NetworkBackend``
-API), blocking; ``_abackend`` has the async twin, ``_tls`` the TLS layer.
+"""eventsource's network backend for httpcore and httpcore2 (their public
+``NetworkBackend`` API; ``_core`` has the names of each), blocking;
+``_abackend`` has the async twin, ``_tls`` the TLS layer.
 
 Why a backend of our own: the streams it makes hand h11 (through httpcore)
 the response *head* only. The body bytes stay in the stream, so that an
@@ -38,15 +39,19 @@ import ssl
 import struct
 import sys
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import httpcore
+from ._core import HTTPCORE, Core
+
+if TYPE_CHECKING:
+    from ._tls import SyncTLS
 
 __all__ = [
     "ARMING",
     "READ_SIZE",
     "Arming",
     "Cutting",
+    "SocketStream",
     "HeadCut",
     "SyncBackend",
     "SyncStream",
@@ -163,14 +168,31 @@ class Cutting:
         return self._cut.body_fresh
 
 
+class SocketStream(Cutting):
+    """A stream on a socket of its own, which ``abort()`` shuts down."""
+
+    _sock: Any
+    _pid: int  # the process that connected
+    aborted = False
+
+    def abort(self) -> None:
+        """End the read, write or head wait in progress, and every later one
+        (any thread, a signal handler); nothing in a forked child."""
+        self.aborted = True
+        if os.getpid() == self._pid:
+            _shutdown(self._sock)
+
+
 # --- blocking ------------------------------------------------------------------------
 
 
-class SyncStream(Cutting, httpcore.NetworkStream):
-    """A TCP connection (plain, or TLS in ``ssl.SSLSocket``) that cuts heads."""
+class SyncStream(SocketStream):
+    """A TCP connection (plain, or TLS in ``ssl.SSLSocket``) that cuts heads;
+    httpcore's ``NetworkStream`` API, raising ``core``'s errors."""
 
-    def __init__(self, sock: socket.socket, pid: int | None = None) -> None:
+    def __init__(self, sock: socket.socket, core: Core, pid: int | None = None) -> None:
         self._sock = sock
+        self.core = core
         self._pid = os.getpid() if pid is None else pid  # the connecting process
         self._held = b""
         self._cut = HeadCut()
@@ -192,9 +214,9 @@ class SyncStream(Cutting, httpcore.NetworkStream):
             self._set_mode("w", timeout)
             self._sock.sendall(buffer)
         except TimeoutError as exc:
-            raise httpcore.WriteTimeout(str(exc) or "timed out") from exc
+            raise self.core.write_timeout(str(exc) or "timed out") from exc
         except OSError as exc:
-            raise httpcore.WriteError(str(exc) or repr(exc)) from exc
+            raise self.core.write_error(str(exc) or repr(exc)) from exc
 
     def close(self) -> None:
         self._sock.close()
@@ -204,7 +226,7 @@ class SyncStream(Cutting, httpcore.NetworkStream):
         ssl_context: ssl.SSLContext,
         server_hostname: str | None = None,
         timeout: float | None = None,
-    ) -> httpcore.NetworkStream:
+    ) -> SyncStream | SyncTLS:
         from ._tls import SyncTLS
 
         if self._plain and not self._held:
@@ -214,14 +236,14 @@ class SyncStream(Cutting, httpcore.NetworkStream):
                 sock = ssl_context.wrap_socket(self._sock, server_hostname=server_hostname)
             except TimeoutError as exc:
                 self._sock.close()
-                raise httpcore.ConnectTimeout(str(exc) or "timed out") from exc
+                raise self.core.connect_timeout(str(exc) or "timed out") from exc
             except OSError as exc:
                 self._sock.close()
-                raise httpcore.ConnectError(str(exc) or repr(exc)) from exc
+                raise self.core.connect_error(str(exc) or repr(exc)) from exc
             except BaseException:
                 self._sock.close()
                 raise
-            return SyncStream(sock, self._pid)
+            return SyncStream(sock, self.core, self._pid)
         # Bytes held (after a CONNECT) or TLS inside TLS: a TLS layer of ours.
         return SyncTLS.over(self, ssl_context, server_hostname, timeout)
 
@@ -248,15 +270,6 @@ class SyncStream(Cutting, httpcore.NetworkStream):
         """Shutting it down ends this connection's one exchange (not h2)."""
         return _can_cut(self)
 
-    aborted = False
-
-    def abort(self) -> None:
-        """End the read, write or head wait in progress, and every later one
-        (any thread, a signal handler); nothing in a forked child."""
-        self.aborted = True
-        if os.getpid() == self._pid:
-            _shutdown(self._sock)
-
     def receive(self, timeout: float | None) -> bytes:
         """The body's next bytes (b"" at the end): what is held, then the socket's."""
         held = self._held
@@ -269,14 +282,14 @@ class SyncStream(Cutting, httpcore.NetworkStream):
         try:
             if self._mode != ("r", timeout):
                 self._set_mode("r", timeout)
-            data = self._sock.recv(max_bytes)
+            data: bytes = self._sock.recv(max_bytes)
             if not data and self.aborted:
-                raise httpcore.ReadError("interrupted")
+                raise self.core.read_error("interrupted")
             return data
         except (TimeoutError, BlockingIOError) as exc:  # SO_RCVTIMEO's EAGAIN: timed out
-            raise httpcore.ReadTimeout(str(exc) or "timed out") from exc
+            raise self.core.read_timeout(str(exc) or "timed out") from exc
         except OSError as exc:
-            raise httpcore.ReadError(str(exc) or repr(exc)) from exc
+            raise self.core.read_error(str(exc) or repr(exc)) from exc
 
     def _set_mode(self, kind: str, timeout: float | None) -> None:
         mode = (kind, timeout)
@@ -348,8 +361,12 @@ def configure(sock: socket.socket, options: Iterable[Any] | None) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-class SyncBackend(httpcore.NetworkBackend):
-    """httpcore's blocking backend, with ``SyncStream``s."""
+class SyncBackend:
+    """A blocking network backend (httpcore's ``NetworkBackend`` API) of
+    ``SyncStream``s, for ``core``'s pools."""
+
+    def __init__(self, core: Core = HTTPCORE) -> None:
+        self.core = core
 
     def connect_tcp(
         self,
@@ -358,27 +375,27 @@ class SyncBackend(httpcore.NetworkBackend):
         timeout: float | None = None,
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.NetworkStream:
+    ) -> SyncStream:
         source = None if local_address is None else (local_address, 0)
         try:
             sock = socket.create_connection((host, port), timeout, source_address=source)
         except TimeoutError as exc:
-            raise httpcore.ConnectTimeout(str(exc) or "timed out") from exc
+            raise self.core.connect_timeout(str(exc) or "timed out") from exc
         except OSError as exc:
-            raise httpcore.ConnectError(str(exc) or repr(exc)) from exc
+            raise self.core.connect_error(str(exc) or repr(exc)) from exc
         try:
             configure(sock, socket_options)
         except BaseException:
             sock.close()
             raise
-        return SyncStream(sock)
+        return SyncStream(sock, self.core)
 
     def connect_unix_socket(
         self,
         path: str,
         timeout: float | None = None,
         socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.NetworkStream:
+    ) -> SyncStream:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             configure(sock, socket_options)
@@ -386,8 +403,8 @@ class SyncBackend(httpcore.NetworkBackend):
             sock.connect(path)
         except TimeoutError as exc:
             sock.close()
-            raise httpcore.ConnectTimeout(str(exc) or "timed out") from exc
+            raise self.core.connect_timeout(str(exc) or "timed out") from exc
         except OSError as exc:
             sock.close()
-            raise httpcore.ConnectError(str(exc) or repr(exc)) from exc
-        return SyncStream(sock)
+            raise self.core.connect_error(str(exc) or repr(exc)) from exc
+        return SyncStream(sock, self.core)

@@ -17,13 +17,13 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import anyio.lowlevel
-import httpcore
 import httpx
 
 from ._abackend import AsyncioStream, TrioStream
 from ._backend import SyncStream
 from ._chunked import BodyFraming, ChunkedFramingError
-from ._decode import Chain, Decoder, coding_of, decoder_for
+from ._core import Core
+from ._decode import Decoder, Layers, coding_of, decoder_for
 from ._tls import AsyncTLS, SyncTLS
 
 __all__ = [
@@ -50,7 +50,7 @@ def fast_stream(response: httpx.Response, *, sync: bool) -> Any:
     if not isinstance(stream, _SYNC_STREAMS if sync else _ASYNC_STREAMS):
         return None
     if coding_of(response) == "other":
-        return None  # httpx's decoders: the public stream
+        return None  # httpx's decoders (a user's client asked for br or zstd)
     return stream if stream.body_fresh else None
 
 
@@ -83,27 +83,28 @@ def _read_already(response: httpx.Response) -> bool:
     return True
 
 
-def _mapped(exc: Exception, request: httpx.Request) -> Exception:
-    if isinstance(exc, httpcore.ReadTimeout):
-        return httpx.ReadTimeout(str(exc), request=request)
-    if isinstance(exc, httpcore.NetworkError):
-        return httpx.ReadError(str(exc), request=request)
+def _mapped(exc: Exception, request: httpx.Request, core: Core) -> Exception:
     if isinstance(exc, ChunkedFramingError):
         return httpx.RemoteProtocolError(str(exc), request=request)
-    return exc
+    if isinstance(exc, core.read_timeout):
+        return httpx.ReadTimeout(str(exc), request=request)
+    return httpx.ReadError(str(exc), request=request)
 
 
 class _Fast:
     """What the fast readers share: the framing, the decoder, the timeout."""
 
-    __slots__ = ("_decoder", "_framing", "_request", "_stream", "timeout")
+    __slots__ = ("_core", "_decoder", "_errors", "_framing", "_request", "_stream", "timeout")
     scoped = False  # interrupted by abort(); reads carry the timeout
     resumable = True  # what arrives during a cancelled read stays in the buffers
 
     def __init__(self, stream: Any, response: httpx.Response, timeout: float | None) -> None:
         self._stream = stream
+        self._core: Core = stream.core
+        # What a read may raise: the stream's core's I/O errors, the framing's.
+        self._errors = (*stream.core.io_errors, ChunkedFramingError)
         self._framing = framing_of(response)
-        self._decoder: Decoder | Chain | None = decoder_for(response)
+        self._decoder: Decoder | Layers | None = decoder_for(response)
         self._request = response.request
         self.timeout = timeout  # a refused body's reader shortens it
 
@@ -133,8 +134,8 @@ class AsyncFast(_Fast):
             if framing.complete:
                 return None  # the connection stays open: nothing more is ours
             return self._take(await self._stream.receive(self.timeout))
-        except (httpcore.NetworkError, httpcore.TimeoutException, ChunkedFramingError) as exc:
-            raise _mapped(exc, self._request) from exc
+        except self._errors as exc:
+            raise _mapped(exc, self._request, self._core) from exc
 
     async def finish(self) -> None:
         pass
@@ -155,8 +156,8 @@ class SyncFast(_Fast):
             if framing.complete:
                 return None
             return self._take(self._stream.receive(self.timeout))
-        except (httpcore.NetworkError, httpcore.TimeoutException, ChunkedFramingError) as exc:
-            raise _mapped(exc, self._request) from exc
+        except self._errors as exc:
+            raise _mapped(exc, self._request, self._core) from exc
 
     def finish(self) -> None:
         pass

@@ -5,8 +5,10 @@ expands a thousandfold (a compression bomb) costs one step's memory and one
 step's parsing between two reads, like any other read.
 
 A source's own client asks only for the codings decoded here
-(``ACCEPT_ENCODING``). Another coding (a client of the user's own may ask
-for br or zstd) is left to httpx's decoders: correct, and unbounded.
+(``ACCEPT_ENCODING``) and refuses a response in br or zstd (its transport).
+On a client of the user's own, which may ask for them, those are left to
+httpx's decoders: correct, and unbounded. A coding that neither knows is
+skipped, as httpx skips it.
 """
 
 from __future__ import annotations
@@ -15,10 +17,20 @@ import zlib
 
 import httpx
 
-__all__ = ["ACCEPT_ENCODING", "STEP", "Chain", "Decoder", "coding_of", "decoder_for"]
+__all__ = [
+    "ACCEPT_ENCODING",
+    "MAX_CODINGS",
+    "STEP",
+    "Decoder",
+    "Layers",
+    "coding_of",
+    "decoder_for",
+    "foreign_coding",
+]
 
 ACCEPT_ENCODING = "gzip, deflate"
 STEP = 64 * 1024  # decoded bytes handed on at most per step
+MAX_CODINGS = 8  # content codings one body may name
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -80,52 +92,84 @@ class Decoder:
         return self.decode(b"" if z.eof else z.unconsumed_tail)
 
 
-class Chain:
+class Layers:
     """Codings applied one after another (``gzip, gzip``), undone from the
-    last, every step bounded: the outer decoder's step is the inner's input."""
+    last applied, every step bounded: a layer's step is the next one's input.
+    More than ``MAX_CODINGS`` layers is a body that cannot be decoded (a
+    decoder's state costs tens of KiB: a long header must not cost more)."""
 
-    __slots__ = ("_inner", "_outer")
+    __slots__ = ("_layers",)
 
-    def __init__(self, outer: Decoder | Chain, inner: Decoder) -> None:
-        self._outer = outer  # undone first (the coding applied last)
-        self._inner = inner
+    def __init__(self, layers: list[Decoder]) -> None:
+        self._layers = layers  # in the order they are undone
 
     @property
     def pending(self) -> bool:
-        return self._inner.pending or self._outer.pending
+        return any(layer.pending for layer in self._layers)
 
     def decode(self, data: bytes) -> bytes:
-        return self._inner.decode(self._outer.decode(data))
+        layers = self._layers
+        if len(layers) > MAX_CODINGS:
+            raise httpx.DecodingError(
+                f"cannot decode the body: {len(layers)} content codings (at most {MAX_CODINGS})"
+            )
+        for layer in layers:
+            data = layer.decode(data)
+        return data
 
     def more(self) -> bytes:
-        if self._inner.pending:
-            return self._inner.more()
-        return self._inner.decode(self._outer.more())
+        layers = self._layers
+        # The innermost layer with output waiting goes first: what it hands
+        # on passes through the layers after it.
+        for i in range(len(layers) - 1, -1, -1):
+            if layers[i].pending:
+                data = layers[i].more()
+                for layer in layers[i + 1 :]:
+                    data = layer.decode(data)
+                return data
+        return b""
 
 
 _OURS = {"gzip": True, "x-gzip": True, "deflate": False}
+# Codings that httpx decodes when their library is installed; it skips any
+# other one it does not know, and so does eventsource.
+_HTTPX_ONLY = frozenset({"br", "zstd"})
 
 
 def _codings(response: httpx.Response) -> list[str]:
     coding = response.headers.get("content-encoding", "")
-    return [c for c in (c.strip().lower() for c in coding.split(",")) if c not in ("", "identity")]
+    codings = (c.strip().lower() for c in coding.split(","))
+    return [c for c in codings if c in _OURS or c in _HTTPX_ONLY]
 
 
 def coding_of(response: httpx.Response) -> str:
     """ "identity", "ours" (gzip and deflate, one or several: decoded here) or
-    "other" (another coding among them: httpx's own decoders)."""
+    "other" (br or zstd among them: httpx's own decoders, on a user's client;
+    a source's own client refuses them, see ``foreign_coding()``)."""
     codings = _codings(response)
     if not codings:
         return "identity"
-    return "ours" if all(c in _OURS for c in codings) else "other"
+    return "other" if any(c in _HTTPX_ONLY for c in codings) else "ours"
 
 
-def decoder_for(response: httpx.Response) -> Decoder | Chain | None:
+def foreign_coding(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The Content-Encoding of a response head when it names a coding that a
+    source's own client did not ask for and would leave to httpx (br, zstd);
+    None otherwise."""
+    for name, value in headers:
+        if name.lower() == b"content-encoding":
+            text = value.decode("latin-1")
+            if any(c.strip().lower() in _HTTPX_ONLY for c in text.split(",")):
+                return text
+    return None
+
+
+def decoder_for(response: httpx.Response) -> Decoder | Layers | None:
     """The decoder of a body whose codings are "ours"; None otherwise."""
     if coding_of(response) != "ours":
         return None
     codings = _codings(response)
-    decoder: Decoder | Chain = Decoder(gzip=_OURS[codings[-1]])  # applied last, undone first
-    for coding in reversed(codings[:-1]):
-        decoder = Chain(decoder, Decoder(gzip=_OURS[coding]))
-    return decoder
+    if len(codings) == 1:
+        return Decoder(gzip=_OURS[codings[0]])
+    # The coding applied last is undone first.
+    return Layers([Decoder(gzip=_OURS[c]) for c in reversed(codings[: MAX_CODINGS + 1])])

@@ -35,10 +35,10 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
 import anyio
-import httpcore
 import httpx
 
 from ._body import AsyncFast, AsyncPublic, SyncFast, SyncPublic, fast_stream
+from ._core import loaded_cores
 from ._errors import ConnectionLostError, EventSourceError, ReadTimeoutError, ResponseError
 
 __all__ = [
@@ -85,13 +85,15 @@ def classify(
         fatal.__cause__ = exc
         return fatal, True
     error: EventSourceError
-    if isinstance(exc, (httpx.ReadTimeout, httpcore.ReadTimeout, TimeoutError)):
+    cores = loaded_cores()
+    if isinstance(exc, (httpx.ReadTimeout, TimeoutError)) or any(
+        isinstance(exc, core.read_timeout) for core in cores
+    ):
         what = "no response" if sending else "no data"
         error = ReadTimeoutError(f"{what} for {read_timeout} s")
     elif isinstance(
-        exc,
-        (httpx.HTTPError, httpx.StreamError, httpcore.NetworkError, OSError),
-    ) or isinstance(exc, (httpcore.ProtocolError, anyio.BrokenResourceError)):
+        exc, (httpx.HTTPError, httpx.StreamError, OSError, anyio.BrokenResourceError)
+    ) or any(isinstance(exc, (*core.io_errors, core.protocol_error)) for core in cores):
         # OSError covers ssl.SSLError and a socket shut down under a read.
         verb = "cannot connect" if sending else "connection lost"
         error = ConnectionLostError(f"{verb}: {exc!r}")

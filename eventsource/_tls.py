@@ -12,19 +12,17 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, TypeVar
 
-import httpcore
-
 from ._backend import READ_SIZE, Cutting, HeadCut
+from ._core import Core
 
 __all__ = ["AsyncTLS", "SyncTLS"]
 
 T = TypeVar("T")
 
-_TIMEOUTS = {httpcore.ReadTimeout, httpcore.WriteTimeout}
 
-
-def _as_connect_error(exc: Exception) -> Exception:
-    kind = httpcore.ConnectTimeout if type(exc) in _TIMEOUTS else httpcore.ConnectError
+def _as_connect_error(exc: Exception, core: Core) -> Exception:
+    timeout = isinstance(exc, (core.read_timeout, core.write_timeout))
+    kind = core.connect_timeout if timeout else core.connect_error
     error = kind(str(exc) or repr(exc))
     error.__cause__ = exc
     return error
@@ -40,6 +38,7 @@ async def _aclose(raw: Any) -> None:
 class _TLS(Cutting):
     def __init__(self, raw: Any, context: ssl.SSLContext, server_hostname: str | None) -> None:
         self._raw = raw
+        self.core: Core = raw.core
         self._in = ssl.MemoryBIO()
         self._out = ssl.MemoryBIO()
         self._tls = context.wrap_bio(self._in, self._out, server_hostname=server_hostname)
@@ -68,7 +67,9 @@ class _TLS(Cutting):
         self._raw.abort()
 
 
-class SyncTLS(_TLS, httpcore.NetworkStream):
+class SyncTLS(_TLS):
+    """TLS over a blocking stream of ours (httpcore's ``NetworkStream`` API)."""
+
     @classmethod
     def over(
         cls,
@@ -82,9 +83,9 @@ class SyncTLS(_TLS, httpcore.NetworkStream):
         try:
             stream = cls(raw, context, server_hostname)
             stream._retry(stream._tls.do_handshake, timeout)
-        except (ssl.SSLError, httpcore.NetworkError, httpcore.TimeoutException) as exc:
+        except (ssl.SSLError, *raw.core.io_errors) as exc:
             raw.close()
-            raise _as_connect_error(exc) from exc
+            raise _as_connect_error(exc, raw.core) from exc
         except BaseException:
             raw.close()
             raise
@@ -117,7 +118,7 @@ class SyncTLS(_TLS, httpcore.NetworkStream):
         except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
             return b""
         except ssl.SSLError as exc:
-            raise httpcore.ReadError(str(exc)) from exc
+            raise self.core.read_error(str(exc)) from exc
 
     def receive(self, timeout: float | None) -> bytes:
         """The body's next bytes (b"" at the end)."""
@@ -133,7 +134,7 @@ class SyncTLS(_TLS, httpcore.NetworkStream):
                 n = self._retry(partial(self._tls.write, view), timeout)
                 view = view[n:]
         except ssl.SSLError as exc:
-            raise httpcore.WriteError(str(exc)) from exc
+            raise self.core.write_error(str(exc)) from exc
 
     def close(self) -> None:
         self._raw.close()
@@ -143,11 +144,13 @@ class SyncTLS(_TLS, httpcore.NetworkStream):
         ssl_context: ssl.SSLContext,
         server_hostname: str | None = None,
         timeout: float | None = None,
-    ) -> httpcore.NetworkStream:
+    ) -> SyncTLS:
         return SyncTLS.over(self, ssl_context, server_hostname, timeout)
 
 
-class AsyncTLS(_TLS, httpcore.AsyncNetworkStream):
+class AsyncTLS(_TLS):
+    """TLS over an async stream of ours (httpcore's ``AsyncNetworkStream`` API)."""
+
     @classmethod
     async def over(
         cls,
@@ -159,9 +162,9 @@ class AsyncTLS(_TLS, httpcore.AsyncNetworkStream):
         try:
             stream = cls(raw, context, server_hostname)
             await stream._retry(stream._tls.do_handshake, timeout)
-        except (ssl.SSLError, httpcore.NetworkError, httpcore.TimeoutException) as exc:
+        except (ssl.SSLError, *raw.core.io_errors) as exc:
             await _aclose(raw)
-            raise _as_connect_error(exc) from exc
+            raise _as_connect_error(exc, raw.core) from exc
         except BaseException:
             await _aclose(raw)
             raise
@@ -199,13 +202,13 @@ class AsyncTLS(_TLS, httpcore.AsyncNetworkStream):
         except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
             return b""
         except ssl.SSLError as exc:
-            raise httpcore.ReadError(str(exc)) from exc
+            raise self.core.read_error(str(exc)) from exc
         try:
             return await self._retry(lambda: tls.read(max_bytes), timeout)
         except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
             return b""
         except ssl.SSLError as exc:
-            raise httpcore.ReadError(str(exc)) from exc
+            raise self.core.read_error(str(exc)) from exc
 
     async def receive(self, timeout: float | None) -> bytes:
         """The body's next bytes (b"" at the end)."""
@@ -221,7 +224,7 @@ class AsyncTLS(_TLS, httpcore.AsyncNetworkStream):
                 n = await self._retry(partial(self._tls.write, view), timeout)
                 view = view[n:]
         except ssl.SSLError as exc:
-            raise httpcore.WriteError(str(exc)) from exc
+            raise self.core.write_error(str(exc)) from exc
 
     async def aclose(self) -> None:
         await self._raw.aclose()
@@ -231,5 +234,5 @@ class AsyncTLS(_TLS, httpcore.AsyncNetworkStream):
         ssl_context: ssl.SSLContext,
         server_hostname: str | None = None,
         timeout: float | None = None,
-    ) -> httpcore.AsyncNetworkStream:
+    ) -> AsyncTLS:
         return await AsyncTLS.over(self, ssl_context, server_hostname, timeout)

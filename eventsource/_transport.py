@@ -19,33 +19,40 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import httpcore
 import httpx
 
 from ._abackend import AsyncBackend
 from ._backend import SyncBackend
-from ._decode import ACCEPT_ENCODING
+from ._core import HTTPCORE, Core
+from ._decode import ACCEPT_ENCODING, foreign_coding
 from ._errors import ResponseError
 
 __all__ = ["AsyncTransport", "Transport", "client_kwargs", "environment_proxies"]
 
-# httpcore's errors and httpx's for each, most specific first.
-_ERRORS: list[tuple[type[Exception], type[httpx.TransportError]]] = [
-    (httpcore.ConnectTimeout, httpx.ConnectTimeout),
-    (httpcore.ReadTimeout, httpx.ReadTimeout),
-    (httpcore.WriteTimeout, httpx.WriteTimeout),
-    (httpcore.PoolTimeout, httpx.PoolTimeout),
-    (httpcore.TimeoutException, httpx.TimeoutException),
-    (httpcore.ConnectError, httpx.ConnectError),
-    (httpcore.ReadError, httpx.ReadError),
-    (httpcore.WriteError, httpx.WriteError),
-    (httpcore.NetworkError, httpx.NetworkError),
-    (httpcore.ProxyError, httpx.ProxyError),
-    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
-    (httpcore.LocalProtocolError, httpx.LocalProtocolError),
-    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
-    (httpcore.ProtocolError, httpx.ProtocolError),
-]
+# A core's errors and httpx's for each (the same names), most specific first.
+_ERROR_NAMES = (
+    "ConnectTimeout",
+    "ReadTimeout",
+    "WriteTimeout",
+    "PoolTimeout",
+    "TimeoutException",
+    "ConnectError",
+    "ReadError",
+    "WriteError",
+    "NetworkError",
+    "ProxyError",
+    "UnsupportedProtocol",
+    "LocalProtocolError",
+    "RemoteProtocolError",
+    "ProtocolError",
+)
+
+
+def _error_map(core: Core) -> list[tuple[type[Exception], type[httpx.TransportError]]]:
+    return [(getattr(core.module, name), getattr(httpx, name)) for name in _ERROR_NAMES]
+
+
+_ERRORS = _error_map(HTTPCORE)
 
 
 @contextmanager
@@ -59,13 +66,12 @@ def _mapped(request: httpx.Request) -> Iterator[None]:
         raise
 
 
-def _core_request(request: httpx.Request) -> httpcore.Request:
+def _core_request(request: httpx.Request) -> Any:
     url = request.url
-    return httpcore.Request(
+    core = HTTPCORE.module
+    return core.Request(
         method=request.method,
-        url=httpcore.URL(
-            scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path
-        ),
+        url=core.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path),
         headers=request.headers.raw,
         content=request.stream,
         extensions=request.extensions,
@@ -102,7 +108,31 @@ class _SyncBody(httpx.SyncByteStream):
 _REDIRECTS = (301, 302, 303, 307, 308)
 
 
-def _unusable_location(response: httpcore.Response) -> str | None:
+def _refusal(response: Any, request: httpx.Request) -> ResponseError | None:
+    """Why a source's own client refuses this response at once; None when
+    it does not: a redirect that cannot be followed, or a stream in a
+    coding that the client did not ask for (see ``_decode``)."""
+    location = _unusable_location(response)
+    if location is not None:
+        return ResponseError(f"redirect with an unusable Location: {location!r}", status_code=None)
+    if 200 <= response.status < 300:
+        coding = foreign_coding(response.headers)
+        if coding is not None and not _asked_for(request, coding):
+            return ResponseError(
+                f"the server answered in Content-Encoding {coding!r}, which was not asked for "
+                f"(Accept-Encoding: {request.headers.get('accept-encoding', '')})",
+                status_code=response.status,
+            )
+    return None
+
+
+def _asked_for(request: httpx.Request, coding: str) -> bool:
+    listed = request.headers.get_list("accept-encoding", split_commas=True)
+    accepted = {c.split(";")[0].strip().lower() for c in listed}
+    return all(c.strip().lower() in accepted for c in coding.split(",") if c.strip())
+
+
+def _unusable_location(response: Any) -> str | None:
     """The Location of a redirect that is no URL (httpx would refuse to
     follow it with a RemoteProtocolError, as for a broken connection: a
     source would retry for ever); None for any other response."""
@@ -110,7 +140,7 @@ def _unusable_location(response: httpcore.Response) -> str | None:
         return None
     for name, value in response.headers:
         if name.lower() == b"location":
-            location = value.decode("latin-1")
+            location: str = value.decode("latin-1")
             try:
                 httpx.URL(location)
             except httpx.InvalidURL:
@@ -119,23 +149,19 @@ def _unusable_location(response: httpcore.Response) -> str | None:
     return None
 
 
-def _refused_redirect(location: str) -> ResponseError:
-    return ResponseError(f"redirect with an unusable Location: {location!r}", status_code=None)
-
-
 class AsyncTransport(httpx.AsyncBaseTransport):
     """An httpx transport on an httpcore pool (a plain or a proxy one)."""
 
-    def __init__(self, pool: httpcore.AsyncConnectionPool) -> None:
+    def __init__(self, pool: Any) -> None:
         self._pool = pool
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         with _mapped(request):
             response = await self._pool.handle_async_request(_core_request(request))
-        location = _unusable_location(response)
-        if location is not None:
+        refusal = _refusal(response, request)
+        if refusal is not None:
             await response.aclose()
-            raise _refused_redirect(location)
+            raise refusal
         return httpx.Response(
             status_code=response.status,
             headers=response.headers,
@@ -150,16 +176,16 @@ class AsyncTransport(httpx.AsyncBaseTransport):
 class Transport(httpx.BaseTransport):
     """The blocking twin of ``AsyncTransport``."""
 
-    def __init__(self, pool: httpcore.ConnectionPool) -> None:
+    def __init__(self, pool: Any) -> None:
         self._pool = pool
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         with _mapped(request):
             response = self._pool.handle_request(_core_request(request))
-        location = _unusable_location(response)
-        if location is not None:
+        refusal = _refusal(response, request)
+        if refusal is not None:
             response.close()
-            raise _refused_redirect(location)
+            raise refusal
         return httpx.Response(
             status_code=response.status,
             headers=response.headers,
@@ -203,10 +229,9 @@ def _is_ip(host: str, version: int) -> bool:
         return False
 
 
-def _pool(
-    proxy: str | None, context: ssl.SSLContext, http2: bool, *, sync: bool
-) -> httpcore.ConnectionPool | httpcore.AsyncConnectionPool:
-    backend: Any = SyncBackend() if sync else AsyncBackend()
+def _pool(proxy: str | None, context: ssl.SSLContext, http2: bool, *, sync: bool) -> Any:
+    core = HTTPCORE.module
+    backend: Any = SyncBackend(HTTPCORE) if sync else AsyncBackend(HTTPCORE)
     common: dict[str, Any] = {
         "ssl_context": context,
         "http1": True,
@@ -217,18 +242,18 @@ def _pool(
         "keepalive_expiry": 5.0,
     }
     if proxy is None:
-        return (httpcore.ConnectionPool if sync else httpcore.AsyncConnectionPool)(**common)
+        return (core.ConnectionPool if sync else core.AsyncConnectionPool)(**common)
     described = httpx.Proxy(proxy)
     url = described.url
-    core_url = httpcore.URL(
+    core_url = core.URL(
         scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path
     )
     kind: Any
     if url.scheme in ("socks5", "socks5h"):
-        kind = httpcore.SOCKSProxy if sync else httpcore.AsyncSOCKSProxy
-        return kind(proxy_url=core_url, proxy_auth=described.raw_auth, **common)  # type: ignore[no-any-return]
-    kind = httpcore.HTTPProxy if sync else httpcore.AsyncHTTPProxy
-    return kind(  # type: ignore[no-any-return]
+        kind = core.SOCKSProxy if sync else core.AsyncSOCKSProxy
+        return kind(proxy_url=core_url, proxy_auth=described.raw_auth, **common)
+    kind = core.HTTPProxy if sync else core.AsyncHTTPProxy
+    return kind(
         proxy_url=core_url,
         proxy_auth=described.raw_auth,
         proxy_headers=described.headers.raw,

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import importlib.util
 import os
 import random
 import re
@@ -678,8 +679,7 @@ CODINGS: dict[str, tuple[str, bytes, list[str], bool]] = {
     "gzip then garbage": ("gzip", gzipped(b"data: a\n\n") + b"\x1f\x8bgarbage", ["a"], True),
     "truncated gzip": ("gzip", gzipped(AB + b"data: c\n\n")[:-12], ["a", "b"], False),
     "gzip, gzip": ("gzip, gzip", gzipped(gzipped(AB)), ["a", "b"], False),
-    # (httpx passes br through when brotli is not installed; the first line is junk)
-    "br": ("br", b"\x0b\x02\x80" + AB + b"\x03", ["b"], False),
+    "unknown coding": ("x-unknown", AB, ["a", "b"], False),  # skipped, as httpx skips it
 }
 
 
@@ -805,22 +805,12 @@ def test_a_double_gzip_bomb_stays_within_the_memory_bound(engine: str) -> None:
     assert peak < BOMB_BOUND, f"peak memory growth {peak / 2**20:.1f} MiB"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "DEFECT (4ad398b; dbe5cd4's chain of decoders): a head naming about a thousand "
-        "gzip/deflate codings (1,500 here: 9 KB of header) builds Chain(Chain(...)) as deep, "
-        "and Chain.decode() / pending recurse through it: RecursionError escapes the "
-        "iteration at the body's first bytes, on every backend and on a user's client too "
-        "(not an EventSourceError: the driver re-raises what classify() does not know). "
-        "httpx's own MultiDecoder loops instead (a DecodingError for this body). Memory is "
-        "httpx's too: 19,000 codings (95 KB of head) cost 137 MiB of zlib state either way."
-    ),
-)
 @pytest.mark.parametrize(
     ("engine", "client"), [*((m, "own") for m in MODES), ("sync", "user"), ("trio", "user")]
 )
 def test_a_thousand_content_codings_are_a_lost_connection(engine: str, client: str) -> None:
+    """Fixed: the decoder's layers are a list (no recursion), and more than
+    _decode.MAX_CODINGS of them is a body that cannot be decoded."""
     coding = b",".join([b"gzip"] * 1500)
     body = b"\x1f\x8b" + b"x" * 100  # not gzip at all: a decoding error, at most
     head = SSE + b"content-encoding: %s\r\ncontent-length: %d\r\n\r\n" % (coding, len(body))
@@ -1641,22 +1631,12 @@ def test_digest_auth_reuses_the_connection_and_cuts_the_next_head(engine: str) -
     assert connections == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "DEFECT (a1c1a51 to 4ad398b; c14d336's 'other codings decoded by httpx'): on a "
-        "source's own client, a response in a content coding that _decode does not take "
-        "(br, zstd, an unknown one; before dbe5cd4 also 'gzip, gzip') is read through "
-        "httpx's public stream and the interrupter is disarmed (open_sync_body returns no "
-        "stream), though the connection is the source's alone: a sync close() from another "
-        "thread then ends a silent read only at read_timeout (here 1.2 s; 60 s by default; "
-        "br and zstd with read_timeout=6: 6.1-6.2 s in a probe; collect(timeout=...) is late "
-        "the same way). The README promises 'at once' on the source's own client; 'identity', "
-        "gzip and deflate are prompt."
-    ),
-)
-@pytest.mark.parametrize("coding", ["x-unknown"])  # (br, zstd: httpx decodes them if installed)
-def test_sync_close_ends_a_read_in_a_coding_left_to_httpx(coding: str) -> None:
+@pytest.mark.parametrize("coding", ["x-unknown"])
+def test_sync_close_ends_a_read_in_an_unknown_coding(coding: str) -> None:
+    """Fixed: a coding neither eventsource nor httpx knows is skipped (as
+    httpx skips it) and read on the fast path, so close() ends it at once
+    (it was httpx's stream, disarmed: close() waited read_timeout); br and
+    zstd, which httpx decodes, a source's own client refuses (below)."""
     first = b"data: a\n\n"
     head = SSE + b"content-encoding: %s\r\n\r\n" % coding.encode()
     with Raw(answer(head + first, hold=JOIN)) as server:
@@ -1681,6 +1661,60 @@ def test_sync_close_ends_a_read_in_a_coding_left_to_httpx(coding: str) -> None:
         thread.join(JOIN)
     assert events == ["a"]
     assert prompt, "close() did not end the read within 0.5 s"
+
+
+BROTLI_AB = b"\x0b\x02\x80" + AB + b"\x03"  # brotli's uncompressed meta-block
+
+
+@pytest.mark.parametrize("engine", MODES)
+@pytest.mark.parametrize("coding", ["br", "zstd", "gzip, br"])
+def test_own_client_refuses_a_coding_it_did_not_ask_for(engine: str, coding: str) -> None:
+    """A source's own client asks for gzip and deflate only; a stream in br
+    or zstd anyway (which it would have to leave to httpx: unbounded, and
+    not interruptible from another thread) ends at once with a
+    ResponseError that names the coding, and is not retried."""
+    head = SSE + b"content-encoding: %s\r\ncontent-length: %d\r\n\r\n" % (
+        coding.encode(),
+        len(BROTLI_AB),
+    )
+    with Raw(answer(head + BROTLI_AB, hold=JOIN)) as server:
+        source = EventSource(server.url(), read_timeout=2)
+        run = drive(engine, source, watchdog=3.0)
+        connections = len(server.conns)
+    assert run.raised is None and not run.barked
+    assert run.events == []
+    assert isinstance(run.error, ResponseError), repr(run.error)
+    assert coding in str(run.error) and "Accept-Encoding: gzip, deflate" in str(run.error)
+    assert run.error.status_code == 200
+    assert connections == 1
+    assert run.took < 1.5
+
+
+@pytest.mark.parametrize("engine", ["sync", "trio"])
+def test_a_coding_the_request_asked_for_is_httpx_s(engine: str) -> None:
+    """The user asked for br in the source's headers: the response is read
+    through httpx's stream, which decodes br when brotli is installed and
+    passes it through otherwise (here: the junk first line, then "b")."""
+    head = SSE + b"content-encoding: br\r\ncontent-length: %d\r\n\r\n" % len(BROTLI_AB)
+    user = user_client(engine)
+    try:
+        with Raw(answer(head + BROTLI_AB, hold=JOIN)) as server:
+            source = EventSource(
+                server.url(), reconnect=False, read_timeout=2, headers={"Accept-Encoding": "br"}
+            )
+            run = drive(engine, source, watchdog=3.0)
+            with Raw(answer(head + BROTLI_AB, hold=JOIN)) as other:
+                on_user = drive(
+                    engine,
+                    EventSource(other.url(), reconnect=False, read_timeout=2, client=user),
+                    watchdog=3.0,
+                )
+    finally:
+        close_client(engine, user)
+    brotli = any(importlib.util.find_spec(name) for name in ("brotli", "brotlicffi"))
+    for outcome in (run, on_user):
+        assert outcome.raised is None and outcome.error is None
+        assert outcome.events == (["a", "b"] if brotli else ["b"])
 
 
 # --- odd parameters ------------------------------------------------------------------------------
