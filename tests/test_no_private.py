@@ -129,3 +129,22 @@ async def test_reset_h2_falls_back_to_httpcores_own_close() -> None:
     assert _httpx._reset_h2(response) is None  # nothing known to reset: left as httpcore leaves it
     await _httpx.aclose_response(response)
     assert stream.closed and response.is_closed
+
+
+def test_only_core_imports_an_http_core() -> None:
+    """httpcore (and httpcore2) are imported in ``_core.py`` alone: the
+    backend is written once for both cores and takes their names from it."""
+    importers = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                modules = [node.module or ""]
+            elif isinstance(node, ast.Constant) and node.value in ("httpcore", "httpcore2"):
+                modules = [node.value]
+            else:
+                continue
+            if any(m.split(".")[0] in ("httpcore", "httpcore2") for m in modules):
+                importers.append(str(path.relative_to(PACKAGE)))
+    assert importers and set(importers) == {"_core.py"}
