@@ -30,7 +30,7 @@ __all__ = [
 
 ACCEPT_ENCODING = "gzip, deflate"
 STEP = 64 * 1024  # decoded bytes handed on at most per step
-MAX_CODINGS = 8  # content codings one body may name
+MAX_CODINGS = 5  # content codings one body may name (httpx2 refuses more too)
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
