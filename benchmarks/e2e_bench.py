@@ -214,7 +214,7 @@ def _trust_cafile(cafile: str) -> None:
     import eventsource._request
 
     context = ssl.create_default_context(cafile=cafile)
-    eventsource._request._default_ssl_context = lambda: context
+    eventsource._request._default_ssl_context = lambda *_: context
     global _VERIFY
     _VERIFY = context
 

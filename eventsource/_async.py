@@ -14,7 +14,6 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import anyio
-import httpx
 
 from . import _httpx
 from ._callbacks import Callback, Callbacks
@@ -25,6 +24,7 @@ from ._io import AsyncReader
 from ._loop import running_loop
 from ._machine import CONNECT, FINISH, OPENED, READ, RELEASE, Comment, Failure, Machine
 from ._request import RequestSpec
+from ._stack import AsyncClient, Response
 
 __all__ = ["AsyncDriver"]
 
@@ -74,7 +74,7 @@ class AsyncDriver:
         machine: Machine,
         spec: RequestSpec,
         callbacks: Callbacks,
-        client: httpx.AsyncClient | None,
+        client: AsyncClient | None,
     ) -> None:
         self.machine = machine
         self.spec = spec
@@ -103,7 +103,7 @@ class AsyncDriver:
         self._bind()
 
     @property
-    def response(self) -> httpx.Response | None:
+    def response(self) -> Response | None:
         return self.reader.response
 
     def _bind(self) -> None:
@@ -285,9 +285,9 @@ class AsyncDriver:
         error, fatal = result
         self.machine.fail(error, fatal=fatal)
 
-    def _client(self) -> httpx.AsyncClient:
+    def _client(self) -> AsyncClient:
         if self.client is None:
-            self.client = httpx.AsyncClient(**self.spec.client_kwargs(sync=False))
+            self.client = self.spec.stack.http.AsyncClient(**self.spec.client_kwargs(sync=False))
         return self.client
 
     async def _finish(self, *, raise_error: bool) -> None:

@@ -17,13 +17,12 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import anyio.lowlevel
-import httpx
 
 from ._abackend import AsyncioStream, TrioStream
 from ._backend import SyncStream
 from ._chunked import BodyFraming, ChunkedFramingError
-from ._core import Core
 from ._decode import Decoder, Layers, coding_of, decoder_for
+from ._stack import Request, Response, Stack, stack_of
 from ._tls import AsyncTLS, SyncTLS
 
 __all__ = [
@@ -39,7 +38,7 @@ _ASYNC_STREAMS = (AsyncioStream, TrioStream, AsyncTLS)
 _SYNC_STREAMS = (SyncStream, SyncTLS)
 
 
-def fast_stream(response: httpx.Response, *, sync: bool) -> Any:
+def fast_stream(response: Response, *, sync: bool) -> Any:
     """The stream of ours whose body this response has not read yet (it can
     be read straight from it); None otherwise."""
     if response.http_version not in ("HTTP/1.1", "HTTP/1.0"):
@@ -54,7 +53,7 @@ def fast_stream(response: httpx.Response, *, sync: bool) -> Any:
     return stream if stream.body_fresh else None
 
 
-def framing_of(response: httpx.Response) -> BodyFraming:
+def framing_of(response: Response) -> BodyFraming:
     """Where the body ends (h11 checked the head's framing headers)."""
     status = response.status_code
     if response.request.method == "HEAD" or status in (204, 304) or status < 200:
@@ -67,42 +66,46 @@ def framing_of(response: httpx.Response) -> BodyFraming:
         return BodyFraming(False, None)
     values = {value.strip() for value in length.split(",")}
     if len(values) != 1:
-        raise httpx.RemoteProtocolError(f"conflicting Content-Length: {length}")
+        raise ChunkedFramingError(f"conflicting Content-Length: {length}")
     return BodyFraming(False, int(values.pop()))
 
 
-def _read_already(response: httpx.Response) -> bool:
+def _read_already(response: Response) -> bool:
     """httpx read the body when the response was made (a mock's or an
     ASGI app's response given its content whole)."""
     if not response.is_stream_consumed:
         return False
     try:
         response.content  # noqa: B018
-    except httpx.ResponseNotRead:
+    except RuntimeError:  # ResponseNotRead, httpx's or httpx2's
         return False
     return True
 
 
-def _mapped(exc: Exception, request: httpx.Request, core: Core) -> Exception:
+def _mapped(exc: Exception, request: Request, stack: Stack) -> Exception:
+    """A read's error as the stack's own read would raise it."""
+    http = stack.http
     if isinstance(exc, ChunkedFramingError):
-        return httpx.RemoteProtocolError(str(exc), request=request)
-    if isinstance(exc, core.read_timeout):
-        return httpx.ReadTimeout(str(exc), request=request)
-    return httpx.ReadError(str(exc), request=request)
+        return http.RemoteProtocolError(str(exc), request=request)  # type: ignore[no-any-return]
+    if isinstance(exc, stack.core.read_timeout):
+        return http.ReadTimeout(str(exc), request=request)  # type: ignore[no-any-return]
+    return http.ReadError(str(exc), request=request)  # type: ignore[no-any-return]
 
 
 class _Fast:
     """What the fast readers share: the framing, the decoder, the timeout."""
 
-    __slots__ = ("_core", "_decoder", "_errors", "_framing", "_request", "_stream", "timeout")
+    __slots__ = ("_decoder", "_errors", "_framing", "_request", "_stack", "_stream", "timeout")
     scoped = False  # interrupted by abort(); reads carry the timeout
     resumable = True  # what arrives during a cancelled read stays in the buffers
 
-    def __init__(self, stream: Any, response: httpx.Response, timeout: float | None) -> None:
+    def __init__(self, stream: Any, response: Response, timeout: float | None) -> None:
         self._stream = stream
-        self._core: Core = stream.core
+        stack = stack_of(response)
+        assert stack is not None and stack.core is stream.core
+        self._stack = stack
         # What a read may raise: the stream's core's I/O errors, the framing's.
-        self._errors = (*stream.core.io_errors, ChunkedFramingError)
+        self._errors: tuple[type[Exception], ...] = (*stream.core.io_errors, ChunkedFramingError)
         self._framing = framing_of(response)
         self._decoder: Decoder | Layers | None = decoder_for(response)
         self._request = response.request
@@ -135,7 +138,7 @@ class AsyncFast(_Fast):
                 return None  # the connection stays open: nothing more is ours
             return self._take(await self._stream.receive(self.timeout))
         except self._errors as exc:
-            raise _mapped(exc, self._request, self._core) from exc
+            raise _mapped(exc, self._request, self._stack) from exc
 
     async def finish(self) -> None:
         pass
@@ -157,7 +160,7 @@ class SyncFast(_Fast):
                 return None
             return self._take(self._stream.receive(self.timeout))
         except self._errors as exc:
-            raise _mapped(exc, self._request, self._core) from exc
+            raise _mapped(exc, self._request, self._stack) from exc
 
     def finish(self) -> None:
         pass
@@ -169,7 +172,7 @@ class AsyncPublic:
     __slots__ = ("_chunks", "_decoder", "scoped", "timeout")
     resumable = False  # a cancel ends httpx's chain of generators
 
-    def __init__(self, response: httpx.Response, scoped: bool = True) -> None:
+    def __init__(self, response: Response, scoped: bool = True) -> None:
         self.scoped = scoped
         self.timeout: float | None = None  # the reader's cancel scope keeps it
         if _read_already(response) or coding_of(response) == "other":
@@ -205,7 +208,7 @@ class SyncPublic:
 
     __slots__ = ("_chunks", "_decoder", "_deadline", "timeout")
 
-    def __init__(self, response: httpx.Response, deadline: float | None = None) -> None:
+    def __init__(self, response: Response, deadline: float | None = None) -> None:
         self._decoder = decoder_for(response)
         self._deadline = deadline
         self.timeout: float | None = None  # httpx's stream keeps the client's

@@ -14,11 +14,14 @@ skipped, as httpx skips it.
 from __future__ import annotations
 
 import zlib
+from typing import TYPE_CHECKING
 
-import httpx
+if TYPE_CHECKING:
+    from ._stack import Response
 
 __all__ = [
     "ACCEPT_ENCODING",
+    "BodyDecodingError",
     "MAX_CODINGS",
     "STEP",
     "Decoder",
@@ -32,6 +35,11 @@ ACCEPT_ENCODING = "gzip, deflate"
 STEP = 64 * 1024  # decoded bytes handed on at most per step
 MAX_CODINGS = 5  # content codings one body may name (httpx2 refuses more too)
 _GZIP_MAGIC = b"\x1f\x8b"
+
+
+class BodyDecodingError(Exception):
+    """A body whose content coding cannot be undone (the connection is as
+    good as lost: ``_httpx.classify`` says so)."""
 
 
 class Decoder:
@@ -57,18 +65,18 @@ class Decoder:
 
     def decode(self, data: bytes) -> bytes:
         """At most ``STEP`` decoded bytes of these compressed ones; the rest
-        is kept for ``more()``. Raises ``httpx.DecodingError``."""
+        is kept for ``more()``. Raises ``BodyDecodingError``."""
         try:
             return self._decode(data)
         except zlib.error as exc:
             if self._gzip or self._started or self._raw:
-                raise httpx.DecodingError(f"cannot decode the body: {exc}") from exc
+                raise BodyDecodingError(f"cannot decode the body: {exc}") from exc
             self._raw = True  # deflate: try raw
             self._z = zlib.decompressobj(-zlib.MAX_WBITS)
             try:
                 return self._decode(data)
             except zlib.error as again:
-                raise httpx.DecodingError(f"cannot decode the body: {again}") from again
+                raise BodyDecodingError(f"cannot decode the body: {again}") from again
 
     def _decode(self, data: bytes) -> bytes:
         z = self._z
@@ -110,7 +118,7 @@ class Layers:
     def decode(self, data: bytes) -> bytes:
         layers = self._layers
         if len(layers) > MAX_CODINGS:
-            raise httpx.DecodingError(
+            raise BodyDecodingError(
                 f"cannot decode the body: {len(layers)} content codings (at most {MAX_CODINGS})"
             )
         for layer in layers:
@@ -136,13 +144,13 @@ _OURS = {"gzip": True, "x-gzip": True, "deflate": False}
 _HTTPX_ONLY = frozenset({"br", "zstd"})
 
 
-def _codings(response: httpx.Response) -> list[str]:
+def _codings(response: Response) -> list[str]:
     coding = response.headers.get("content-encoding", "")
     codings = (c.strip().lower() for c in coding.split(","))
     return [c for c in codings if c in _OURS or c in _HTTPX_ONLY]
 
 
-def coding_of(response: httpx.Response) -> str:
+def coding_of(response: Response) -> str:
     """ "identity", "ours" (gzip and deflate, one or several: decoded here) or
     "other" (br or zstd among them: httpx's own decoders, on a user's client;
     a source's own client refuses them, see ``foreign_coding()``)."""
@@ -164,7 +172,7 @@ def foreign_coding(headers: list[tuple[bytes, bytes]]) -> str | None:
     return None
 
 
-def decoder_for(response: httpx.Response) -> Decoder | Layers | None:
+def decoder_for(response: Response) -> Decoder | Layers | None:
     """The decoder of a body whose codings are "ours"; None otherwise."""
     if coding_of(response) != "ours":
         return None

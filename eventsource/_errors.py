@@ -28,9 +28,8 @@ import http
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    import httpx
-
     from ._event import ServerSentEvent
+    from ._stack import Response
 
 __all__ = [
     "ConnectionLostError",
@@ -76,7 +75,8 @@ class ResponseError(EventSourceError):
     and retried (``will_retry``); any other ends the stream.
 
     ``status_code`` is the final status (None when there was none: a redirect
-    that cannot be followed); ``response`` is the ``httpx.Response``, closed,
+    that cannot be followed); ``response`` is the ``httpx.Response`` (httpx2's
+    on an httpx2 client), closed,
     with the start of its body (up to 64 KiB) readable (``.text``,
     ``.json()``); ``body`` is that text ("" when there was none).
     """
@@ -86,7 +86,7 @@ class ResponseError(EventSourceError):
         message: str,
         *,
         status_code: int | None,
-        response: httpx.Response | None = None,
+        response: Response | None = None,
         body: str = "",
     ) -> None:
         super().__init__(message)

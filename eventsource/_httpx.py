@@ -35,11 +35,11 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
 import anyio
-import httpx
 
 from ._body import AsyncFast, AsyncPublic, SyncFast, SyncPublic, fast_stream
-from ._core import loaded_cores
+from ._decode import BodyDecodingError
 from ._errors import ConnectionLostError, EventSourceError, ReadTimeoutError, ResponseError
+from ._stack import Response, loaded_stacks, stack_of
 
 __all__ = [
     "CLOSE_TIMEOUT",
@@ -74,26 +74,24 @@ def classify(
         # Ours, raised while sending: a refused redirect (final), or an
         # interrupted read (the machine ignores it).
         return exc, isinstance(exc, ResponseError)
+    stacks = loaded_stacks()
     fatal: EventSourceError | None = None
-    if isinstance(exc, httpx.UnsupportedProtocol):
+    if any(isinstance(exc, stack.http.UnsupportedProtocol) for stack in stacks):
         fatal = ResponseError(f"unsupported URL: {exc}", status_code=None)
-    elif isinstance(exc, httpx.InvalidURL):
+    elif any(isinstance(exc, stack.http.InvalidURL) for stack in stacks):
         fatal = ResponseError(f"invalid URL: {exc}", status_code=None)
-    elif isinstance(exc, httpx.TooManyRedirects):
+    elif any(isinstance(exc, stack.http.TooManyRedirects) for stack in stacks):
         fatal = ResponseError(f"too many redirects: {exc}", status_code=None)
     if fatal is not None:
         fatal.__cause__ = exc
         return fatal, True
     error: EventSourceError
-    cores = loaded_cores()
-    if isinstance(exc, (httpx.ReadTimeout, TimeoutError)) or any(
-        isinstance(exc, core.read_timeout) for core in cores
-    ):
+    if isinstance(exc, TimeoutError) or any(isinstance(exc, s.timeouts) for s in stacks):
         what = "no response" if sending else "no data"
         error = ReadTimeoutError(f"{what} for {read_timeout} s")
-    elif isinstance(
-        exc, (httpx.HTTPError, httpx.StreamError, OSError, anyio.BrokenResourceError)
-    ) or any(isinstance(exc, (*core.io_errors, core.protocol_error)) for core in cores):
+    elif isinstance(exc, (OSError, anyio.BrokenResourceError, BodyDecodingError)) or any(
+        isinstance(exc, s.lost) for s in stacks
+    ):
         # OSError covers ssl.SSLError and a socket shut down under a read.
         verb = "cannot connect" if sending else "connection lost"
         error = ConnectionLostError(f"{verb}: {exc!r}")
@@ -187,9 +185,10 @@ class Interrupter:
                 self._lock.release()
 
 
-def fix_request(exc: BaseException, response: httpx.Response) -> None:
+def fix_request(exc: BaseException, response: Response) -> None:
     # httpx's own iterators set .request on a read error, ours may not.
-    if isinstance(exc, httpx.RequestError):
+    stack = stack_of(response)
+    if stack is not None and isinstance(exc, stack.http.RequestError):
         try:
             exc.request  # noqa: B018
         except RuntimeError:
@@ -215,7 +214,7 @@ class SyncBody(Protocol):
     def finish(self) -> None: ...
 
 
-def open_async_body(response: httpx.Response, read_timeout: float | None) -> tuple[AsyncBody, Any]:
+def open_async_body(response: Response, read_timeout: float | None) -> tuple[AsyncBody, Any]:
     """The body to read, and the stream that aborts it (None: the read
     needs a cancel scope)."""
     stream = fast_stream(response, sync=False)
@@ -224,7 +223,7 @@ def open_async_body(response: httpx.Response, read_timeout: float | None) -> tup
     return AsyncPublic(response), None
 
 
-def open_sync_body(response: httpx.Response, read_timeout: float | None) -> tuple[SyncBody, Any]:
+def open_sync_body(response: Response, read_timeout: float | None) -> tuple[SyncBody, Any]:
     """The body to read, and the stream that aborts it from another thread."""
     stream = fast_stream(response, sync=True)
     if stream is not None and stream.abortable:
@@ -232,7 +231,7 @@ def open_sync_body(response: httpx.Response, read_timeout: float | None) -> tupl
     return SyncPublic(response), None
 
 
-def open_async_refused(response: httpx.Response, deadline: float) -> tuple[AsyncBody, Any]:
+def open_async_refused(response: Response, deadline: float) -> tuple[AsyncBody, Any]:
     """A refused response's body (read in a cancel scope with its deadline)."""
     stream = fast_stream(response, sync=False)
     if stream is not None and stream.abortable:
@@ -240,9 +239,7 @@ def open_async_refused(response: httpx.Response, deadline: float) -> tuple[Async
     return AsyncPublic(response), None
 
 
-def open_sync_refused(
-    response: httpx.Response, deadline: float
-) -> tuple[SyncFast | SyncPublic, Any]:
+def open_sync_refused(response: Response, deadline: float) -> tuple[SyncFast | SyncPublic, Any]:
     """A refused response's body, whose reads end by the deadline
     (time.monotonic()): the fast read shortens each read's timeout."""
     stream = fast_stream(response, sync=True)
@@ -254,7 +251,7 @@ def open_sync_refused(
 # --- closing -------------------------------------------------------------------------------
 
 
-def _reset_h2(response: httpx.Response) -> Callable[[], Any] | None:
+def _reset_h2(response: Response) -> Callable[[], Any] | None:
     """Reset an HTTP/2 response's stream in h2 (see the module docstring);
     the call that writes the reset frame out, or None (nothing to reset, or
     httpcore's layout is not the one known: the stream is left as httpcore
@@ -277,7 +274,7 @@ def _reset_h2(response: httpx.Response) -> Callable[[], Any] | None:
     return lambda: write(request)
 
 
-async def aclose_response(response: httpx.Response, body: Any = None) -> None:
+async def aclose_response(response: Response, body: Any = None) -> None:
     """Close a response (shielded, with a deadline: a transport that ignores
     the close cannot hang us), then end its body's iterators."""
     with anyio.CancelScope(shield=True, deadline=anyio.current_time() + CLOSE_TIMEOUT):
@@ -296,7 +293,7 @@ async def aclose_response(response: httpx.Response, body: Any = None) -> None:
                 await body.finish()
 
 
-def close_response(response: httpx.Response, body: SyncBody | None = None) -> None:
+def close_response(response: Response, body: SyncBody | None = None) -> None:
     """Close a response and its body's iterators."""
     reset = _reset_h2(response)
     if reset is not None:

@@ -11,10 +11,9 @@ import math
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeAlias
 
 import anyio
-import httpx
 
 from . import _gate
 from ._backend import ARMING
@@ -32,18 +31,19 @@ from ._httpx import (
     open_sync_refused,
 )
 from ._request import check_url
+from ._stack import Response
 
 __all__ = ["AsyncReader", "SyncReader"]
 
 logger = logging.getLogger("eventsource")
 
-AnyClient = httpx.Client | httpx.AsyncClient
+AnyClient: TypeAlias = Any  # the stack's client (see _request.AnyClient)
 
 _BODY_LIMIT = 64 * 1024  # bytes of a refused response's body kept in its error
 _BODY_DEADLINE = 2.0  # seconds that reading them may take
 
 
-def _redirect(response: httpx.Response, client: AnyClient, hops: int) -> httpx.Request | None:
+def _redirect(response: Response, client: AnyClient, hops: int) -> Any:
     """The next request of a redirect, checked; None when this is no redirect."""
     request = response.next_request
     if request is None:
@@ -51,19 +51,20 @@ def _redirect(response: httpx.Response, client: AnyClient, hops: int) -> httpx.R
     if hops >= client.max_redirects:
         raise ResponseError(f"more than {client.max_redirects} redirects", status_code=None)
     try:
-        check_url(request.url)
+        check_url(str(request.url))
     except ValueError as exc:
         raise ResponseError(f"redirect to an unusable URL: {exc}", status_code=None) from None
     return request
 
 
-def _keep_body(error: object, response: httpx.Response, body: bytes) -> None:
+def _keep_body(error: object, response: Response, body: bytes) -> None:
     """Give the error a closed, readable copy of the response with this body."""
     assert isinstance(error, ResponseError)
-    headers = httpx.Headers(response.headers)
+    headers = type(response.headers)(response.headers)  # (httpx's or httpx2's)
     for name in ("content-encoding", "content-length", "transfer-encoding"):
         headers.pop(name, None)  # the body is decoded, and maybe cut
-    copy = httpx.Response(
+    kind: Any = type(response)  # (httpx's or httpx2's)
+    copy: Response = kind(
         response.status_code,
         headers=headers,
         content=body,
@@ -77,7 +78,7 @@ def _keep_body(error: object, response: httpx.Response, body: bytes) -> None:
     error.body = copy.text
 
 
-def _wants_body(error: object, response: httpx.Response) -> bool:
+def _wants_body(error: object, response: Response) -> bool:
     return isinstance(error, ResponseError) and error.response is response
 
 
@@ -102,7 +103,7 @@ class AsyncReader:
     def __init__(self, wanted: Callable[[], bool] = lambda: True) -> None:
         """``wanted()`` tells whether an interrupt is still wanted when it is
         carried out (the machine's ``interrupting``)."""
-        self.response: httpx.Response | None = None
+        self.response: Response | None = None
         self._body: AsyncBody | None = None
         self._interrupter = Interrupter(wanted)
         self._scope: anyio.CancelScope | None = None
@@ -139,15 +140,15 @@ class AsyncReader:
 
     async def send(
         self,
-        client: httpx.AsyncClient,
-        request: httpx.Request,
+        client: Any,
+        request: Any,
         auth: dict[str, Any],
         *,
         gated: bool = False,
-    ) -> httpx.Response | None:
+    ) -> Response | None:
         """Send (following redirects); None when interrupted. Gated: wait for
         a turn at the origin's gate first (``_gate``)."""
-        response: httpx.Response | None = None
+        response: Response | None = None
         try:
             with anyio.CancelScope() as scope:
                 self._scope = scope
@@ -181,7 +182,7 @@ class AsyncReader:
             return None
         return response
 
-    def open(self, response: httpx.Response, read_timeout: float | None) -> None:
+    def open(self, response: Response, read_timeout: float | None) -> None:
         """Start reading this response's body."""
         self.response = response
         body, stream = open_async_body(response, read_timeout)
@@ -222,7 +223,7 @@ class AsyncReader:
         if self.response is not None:
             fix_request(exc, self.response)
 
-    async def close_refused(self, response: httpx.Response, error: object = None) -> None:
+    async def close_refused(self, response: Response, error: object = None) -> None:
         """Close a response that does not open the stream; when it is the
         error's, read the start of its body into it first (an API's JSON error)."""
         body: AsyncBody | None = None
@@ -274,7 +275,7 @@ class SyncReader:
     def __init__(self, wanted: Callable[[], bool] = lambda: True) -> None:
         """``wanted()`` tells whether an interrupt is still wanted when it is
         carried out (the machine's ``interrupting``)."""
-        self.response: httpx.Response | None = None
+        self.response: Response | None = None
         self._body: SyncBody | None = None
         self._interrupter = Interrupter(wanted)
         # Held while a wait sleeps on it; interrupt() releases it. A lock, not
@@ -313,16 +314,14 @@ class SyncReader:
         finally:
             self._sleeper = None
 
-    def send(
-        self, client: httpx.Client, request: httpx.Request, auth: dict[str, Any]
-    ) -> httpx.Response:
+    def send(self, client: Any, request: Any, auth: dict[str, Any]) -> Response:
         """Send (following redirects). The stream each request's head is
         written to arms the interrupter (``_backend.ARMING``): a close() from
         another thread ends the wait for the head."""
         token = ARMING.set(self._interrupter)
         try:
             hops = 0
-            response = client.send(request, stream=True, follow_redirects=False, **auth)
+            response: Response = client.send(request, stream=True, follow_redirects=False, **auth)
             while True:
                 try:
                     follow = _redirect(response, client, hops)
@@ -339,7 +338,7 @@ class SyncReader:
         finally:
             ARMING.reset(token)
 
-    def open(self, response: httpx.Response, read_timeout: float | None) -> None:
+    def open(self, response: Response, read_timeout: float | None) -> None:
         self.response = response
         body, stream = open_sync_body(response, read_timeout)
         self._body = body
@@ -363,7 +362,7 @@ class SyncReader:
         if response is not None:
             close_response(response, body)
 
-    def close_refused(self, response: httpx.Response, error: object = None) -> None:
+    def close_refused(self, response: Response, error: object = None) -> None:
         """Close a response that does not open the stream; when it is the
         error's, read the start of its body into it first (an API's JSON
         error), for ``_BODY_DEADLINE`` at most."""

@@ -65,7 +65,7 @@ from ._parser import SSEParser
 from ._policy import Action, ConnectionPolicy
 
 if TYPE_CHECKING:
-    import httpx
+    from ._stack import Response
 
 __all__ = [
     "CONNECT",
@@ -320,7 +320,7 @@ class Machine:
         self,
         status: int,
         headers: Mapping[str, str],
-        response: httpx.Response | None = None,
+        response: Response | None = None,
         *,
         reason: str = "",
         url: str = "",

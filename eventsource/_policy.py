@@ -39,7 +39,7 @@ from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    import httpx
+    from ._stack import Response
 
 from ._errors import EventSourceError, ResponseError, RetriesExhaustedError, status_message
 
@@ -135,7 +135,7 @@ class ConnectionPolicy:
         self,
         status: int,
         headers: Mapping[str, str],
-        response: httpx.Response | None = None,
+        response: Response | None = None,
         *,
         reason: str = "",
         method: str = "GET",

@@ -12,9 +12,8 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeAlias, TypeVar
 from urllib.parse import unquote
 
-import httpx
-
 from ._errors import EventIdError, EventSourceError
+from ._stack import HTTPX, URL, Stack, Timeout
 from ._transport import client_kwargs
 
 __all__ = ["HeadersArg", "ParamsArg", "RequestSpec", "check_url", "last_event_id_header"]
@@ -25,7 +24,9 @@ T = TypeVar("T")
 MaybeCallable: TypeAlias = T | Callable[[], T]
 HeadersArg: TypeAlias = MaybeCallable[Mapping[str, str]] | None
 ParamsArg: TypeAlias = MaybeCallable[Mapping[str, Any]] | None
-AnyClient = httpx.Client | httpx.AsyncClient
+# httpx's or httpx2's client, sync or async: the stack's own (typed Any: a
+# union of the stacks' classes would not take each other's requests).
+AnyClient: TypeAlias = Any
 
 # WHATWG URL: forbidden domain code points (a space in a host, say). httpx
 # percent-encodes them, and the request would then fail in DNS, again and again.
@@ -64,12 +65,13 @@ def last_event_id_header(last_event_id: str) -> bytes:
 _NO_AUTH: dict[str, Any] = {}
 
 
-def check_url(url: str | httpx.URL, *, relative_ok: bool = False) -> httpx.URL:
-    """The URL as httpx.URL; ValueError when retrying could never reach it: not
-    absolute http(s), or rejected by httpx or the WHATWG host rules."""
+def check_url(url: str | URL, *, relative_ok: bool = False, stack: Stack = HTTPX) -> Any:
+    """The URL as the stack's URL; ValueError when retrying could never reach
+    it: not absolute http(s), or rejected by httpx or the WHATWG host rules."""
+    http = stack.http
     try:
-        parsed = httpx.URL(url)
-    except (httpx.InvalidURL, TypeError, ValueError) as exc:
+        parsed = http.URL(url if isinstance(url, (str, http.URL)) else str(url))
+    except (http.InvalidURL, TypeError, ValueError) as exc:
         raise ValueError(f"invalid URL {str(url)!r}: {exc}") from None
     if not parsed.is_absolute_url:
         if relative_ok and not parsed.scheme:
@@ -89,7 +91,7 @@ def check_url(url: str | httpx.URL, *, relative_ok: bool = False) -> httpx.URL:
     return parsed
 
 
-def _raw_host(url: httpx.URL) -> str:
+def _raw_host(url: Any) -> str:
     # httpx percent-encodes what it cannot put in a host: decode to judge it.
     return unquote(url.host)
 
@@ -106,13 +108,14 @@ class RequestSpec:
         "method",
         "params",
         "read_timeout",
+        "stack",
         "timeout",
         "url",
     )
 
     def __init__(
         self,
-        url: httpx.URL,
+        url: URL,
         *,
         method: str,
         headers: HeadersArg,
@@ -121,9 +124,11 @@ class RequestSpec:
         content: bytes | str | None,
         cookies: Mapping[str, str] | None,
         auth: Any,
-        timeout: httpx.Timeout | float | None,
+        timeout: Timeout | float | None,
         read_timeout: float | None,
+        stack: Stack = HTTPX,
     ) -> None:
+        self.stack = stack  # the HTTP stack of the source's client
         self.url = url
         self.method = method
         self.headers = headers
@@ -140,9 +145,10 @@ class RequestSpec:
     def client_kwargs(self, *, sync: bool) -> dict[str, Any]:
         """Keywords for the client a source makes for itself: on eventsource's
         transport (``_transport``), with the environment's proxies."""
+        stack = self.stack
         kwargs: dict[str, Any] = {
             "timeout": self.timeout,
-            **client_kwargs(_default_ssl_context(), sync=sync),
+            **client_kwargs(_default_ssl_context(stack), sync=sync, stack=stack),
         }
         if self.cookies:
             # In the client's jar, for the URL's host: httpx then keeps them
@@ -154,17 +160,18 @@ class RequestSpec:
                 domain = f"[{domain}]"
             if "." not in domain:
                 domain += ".local"
-            jar = httpx.Cookies()
+            jar = stack.http.Cookies()
             for name, value in self.cookies.items():
                 jar.set(name, value, domain=domain)
             kwargs["cookies"] = jar
         return kwargs
 
-    def build(self, client: AnyClient, last_event_id: str) -> httpx.Request:
+    def build(self, client: AnyClient, last_event_id: str) -> Any:
         """The request of one attempt. A raising headers / params callable
         raises EventSourceError (its __cause__ the original); an id that
         cannot be sent, EventIdError (see last_event_id_header)."""
-        headers = httpx.Headers(_BASE_HEADERS)
+        http = self.stack.http
+        headers = http.Headers(_BASE_HEADERS)
         try:
             extra = self.headers() if callable(self.headers) else self.headers
             params = self.params() if callable(self.params) else self.params
@@ -181,15 +188,16 @@ class RequestSpec:
             # them into an id: this is where a header could be injected.
             headers.update([(b"Last-Event-ID", last_event_id_header(last_event_id))])
         base = client.timeout
+        url: Any = self.url  # (the stack's, as the client is)
         request = client.build_request(
             self.method,
-            self.url,
+            url,
             headers=headers,
             params=params,
             json=self.json,
             content=self.content,
             # The client's connect / write / pool timeouts, the source's read timeout.
-            timeout=httpx.Timeout(
+            timeout=http.Timeout(
                 connect=base.connect, read=self.read_timeout, write=base.write, pool=base.pool
             ),
         )
@@ -197,16 +205,17 @@ class RequestSpec:
         return request
 
 
-_ssl_context: ssl.SSLContext | None = None
+_ssl_contexts: dict[str, ssl.SSLContext] = {}
 _ssl_lock = threading.Lock()
 
 
-def _default_ssl_context() -> ssl.SSLContext:
-    """httpx's default TLS context (verification on), made once: building one
-    loads the CA bundle, which takes longer than opening a stream, and every
-    source without a client of its own makes a client."""
-    global _ssl_context
+def _default_ssl_context(stack: Stack) -> ssl.SSLContext:
+    """The stack's default TLS context (verification on; httpx2's trusts the
+    system's store), made once: building one loads the CA bundle, which
+    takes longer than opening a stream, and every source without a client
+    of its own makes a client."""
     with _ssl_lock:
-        if _ssl_context is None:
-            _ssl_context = httpx.create_ssl_context()
-        return _ssl_context
+        context = _ssl_contexts.get(stack.name)
+        if context is None:
+            context = _ssl_contexts[stack.name] = stack.http.create_ssl_context()
+        return context

@@ -20,7 +20,6 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import anyio
-import httpx
 
 from ._async import AsyncDriver
 from ._callbacks import Callbacks, Listener, OnClose, OnComment, OnError, OnMessage, OnOpen
@@ -30,6 +29,17 @@ from ._machine import FINISH, Machine, ReadyState
 from ._parser import DEFAULT_MAX_EVENT_SIZE
 from ._policy import DEFAULT_MIN_RETRY_DELAY, DEFAULT_RETRY_STATUSES, ConnectionPolicy
 from ._request import HeadersArg, ParamsArg, RequestSpec, check_url, last_event_id_header
+from ._stack import (
+    URL,
+    AsyncClient,
+    Auth,
+    Client,
+    Response,
+    StackName,
+    Timeout,
+    stack_named,
+    stack_of,
+)
 from ._sync import SyncDriver
 
 __all__ = ["EventSource", "ReadyState"]
@@ -46,6 +56,10 @@ class EventSource:
     Use it async (``async with`` / ``async for`` / ``await arun()``, on asyncio
     or trio) or sync (``with`` / ``for`` / ``run()``); not both with one
     instance. Options are in seconds. See the README for the full contract.
+
+    ``client=`` may be an httpx or an httpx2 client; without one, the source
+    makes its own on ``http=``: "httpx" (the default) or "httpx2" (the
+    ``httpx2`` extra).
     """
 
     # Slots: a service may hold thousands of sources; a __dict__ each costs 1.6 KiB.
@@ -53,7 +67,7 @@ class EventSource:
 
     def __init__(
         self,
-        url: str | httpx.URL,
+        url: str | URL,
         *,
         method: str = "GET",
         headers: HeadersArg = None,
@@ -61,9 +75,10 @@ class EventSource:
         json: Any = None,
         content: bytes | str | None = None,
         cookies: Mapping[str, str] | None = None,
-        auth: httpx.Auth | tuple[str, str] | Callable[..., Any] | None = None,
-        client: httpx.Client | httpx.AsyncClient | None = None,
-        timeout: httpx.Timeout | float | None = 10.0,
+        auth: Auth | tuple[str, str] | Callable[..., Any] | None = None,
+        client: Client | AsyncClient | None = None,
+        http: StackName | None = None,
+        timeout: Timeout | float | None = 10.0,
         last_event_id: str = "",
         retry: float = 3.0,
         reconnect: bool | None = None,
@@ -89,10 +104,21 @@ class EventSource:
             raise ValueError("read_timeout must be positive or None")
         if client is not None and cookies is not None:
             raise ValueError("cookies go to your own client when you pass client=")
+        if client is not None:
+            stack = stack_of(client)
+            if stack is None:
+                raise TypeError(
+                    "client= must be an httpx or httpx2 client (Client or AsyncClient), "
+                    f"not {type(client).__name__}"
+                )
+            if http is not None and stack_named(http) is not stack:
+                raise ValueError(f"http={http!r} but client= is {stack.name}'s")
+        else:
+            stack = stack_named(http or "httpx")
         has_base = client is not None and bool(str(client.base_url))
         upper = method.upper()
         self._spec = RequestSpec(
-            check_url(url, relative_ok=has_base),
+            check_url(url, relative_ok=has_base, stack=stack),
             method=method if upper == method else upper,  # "GET": the caller's str, no copy
             headers=headers,
             params=params,
@@ -102,6 +128,7 @@ class EventSource:
             auth=auth,
             timeout=timeout,
             read_timeout=read_timeout,
+            stack=stack,
         )
         policy = ConnectionPolicy(
             retry=retry,
@@ -178,7 +205,7 @@ class EventSource:
         return self._machine.events_received
 
     @property
-    def response(self) -> httpx.Response | None:
+    def response(self) -> Response | None:
         """The open connection's response (status, headers), None when not open."""
         driver = self._driver
         if driver is None or self._machine.ready_state is not ReadyState.OPEN:
@@ -262,9 +289,10 @@ class EventSource:
         driver = self._driver
         if driver is None:
             client = self._client
-            if client is not None and not isinstance(client, httpx.AsyncClient):
+            http = self._spec.stack.http
+            if client is not None and not isinstance(client, http.AsyncClient):
                 raise TypeError(
-                    "async use of EventSource needs client=httpx.AsyncClient(), "
+                    f"async use of EventSource needs client={http.__name__}.AsyncClient(), "
                     f"not {type(client).__name__}"
                 )
             driver = self._driver = AsyncDriver(self._machine, self._spec, self._callbacks, client)
@@ -276,9 +304,10 @@ class EventSource:
         driver = self._driver
         if driver is None:
             client = self._client
-            if client is not None and not isinstance(client, httpx.Client):
+            http = self._spec.stack.http
+            if client is not None and not isinstance(client, http.Client):
                 raise TypeError(
-                    "sync use of EventSource needs client=httpx.Client(), "
+                    f"sync use of EventSource needs client={http.__name__}.Client(), "
                     f"not {type(client).__name__}"
                 )
             driver = self._driver = SyncDriver(self._machine, self._spec, self._callbacks, client)

@@ -13,8 +13,6 @@ import threading
 import time
 from typing import Any
 
-import httpx
-
 from ._callbacks import Callback, Callbacks
 from ._errors import ConnectionLostError, EventIdError, EventSourceError
 from ._event import ServerSentEvent
@@ -22,6 +20,7 @@ from ._httpx import classify
 from ._io import SyncReader
 from ._machine import CONNECT, FINISH, OPENED, READ, RELEASE, Comment, Failure, Machine
 from ._request import RequestSpec
+from ._stack import Client, Response
 
 __all__ = ["SyncDriver"]
 
@@ -63,7 +62,7 @@ class SyncDriver:
         machine: Machine,
         spec: RequestSpec,
         callbacks: Callbacks,
-        client: httpx.Client | None,
+        client: Client | None,
     ) -> None:
         self.machine = machine
         self.spec = spec
@@ -78,7 +77,7 @@ class SyncDriver:
         self._wake_at: float | None = None  # when the current reconnect wait ends
 
     @property
-    def response(self) -> httpx.Response | None:
+    def response(self) -> Response | None:
         return self.reader.response
 
     def next(self) -> ServerSentEvent:
@@ -194,9 +193,9 @@ class SyncDriver:
         error, fatal = result
         self.machine.fail(error, fatal=fatal)
 
-    def _client(self) -> httpx.Client:
+    def _client(self) -> Client:
         if self.client is None:
-            self.client = httpx.Client(**self.spec.client_kwargs(sync=True))
+            self.client = self.spec.stack.http.Client(**self.spec.client_kwargs(sync=True))
         return self.client
 
     def finish_unused(self) -> None:

@@ -19,17 +19,15 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import httpx
-
 from ._abackend import AsyncBackend
 from ._backend import SyncBackend
-from ._core import HTTPCORE, Core
 from ._decode import ACCEPT_ENCODING, foreign_coding
 from ._errors import ResponseError
+from ._stack import HTTPX, Stack
 
-__all__ = ["AsyncTransport", "Transport", "client_kwargs", "environment_proxies"]
+__all__ = ["client_kwargs", "environment_proxies", "transport_class"]
 
-# A core's errors and httpx's for each (the same names), most specific first.
+# A core's errors and its stack's for each (the same names), most specific first.
 _ERROR_NAMES = (
     "ConnectTimeout",
     "ReadTimeout",
@@ -47,28 +45,26 @@ _ERROR_NAMES = (
     "ProtocolError",
 )
 
-
-def _error_map(core: Core) -> list[tuple[type[Exception], type[httpx.TransportError]]]:
-    return [(getattr(core.module, name), getattr(httpx, name)) for name in _ERROR_NAMES]
+_ErrorMap = list[tuple[type[Exception], Any]]
 
 
-_ERRORS = _error_map(HTTPCORE)
+def _error_map(stack: Stack) -> _ErrorMap:
+    return [(getattr(stack.core.module, name), getattr(stack.http, name)) for name in _ERROR_NAMES]
 
 
 @contextmanager
-def _mapped(request: httpx.Request) -> Iterator[None]:
+def _mapped(request: Any, errors: _ErrorMap) -> Iterator[None]:
     try:
         yield
     except Exception as exc:
-        for core, mapped in _ERRORS:
+        for core, mapped in errors:
             if isinstance(exc, core):
                 raise mapped(str(exc), request=request) from exc
         raise
 
 
-def _core_request(request: httpx.Request) -> Any:
+def _core_request(request: Any, core: Any) -> Any:
     url = request.url
-    core = HTTPCORE.module
     return core.Request(
         method=request.method,
         url=core.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path),
@@ -78,13 +74,16 @@ def _core_request(request: httpx.Request) -> Any:
     )
 
 
-class _AsyncBody(httpx.AsyncByteStream):
-    def __init__(self, stream: Any, request: httpx.Request) -> None:
+class _AsyncBody:
+    """A core's response stream as the stack's ``AsyncByteStream``."""
+
+    def __init__(self, stream: Any, request: Any, errors: _ErrorMap) -> None:
         self._stream = stream
         self._request = request
+        self._errors = errors
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        with _mapped(self._request):
+        with _mapped(self._request, self._errors):
             async for part in self._stream:
                 yield part
 
@@ -92,13 +91,16 @@ class _AsyncBody(httpx.AsyncByteStream):
         await self._stream.aclose()
 
 
-class _SyncBody(httpx.SyncByteStream):
-    def __init__(self, stream: Any, request: httpx.Request) -> None:
+class _SyncBody:
+    """A core's response stream as the stack's ``SyncByteStream``."""
+
+    def __init__(self, stream: Any, request: Any, errors: _ErrorMap) -> None:
         self._stream = stream
         self._request = request
+        self._errors = errors
 
     def __iter__(self) -> Iterator[bytes]:
-        with _mapped(self._request):
+        with _mapped(self._request, self._errors):
             yield from self._stream
 
     def close(self) -> None:
@@ -108,11 +110,11 @@ class _SyncBody(httpx.SyncByteStream):
 _REDIRECTS = (301, 302, 303, 307, 308)
 
 
-def _refusal(response: Any, request: httpx.Request) -> ResponseError | None:
+def _refusal(response: Any, request: Any, stack: Stack) -> ResponseError | None:
     """Why a source's own client refuses this response at once; None when
     it does not: a redirect that cannot be followed, or a stream in a
     coding that the client did not ask for (see ``_decode``)."""
-    location = _unusable_location(response)
+    location = _unusable_location(response, stack)
     if location is not None:
         return ResponseError(f"redirect with an unusable Location: {location!r}", status_code=None)
     if 200 <= response.status < 300:
@@ -126,13 +128,13 @@ def _refusal(response: Any, request: httpx.Request) -> ResponseError | None:
     return None
 
 
-def _asked_for(request: httpx.Request, coding: str) -> bool:
+def _asked_for(request: Any, coding: str) -> bool:
     listed = request.headers.get_list("accept-encoding", split_commas=True)
     accepted = {c.split(";")[0].strip().lower() for c in listed}
     return all(c.strip().lower() in accepted for c in coding.split(",") if c.strip())
 
 
-def _unusable_location(response: Any) -> str | None:
+def _unusable_location(response: Any, stack: Stack) -> str | None:
     """The Location of a redirect that is no URL (httpx would refuse to
     follow it with a RemoteProtocolError, as for a broken connection: a
     source would retry for ever); None for any other response."""
@@ -142,30 +144,36 @@ def _unusable_location(response: Any) -> str | None:
         if name.lower() == b"location":
             location: str = value.decode("latin-1")
             try:
-                httpx.URL(location)
-            except httpx.InvalidURL:
+                stack.http.URL(location)
+            except stack.http.InvalidURL:
                 return location
             return None
     return None
 
 
-class AsyncTransport(httpx.AsyncBaseTransport):
-    """An httpx transport on an httpcore pool (a plain or a proxy one)."""
+class _AsyncTransport:
+    """A transport on a core's pool (a plain or a proxy one)."""
+
+    _stack: Stack
+    _errors: _ErrorMap
+    _body: Any  # the stack's AsyncByteStream of _AsyncBody
 
     def __init__(self, pool: Any) -> None:
         self._pool = pool
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        with _mapped(request):
-            response = await self._pool.handle_async_request(_core_request(request))
-        refusal = _refusal(response, request)
+    async def handle_async_request(self, request: Any) -> Any:
+        with _mapped(request, self._errors):
+            response = await self._pool.handle_async_request(
+                _core_request(request, self._stack.core.module)
+            )
+        refusal = _refusal(response, request, self._stack)
         if refusal is not None:
             await response.aclose()
             raise refusal
-        return httpx.Response(
+        return self._stack.http.Response(
             status_code=response.status,
             headers=response.headers,
-            stream=_AsyncBody(response.stream, request),
+            stream=self._body(response.stream, request, self._errors),
             extensions=response.extensions,
         )
 
@@ -173,28 +181,58 @@ class AsyncTransport(httpx.AsyncBaseTransport):
         await self._pool.aclose()
 
 
-class Transport(httpx.BaseTransport):
-    """The blocking twin of ``AsyncTransport``."""
+class _SyncTransport:
+    """The blocking twin of ``_AsyncTransport``."""
+
+    _stack: Stack
+    _errors: _ErrorMap
+    _body: Any
 
     def __init__(self, pool: Any) -> None:
         self._pool = pool
 
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        with _mapped(request):
-            response = self._pool.handle_request(_core_request(request))
-        refusal = _refusal(response, request)
+    def handle_request(self, request: Any) -> Any:
+        with _mapped(request, self._errors):
+            response = self._pool.handle_request(_core_request(request, self._stack.core.module))
+        refusal = _refusal(response, request, self._stack)
         if refusal is not None:
             response.close()
             raise refusal
-        return httpx.Response(
+        return self._stack.http.Response(
             status_code=response.status,
             headers=response.headers,
-            stream=_SyncBody(response.stream, request),
+            stream=self._body(response.stream, request, self._errors),
             extensions=response.extensions,
         )
 
     def close(self) -> None:
         self._pool.close()
+
+
+_kinds: dict[tuple[str, bool], Any] = {}
+
+
+def transport_class(stack: Stack, *, sync: bool) -> Any:
+    """The stack's transport class (its ``BaseTransport`` or
+    ``AsyncBaseTransport``, with bodies of its byte streams: httpx and
+    httpx2 check that a response's stream is theirs), made once."""
+    kind = _kinds.get((stack.name, sync))
+    if kind is None:
+        http = stack.http
+        mixin, base, body, stream = (
+            (_SyncTransport, http.BaseTransport, _SyncBody, http.SyncByteStream)
+            if sync
+            else (_AsyncTransport, http.AsyncBaseTransport, _AsyncBody, http.AsyncByteStream)
+        )
+        namespace = {
+            "_stack": stack,
+            "_errors": _error_map(stack),
+            "_body": type(body.__name__, (body, stream), {"__module__": __name__}),
+            "__module__": __name__,
+        }
+        name = "Transport" if sync else "AsyncTransport"
+        kind = _kinds[(stack.name, sync)] = type(name, (mixin, base), namespace)
+    return kind
 
 
 def environment_proxies() -> dict[str, str | None]:
@@ -229,9 +267,11 @@ def _is_ip(host: str, version: int) -> bool:
         return False
 
 
-def _pool(proxy: str | None, context: ssl.SSLContext, http2: bool, *, sync: bool) -> Any:
-    core = HTTPCORE.module
-    backend: Any = SyncBackend(HTTPCORE) if sync else AsyncBackend(HTTPCORE)
+def _pool(
+    stack: Stack, proxy: str | None, context: ssl.SSLContext, http2: bool, *, sync: bool
+) -> Any:
+    core = stack.core.module
+    backend = SyncBackend(stack.core) if sync else AsyncBackend(stack.core)
     common: dict[str, Any] = {
         "ssl_context": context,
         "http1": True,
@@ -243,7 +283,7 @@ def _pool(proxy: str | None, context: ssl.SSLContext, http2: bool, *, sync: bool
     }
     if proxy is None:
         return (core.ConnectionPool if sync else core.AsyncConnectionPool)(**common)
-    described = httpx.Proxy(proxy)
+    described = stack.http.Proxy(proxy)
     url = described.url
     core_url = core.URL(
         scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path
@@ -263,20 +303,25 @@ def _pool(proxy: str | None, context: ssl.SSLContext, http2: bool, *, sync: bool
 
 
 def client_kwargs(
-    context: ssl.SSLContext, *, sync: bool, http2: bool = False, trust_env: bool = True
+    context: ssl.SSLContext,
+    *,
+    sync: bool,
+    http2: bool = False,
+    trust_env: bool = True,
+    stack: Stack = HTTPX,
 ) -> dict[str, Any]:
-    """``transport=`` and ``mounts=`` for an ``httpx.Client`` (sync) or
-    ``httpx.AsyncClient`` on eventsource's backend, with the environment's
-    proxies when ``trust_env``."""
-    kind: Any = Transport if sync else AsyncTransport
+    """``transport=`` and ``mounts=`` for the stack's ``Client`` (sync) or
+    ``AsyncClient`` on eventsource's backend, with the environment's proxies
+    when ``trust_env``."""
+    kind = transport_class(stack, sync=sync)
     mounts: dict[str, Any] = {}
     if trust_env:
         for pattern, proxy in environment_proxies().items():
             mounts[pattern] = (
-                None if proxy is None else kind(_pool(proxy, context, http2, sync=sync))
+                None if proxy is None else kind(_pool(stack, proxy, context, http2, sync=sync))
             )
     return {
-        "transport": kind(_pool(None, context, http2, sync=sync)),
+        "transport": kind(_pool(stack, None, context, http2, sync=sync)),
         "mounts": mounts,
         "trust_env": trust_env,
         # Only the codings eventsource decodes itself, in bounded steps.

@@ -81,7 +81,7 @@ class TLS:
     def trust_in_own_clients(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """A source without client= verifies with the client context
         (EventSource has no verify= option)."""
-        monkeypatch.setattr(request_module, "_default_ssl_context", lambda: self.client)
+        monkeypatch.setattr(request_module, "_default_ssl_context", lambda *_: self.client)
 
     def trust_everywhere(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         """Every default context made from now on trusts the test CA too

@@ -131,20 +131,30 @@ async def test_reset_h2_falls_back_to_httpcores_own_close() -> None:
     assert stream.closed and response.is_closed
 
 
-def test_only_core_imports_an_http_core() -> None:
-    """httpcore (and httpcore2) are imported in ``_core.py`` alone: the
-    backend is written once for both cores and takes their names from it."""
-    importers = []
+# Who may name a stack's module: the cores in _core (and _stack, which asks
+# _core for httpcore2 by name), httpx2 in _stack alone.
+NAMERS = {"httpcore": {"_core.py"}, "httpcore2": {"_core.py", "_stack.py"}, "httpx2": {"_stack.py"}}
+
+
+def test_only_core_and_stack_name_an_http_core_or_httpx2() -> None:
+    """The backend is written once for both cores and takes their names from
+    ``_core``; the transport layer takes httpx2's from ``_stack``."""
+    found: dict[str, set[str]] = {name: set() for name in NAMERS}
     for path in sorted(PACKAGE.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Import):
                 modules = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom):
                 modules = [node.module or ""]
-            elif isinstance(node, ast.Constant) and node.value in ("httpcore", "httpcore2"):
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
                 modules = [node.value]
             else:
                 continue
-            if any(m.split(".")[0] in ("httpcore", "httpcore2") for m in modules):
-                importers.append(str(path.relative_to(PACKAGE)))
-    assert importers and set(importers) == {"_core.py"}
+            for module in modules:
+                root = module.split(".")[0]
+                if root in found:
+                    found[root].add(str(path.relative_to(PACKAGE)))
+    assert found["httpcore"], "the package was not found"
+    assert {name: places - NAMERS[name] for name, places in found.items()} == {
+        name: set() for name in NAMERS
+    }

@@ -1,0 +1,121 @@
+"""The HTTP stacks a source runs on: httpx on httpcore (the declared
+dependency) and httpx2 on httpcore2 (the ``httpx2`` extra; openai,
+anthropic, pydantic-ai and mcp use it). httpx2 continues httpx 0.x's API
+under another name, so one ``Stack`` object holds a stack's module and its
+core, and the transport layer (``_request``, ``_io``, ``_httpx``, ``_body``,
+``_transport``) takes every stack-specific name from it. The machine, the
+drivers and the public API know a stack only as the client a source was
+given or the one it makes (``http=``).
+
+This module and ``_core`` are the only ones that import httpx2 or a core;
+httpx2 is imported when first asked for (a client of its own, ``http=``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+
+import httpx
+
+from ._core import HTTPCORE, Core, core_named
+
+if TYPE_CHECKING:
+    import httpx2
+
+    Response: TypeAlias = httpx.Response | httpx2.Response
+    Request: TypeAlias = httpx.Request | httpx2.Request
+    URL: TypeAlias = httpx.URL | httpx2.URL
+    Client: TypeAlias = httpx.Client | httpx2.Client
+    AsyncClient: TypeAlias = httpx.AsyncClient | httpx2.AsyncClient
+    Auth: TypeAlias = httpx.Auth | httpx2.Auth
+    Timeout: TypeAlias = httpx.Timeout | httpx2.Timeout
+else:
+    Response = Request = URL = Client = AsyncClient = Auth = Timeout = Any
+
+__all__ = [
+    "HTTPX",
+    "AsyncClient",
+    "Auth",
+    "Client",
+    "Request",
+    "Response",
+    "Stack",
+    "StackName",
+    "Timeout",
+    "URL",
+    "loaded_stacks",
+    "stack_named",
+    "stack_of",
+]
+
+StackName: TypeAlias = Literal["httpx", "httpx2"]
+
+
+class Stack:
+    """One HTTP stack: ``http`` is its client module (httpx or httpx2; the
+    same public names), ``core`` its core's names."""
+
+    __slots__ = ("core", "http", "lost", "name", "timeouts")
+
+    def __init__(self, http: Any, core: Core) -> None:
+        self.http = http
+        self.core = core
+        self.name: str = http.__name__
+        # What a request or a read of this stack raises when it timed out,
+        # and when the connection broke (or never came).
+        self.timeouts: tuple[type[Exception], ...] = (http.ReadTimeout, core.read_timeout)
+        self.lost: tuple[type[Exception], ...] = (
+            http.HTTPError,
+            http.StreamError,
+            *core.io_errors,
+            core.protocol_error,
+        )
+
+    def __repr__(self) -> str:
+        return f"Stack({self.name} on {self.core.name})"
+
+
+HTTPX = Stack(httpx, HTTPCORE)
+_stacks: dict[str, Stack] = {"httpx": HTTPX}
+
+
+def stack_named(name: str) -> Stack:
+    """The stack of that name, imported on first use. ImportError saying
+    what to install when httpx2 is not installed."""
+    stack = _stacks.get(name)
+    if stack is not None:
+        return stack
+    if name != "httpx2":
+        raise ValueError(f"http= must be 'httpx' or 'httpx2', not {name!r}")
+    try:
+        module = importlib.import_module("httpx2")
+        core = core_named("httpcore2")
+    except ImportError as exc:
+        raise ImportError(
+            "http='httpx2' needs httpx2: pip install 'eventsource-client[httpx2]'"
+        ) from exc
+    stack = _stacks[name] = Stack(module, core)
+    return stack
+
+
+def loaded_stacks() -> tuple[Stack, ...]:
+    """The stacks in use so far (an error of any of them may reach a source)."""
+    if "httpx2" not in _stacks and "httpx2" in sys.modules:
+        stack_named("httpx2")  # imported by the application: its errors may come
+    return tuple(_stacks.values())
+
+
+def stack_of(thing: object) -> Stack | None:
+    """The stack of an httpx or httpx2 object (a client, sync or async, a
+    response, a request; a subclass of one, such as httpx-aiohttp's client);
+    None for anything else."""
+    root = type(thing).__module__.partition(".")[0]
+    if root in ("httpx", "httpx2"):
+        return stack_named(root)  # (imported already: the object is its)
+    for stack in loaded_stacks():
+        http = stack.http
+        if isinstance(thing, (http.Client, http.AsyncClient, http.Response, http.Request)):
+            return stack
+    return None
