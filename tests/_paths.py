@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import socket
 import struct
 import threading
@@ -89,6 +90,10 @@ class PathSpec:
     modes: tuple[str, ...]
     why_not: str = ""  # why the other modes are skipped
     fast: bool = False  # the fast read (the socket below httpcore)
+    stack: str = "httpx"  # the HTTP stack: httpx, or httpx2 (on httpcore2)
+
+
+HAS_HTTPX2 = importlib.util.find_spec("httpx2") is not None
 
 
 PATHS = {
@@ -105,6 +110,11 @@ PATHS = {
     "aiohttp": PathSpec(
         ("asyncio",), "httpx-aiohttp's transport runs on aiohttp: asyncio only, no sync client"
     ),
+    # httpx2 (issue 22): a source's own client on it (http="httpx2": our
+    # backend on httpcore2's pool), and a user's httpx2 client (its public
+    # stream, gzip as "public").
+    "httpx2-fast": PathSpec(("asyncio", "trio", "sync"), fast=True, stack="httpx2"),
+    "httpx2-public": PathSpec(("asyncio", "trio", "sync"), stack="httpx2"),
 }
 
 
@@ -152,6 +162,8 @@ def cases(
                 reason = None
                 if mode not in spec.modes:
                     reason = f"{path} has no {mode} mode: {spec.why_not}"
+                elif spec.stack == "httpx2" and not HAS_HTTPX2:
+                    reason = "httpx2 is not installed (the httpx2 extra)"
                 elif skip is not None:
                     reason = skip(case)
                 if reason is not None:
@@ -782,10 +794,12 @@ class Env:
     case: Case
     script: Script
     url: str
-    client: httpx.Client | httpx.AsyncClient | None
+    client: Any  # httpx's or httpx2's client, or None: the source's own
     bodies: list[str] = field(default_factory=list)  # the kind of each body opened
 
     def source(self, **kwargs: Any) -> EventSource:
+        if self.client is None and PATHS[self.case.path].stack == "httpx2":
+            kwargs.setdefault("http", "httpx2")
         return EventSource(self.url, client=self.client, **kwargs)
 
 
@@ -830,16 +844,20 @@ async def opened(case: Case) -> AsyncIterator[Env]:
     client: Any = None
     async with contextlib.AsyncExitStack() as stack:
         stack.enter_context(_spy_bodies(bodies))
-        if case.path.startswith("fast-") or case.path in ("gzip", "public", "aiohttp"):
+        raw = ("gzip", "public", "aiohttp", "httpx2-fast", "httpx2-public")
+        if case.path.startswith("fast-") or case.path in raw:
             framing = case.path[len("fast-") :] if case.path.startswith("fast-") else "chunked"
-            gzip = case.path in ("gzip", "public")
+            gzip = case.path in ("gzip", "public", "httpx2-public")
             server = stack.enter_context(RawServer(script, framing, gzip=gzip))
             url = server.url
-            if case.path == "public":
+            if case.path in ("public", "httpx2-public"):
+                http: Any = httpx
+                if case.path == "httpx2-public":
+                    import httpx2 as http
                 if case.is_async:
-                    client = await stack.enter_async_context(httpx.AsyncClient(trust_env=False))
+                    client = await stack.enter_async_context(http.AsyncClient(trust_env=False))
                 else:
-                    client = stack.enter_context(httpx.Client(trust_env=False))
+                    client = stack.enter_context(http.Client(trust_env=False))
             if case.path == "aiohttp":
                 httpx_aiohttp = pytest.importorskip("httpx_aiohttp")
                 client = await stack.enter_async_context(httpx_aiohttp.HttpxAiohttpClient())

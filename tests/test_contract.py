@@ -58,7 +58,11 @@ PUBLIC_SYNC = (
     "not interrupted from another thread (the connection may go back to the client's pool "
     "inside the read): it ends with the next bytes or at read_timeout (5 s)"
 )
-XFAIL_SYNC_THREAD = {"h2c-sync-thread": H2_SYNC, "public-sync-thread": PUBLIC_SYNC}
+XFAIL_SYNC_THREAD = {
+    "h2c-sync-thread": H2_SYNC,
+    "public-sync-thread": PUBLIC_SYNC,
+    "httpx2-public-sync-thread": PUBLIC_SYNC,
+}
 
 OPEN = ("open",)
 CLOSE = ("close", "CLOSED")
