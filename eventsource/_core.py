@@ -68,7 +68,10 @@ def core_named(name: str) -> Core:
     if core is None:
         if name not in ("httpcore", "httpcore2"):
             raise ValueError(f"not an HTTP core eventsource knows: {name!r}")
-        core = _cores[name] = Core(importlib.import_module(name))
+        module = importlib.import_module(name)
+        # httpx2's alias_httpx() makes "httpcore" httpcore2 itself: one core.
+        same = [known for known in _cores.values() if known.module is module]
+        core = _cores[name] = same[0] if same else Core(module)
     return core
 
 

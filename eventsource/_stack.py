@@ -96,7 +96,8 @@ def stack_named(name: str) -> Stack:
         raise ImportError(
             "http='httpx2' needs httpx2: pip install 'eventsource-client[httpx2]'"
         ) from exc
-    stack = _stacks[name] = Stack(module, core)
+    # httpx2's alias_httpx() makes "httpx" httpx2 itself: one stack.
+    stack = _stacks[name] = HTTPX if module is httpx else Stack(module, core)
     return stack
 
 

@@ -115,6 +115,7 @@ PATHS = {
     # stream, gzip as "public").
     "httpx2-fast": PathSpec(("asyncio", "trio", "sync"), fast=True, stack="httpx2"),
     "httpx2-public": PathSpec(("asyncio", "trio", "sync"), stack="httpx2"),
+    "httpx2-h2c": PathSpec(("asyncio", "trio", "sync"), stack="httpx2"),
 }
 
 
@@ -872,15 +873,18 @@ async def opened(case: Case) -> AsyncIterator[Env]:
             url = "http://sse.test/stream"
             asgi = ASGIStreamTransport(asgi_app(script), disconnect_timeout=0)
             client = await stack.enter_async_context(httpx.AsyncClient(transport=asgi))
-        elif case.path == "h2c":
+        elif case.path in ("h2c", "httpx2-h2c"):
             hyper = ScriptedHyper(script)
             stack.enter_context(hyper)
             proxy = hyper.proxy = stack.enter_context(Proxy(hyper.port))
             url = f"http://127.0.0.1:{proxy.port}/stream"
+            h2: Any = httpx
+            if case.path == "httpx2-h2c":
+                import httpx2 as h2
             if case.is_async:  # prior knowledge
-                client = await stack.enter_async_context(httpx.AsyncClient(http1=False, http2=True))
+                client = await stack.enter_async_context(h2.AsyncClient(http1=False, http2=True))
             else:
-                client = stack.enter_context(httpx.Client(http1=False, http2=True))
+                client = stack.enter_context(h2.Client(http1=False, http2=True))
         else:
             raise AssertionError(f"unknown path {case.path}")
         yield Env(case, script, url, client, bodies)

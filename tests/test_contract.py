@@ -60,6 +60,7 @@ PUBLIC_SYNC = (
 )
 XFAIL_SYNC_THREAD = {
     "h2c-sync-thread": H2_SYNC,
+    "httpx2-h2c-sync-thread": H2_SYNC,
     "public-sync-thread": PUBLIC_SYNC,
     "httpx2-public-sync-thread": PUBLIC_SYNC,
 }

@@ -1,0 +1,234 @@
+"""Both HTTP stacks (issue 22): what is specific to running a source on httpx
+or on httpx2. The behaviour suites run on both through their own
+parametrization (tests/_paths.py's httpx2 paths, the stack parameter);
+this module checks the seams: which client is accepted, which stack a
+source's own client is made on, each stack's errors classified alike, its
+own response types handed out, redirects, auth and cookies on each, and
+httpx2's ``alias_httpx()``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from eventsource import ConnectionLostError, EventSource, ReadTimeoutError, ResponseError
+from eventsource._httpx import classify
+from eventsource.testing import SSEServer
+
+httpx2 = pytest.importorskip("httpx2", reason="httpx2 is not installed (the httpx2 extra)")
+import httpcore2  # noqa: E402 (installed with httpx2)
+
+STACKS = ("httpx", "httpx2")
+MODULES: dict[str, Any] = {"httpx": httpx, "httpx2": httpx2}
+EVENTS = [{"data": "a", "id": "1"}, {"data": "b", "id": "2"}]
+
+
+def user_client(stack: str, *, sync: bool, **kwargs: Any) -> Any:
+    module = MODULES[stack]
+    return (module.Client if sync else module.AsyncClient)(trust_env=False, **kwargs)
+
+
+# --- which client, which stack --------------------------------------------------------------
+
+
+def test_a_client_of_neither_stack_is_refused_at_once() -> None:
+    with pytest.raises(TypeError, match="httpx or httpx2 client"):
+        EventSource("http://127.0.0.1:1/", client=object())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_async_use_of_a_sync_client_names_its_stack(stack: str) -> None:
+    with user_client(stack, sync=True) as client:
+        source = EventSource("http://127.0.0.1:1/", client=client)
+
+        async def use() -> None:
+            async with source:
+                pass
+
+        with pytest.raises(TypeError, match=rf"client={stack}\.AsyncClient\(\)"):
+            anyio.run(use)
+
+
+def test_http_names_a_stack_and_agrees_with_the_client() -> None:
+    with pytest.raises(ValueError, match="'httpx' or 'httpx2'"):
+        EventSource("http://127.0.0.1:1/", http="requests")  # type: ignore[arg-type]
+    with httpx.Client() as client, pytest.raises(ValueError, match="client= is httpx's"):
+        EventSource("http://127.0.0.1:1/", client=client, http="httpx2")
+    with httpx2.Client() as client2:
+        EventSource("http://127.0.0.1:1/", client=client2, http="httpx2")  # agrees
+
+
+def test_http_httpx2_without_httpx2_says_what_to_install() -> None:
+    code = textwrap.dedent(
+        """
+        import sys
+        sys.modules["httpx2"] = None  # not installed
+        from eventsource import EventSource
+        try:
+            EventSource("http://127.0.0.1:1/", http="httpx2")
+        except ImportError as exc:
+            print("ImportError:", exc)
+        EventSource("http://127.0.0.1:1/")  # httpx: fine
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "pip install 'eventsource-client[httpx2]'" in out.stdout
+
+
+# --- each stack's own types and errors --------------------------------------------------------
+
+
+@pytest.mark.parametrize("own", [True, False], ids=["own", "user"])
+@pytest.mark.parametrize("stack", STACKS)
+def test_responses_are_the_stack_s_own(stack: str, own: bool) -> None:
+    module = MODULES[stack]
+    with SSEServer(events=EVENTS) as server:
+        client = None if own else user_client(stack, sync=True)
+        source = EventSource(server.url, client=client, http=stack if own else None)
+        with source:
+            event = next(iter(source))
+            assert event.data == "a"
+            assert isinstance(source.response, module.Response)
+            assert source.response.status_code == 200
+        if client is not None:
+            client.close()
+
+        server.respond_with(404, {"Content-Type": "application/json"}, b'{"error": "gone"}')
+        client = None if own else user_client(stack, sync=True)
+        with pytest.raises(ResponseError) as raised:
+            EventSource(server.url, client=client, http=stack if own else None).collect(timeout=5)
+        if client is not None:
+            client.close()
+    error = raised.value
+    assert error.status_code == 404
+    assert isinstance(error.response, module.Response)
+    assert error.response.json() == {"error": "gone"}
+    assert json.loads(error.body) == {"error": "gone"}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_each_stack_s_errors_are_classified_alike(stack: str) -> None:
+    module = MODULES[stack]
+    core = {"httpx": __import__("httpcore"), "httpx2": httpcore2}[stack]
+    request = module.Request("GET", "http://127.0.0.1:1/")
+
+    def kind(exc: BaseException, sending: bool = False) -> tuple[type, bool]:
+        result = classify(exc, sending=sending, read_timeout=5)
+        assert result is not None, f"{exc!r} was not classified"
+        return type(result[0]), result[1]
+
+    assert kind(module.UnsupportedProtocol("ftp", request=request)) == (ResponseError, True)
+    assert kind(module.InvalidURL("bad")) == (ResponseError, True)
+    assert kind(module.TooManyRedirects("loop", request=request)) == (ResponseError, True)
+    assert kind(module.ReadTimeout("slow", request=request)) == (ReadTimeoutError, False)
+    assert kind(core.ReadTimeout("slow")) == (ReadTimeoutError, False)
+    for lost in (
+        module.ConnectError("refused", request=request),
+        module.ReadError("reset", request=request),
+        module.RemoteProtocolError("bad chunk", request=request),
+        module.DecodingError("bad gzip", request=request),
+        core.ReadError("reset"),
+        core.RemoteProtocolError("bad"),
+    ):
+        assert kind(lost) == (ConnectionLostError, False), lost
+    assert classify(ValueError("a bug"), sending=False) is None
+
+
+# --- redirects, auth, cookies ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("own", [True, False], ids=["own", "user"])
+@pytest.mark.parametrize("stack", STACKS)
+def test_redirects_auth_and_cookies_on_each_stack(stack: str, own: bool) -> None:
+    module = MODULES[stack]
+    with SSEServer(events=EVENTS) as server:
+        server.respond_with(302, {"Location": "/moved?x=1"})
+        if own:
+            source = EventSource(
+                server.url, http=stack, auth=("user", "pw"), cookies={"session": "s1"}
+            )
+        else:
+            client = user_client(
+                stack, sync=True, auth=module.BasicAuth("user", "pw"), cookies={"session": "s1"}
+            )
+            source = EventSource(server.url, client=client)
+        events = source.collect(n=2, timeout=5)
+        if not own:
+            client.close()
+        requests = server.requests
+    assert [e.data for e in events] == ["a", "b"]
+    assert [r.path for r in requests[:2]] == ["/stream", "/moved?x=1"]
+    followed = requests[1].headers
+    assert followed["authorization"] == "Basic dXNlcjpwdw=="
+    assert "session=s1" in followed.get("cookie", "")
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_an_unusable_location_is_final_on_the_own_client(stack: str) -> None:
+    with SSEServer(events=EVENTS) as server:
+        server.respond_with(302, {"Location": "http://[::1"}, times=None)
+        with pytest.raises(ResponseError, match="unusable Location"):
+            EventSource(server.url, http=stack).collect(timeout=5)
+        assert len(server.requests) == 1
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("stack", STACKS)
+async def test_a_digest_auth_flow_on_each_stack(stack: str) -> None:
+    """An auth flow (a 401 answered with a second request) on the user's
+    client of each stack: the source sees one open."""
+    module = MODULES[stack]
+    async with SSEServer(events=EVENTS) as server:
+        server.respond_with(
+            401, {"WWW-Authenticate": 'Digest realm="r", nonce="n", qop="auth", algorithm=MD5'}
+        )
+        async with user_client(stack, sync=False, auth=module.DigestAuth("u", "p")) as client:
+            events = await EventSource(server.url, client=client).acollect(n=2, timeout=5)
+        requests = server.requests
+    assert [e.data for e in events] == ["a", "b"]
+    assert requests[1].headers["authorization"].startswith("Digest ")
+
+
+# --- httpx2.alias_httpx() ---------------------------------------------------------------------
+
+
+def test_alias_httpx_runs_everything_on_httpx2() -> None:
+    """httpx2's ``alias_httpx()`` makes ``import httpx`` (and httpcore) resolve
+    to httpx2 (httpcore2) process-wide, before eventsource is imported: a
+    source then runs on httpx2 alone, its own client and a user's alike."""
+    code = textwrap.dedent(
+        """
+        import httpx2
+        httpx2.alias_httpx()
+        import httpx, anyio
+        assert httpx is httpx2
+        from eventsource import EventSource
+        from eventsource.testing import SSEServer
+
+        with SSEServer(events=[{"data": "a"}, {"data": "b"}]) as server:
+            own = EventSource(server.url).collect(n=2, timeout=5)
+            with httpx2.Client() as client:
+                user = EventSource(server.url, client=client).collect(n=2, timeout=5)
+
+            async def main():
+                async with httpx2.AsyncClient() as client:
+                    return await EventSource(server.url, client=client).acollect(n=2, timeout=5)
+
+            asynced = anyio.run(main)
+        print([e.data for e in own + user + asynced])
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(["a", "b"] * 3)
