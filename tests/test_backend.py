@@ -741,3 +741,95 @@ async def test_https_through_an_https_proxy_reads_the_inner_tls(
     assert proxy.seen == [connect]
     assert bodies == [fast(mode)]
     assert bodies.streams == ["SyncTLS" if mode == "sync" else "AsyncTLS"]
+
+
+# --- Happy Eyeballs (asyncio; trio's open_tcp_stream races addresses itself) ---------------
+
+
+def test_addresses_are_interleaved_by_family() -> None:
+    from eventsource._abackend import _interleaved
+
+    v6 = [(socket.AF_INET6, 0, 0, "", (f"::{i}", 1)) for i in (1, 2, 3)]
+    v4 = [(socket.AF_INET, 0, 0, "", (f"10.0.0.{i}", 1)) for i in (1, 2)]
+    mixed = _interleaved([v6[0], v6[1], v4[0], v6[2], v4[1]])
+    assert [info[4][0] for info in mixed] == ["::1", "10.0.0.1", "::2", "10.0.0.2", "::3"]
+
+
+@contextlib.contextmanager
+def _two_addresses(monkeypatch: pytest.MonkeyPatch, hang: str) -> Iterator[tuple[int, list[Any]]]:
+    """A listener on 127.0.0.1, reached as "dual.test", which resolves to
+    127.0.0.2 first and 127.0.0.1 second; connects to ``hang`` never end.
+    Yields the port and every socket an attempt connected with."""
+    import asyncio
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    attempts: list[Any] = []
+    loop_class = type(asyncio.get_running_loop())  # (entered in the test's loop)
+    original_connect = loop_class.sock_connect
+
+    async def getaddrinfo(self: Any, host: str, wanted: int, **kwargs: Any) -> list[Any]:
+        assert host == "dual.test"
+        return [
+            (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (ip, wanted))
+            for ip in ("127.0.0.2", "127.0.0.1")
+        ]
+
+    async def sock_connect(self: Any, sock: socket.socket, address: Any) -> None:
+        attempts.append(sock)
+        if address[0] == hang:
+            await asyncio.sleep(3600)  # a black hole: the SYN is never answered
+        await original_connect(self, sock, address)
+
+    monkeypatch.setattr(loop_class, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(loop_class, "sock_connect", sock_connect)
+    try:
+        yield port, attempts
+    finally:
+        listener.close()
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_black_holed_first_address_costs_the_happy_eyeballs_delay(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from eventsource._abackend import HAPPY_EYEBALLS_DELAY
+
+    with _two_addresses(monkeypatch, hang="127.0.0.2") as (port, attempts):
+        started = time.monotonic()
+        stream = await AsyncBackend().connect_tcp("dual.test", port, timeout=30)
+        took = time.monotonic() - started
+        try:
+            assert stream.get_extra_info("server_addr") == ("127.0.0.1", port)
+        finally:
+            await stream.aclose()
+    assert HAPPY_EYEBALLS_DELAY <= took < 10 * HAPPY_EYEBALLS_DELAY
+    assert len(attempts) == 2
+    assert attempts[0].fileno() == -1, "the losing attempt's socket was left open"
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_connect_timeout_during_the_race_leaves_no_socket(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with _two_addresses(monkeypatch, hang="127.0.0.1") as (port, attempts):
+        monkeypatch.setattr(
+            "eventsource._abackend._interleaved", lambda infos: [infos[1], infos[1]]
+        )  # both attempts go to the black hole
+        with pytest.raises(httpcore.ConnectTimeout):
+            await AsyncBackend().connect_tcp("dual.test", port, timeout=0.6)
+    assert len(attempts) == 2
+    assert all(sock.fileno() == -1 for sock in attempts)
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_every_address_refused_is_a_connect_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    with _two_addresses(monkeypatch, hang="none") as (port, attempts):
+        closed = socket.create_server(("127.0.0.1", 0))
+        free_port = closed.getsockname()[1]
+        closed.close()  # nobody listens there now: refused at once
+        started = time.monotonic()
+        with pytest.raises(httpcore.ConnectError):
+            await AsyncBackend().connect_tcp("dual.test", free_port, timeout=30)
+    assert time.monotonic() - started < 5  # no waiting out the delay per address
+    assert len(attempts) == 2 and all(sock.fileno() == -1 for sock in attempts)
