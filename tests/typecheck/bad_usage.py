@@ -21,3 +21,5 @@ EventSource(URL).add_listener("chunk", lambda: None)  # error
 EventSource(URL).collect(until=lambda: True)  # error
 events: list[int] = EventSource(URL).collect()  # error
 first: ServerSentEvent = EventSource(URL).collect()  # error
+EventSource(URL, http="requests")  # error
+EventSource(URL, client=object())  # error

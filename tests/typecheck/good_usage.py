@@ -29,3 +29,14 @@ EventSource("http://127.0.0.1:1/", on_error=lambda error: print(error.will_retry
 source.add_listener("chunk", on_message)
 source.add_listener("chunk", lambda event: event.json())
 events: list[ServerSentEvent] = source.collect(n=3, until=lambda event: event.type == "done")
+
+# Either HTTP stack's client (issue 22), and its own response type.
+import httpx  # noqa: E402
+import httpx2  # noqa: E402
+
+EventSource("http://127.0.0.1:1/", client=httpx.AsyncClient())
+EventSource("http://127.0.0.1:1/", client=httpx2.Client(), timeout=httpx2.Timeout(5.0))
+EventSource(httpx2.URL("http://127.0.0.1:1/"), http="httpx2", auth=httpx2.BasicAuth("u", "p"))
+response = EventSource("http://127.0.0.1:1/").response
+if isinstance(response, httpx2.Response):
+    print(response.http_version)
