@@ -96,7 +96,7 @@ def _mapped(exc: Exception, request: httpx.Request) -> Exception:
 class _Fast:
     """What the fast readers share: the framing, the decoder, the timeout."""
 
-    __slots__ = ("_decoder", "_framing", "_request", "_stream", "timeout")
+    __slots__ = ("_decoder", "_feed", "_framing", "_request", "_stream", "timeout")
     scoped = False  # interrupted by abort(); reads carry the timeout
     resumable = True  # what arrives during a cancelled read stays in the buffers
 
@@ -104,6 +104,8 @@ class _Fast:
         self._stream = stream
         self._framing = framing_of(response)
         self._decoder: Decoder | Chain | None = decoder_for(response)
+        # What a read's bytes go through (a call fewer without a decoder).
+        self._feed = self._framing.take if self._decoder is None else self._take
         self._request = response.request
         self.timeout = timeout  # a refused body's reader shortens it
 
@@ -132,7 +134,7 @@ class AsyncFast(_Fast):
                 raise framing.failed
             if framing.complete:
                 return None  # the connection stays open: nothing more is ours
-            return self._take(await self._stream.receive(self.timeout))
+            return self._feed(await self._stream.receive(self.timeout))
         except (httpcore.NetworkError, httpcore.TimeoutException, ChunkedFramingError) as exc:
             raise _mapped(exc, self._request) from exc
 
@@ -154,7 +156,7 @@ class SyncFast(_Fast):
                 raise framing.failed
             if framing.complete:
                 return None
-            return self._take(self._stream.receive(self.timeout))
+            return self._feed(self._stream.receive(self.timeout))
         except (httpcore.NetworkError, httpcore.TimeoutException, ChunkedFramingError) as exc:
             raise _mapped(exc, self._request) from exc
 
