@@ -22,7 +22,7 @@ from ._event import ServerSentEvent
 from ._httpx import classify
 from ._io import AsyncReader
 from ._loop import running_loop
-from ._machine import CONNECT, FINISH, OPENED, READ, RELEASE, Comment, Failure, Machine
+from ._machine import CONNECT, FINISH, OPENED, READ, RELEASE, Comment, Failure, Machine, Output
 from ._request import RequestSpec
 from ._stack import AsyncClient, Response
 
@@ -132,9 +132,24 @@ class AsyncDriver:
         """The next event; StopAsyncIteration at the end; the fatal error."""
         if self.busy:
             raise RuntimeError("this EventSource is already being iterated")
-        self.busy = True
         machine = self.machine
         callbacks = self.callbacks
+        item: Output | None = None
+        if self._pending is None:
+            # The usual step, an event of the last read with nobody to call:
+            # handed out here, without the loop (nothing is awaited, so no
+            # other task, nor a close() posted to the loop, comes in between).
+            steps = self._steps + 1
+            if steps < _CHECKPOINT_EVERY:
+                self._steps = steps
+                item = machine.take()  # an event is delivered as it is taken
+                if (
+                    item.__class__ is ServerSentEvent
+                    and callbacks.on_message is None
+                    and not callbacks.listeners
+                ):
+                    return item
+        self.busy = True
         try:
             if self._pending is not None:  # a cancel came in its handlers: deliver it now
                 pending, handlers = self._pending
@@ -142,34 +157,55 @@ class AsyncDriver:
                 if not machine.closed:
                     await self._dispatch(pending, handlers)
                     return pending
+            take = machine.take
             while True:
-                self._steps += 1
-                if self._steps >= _CHECKPOINT_EVERY:
-                    self._steps = 0
-                    await anyio.lowlevel.checkpoint()
-                item = machine.next()
+                if item is None:
+                    self._steps += 1
+                    if self._steps >= _CHECKPOINT_EVERY:
+                        self._steps = 0
+                        await anyio.lowlevel.checkpoint()
+                    item = take()  # an event is delivered as it is taken
                 kind = item.__class__
                 if kind is ServerSentEvent:
-                    assert isinstance(item, ServerSentEvent)
-                    machine.delivering(item)
                     if callbacks.on_message is not None or callbacks.listeners:
-                        await self._dispatch(item, callbacks.handlers(item))
-                    return item
+                        await self._dispatch(item, callbacks.handlers(item))  # type: ignore[arg-type]
+                    return item  # type: ignore[return-value]
                 if item is READ:
-                    await self._read()
-                elif item is CONNECT:
+                    item = None
+                    # The read, inline: a coroutine fewer to resume at every wake-up.
+                    reader = self.reader
+                    try:
+                        data = await reader.read(self.spec.read_timeout)
+                    except Exception as exc:
+                        reader.fix(exc)
+                        self._failed(exc, sending=False)
+                        continue
+                    except BaseException:
+                        # The caller cancelled its wait. A body that cannot take up
+                        # a read where a cancel left it (httpx's generators end) is
+                        # broken now: the next step reconnects, never mistaking it
+                        # for a clean end.
+                        reader.cancelled()
+                        raise
+                    if data is None:
+                        machine.end()
+                    else:
+                        machine.receive(data)
+                    continue
+                step, item = item, None
+                if step is CONNECT:
                     await self._connect()
-                elif item is RELEASE:
+                elif step is RELEASE:
                     await self.reader.release()
                     machine.released()
-                elif item is OPENED:
+                elif step is OPENED:
                     await self._invoke(callbacks.on_open)
                 elif kind is Comment:
-                    await self._invoke(callbacks.on_comment, str(item))
+                    await self._invoke(callbacks.on_comment, str(step))
                 elif kind is Failure:
-                    assert isinstance(item, Failure)
-                    await self._invoke(callbacks.on_error, item.error)
-                elif item is FINISH:
+                    assert isinstance(step, Failure)
+                    await self._invoke(callbacks.on_error, step.error)
+                elif step is FINISH:
                     await self._finish(raise_error=True)
                     raise StopAsyncIteration
                 else:  # STOP: finished, or being finished by another task
@@ -251,25 +287,6 @@ class AsyncDriver:
             reader.open(response, self.spec.read_timeout)
         else:
             await reader.close_refused(response, machine.error)
-
-    async def _read(self) -> None:
-        reader = self.reader
-        try:
-            data = await reader.read(self.spec.read_timeout)
-        except Exception as exc:
-            reader.fix(exc)
-            self._failed(exc, sending=False)
-            return
-        except BaseException:
-            # The caller cancelled its wait. A body that cannot take up a read
-            # where a cancel left it (httpx's generators end) is broken now:
-            # the next step reconnects, never mistaking it for a clean end.
-            reader.cancelled()
-            raise
-        if data is None:
-            self.machine.end()
-        else:
-            self.machine.receive(data)
 
     def _failed(self, exc: Exception, *, sending: bool) -> None:
         result = classify(exc, sending=sending, read_timeout=self.spec.read_timeout)

@@ -95,7 +95,16 @@ def _mapped(exc: Exception, request: Request, stack: Stack) -> Exception:
 class _Fast:
     """What the fast readers share: the framing, the decoder, the timeout."""
 
-    __slots__ = ("_decoder", "_errors", "_framing", "_request", "_stack", "_stream", "timeout")
+    __slots__ = (
+        "_decoder",
+        "_errors",
+        "_feed",
+        "_framing",
+        "_request",
+        "_stack",
+        "_stream",
+        "timeout",
+    )
     scoped = False  # interrupted by abort(); reads carry the timeout
     resumable = True  # what arrives during a cancelled read stays in the buffers
 
@@ -108,6 +117,8 @@ class _Fast:
         self._errors: tuple[type[Exception], ...] = (*stream.core.io_errors, ChunkedFramingError)
         self._framing = framing_of(response)
         self._decoder: Decoder | Layers | None = decoder_for(response)
+        # What a read's bytes go through (a call fewer without a decoder).
+        self._feed = self._framing.take if self._decoder is None else self._take
         self._request = response.request
         self.timeout = timeout  # a refused body's reader shortens it
 
@@ -136,7 +147,7 @@ class AsyncFast(_Fast):
                 raise framing.failed
             if framing.complete:
                 return None  # the connection stays open: nothing more is ours
-            return self._take(await self._stream.receive(self.timeout))
+            return self._feed(await self._stream.receive(self.timeout))
         except self._errors as exc:
             raise _mapped(exc, self._request, self._stack) from exc
 
@@ -158,7 +169,7 @@ class SyncFast(_Fast):
                 raise framing.failed
             if framing.complete:
                 return None
-            return self._take(self._stream.receive(self.timeout))
+            return self._feed(self._stream.receive(self.timeout))
         except self._errors as exc:
             raise _mapped(exc, self._request, self._stack) from exc
 

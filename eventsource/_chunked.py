@@ -97,7 +97,7 @@ class ChunkedDecoder:
     """Decodes one chunked response body: ``feed()`` every socket read, in
     order; ``close()`` at EOF. ``done`` is true once the body has ended."""
 
-    __slots__ = ("_buf", "_error", "_left", "_state", "unused")
+    __slots__ = ("_buf", "_error", "_left", "_state", "done", "unused")
 
     def __init__(self) -> None:
         self._state = _SIZE
@@ -106,11 +106,9 @@ class ChunkedDecoder:
         self._error = ""
         #: Bytes received after the body's end: not part of this response.
         self.unused = b""
-
-    @property
-    def done(self) -> bool:
-        """True once the last chunk, its trailers and the final CRLF are read."""
-        return self._state == _DONE
+        #: True once the last chunk, its trailers and the final CRLF are read
+        #: (an attribute, not a property: it is asked at every read).
+        self.done = False
 
     def feed(self, data: bytes) -> bytes:
         """Decode one read; return the body bytes it completes (b"" if none).
@@ -269,6 +267,7 @@ class ChunkedDecoder:
         if problem:
             self._break(problem, out)
         self._state, self._buf = _DONE, b""
+        self.done = True
         self.unused = data[end:]
         return b"".join(out)
 

@@ -31,7 +31,9 @@ nothing else: no I/O, no clock. Every rule of the format lives here.
   are at least as many as the characters they decode to: kept bytes within
   the limit prove that the exact checks would pass; past it, the general path
   decodes everything and runs them (so an overflow of bytes is never an error
-  by itself).
+  by itself). A chunk parsed whole there with nothing kept makes the parser
+  quiet: the next chunk of whole blocks with no CR (nor NUL, for an id) goes
+  straight to the fast path, past every check of what is kept.
 - The fast path: a run of whole blocks that all have one shape (the same
   event / id / data fields, each at most once, in the same order; in the
   extended forms also comment lines first, when on_comment is unset, and
@@ -267,6 +269,7 @@ class SSEParser:
         "_tail_more",
         "_room",
         "_lean",
+        "_quiet",
         "_skip",
         "_bom",
         "_skip_lf",
@@ -314,6 +317,7 @@ class SSEParser:
         # or -1 while a BOM or an LF is to be skipped: see feed().
         self._room = -1
         self._lean = False  # the bytes path is open: whole blocks, nothing to skip
+        self._quiet = False  # the bytes path parsed a chunk whole: see the Strategy
         self._skip = self._bom = True
         self._skip_lf = False
         self._cr = False  # the bytes path's _skip_lf: the last chunk's CR became an LF
@@ -349,6 +353,14 @@ class SSEParser:
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
         """Parse the next chunk of the body; return the events it completes."""
+        if self._quiet:  # the steady state of a live stream: see _reset()
+            shape: Any = self._form
+            if chunk[-2:] == b"\n\n" and chunk[0] != 10 and 13 not in chunk:
+                if len(chunk) <= self._room and not (shape.has_id and 0 in chunk):
+                    found = self._blocks(chunk.decode("utf-8", "replace"), shape)
+                    if found is not None:
+                        return found
+            self._quiet = False  # the other paths: they set it again
         # A chunk without a line end completes nothing: keep its bytes as they
         # are. _room is what the limit leaves to the text kept back (pending
         # text, data, kept bytes); bytes are at least as many as the characters
@@ -446,32 +458,10 @@ class SSEParser:
             # and no longer than the limit: no check can fail.
             form = self._form
             if self._clean and form is not None and not (nul and form.has_id):
-                match = form.pattern.match(text)
-                if match is not None:
-                    if match.end() == len(text):
-                        # One block, the common case of small chunks and huge events.
-                        event = form.one(match, self.last_event_id)
-                        if form.has_id:
-                            self.last_event_id = self._id_buf = event[2]
-                        return [event]
-                    # Two blocks, as often in small reads: two matches that meet
-                    # and end at the text's end cover it (cheaper than findall).
-                    second = form.pattern.match(text, match.end())
-                    if second is not None and second.end() == len(text):
-                        lid = self.last_event_id
-                        out = [form.one(match, lid), form.one(second, lid)]
-                        if form.has_id:
-                            self.last_event_id = self._id_buf = out[1][2]
-                        return out
-                    found = _match(form, text, 0, len(text), False)
-                    if found is not None:
-                        out = form.build(
-                            found if form.reorder is None else map(form.reorder, found),
-                            self.last_event_id,
-                        )
-                        if form.has_id:
-                            self.last_event_id = self._id_buf = out[-1][2]
-                        return out
+                found = self._blocks(text, form)
+                if found is not None:
+                    self._quiet = not (self._cr or self._tail)  # nothing kept
+                    return found
             out = self._out = []
             self._run(text, len(text), form)
             return out
@@ -498,6 +488,35 @@ class SSEParser:
             self._room = (
                 self._limit - self._pending_len - self._data_len - len(self._data) - len(self._tail)
             )
+        return out
+
+    def _blocks(self, text: str, form: _Form) -> list[ServerSentEvent] | None:
+        """The events of text if it is whole blocks, all of the form's shape (no
+        NUL in it unless the form has no id); else None."""
+        match = form.pattern.match(text)
+        if match is None:
+            return None
+        lid = self.last_event_id
+        if match.end() == len(text):  # one block: the usual small chunk, or a huge event
+            out = [form.one(match, lid)]
+        else:  # two blocks that meet and end at the text's end cover it (no findall)
+            second = form.pattern.match(text, match.end())
+            if second is not None and second.end() == len(text):
+                out = [form.one(match, lid), form.one(second, lid)]
+            else:
+                found = _match(form, text, 0, len(text), False)
+                return None if found is None else self._built(form, found)
+        if form.has_id:
+            self.last_event_id = self._id_buf = out[-1][2]
+        return out
+
+    def _built(self, form: _Form, found: list[Any]) -> list[ServerSentEvent]:
+        """The events of a run of blocks from its matches' groups (_match)."""
+        out = form.build(
+            found if form.reorder is None else map(form.reorder, found), self.last_event_id
+        )
+        if form.has_id:
+            self.last_event_id = self._id_buf = out[-1][2]
         return out
 
     def _feed_text(self, chunk: bytes) -> list[ServerSentEvent]:
@@ -558,11 +577,7 @@ class SSEParser:
         if self._clean and end <= self._limit and form is not None:
             found = _match(form, text, 0, end)
             if found is not None:
-                out = form.build(
-                    found if form.reorder is None else map(form.reorder, found), self.last_event_id
-                )
-                if form.has_id:
-                    self.last_event_id = self._id_buf = out[-1][2]
+                out = self._built(form, found)
                 if self._pending_len > self._limit:
                     self._fail(out)
                 return out
@@ -577,12 +592,10 @@ class SSEParser:
     def _skip_start(self, text: str) -> str:
         if self._bom:
             self._bom = False
-            if text[0] == "\ufeff":
-                text = text[1:]
+            text = text[1:] if text[0] == "\ufeff" else text
         if self._skip_lf and text:
             self._skip_lf = False
-            if text[0] == "\n":
-                text = text[1:]
+            text = text[1:] if text[0] == "\n" else text
         self._skip = self._bom or self._skip_lf
         return text
 
@@ -644,12 +657,7 @@ class SSEParser:
             if found is None:
                 return False
             self._form = form = new_form
-        events = form.build(
-            found if form.reorder is None else map(form.reorder, found), self.last_event_id
-        )
-        if form.has_id:
-            self.last_event_id = self._id_buf = events[-1][2]
-        self._out += events
+        self._out += self._built(form, found)
         return True
 
     def _lines(self, text: str, start: int, stop: int) -> None:

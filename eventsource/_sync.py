@@ -18,7 +18,7 @@ from ._errors import ConnectionLostError, EventIdError, EventSourceError
 from ._event import ServerSentEvent
 from ._httpx import classify
 from ._io import SyncReader
-from ._machine import CONNECT, FINISH, OPENED, READ, RELEASE, Comment, Failure, Machine
+from ._machine import CONNECT, FINISH, OPENED, READ, RELEASE, Comment, Failure, Machine, Output
 from ._request import RequestSpec
 from ._stack import Client, Response
 
@@ -89,42 +89,62 @@ class SyncDriver:
             if self._closing:  # a closer drives (rare): wait until it is done
                 with self._closer:
                     pass
-            return self._next()
+            item = self.machine.take()  # an event is delivered as it is taken
+            if item.__class__ is ServerSentEvent:
+                callbacks = self.callbacks
+                if callbacks.on_message is None and not callbacks.listeners:
+                    return item  # the usual step: an event of the last read
+            return self._next(item)
         finally:
             self.busy = False
             if self.machine.close_requested:
                 self._settle()
 
-    def _next(self) -> ServerSentEvent:
+    def _next(self, item: Output | None) -> ServerSentEvent:
+        """The loop of steps, from this one (taken already) if given."""
         machine = self.machine
         callbacks = self.callbacks
+        take = machine.take
         while True:
-            item = machine.next()
+            if item is None:
+                item = take()  # an event is delivered as it is taken
             kind = item.__class__
             if kind is ServerSentEvent:
-                assert isinstance(item, ServerSentEvent)
-                machine.delivering(item)
                 if callbacks.on_message is not None or callbacks.listeners:
-                    for handler in callbacks.handlers(item):
+                    for handler in callbacks.handlers(item):  # type: ignore[arg-type]
                         if machine.closed:
                             break  # close() in a handler: no more on_message
                         self._invoke(handler, item)
-                return item
+                return item  # type: ignore[return-value]
             if item is READ:
-                self._read()
-            elif item is CONNECT:
+                # The read, inline (a call fewer at every wake-up).
+                item = None
+                reader = self.reader
+                try:
+                    data = reader.read()
+                except Exception as exc:
+                    reader.fix(exc)
+                    self._failed(exc, sending=False)
+                    continue
+                if data is None:
+                    machine.end()
+                else:
+                    machine.receive(data)
+                continue
+            step, item = item, None
+            if step is CONNECT:
                 self._connect()
-            elif item is RELEASE:
+            elif step is RELEASE:
                 self.reader.release()
                 machine.released()
-            elif item is OPENED:
+            elif step is OPENED:
                 self._invoke(callbacks.on_open)
             elif kind is Comment:
-                self._invoke(callbacks.on_comment, str(item))
+                self._invoke(callbacks.on_comment, str(step))
             elif kind is Failure:
-                assert isinstance(item, Failure)
-                self._invoke(callbacks.on_error, item.error)
-            elif item is FINISH:
+                assert isinstance(step, Failure)
+                self._invoke(callbacks.on_error, step.error)
+            elif step is FINISH:
                 self._finish(raise_error=True)
                 raise StopIteration
             else:  # STOP
@@ -173,18 +193,6 @@ class SyncDriver:
             reader.open(response, self.spec.read_timeout)
         else:
             reader.close_refused(response, machine.error)
-
-    def _read(self) -> None:
-        try:
-            data = self.reader.read()
-        except Exception as exc:
-            self.reader.fix(exc)
-            self._failed(exc, sending=False)
-            return
-        if data is None:
-            self.machine.end()
-        else:
-            self.machine.receive(data)
 
     def _failed(self, exc: Exception, *, sending: bool) -> None:
         result = classify(exc, sending=sending, read_timeout=self.spec.read_timeout)
