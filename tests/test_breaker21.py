@@ -69,6 +69,7 @@ from eventsource import (
 )
 
 from ._fastpath import TLS, clear_proxies, make_tls
+from ._servers import RawListener
 
 MODES = ("sync", "asyncio", "uvloop", "trio")
 ASYNC_MODES = ("asyncio", "uvloop", "trio")
@@ -296,59 +297,21 @@ class Conn:
             )
 
 
-class Raw:
+class Raw(RawListener):
     """A listener on 127.0.0.1: ``serve(conn)`` answers each connection in a
     thread. On exit every connection is shut down and every thread joined."""
 
     def __init__(
         self, serve: Callable[[Conn], None], tls: ssl.SSLContext | None = None, backlog: int = 128
     ) -> None:
-        self._serve = serve
+        super().__init__(self._handle, backlog=backlog, join=JOIN)
+        self._serve_conn = serve
         self._tls = tls
-        self._listener = socket.create_server(("127.0.0.1", 0), backlog=backlog)
-        self._listener.settimeout(0.05)
-        self.port = self._listener.getsockname()[1]
-        self.stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._socks: list[socket.socket] = []
         self.conns: list[Conn] = []
 
     def url(self, path: str = "/stream") -> str:
         scheme = "https" if self._tls is not None else "http"
         return f"{scheme}://127.0.0.1:{self.port}{path}"
-
-    def __enter__(self) -> Raw:
-        self._accepting = threading.Thread(target=self._accept, daemon=True)
-        self._accepting.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop.set()
-        self._accepting.join(JOIN)
-        self._listener.close()
-        for sock in list(self._socks):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-        for thread in list(self._threads):
-            thread.join(JOIN)
-        running = self._accepting.is_alive() or any(t.is_alive() for t in self._threads)
-        assert not running, "server threads still running"
-
-    def _accept(self) -> None:
-        while not self.stop.is_set():
-            try:
-                sock, address = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            sock.settimeout(None)
-            self._socks.append(sock)
-            thread = threading.Thread(
-                target=self._handle, args=(sock, len(self._threads), address[1]), daemon=True
-            )
-            self._threads.append(thread)
-            thread.start()
 
     def _handle(self, sock: socket.socket, index: int, peer: int) -> None:
         served: Any = sock
@@ -363,12 +326,10 @@ class Raw:
             conn = Conn(served, index, self.stop, peer)
             self.conns.append(conn)
             with contextlib.suppress(OSError, ValueError):
-                self._serve(conn)
+                self._serve_conn(conn)
         finally:
             with contextlib.suppress(OSError):
                 served.close()
-            with contextlib.suppress(OSError):
-                sock.close()
 
 
 def chunk(data: bytes) -> bytes:

@@ -91,6 +91,7 @@ from eventsource._machine import (
 )
 from eventsource._policy import ConnectionPolicy
 
+from ._servers import RawListener
 from .reference import reference_parse
 
 # CI runs a bounded example count; EVENTSOURCE_FUZZ_EXAMPLES=N runs N.
@@ -826,20 +827,15 @@ def plan_response(rng: random.Random, port: int, path: bytes, limit: int, hostil
     return Plan(data, cut, ending, " ".join(what), coded=coding is not None, refused=refused)
 
 
-class FuzzServer:
+class FuzzServer(RawListener):
     """HTTP/1.1 by hand on 127.0.0.1: a thread per connection answers each
     request with the plan for its round (the path is /r<round>) and its
     number in the round: ``planner(round, n, server)``."""
 
     def __init__(self, planner: Callable[[int, int, FuzzServer], Plan]) -> None:
+        super().__init__(self._answer, end=_reset, join=SERVER_HOLD)
         self.planner = planner
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.05)
-        self.port = self._listener.getsockname()[1]
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._threads: list[threading.Thread] = []
-        self._socks: list[socket.socket] = []
+        self._plans = threading.Lock()
         self.served: dict[int, list[Plan]] = {}
         self.limits: dict[int, int] = {}  # each round's max_event_size
         self.hostility: dict[int, float] = {}  # and hostility
@@ -848,54 +844,19 @@ class FuzzServer:
     def url(self, round_: int) -> str:
         return f"http://127.0.0.1:{self.port}/r{round_}"
 
-    def __enter__(self) -> FuzzServer:
-        self._spawn(self._accept)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        with contextlib.suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)
-        with self._lock:
-            socks = list(self._socks)
-        for sock in socks:
-            _reset(sock)
-        for thread in self._threads:
-            thread.join(SERVER_HOLD)
-        self._listener.close()
-        assert not any(t.is_alive() for t in self._threads), "server threads still running"
-
-    def _spawn(self, target: Callable[..., None], *args: Any) -> None:
-        thread = threading.Thread(target=target, args=args, daemon=True)
-        with self._lock:
-            self._threads.append(thread)
-        thread.start()
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                sock, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            with self._lock:
-                self._socks.append(sock)
-            self._spawn(self._serve, sock)
-
     def _recv(self, sock: socket.socket) -> bytes:
         """The next bytes from the client; b"" when it left, the server
         stops, or it is silent for SERVER_HOLD seconds."""
         deadline = time.monotonic() + SERVER_HOLD
         sock.settimeout(0.05)
-        while not self._stop.is_set() and time.monotonic() < deadline:
+        while not self.stop.is_set() and time.monotonic() < deadline:
             try:
                 return sock.recv(65536)
             except TimeoutError:
                 continue
         return b""
 
-    def _serve(self, sock: socket.socket) -> None:
+    def _answer(self, sock: socket.socket, index: int, peer: int) -> None:
         buffer = b""
         ending = "fin"
         try:
@@ -911,7 +872,7 @@ class FuzzServer:
                     sock.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
                     continue
                 round_ = int(found.group(1))
-                with self._lock:
+                with self._plans:
                     served = self.served.setdefault(round_, [])
                     plan = self.planner(round_, len(served), self)
                     served.append(plan)
@@ -936,8 +897,6 @@ class FuzzServer:
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_WR)
                 sock.close()
-            with self._lock:
-                self._socks.remove(sock)
 
 
 @dataclass

@@ -59,6 +59,7 @@ import pytest
 from eventsource import EventSource, EventSourceError, ReadyState, ResponseError
 
 from ._paths import until
+from ._servers import RawListener
 
 JOIN = 5.0  # seconds: a thread, task or wait still running after this is hung
 
@@ -113,69 +114,32 @@ class Conn:
                 return
 
 
-class Loopback:
+class Loopback(RawListener):
     """A listener on 127.0.0.1; ``serve(conn)`` answers each connection in a
     thread. Logs (connection index, path) of every request it reads through
     ``log_request()``. On exit every connection is shut down and every thread
     joined."""
 
     def __init__(self, serve: Callable[[Conn], None]) -> None:
-        self._serve = serve
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.05)  # the accept loop checks for the stop this often
-        self.port = self._listener.getsockname()[1]
-        self.stop = threading.Event()
-        self._lock = threading.Lock()
-        self._threads: list[threading.Thread] = []
-        self._socks: list[socket.socket] = []
+        super().__init__(self._handle, join=JOIN)
+        self._serve_conn = serve
+        self._log_lock = threading.Lock()
         self.log: list[tuple[int, str]] = []
 
     def url(self, path: str = "/stream") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
     def log_request(self, conn: Conn, path: str) -> None:
-        with self._lock:
+        with self._log_lock:
             self.log.append((conn.index, path))
 
-    def __enter__(self) -> Loopback:
-        self._accepting = threading.Thread(target=self._accept, daemon=True)
-        self._accepting.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop.set()
-        self._accepting.join(JOIN)  # no connection comes after this
-        self._listener.close()
-        for sock in self._socks:  # wakes the threads blocked reading them
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-        for thread in self._threads:
-            thread.join(JOIN)
-        running = self._accepting.is_alive() or any(t.is_alive() for t in self._threads)
-        assert not running, "server threads still running"
-
-    def _accept(self) -> None:
-        while not self.stop.is_set():
-            try:
-                sock, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            sock.settimeout(None)
-            conn = Conn(sock, len(self._socks), self.stop)
-            self._socks.append(sock)
-            thread = threading.Thread(target=self._handle, args=(conn,), daemon=True)
-            self._threads.append(thread)
-            thread.start()
-
-    def _handle(self, conn: Conn) -> None:
+    def _handle(self, sock: socket.socket, index: int, peer: int) -> None:
+        conn = Conn(sock, index, self.stop)
         try:
-            self._serve(conn)
+            self._serve_conn(conn)
         finally:
             with contextlib.suppress(OSError):  # a reset: no FIN read as a clean end
-                conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            conn.sock.close()
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
 
 def chunk(data: bytes) -> bytes:
