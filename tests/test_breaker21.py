@@ -68,7 +68,7 @@ from eventsource import (
     ResponseError,
 )
 
-from ._fastpath import TLS, clear_proxies, make_tls
+from ._fastpath import TLS, clear_proxies
 from ._servers import RawListener
 
 MODES = ("sync", "asyncio", "uvloop", "trio")
@@ -90,11 +90,6 @@ def _loopback_and_garbage(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     clear_proxies(monkeypatch)
     yield
     gc.collect()
-
-
-@pytest.fixture(scope="module")
-def tls() -> TLS:
-    return make_tls()
 
 
 @pytest.fixture

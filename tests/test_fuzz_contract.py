@@ -94,6 +94,8 @@ from eventsource._policy import ConnectionPolicy
 from ._servers import RawListener
 from .reference import reference_parse
 
+pytestmark = pytest.mark.usefixtures("loopback_only")  # no proxy from the environment
+
 # CI runs a bounded example count; EVENTSOURCE_FUZZ_EXAMPLES=N runs N.
 _EXAMPLES = int(os.environ.get("EVENTSOURCE_FUZZ_EXAMPLES") or 300)
 FUZZ = settings(
@@ -582,14 +584,6 @@ REFUSED_BODY_DEADLINE = 2.0
 # connects with eventsource's backend (test_close_while_connecting_leaves_no_socket).
 ANYIO_LEAKS_CONNECTS = tuple(int(n) for n in version("anyio").split(".")[:2]) < (4, 16)
 KNOWN_CONNECT_LEAK = re.compile(r"unclosed (<socket\.socket |transport <_SelectorSocketTransport )")
-
-
-@pytest.fixture(autouse=True)
-def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No proxy from the environment: every request goes to 127.0.0.1 / ::1."""
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
 
 
 def _reset(sock: socket.socket) -> None:

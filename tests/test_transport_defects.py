@@ -64,12 +64,7 @@ from ._servers import RawListener
 JOIN = 5.0  # seconds: a thread, task or wait still running after this is hung
 
 
-@pytest.fixture(autouse=True)
-def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No proxy from the environment for a source's own client."""
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
+pytestmark = pytest.mark.usefixtures("loopback_only")  # no proxy from the environment
 
 
 # --- a loopback HTTP/1.1 server, by hand ---------------------------------------------------------
