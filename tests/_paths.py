@@ -439,7 +439,27 @@ _START = object()
 _GONE = object()  # (ASGI on hypercorn) the client left
 
 
-class _SyncBody(Conn, httpx.SyncByteStream):
+class _Queued(Conn):
+    """A response whose calls become items for its reader: _START, the data,
+    _END, _CUT, each passed to ``_put``."""
+
+    def _put(self, item: Any) -> None:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        self._put(_START)
+
+    def write(self, data: bytes) -> None:
+        self._put(data)
+
+    def finish(self) -> None:
+        self._put(_END)
+
+    def cut(self, after: bytes) -> None:
+        self._put(_CUT)
+
+
+class _SyncBody(_Queued, httpx.SyncByteStream):
     """A mock body fed from other threads; its reads block until fed."""
 
     def __init__(self, script: Script) -> None:
@@ -453,16 +473,7 @@ class _SyncBody(Conn, httpx.SyncByteStream):
             self._cond.notify_all()
 
     def start(self) -> None:
-        pass
-
-    def write(self, data: bytes) -> None:
-        self._put(data)
-
-    def finish(self) -> None:
-        self._put(_END)
-
-    def cut(self, after: bytes) -> None:
-        self._put(_CUT)
+        pass  # the head is the mock's httpx.Response
 
     def __iter__(self) -> Iterator[bytes]:
         while True:
@@ -480,7 +491,7 @@ class _SyncBody(Conn, httpx.SyncByteStream):
         self._script.gone(self)
 
 
-class _AsyncInbox(Conn):
+class _AsyncInbox(_Queued):
     """Items for a task of the test's event loop (fed from that loop's thread)."""
 
     def __init__(self) -> None:
@@ -496,18 +507,6 @@ class _AsyncInbox(Conn):
             self._wake = anyio.Event()
             await self._wake.wait()
         return self._items.popleft()
-
-    def start(self) -> None:
-        self._put(_START)
-
-    def write(self, data: bytes) -> None:
-        self._put(data)
-
-    def finish(self) -> None:
-        self._put(_END)
-
-    def cut(self, after: bytes) -> None:
-        self._put(_CUT)
 
 
 class _AsyncBody(_AsyncInbox, httpx.AsyncByteStream):
@@ -648,7 +647,7 @@ class Proxy(RawListener):
             pair.reset()
 
 
-class _H2Conn(Conn):
+class _H2Conn(_Queued):
     def __init__(self, loop: asyncio.AbstractEventLoop, proxy: Proxy) -> None:
         self._loop = loop
         self._proxy = proxy
@@ -657,17 +656,8 @@ class _H2Conn(Conn):
     def _put(self, item: Any) -> None:
         self._loop.call_soon_threadsafe(self.queue.put_nowait, item)
 
-    def start(self) -> None:
-        self._put(_START)
-
-    def write(self, data: bytes) -> None:
-        self._put(data)
-
-    def finish(self) -> None:
-        self._put(_END)
-
     def cut(self, after: bytes) -> None:
-        self._proxy.cut(after)
+        self._proxy.cut(after)  # (the relay resets the connection)
 
 
 class ScriptedHyper(HyperServer):
