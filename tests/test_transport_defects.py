@@ -501,6 +501,19 @@ class _GatedAsync(httpx.AsyncByteStream):
         await until(self._window.gate.is_set, "the test to close the window", JOIN)
 
 
+def _gated(
+    response: httpx.Response, stream: httpx.SyncByteStream | httpx.AsyncByteStream
+) -> httpx.Response:
+    """The response with its stream wrapped (its network_stream extension
+    passed on, as httpx's is)."""
+    return httpx.Response(
+        response.status_code,
+        headers=response.headers,
+        stream=stream,
+        extensions=response.extensions,
+    )
+
+
 class _GatedTransport(httpx.BaseTransport):
     """httpx's own transport (one connection at most), the source's response
     stream wrapped (its network_stream extension passed on, as httpx's is)."""
@@ -514,12 +527,7 @@ class _GatedTransport(httpx.BaseTransport):
         if request.url.path != "/stream":
             return response
         assert isinstance(response.stream, httpx.SyncByteStream)
-        return httpx.Response(
-            response.status_code,
-            headers=response.headers,
-            stream=_GatedSync(response.stream, self._window),
-            extensions=response.extensions,
-        )
+        return _gated(response, _GatedSync(response.stream, self._window))
 
     def close(self) -> None:
         self._inner.close()
@@ -535,12 +543,7 @@ class _AsyncGatedTransport(httpx.AsyncBaseTransport):
         if request.url.path != "/stream":
             return response
         assert isinstance(response.stream, httpx.AsyncByteStream)
-        return httpx.Response(
-            response.status_code,
-            headers=response.headers,
-            stream=_GatedAsync(response.stream, self._window),
-            extensions=response.extensions,
-        )
+        return _gated(response, _GatedAsync(response.stream, self._window))
 
     async def aclose(self) -> None:
         await self._inner.aclose()
