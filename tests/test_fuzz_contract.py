@@ -52,7 +52,7 @@ import threading
 import time
 import traceback
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from typing import Any
@@ -1214,14 +1214,21 @@ def fixed(plan: Plan) -> Callable[[int, int, FuzzServer], Plan]:
     return lambda round_, n, server: plan
 
 
+@contextlib.contextmanager
+def one_round(plan: Plan, mode: str, backend: str) -> Iterator[tuple[FuzzServer, Round]]:
+    """A server answering every request with ``plan``, and round 0 (seed 0)
+    against it."""
+    with FuzzServer(fixed(plan)) as server:
+        yield server, Round(server.url(0), random.Random(0), mode, backend)
+
+
 @pytest.mark.anyio
 async def test_a_retry_after_date_with_a_huge_zone_end_to_end(
     mode: str, anyio_backend: str, request: pytest.FixtureRequest
 ) -> None:
     head = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: %s\r\n" % HUGE_ZONE.encode()
     plan = Plan(head + b"Content-Length: 0\r\n\r\n", None, "fin", "503 with a huge zone")
-    with FuzzServer(fixed(plan)) as server:
-        rnd = Round(server.url(0), random.Random(0), mode, anyio_backend)
+    with one_round(plan, mode, anyio_backend) as (server, rnd):
         # OverflowError, raised from the iterator
         await checked(rnd, server, 0, {"max_retries": 0}, [(0.3, "close")])
 
@@ -1241,8 +1248,8 @@ async def test_a_body_that_fails_to_decode_leaves_no_generator_behind(
         b"HTTP/1.1 %s\r\nContent-Type: text/event-stream\r\nContent-Encoding: deflate\r\n"
         b"Content-Length: 5\r\n\r\nabcde" % status
     )
-    with FuzzServer(fixed(Plan(data, None, "fin", "undecodable", coded=True))) as server:
-        rnd = Round(server.url(0), random.Random(0), "async", anyio_backend)
+    plan = Plan(data, None, "fin", "undecodable", coded=True)
+    with one_round(plan, "async", anyio_backend) as (server, rnd):
         await checked(rnd, server, 0, {"max_retries": 0}, [(0.3, "close")], known=False)
 
 
@@ -1251,8 +1258,8 @@ async def test_close_ends_a_refused_body_read(
     mode: str, anyio_backend: str, request: pytest.FixtureRequest
 ) -> None:
     data = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\npartial"
-    with FuzzServer(fixed(Plan(data, None, "stall", "refused, endless body"))) as server:
-        rnd = Round(server.url(0), random.Random(0), mode, anyio_backend)
+    plan = Plan(data, None, "stall", "refused, endless body")
+    with one_round(plan, mode, anyio_backend) as (server, rnd):
         await play(rnd, server, 0, {"read_timeout": 30.0}, [(0.3, "close")])
     assert rnd.closed_at is not None and rnd.done_at is not None
     late = rnd.done_at - rnd.closed_at
@@ -1265,8 +1272,8 @@ async def test_a_redirect_to_a_port_past_65535(
     mode: str, anyio_backend: str, request: pytest.FixtureRequest
 ) -> None:
     data = b"HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:99999/\r\nContent-Length: 0\r\n\r\n"
-    with FuzzServer(fixed(Plan(data, None, "fin", "302 to port 99999"))) as server:
-        rnd = Round(server.url(0), random.Random(0), mode, anyio_backend)
+    plan = Plan(data, None, "fin", "302 to port 99999")
+    with one_round(plan, mode, anyio_backend) as (server, rnd):
         await checked(rnd, server, 0, {"max_retries": 0}, [(0.3, "close")])
 
 
