@@ -1,6 +1,8 @@
 """Helpers of tests/test_fast_path.py and tests/test_backend.py: which body a
 source opened (and from which stream), a trustme CA for TLS on loopback, and
-the environment of a source's own client (its TLS trust, its proxies)."""
+the environment of a source's own client (its TLS trust, its proxies). The
+fixtures made of them (``loopback_only``, ``bodies``, ``tls``) are in
+tests/conftest.py."""
 
 from __future__ import annotations
 

@@ -58,7 +58,7 @@ import pytest
 from eventsource import EventSource, EventSourceError, ServerSentEvent
 from eventsource.testing import ASGIStreamTransport
 
-from ._servers import HyperServer
+from ._servers import HyperServer, RawListener
 
 __all__ = [
     "MODES",
@@ -339,13 +339,6 @@ def _reset(sock: socket.socket) -> None:
     sock.close()
 
 
-def _wake(listener: socket.socket) -> None:
-    """End an accept() blocked on the listener (Linux: at once; elsewhere the
-    accept loop's timeout)."""
-    with contextlib.suppress(OSError):
-        listener.shutdown(socket.SHUT_RDWR)
-
-
 class _RawConn(Conn):
     def __init__(self, sock: socket.socket, framing: str, gzip: bool) -> None:
         assert not (gzip and framing == "length")
@@ -407,83 +400,26 @@ class _RawConn(Conn):
         _reset(self._sock)
 
 
-class _Listening:
-    """A loopback listener whose accept loop and connection threads stop on
-    ``__exit__``: subclasses handle each accepted socket and reset theirs."""
-
-    def __init__(self) -> None:
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.1)  # the accept loop checks for the stop this often
-        self.port = self._listener.getsockname()[1]
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-
-    def __enter__(self) -> Any:
-        self._spawn(self._accept)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        _wake(self._listener)
-        self._reset_all()
-        for thread in list(self._threads):
-            thread.join(JOIN)
-        self._listener.close()
-        running = any(t.is_alive() for t in self._threads)
-        assert not running, f"{type(self).__name__} threads still running"
-
-    def _spawn(self, target: Callable[..., None], *args: Any) -> None:
-        thread = threading.Thread(target=target, args=args, daemon=True)
-        self._threads.append(thread)
-        thread.start()
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                sock, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            sock.settimeout(None)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._accepted(sock)
-
-    def _accepted(self, sock: socket.socket) -> None:
-        raise NotImplementedError
-
-    def _reset_all(self) -> None:
-        raise NotImplementedError
-
-
-class RawServer(_Listening):
+class RawServer(RawListener):
     """HTTP/1.1 on 127.0.0.1 by hand: a thread per connection, requests one
-    after another on keep-alive connections, responses from the script."""
+    after another on keep-alive connections, responses from the script. On
+    exit every connection is reset and every thread joined."""
 
     def __init__(self, script: Script, framing: str = "chunked", gzip: bool = False) -> None:
-        super().__init__()
+        super().__init__(self._answer, end=_reset, nodelay=True, join=JOIN)
         self.script = script
         self.framing = framing
         self.gzip = gzip
-        self._socks: list[socket.socket] = []
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/stream"
 
-    def _reset_all(self) -> None:
-        for sock in list(self._socks):
-            _reset(sock)
-
-    def _accepted(self, sock: socket.socket) -> None:
-        self._socks.append(sock)
-        self._spawn(self._serve, sock)
-
-    def _serve(self, sock: socket.socket) -> None:
+    def _answer(self, sock: socket.socket, index: int, peer: int) -> None:
         buffer = b""
         conn: _RawConn | None = None
         try:
-            while not self._stop.is_set():
+            while not self.stop.is_set():
                 while b"\r\n\r\n" not in buffer:
                     data = sock.recv(65536)
                     if not data:
@@ -506,7 +442,6 @@ class RawServer(_Listening):
         finally:
             if conn is not None:
                 self.script.gone(conn)
-            sock.close()
 
 
 # --- httpx.MockTransport ------------------------------------------------------------------
@@ -517,7 +452,27 @@ _START = object()
 _GONE = object()  # (ASGI on hypercorn) the client left
 
 
-class _SyncBody(Conn, httpx.SyncByteStream):
+class _Queued(Conn):
+    """A response whose calls become items for its reader: _START, the data,
+    _END, _CUT, each passed to ``_put``."""
+
+    def _put(self, item: Any) -> None:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        self._put(_START)
+
+    def write(self, data: bytes) -> None:
+        self._put(data)
+
+    def finish(self) -> None:
+        self._put(_END)
+
+    def cut(self, after: bytes) -> None:
+        self._put(_CUT)
+
+
+class _SyncBody(_Queued, httpx.SyncByteStream):
     """A mock body fed from other threads; its reads block until fed."""
 
     def __init__(self, script: Script) -> None:
@@ -531,16 +486,7 @@ class _SyncBody(Conn, httpx.SyncByteStream):
             self._cond.notify_all()
 
     def start(self) -> None:
-        pass
-
-    def write(self, data: bytes) -> None:
-        self._put(data)
-
-    def finish(self) -> None:
-        self._put(_END)
-
-    def cut(self, after: bytes) -> None:
-        self._put(_CUT)
+        pass  # the head is the mock's httpx.Response
 
     def __iter__(self) -> Iterator[bytes]:
         while True:
@@ -558,7 +504,7 @@ class _SyncBody(Conn, httpx.SyncByteStream):
         self._script.gone(self)
 
 
-class _AsyncInbox(Conn):
+class _AsyncInbox(_Queued):
     """Items for a task of the test's event loop (fed from that loop's thread)."""
 
     def __init__(self) -> None:
@@ -574,18 +520,6 @@ class _AsyncInbox(Conn):
             self._wake = anyio.Event()
             await self._wake.wait()
         return self._items.popleft()
-
-    def start(self) -> None:
-        self._put(_START)
-
-    def write(self, data: bytes) -> None:
-        self._put(data)
-
-    def finish(self) -> None:
-        self._put(_END)
-
-    def cut(self, after: bytes) -> None:
-        self._put(_CUT)
 
 
 class _AsyncBody(_AsyncInbox, httpx.AsyncByteStream):
@@ -678,26 +612,25 @@ class _Pair:
         _reset(self.upstream)
 
 
-class Proxy(_Listening):
+class Proxy(RawListener):
     """A loopback TCP relay in front of a server; ``cut(after)`` resets every
-    relayed connection once ``after`` has been relayed to the client."""
+    relayed connection once ``after`` has been relayed to the client. On exit
+    every relayed connection (both sides) is reset and every thread joined."""
 
     def __init__(self, upstream_port: int) -> None:
-        super().__init__()
+        super().__init__(self._relay, end=_reset, nodelay=True, join=JOIN)
         self._upstream = upstream_port
         self._pairs: list[_Pair] = []
 
-    def _reset_all(self) -> None:
-        for pair in list(self._pairs):
-            pair.reset()
-
-    def _accepted(self, client: socket.socket) -> None:
+    def _relay(self, client: socket.socket, index: int, peer: int) -> None:
         upstream = socket.create_connection(("127.0.0.1", self._upstream))
+        self.track(upstream)
         upstream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         pair = _Pair(client, upstream)
         self._pairs.append(pair)
-        self._spawn(self._pump, pair, client, upstream, False)
-        self._spawn(self._pump, pair, upstream, client, True)
+        down = self.spawn(self._pump, pair, upstream, client, True)
+        self._pump(pair, client, upstream, False)
+        down.join()  # the client's socket stays open until both ways end
 
     def _pump(self, pair: _Pair, source: socket.socket, sink: socket.socket, down: bool) -> None:
         try:
@@ -718,7 +651,7 @@ class Proxy(_Listening):
         """Reset the connections open now, each once ``after`` went through
         (from a thread of its own: the caller does not wait)."""
         pairs = list(self._pairs)
-        self._spawn(self._cut, pairs, after)
+        self.spawn(self._cut, pairs, after)
 
     def _cut(self, pairs: list[_Pair], after: bytes) -> None:
         for pair in pairs:
@@ -727,7 +660,7 @@ class Proxy(_Listening):
             pair.reset()
 
 
-class _H2Conn(Conn):
+class _H2Conn(_Queued):
     def __init__(self, loop: asyncio.AbstractEventLoop, proxy: Proxy) -> None:
         self._loop = loop
         self._proxy = proxy
@@ -736,17 +669,8 @@ class _H2Conn(Conn):
     def _put(self, item: Any) -> None:
         self._loop.call_soon_threadsafe(self.queue.put_nowait, item)
 
-    def start(self) -> None:
-        self._put(_START)
-
-    def write(self, data: bytes) -> None:
-        self._put(data)
-
-    def finish(self) -> None:
-        self._put(_END)
-
     def cut(self, after: bytes) -> None:
-        self._proxy.cut(after)
+        self._proxy.cut(after)  # (the relay resets the connection)
 
 
 class ScriptedHyper(HyperServer):

@@ -3,6 +3,9 @@ ASGI SSE app, on 127.0.0.1 at a free port, in a thread with its own asyncio
 loop, so sync tests and async tests (asyncio and trio) can all use it. Also
 ``serving()``: a loopback listener whose connections a test serves by hand.
 
+``RawListener``: a raw TCP listener on 127.0.0.1 whose connections a handler
+function serves by hand, each in a thread (the servers written byte by byte).
+
 Modes: "h1" (HTTP/1.1 keep-alive, chunked bodies), "h2c" (HTTP/2 cleartext,
 prior knowledge) and "h2" (HTTP/2 over TLS, ALPN, a trustme certificate).
 
@@ -50,10 +53,10 @@ import ssl
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 import anyio
@@ -64,7 +67,7 @@ from hypercorn.asyncio.run import worker_serve
 from hypercorn.config import Config, Sockets
 from hypercorn.utils import wrap_app
 
-__all__ = ["HyperServer", "Request", "refused_url", "serving"]
+__all__ = ["HyperServer", "RawListener", "Request", "refused_url", "serving", "shut_down"]
 
 _START_TIMEOUT = 10.0
 _STOP_TIMEOUT = 10.0
@@ -462,3 +465,113 @@ async def serving(handle: Any) -> AsyncIterator[str]:
             tg.cancel_scope.cancel()
     finally:
         await listener.aclose()
+
+
+def shut_down(sock: socket.socket) -> None:
+    """Shut a connection down both ways (wakes a thread blocked reading it)."""
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+_Listener = TypeVar("_Listener", bound="RawListener")
+
+
+class RawListener:
+    """A raw TCP listener on 127.0.0.1 at a free port; use as a context manager.
+
+    A thread accepts connections and hands each to ``handle(sock, index,
+    peer)`` in a thread of its own (``index``: accepted as the index-th
+    connection; ``peer``: the client's port); the socket is closed when the
+    handler returns. ``stop`` is set on exit (a test may set it earlier: no
+    connection is accepted after that). On exit the accept loop ends, the
+    listener closes, ``end(sock)`` ends every connection (by default shut
+    down both ways; one tracked after that is ended at once), and every
+    thread is joined: one still running after ``join`` seconds fails the exit.
+    """
+
+    def __init__(
+        self,
+        handle: Callable[[socket.socket, int, int], None],
+        *,
+        end: Callable[[socket.socket], None] = shut_down,
+        backlog: int = 128,
+        nodelay: bool = False,
+        join: float = 5.0,
+    ) -> None:
+        self._handle = handle
+        self._end = end
+        self._nodelay = nodelay
+        self._join = join
+        self._listener = socket.create_server(("127.0.0.1", 0), backlog=backlog)
+        self._listener.settimeout(0.05)  # the accept loop checks for the stop this often
+        self.port: int = self._listener.getsockname()[1]
+        self.stop = threading.Event()
+        self._lock = threading.Lock()
+        self._accepting = threading.Thread(target=self._accept, daemon=True)
+        self._threads: list[threading.Thread] = []
+        self._socks: list[socket.socket] = []
+        self._ending = False
+
+    def spawn(self, target: Callable[..., None], *args: Any) -> threading.Thread:
+        """Run ``target(*args)`` in a thread that the exit joins."""
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        with self._lock:
+            self._threads.append(thread)
+        thread.start()
+        return thread
+
+    def track(self, sock: socket.socket) -> None:
+        """End ``sock`` on exit too (a connection the server opened)."""
+        with self._lock:
+            if not self._ending:
+                self._socks.append(sock)
+                return
+        self._end(sock)
+
+    def __enter__(self: _Listener) -> _Listener:
+        self._accepting.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop.set()
+        shut_down(self._listener)  # ends a blocked accept() (Linux: at once)
+        self._accepting.join(self._join)  # no connection comes after this
+        self._listener.close()
+        with self._lock:
+            self._ending = True
+            socks = list(self._socks)
+        for sock in socks:
+            self._end(sock)
+        joined = 0
+        while True:  # (a thread may start another one until it ends)
+            with self._lock:
+                threads = self._threads[joined:]
+            if not threads:
+                break
+            for thread in threads:
+                thread.join(self._join)
+            joined += len(threads)
+        running = self._accepting.is_alive() or any(t.is_alive() for t in self._threads)
+        assert not running, f"{type(self).__name__} threads still running"
+
+    def _accept(self) -> None:
+        index = 0
+        while not self.stop.is_set():
+            try:
+                sock, address = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            sock.settimeout(None)
+            if self._nodelay:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.track(sock)
+            self.spawn(self._serve, sock, index, address[1])
+            index += 1
+
+    def _serve(self, sock: socket.socket, index: int, peer: int) -> None:
+        try:
+            self._handle(sock, index, peer)
+        finally:
+            sock.close()

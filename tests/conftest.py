@@ -1,5 +1,7 @@
 """Shared test fixtures: anyio backends, a callback recorder, a driver that
-consumes an EventSource sync or async, and scripted mock bodies."""
+consumes an EventSource sync or async, scripted mock bodies, and for the
+tests of real connections: no proxy from the environment (``loopback_only``),
+a spy on the bodies a source opens (``bodies``) and a TLS test CA (``tls``)."""
 
 from __future__ import annotations
 
@@ -15,12 +17,34 @@ import pytest
 
 from eventsource import EventSource, EventSourceError, ServerSentEvent
 
+from ._fastpath import TLS, Opened, clear_proxies, make_tls, spy_bodies
+
 pytest_plugins = ["pytester"]
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"  # overridden: every async test runs on asyncio and trio (below)
+
+
+@pytest.fixture
+def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No proxy from the environment: every request goes to 127.0.0.1. A
+    module whose servers are all on loopback takes it for every test:
+    ``pytestmark = pytest.mark.usefixtures("loopback_only")``."""
+    clear_proxies(monkeypatch)
+
+
+@pytest.fixture
+def bodies(monkeypatch: pytest.MonkeyPatch) -> Opened:
+    """The kind of body each response of the test opened (tests/_fastpath.py)."""
+    return spy_bodies(monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def tls() -> TLS:
+    """A trustme CA's server and client contexts for 127.0.0.1."""
+    return make_tls()
 
 
 class Recorder:

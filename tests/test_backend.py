@@ -32,26 +32,11 @@ from eventsource._backend import READ_SIZE, HeadCut, SyncBackend, SyncStream
 from eventsource._transport import client_kwargs
 from eventsource.testing import SSEServer
 
-from ._fastpath import TLS, Opened, clear_proxies, fast, make_tls, spy_bodies
+from ._fastpath import TLS, Opened, fast
 from ._servers import serving
 from .conftest import consume
 
-pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(autouse=True)
-def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    clear_proxies(monkeypatch)
-
-
-@pytest.fixture
-def bodies(monkeypatch: pytest.MonkeyPatch) -> Opened:
-    return spy_bodies(monkeypatch)
-
-
-@pytest.fixture(scope="module")
-def tls() -> TLS:
-    return make_tls()
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("loopback_only")]
 
 
 # --- HeadCut (sans-IO) --------------------------------------------------------------------

@@ -31,7 +31,7 @@ import pytest
 from eventsource import EventSource, EventSourceError, ReadyState, ServerSentEvent
 from eventsource.testing import SSEServer
 
-from ._servers import HyperServer
+from ._servers import HyperServer, RawListener
 
 pytestmark = pytest.mark.anyio
 
@@ -43,60 +43,25 @@ JOIN = 5.0  # seconds: a thread, task or wait still running after this is hung
 Handler = Callable[[socket.socket, int, threading.Event], None]
 
 
-class Hostile:
+class Hostile(RawListener):
     """A loopback listener; ``handler(sock, index, stop)`` answers each
-    connection's first request however it likes (a thread per connection)."""
+    connection's first request however it likes (a thread per connection;
+    the connection ends when the handler returns)."""
 
     def __init__(self, handler: Handler) -> None:
+        super().__init__(self._answer, join=JOIN)
         self.handler = handler
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.listener.settimeout(0.05)  # the accept loop checks for the stop this often
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/stream"
-        self.stop = threading.Event()
+        self.url = f"http://127.0.0.1:{self.port}/stream"
         self.times: list[float] = []  # when each request arrived
-        self._lock = threading.Lock()
-        self._threads: list[threading.Thread] = []
-        self._socks: list[socket.socket] = []
+        self._times_lock = threading.Lock()
 
     @property
     def requests(self) -> int:
-        with self._lock:
+        with self._times_lock:
             return len(self.times)
 
-    def __enter__(self) -> Hostile:
-        self._spawn(self._accept)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop.set()
-        for sock in list(self._socks):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-        for thread in list(self._threads):
-            thread.join(JOIN)
-        self.listener.close()
-        for sock in self._socks:
-            sock.close()
-        assert not any(t.is_alive() for t in self._threads), "server threads still running"
-
-    def _spawn(self, target: Callable[..., None], *args: Any) -> None:
-        thread = threading.Thread(target=target, args=args, daemon=True)
-        self._threads.append(thread)
-        thread.start()
-
-    def _accept(self) -> None:
-        while not self.stop.is_set():
-            try:
-                sock, _ = self.listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self._socks.append(sock)
-            self._spawn(self._serve, sock)
-
-    def _serve(self, sock: socket.socket) -> None:
-        try:
+    def _answer(self, sock: socket.socket, index: int, peer: int) -> None:
+        with contextlib.suppress(OSError):
             sock.settimeout(JOIN)
             head = b""
             while b"\r\n\r\n" not in head:
@@ -104,14 +69,10 @@ class Hostile:
                 if not data:
                     return
                 head += data
-            with self._lock:
-                index = len(self.times)
+            with self._times_lock:
+                request = len(self.times)  # the handler's index: of the request
                 self.times.append(time.monotonic())
-            self.handler(sock, index, self.stop)
-        except OSError:
-            pass
-        finally:
-            sock.close()  # the handler is done: the connection ends
+            self.handler(sock, request, self.stop)
 
 
 STREAM_HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n"

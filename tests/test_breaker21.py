@@ -69,7 +69,8 @@ from eventsource import (
     ResponseError,
 )
 
-from ._fastpath import TLS, clear_proxies, make_tls
+from ._fastpath import TLS, clear_proxies
+from ._servers import RawListener
 
 MODES = ("sync", "asyncio", "uvloop", "trio")
 ASYNC_MODES = ("asyncio", "uvloop", "trio")
@@ -77,6 +78,17 @@ JOIN = 5.0  # seconds: a server thread still running after this is hung
 WATCHDOG = 10.0  # seconds: a source still running after this is closed, and the test fails
 LINUX = sys.platform.startswith("linux")
 FULL = os.environ.get("EVENTSOURCE_FULL") == "1"
+
+
+def iterations(quick: int) -> list[Any]:
+    """How many times a race test runs: ``quick`` times, and as a heavy
+    stress (``slow``, EVENTSOURCE_FULL=1 only) 1,000 times."""
+    heavy = [
+        pytest.mark.slow,
+        pytest.mark.skipif(not FULL, reason="heavy stress: EVENTSOURCE_FULL=1"),
+    ]
+    return [pytest.param(quick, id="quick"), pytest.param(1000, id="stress", marks=heavy)]
+
 
 SSE = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
 AB_EVENTS = b"data: a\n\ndata: b\n\n"
@@ -90,11 +102,6 @@ def _loopback_and_garbage(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     clear_proxies(monkeypatch)
     yield
     gc.collect()
-
-
-@pytest.fixture(scope="module")
-def tls() -> TLS:
-    return make_tls()
 
 
 @pytest.fixture
@@ -297,59 +304,21 @@ class Conn:
             )
 
 
-class Raw:
+class Raw(RawListener):
     """A listener on 127.0.0.1: ``serve(conn)`` answers each connection in a
     thread. On exit every connection is shut down and every thread joined."""
 
     def __init__(
         self, serve: Callable[[Conn], None], tls: ssl.SSLContext | None = None, backlog: int = 128
     ) -> None:
-        self._serve = serve
+        super().__init__(self._handle, backlog=backlog, join=JOIN)
+        self._serve_conn = serve
         self._tls = tls
-        self._listener = socket.create_server(("127.0.0.1", 0), backlog=backlog)
-        self._listener.settimeout(0.05)
-        self.port = self._listener.getsockname()[1]
-        self.stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._socks: list[socket.socket] = []
         self.conns: list[Conn] = []
 
     def url(self, path: str = "/stream") -> str:
         scheme = "https" if self._tls is not None else "http"
         return f"{scheme}://127.0.0.1:{self.port}{path}"
-
-    def __enter__(self) -> Raw:
-        self._accepting = threading.Thread(target=self._accept, daemon=True)
-        self._accepting.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop.set()
-        self._accepting.join(JOIN)
-        self._listener.close()
-        for sock in list(self._socks):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-        for thread in list(self._threads):
-            thread.join(JOIN)
-        running = self._accepting.is_alive() or any(t.is_alive() for t in self._threads)
-        assert not running, "server threads still running"
-
-    def _accept(self) -> None:
-        while not self.stop.is_set():
-            try:
-                sock, address = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            sock.settimeout(None)
-            self._socks.append(sock)
-            thread = threading.Thread(
-                target=self._handle, args=(sock, len(self._threads), address[1]), daemon=True
-            )
-            self._threads.append(thread)
-            thread.start()
 
     def _handle(self, sock: socket.socket, index: int, peer: int) -> None:
         served: Any = sock
@@ -364,12 +333,30 @@ class Raw:
             conn = Conn(served, index, self.stop, peer)
             self.conns.append(conn)
             with contextlib.suppress(OSError, ValueError):
-                self._serve(conn)
+                self._serve_conn(conn)
         finally:
             with contextlib.suppress(OSError):
                 served.close()
-            with contextlib.suppress(OSError):
-                sock.close()
+
+
+def _events_every(
+    seconds: float, event: bytes = b"id: %d\ndata: x\n\n", head_after: float = 0.0
+) -> Callable[[Conn], None]:
+    """A server whose answer is an endless close-delimited stream: its head
+    (``head_after`` seconds after the request), then ``event % n`` for n = 1,
+    2, ... every ``seconds``, until the client leaves or the server stops."""
+
+    def serve(conn: Conn) -> None:
+        if conn.request() is None or (head_after and conn.stop.wait(head_after)):
+            return
+        conn.send(SSE + b"\r\n")
+        n = 0
+        while not conn.stop.wait(seconds):
+            n += 1
+            if not conn.send(event % n):
+                return
+
+    return serve
 
 
 def chunk(data: bytes) -> bytes:
@@ -1084,85 +1071,82 @@ class Tally:
     problems: list[str] = field(default_factory=list)
 
 
-def _race_sync(scenario: str, how: str, n: int, tls: TLS) -> Tally:
-    tally = Tally()
-    server_tls = tls.server if scenario == "tls" else None
-    # A warm-up (imports, TLS contexts, lazily opened descriptors), then the
-    # descriptors are counted before the server starts and after it stopped.
-    with Raw(_serve_scenario(scenario), tls=server_tls) as server:
-        drive("sync", EventSource(server.url(), reconnect=False), limit=0, watchdog=0.2)
+@contextlib.contextmanager
+def racing(tally: Tally) -> Iterator[None]:
+    """The block runs with the thread switch interval at 1e-6 s; a descriptor
+    open after it (garbage collected) that was not before is a problem of the
+    tally. The server starts and stops inside the block, after a warm-up
+    outside it (imports, TLS contexts, lazily opened descriptors)."""
     gc.collect()
     before = fds()
     old = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)
     try:
-        with Raw(_serve_scenario(scenario), tls=server_tls) as server:
-            for _ in range(n):
-                closes: list[int] = []
-                source = EventSource(
-                    server.url(),
-                    read_timeout=5,
-                    retry=0.001,
-                    max_retries=1000,
-                    on_close=lambda closes=closes: closes.append(1),  # type: ignore[misc]
-                )
-                delay = random.random() * 0.01
-                closed_at: list[float] = []
-
-                def act(
-                    source: EventSource = source,
-                    delay: float = delay,
-                    closed_at: list[float] = closed_at,
-                ) -> None:
-                    time.sleep(delay)
-                    if how == "restart":
-                        for _ in range(3):
-                            source.restart()
-                            time.sleep(random.random() * 0.002)
-                    closed_at.append(time.monotonic())
-                    source.close()
-
-                thread = threading.Thread(target=act)
-                thread.start()
-                run = drive("sync", source)
-                ended = time.monotonic()
-                thread.join(JOIN)
-                tally.iterations += 1
-                took = ended - closed_at[0] if closed_at else 0.0
-                tally.worst = max(tally.worst, took)
-                if run.raised is not None:
-                    tally.problems.append(f"raised {run.raised!r}")
-                if len(closes) != 1:
-                    tally.problems.append(f"on_close ran {len(closes)} times")
-                if took > END_BOUND or run.barked:
-                    tally.problems.append(f"ended {took:.3f} s after close() (delay {delay:.4f})")
-                del source, run
+        yield
     finally:
         sys.setswitchinterval(old)
     gc.collect()
     after = fds()
     if after > before:
         tally.problems.append(f"{after - before} descriptors left open")
+
+
+def _race_sync(scenario: str, how: str, n: int, tls: TLS) -> Tally:
+    tally = Tally()
+    server_tls = tls.server if scenario == "tls" else None
+    with Raw(_serve_scenario(scenario), tls=server_tls) as server:  # a warm-up
+        drive("sync", EventSource(server.url(), reconnect=False), limit=0, watchdog=0.2)
+    with racing(tally), Raw(_serve_scenario(scenario), tls=server_tls) as server:
+        for _ in range(n):
+            closes: list[int] = []
+            source = EventSource(
+                server.url(),
+                read_timeout=5,
+                retry=0.001,
+                max_retries=1000,
+                on_close=lambda closes=closes: closes.append(1),  # type: ignore[misc]
+            )
+            delay = random.random() * 0.01
+            closed_at: list[float] = []
+
+            def act(
+                source: EventSource = source,
+                delay: float = delay,
+                closed_at: list[float] = closed_at,
+            ) -> None:
+                time.sleep(delay)
+                if how == "restart":
+                    for _ in range(3):
+                        source.restart()
+                        time.sleep(random.random() * 0.002)
+                closed_at.append(time.monotonic())
+                source.close()
+
+            thread = threading.Thread(target=act)
+            thread.start()
+            run = drive("sync", source)
+            ended = time.monotonic()
+            thread.join(JOIN)
+            tally.iterations += 1
+            took = ended - closed_at[0] if closed_at else 0.0
+            tally.worst = max(tally.worst, took)
+            if run.raised is not None:
+                tally.problems.append(f"raised {run.raised!r}")
+            if len(closes) != 1:
+                tally.problems.append(f"on_close ran {len(closes)} times")
+            if took > END_BOUND or run.barked:
+                tally.problems.append(f"ended {took:.3f} s after close() (delay {delay:.4f})")
+            del source, run
     return tally
 
 
+@pytest.mark.parametrize("n", iterations(10))
 @pytest.mark.parametrize("how", ["close", "restart"])
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_sync_close_or_restart_from_another_thread_at_random_times(
-    scenario: str, how: str, own_tls: TLS
+    scenario: str, how: str, n: int, own_tls: TLS
 ) -> None:
-    tally = _race_sync(scenario, how, 10, own_tls)
-    assert tally.problems == [], tally
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(not FULL, reason="heavy stress: EVENTSOURCE_FULL=1")
-@pytest.mark.parametrize("how", ["close", "restart"])
-@pytest.mark.parametrize("scenario", SCENARIOS)
-def test_sync_close_or_restart_from_another_thread_stress(
-    scenario: str, how: str, own_tls: TLS
-) -> None:
-    tally = _race_sync(scenario, how, 1000, own_tls)
+    tally = _race_sync(scenario, how, n, own_tls)
     assert tally.problems == [], tally
 
 
@@ -1265,44 +1249,23 @@ def _race_async(mode: str, scenario: str, n: int, tls: TLS) -> Tally:
     server_tls = tls.server if scenario == "tls" else None
     with Raw(_serve_scenario(scenario), tls=server_tls) as server:  # a warm-up
         run_async(mode, _race_async_once, server.url(), Tally())
-    gc.collect()
-    before = fds()
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        with Raw(_serve_scenario(scenario), tls=server_tls) as server:
+    with racing(tally), Raw(_serve_scenario(scenario), tls=server_tls) as server:
 
-            async def main() -> None:
-                for _ in range(n):
-                    await _race_async_once(server.url(), tally)
+        async def main() -> None:
+            for _ in range(n):
+                await _race_async_once(server.url(), tally)
 
-            run_async(mode, main)
-    finally:
-        sys.setswitchinterval(old)
-    gc.collect()
-    after = fds()
-    if after > before:
-        tally.problems.append(f"{after - before} descriptors left open")
+        run_async(mode, main)
     return tally
 
 
+@pytest.mark.parametrize("n", iterations(8))
 @pytest.mark.parametrize("scenario", SCENARIOS)
 @pytest.mark.parametrize("engine", ASYNC_MODES)
 def test_cancel_scopes_and_close_from_another_thread_at_random_times(
-    engine: str, scenario: str, own_tls: TLS
+    engine: str, scenario: str, n: int, own_tls: TLS
 ) -> None:
-    tally = _race_async(engine, scenario, 8, own_tls)
-    assert tally.problems == [], tally
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(not FULL, reason="heavy stress: EVENTSOURCE_FULL=1")
-@pytest.mark.parametrize("scenario", SCENARIOS)
-@pytest.mark.parametrize("engine", ASYNC_MODES)
-def test_cancel_scopes_and_close_from_another_thread_stress(
-    engine: str, scenario: str, own_tls: TLS
-) -> None:
-    tally = _race_async(engine, scenario, 1000, own_tls)
+    tally = _race_async(engine, scenario, n, own_tls)
     assert tally.problems == [], tally
 
 
@@ -1387,18 +1350,8 @@ def test_polling_with_move_on_after_loses_and_duplicates_nothing(
 )
 @pytest.mark.parametrize("engine", ["asyncio", "trio"])
 def test_polling_shorter_than_the_head_wait_opens_the_stream(engine: str) -> None:
-    def serve(conn: Conn) -> None:
-        if conn.request() is None or conn.stop.wait(0.2):
-            return
-        conn.send(SSE + b"\r\n")
-        n = 0
-        while not conn.stop.wait(0.02):
-            n += 1
-            if not conn.send(b"data: %d\n\n" % n):
-                return
-
     got: list[str] = []
-    with Raw(serve) as server:
+    with Raw(_events_every(0.02, b"data: %d\n\n", head_after=0.2)) as server:
         source = EventSource(server.url(), read_timeout=5)
 
         async def main() -> None:
@@ -1492,19 +1445,9 @@ def test_a_forked_child_closing_the_source_leaves_the_parent_streaming(
     if tls_on:
         tls.trust_in_own_clients(monkeypatch)
 
-    def serve(conn: Conn) -> None:
-        if conn.request() is None:
-            return
-        conn.send(SSE + b"\r\n")
-        n = 0
-        while not conn.stop.wait(0.005):
-            n += 1
-            if not conn.send(b"id: %d\ndata: x\n\n" % n):
-                return
-
     ids: list[int] = []
     errors: list[EventSourceError] = []
-    with Raw(serve, tls=tls.server if tls_on else None) as server:
+    with Raw(_events_every(0.005), tls=tls.server if tls_on else None) as server:
         source = EventSource(server.url(), read_timeout=5, retry=5, on_error=errors.append)
 
         def iterate() -> None:
@@ -1545,17 +1488,6 @@ def test_a_forked_child_closing_the_source_leaves_the_parent_streaming(
     assert ids == list(range(1, len(ids) + 1))
 
 
-def _every_5_ms(conn: Conn) -> None:
-    if conn.request() is None:
-        return
-    conn.send(SSE + b"\r\n")
-    n = 0
-    while not conn.stop.wait(0.005):
-        n += 1
-        if not conn.send(b"id: %d\ndata: x\n\n" % n):
-            return
-
-
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork()")
 @pytest.mark.parametrize("engine", ASYNC_MODES)
 def test_a_forked_child_closing_an_async_source_leaves_the_parent_streaming(engine: str) -> None:
@@ -1565,7 +1497,7 @@ def test_a_forked_child_closing_an_async_source_leaves_the_parent_streaming(engi
     on, on the same connection, every id once."""
     ids: list[int] = []
     statuses: list[int] = []
-    with Raw(_every_5_ms) as server:
+    with Raw(_events_every(0.005)) as server:
         source = EventSource(server.url(), read_timeout=5, retry=5)
 
         async def main() -> None:

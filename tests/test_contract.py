@@ -14,11 +14,12 @@ in seconds.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
@@ -36,7 +37,7 @@ from eventsource import (
 )
 from eventsource.testing import sse_response
 
-from ._paths import Case, Log, cases, event, opened, running, until
+from ._paths import Case, Log, Run, Script, cases, event, opened, running, until
 
 pytestmark = pytest.mark.anyio
 
@@ -108,6 +109,20 @@ def _close_now(source: EventSource, log: Log) -> ReadyState:
     return state
 
 
+@contextlib.asynccontextmanager
+async def first_event(
+    case: Case, log: Log, **options: Any
+) -> AsyncIterator[tuple[Script, EventSource, Run]]:
+    """The case's server with event 1 queued, a source on it (``options``, the
+    log's callbacks) iterated in the background, and event 1 read."""
+    async with opened(case) as env:
+        env.script.add(*event(1))
+        source = log.source = env.source(**options, **log.kwargs())
+        async with running(source, env) as run:
+            await until(lambda: run.data == ["e1"], "the first event")
+            yield env.script, source, run
+
+
 @pytest.mark.parametrize(
     ("case", "anyio_backend"),
     cases(variants=("thread", "task"), skip=_from_elsewhere, xfail=XFAIL_SYNC_THREAD),
@@ -115,18 +130,15 @@ def _close_now(source: EventSource, log: Log) -> ReadyState:
 async def test_close_from_elsewhere_ends_a_blocked_read(case: Case, anyio_backend: str) -> None:
     log = Log()
     with anyio.fail_after(WATCHDOG):
-        async with opened(case) as env:
-            env.script.add(*event(1))  # then silence: the read blocks
-            source = log.source = env.source(read_timeout=READ_TIMEOUT, **log.kwargs())
-            async with running(source, env) as run:
-                await until(lambda: run.data == ["e1"], "the first event")
-                await _blocked(case)
-                if case.variant == "thread":
-                    state = await anyio.to_thread.run_sync(_close_now, source, log)
-                else:
-                    state = _close_now(source, log)
-                closed_at = time.monotonic()
-                await until(run.done.is_set, "the iterator's end", PROMPT + 1)
+        # event 1, then silence: the read blocks
+        async with first_event(case, log, read_timeout=READ_TIMEOUT) as (_, source, run):
+            await _blocked(case)
+            if case.variant == "thread":
+                state = await anyio.to_thread.run_sync(_close_now, source, log)
+            else:
+                state = _close_now(source, log)
+            closed_at = time.monotonic()
+            await until(run.done.is_set, "the iterator's end", PROMPT + 1)
     assert state is ReadyState.CLOSED, "not CLOSED when close() returned"
     assert run.done_at - closed_at < PROMPT, f"ended {run.done_at - closed_at:.2f} s after close()"
     returned = log.entries.index(("close() returned",))
@@ -174,22 +186,18 @@ async def test_close_inside_on_message(case: Case, anyio_backend: str) -> None:
 )
 async def test_restart_from_elsewhere_reconnects_at_once(case: Case, anyio_backend: str) -> None:
     log = Log()
+    options = {"read_timeout": READ_TIMEOUT, "retry": 3.0}
     with anyio.fail_after(WATCHDOG):
-        async with opened(case) as env:
-            script = env.script
-            script.add(*event(1))
-            source = log.source = env.source(read_timeout=READ_TIMEOUT, retry=3.0, **log.kwargs())
-            async with running(source, env) as run:
-                await until(lambda: run.data == ["e1"], "the first event")
-                await _blocked(case)
-                restarted_at = time.monotonic()
-                if case.variant == "thread":
-                    await anyio.to_thread.run_sync(source.restart)
-                else:
-                    source.restart()
-                await until(lambda: len(script.requests) == 2, "the new request", PROMPT + 1)
-                script.send(*event(2))
-                await until(lambda: run.data == ["e1", "e2"], "the event after the restart")
+        async with first_event(case, log, **options) as (script, source, run):
+            await _blocked(case)
+            restarted_at = time.monotonic()
+            if case.variant == "thread":
+                await anyio.to_thread.run_sync(source.restart)
+            else:
+                source.restart()
+            await until(lambda: len(script.requests) == 2, "the new request", PROMPT + 1)
+            script.send(*event(2))
+            await until(lambda: run.data == ["e1", "e2"], "the event after the restart")
     first, second = script.requests
     assert second.time - restarted_at < PROMPT
     assert second.last_event_id == "1"
@@ -202,19 +210,13 @@ async def test_restart_from_elsewhere_reconnects_at_once(case: Case, anyio_backe
 @pytest.mark.parametrize(("case", "anyio_backend"), cases())
 async def test_a_drop_mid_event_resumes(case: Case, anyio_backend: str) -> None:
     log = Log()
+    options = {"read_timeout": READ_TIMEOUT, "retry": 0.01, "min_retry_delay": 0.01}
     with anyio.fail_after(WATCHDOG):
-        async with opened(case) as env:
-            script = env.script
-            script.add(*event(1))
-            source = log.source = env.source(
-                read_timeout=READ_TIMEOUT, retry=0.01, min_retry_delay=0.01, **log.kwargs()
-            )
-            async with running(source, env) as run:
-                await until(lambda: run.data == ["e1"], "the first event")
-                script.drop_mid_event(*event(2))  # "id: 2\ndata: ", then a reset
-                await until(lambda: len(script.requests) == 2, "the resumed request")
-                script.send(*event(3))
-                await until(lambda: len(run.events) == 3, "the rest")
+        async with first_event(case, log, **options) as (script, _, run):
+            script.drop_mid_event(*event(2))  # "id: 2\ndata: ", then a reset
+            await until(lambda: len(script.requests) == 2, "the resumed request")
+            script.send(*event(3))
+            await until(lambda: len(run.events) == 3, "the rest")
     assert run.data == ["e1", "e2", "e3"]
     assert script.requests[1].last_event_id == "1"
     assert log.entries == [OPEN, msg(1), lost(), OPEN, msg(2), msg(3), CLOSE]
@@ -229,22 +231,16 @@ async def test_a_clean_end(case: Case, anyio_backend: str) -> None:
     log = Log()
     final = case.variant == "final"
     options: dict[str, Any] = {"reconnect": False} if final else {"min_retry_delay": 0.01}
+    options.update(read_timeout=READ_TIMEOUT, retry=0.01)
     with anyio.fail_after(WATCHDOG):
-        async with opened(case) as env:
-            script = env.script
-            script.add(*event(1))
-            source = log.source = env.source(
-                read_timeout=READ_TIMEOUT, retry=0.01, **options, **log.kwargs()
-            )
-            async with running(source, env) as run:
-                await until(lambda: run.data == ["e1"], "the first event")
-                script.end()
-                if final:
-                    await until(run.done.is_set, "the source's end")
-                else:
-                    await until(lambda: len(script.requests) == 2, "the reconnect")
-                    script.send(*event(2))
-                    await until(lambda: len(run.events) == 2, "the next event")
+        async with first_event(case, log, **options) as (script, _, run):
+            script.end()
+            if final:
+                await until(run.done.is_set, "the source's end")
+            else:
+                await until(lambda: len(script.requests) == 2, "the reconnect")
+                script.send(*event(2))
+                await until(lambda: len(run.events) == 2, "the next event")
     assert run.error is None
     if final:
         assert log.entries == [OPEN, msg(1), CLOSE] and len(script.requests) == 1
@@ -270,19 +266,13 @@ def _no_timeout(case: Case) -> str | None:
 @pytest.mark.parametrize(("case", "anyio_backend"), cases(skip=_no_timeout))
 async def test_a_silent_server_times_out_and_resumes(case: Case, anyio_backend: str) -> None:
     log = Log()
+    options = {"read_timeout": SILENCE, "retry": 0.01, "min_retry_delay": 0.01}
     with anyio.fail_after(WATCHDOG):
-        async with opened(case) as env:
-            script = env.script
-            script.add(*event(1))
-            source = log.source = env.source(
-                read_timeout=SILENCE, retry=0.01, min_retry_delay=0.01, **log.kwargs()
-            )
-            async with running(source, env) as run:
-                await until(lambda: run.data == ["e1"], "the first event")
-                await until(lambda: log.errors, "the read timeout", SILENCE * 10)
-                await until(lambda: len(script.requests) == 2, "the reconnect")
-                script.send(*event(2))
-                await until(lambda: len(run.events) == 2, "the next event")
+        async with first_event(case, log, **options) as (script, _, run):
+            await until(lambda: log.errors, "the read timeout", SILENCE * 10)
+            await until(lambda: len(script.requests) == 2, "the reconnect")
+            script.send(*event(2))
+            await until(lambda: len(run.events) == 2, "the next event")
     silent = log.time_of("error", "ReadTimeoutError", True) - log.time_of(*msg(1))
     assert SILENCE * 0.9 <= silent < SILENCE * 10
     assert log.entries == [OPEN, msg(1), ("error", "ReadTimeoutError", True), OPEN, msg(2), CLOSE]

@@ -30,29 +30,14 @@ from eventsource._backend import READ_SIZE
 from eventsource._decode import STEP
 from eventsource.testing import ASGIStreamTransport, SSEServer
 
-from ._fastpath import TLS, Opened, clear_proxies, fast, make_tls, public, spy_bodies
+from ._fastpath import TLS, Opened, fast, public
 from ._servers import HyperServer, serving
 from .conftest import client_for, consume
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("loopback_only")]
 
 FRAMINGS = ["chunked", "close", "content-length"]
 HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
-
-
-@pytest.fixture(autouse=True)
-def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    clear_proxies(monkeypatch)
-
-
-@pytest.fixture
-def bodies(monkeypatch: pytest.MonkeyPatch) -> Opened:
-    return spy_bodies(monkeypatch)
-
-
-@pytest.fixture(scope="module")
-def tls() -> TLS:
-    return make_tls()
 
 
 async def _close(client: httpx.Client | httpx.AsyncClient) -> None:

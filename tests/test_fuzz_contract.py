@@ -52,7 +52,7 @@ import threading
 import time
 import traceback
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from typing import Any
@@ -91,7 +91,10 @@ from eventsource._machine import (
 )
 from eventsource._policy import ConnectionPolicy
 
+from ._servers import RawListener
 from .reference import reference_parse
+
+pytestmark = pytest.mark.usefixtures("loopback_only")  # no proxy from the environment
 
 # CI runs a bounded example count; EVENTSOURCE_FUZZ_EXAMPLES=N runs N.
 _EXAMPLES = int(os.environ.get("EVENTSOURCE_FUZZ_EXAMPLES") or 300)
@@ -583,14 +586,6 @@ ANYIO_LEAKS_CONNECTS = tuple(int(n) for n in version("anyio").split(".")[:2]) < 
 KNOWN_CONNECT_LEAK = re.compile(r"unclosed (<socket\.socket |transport <_SelectorSocketTransport )")
 
 
-@pytest.fixture(autouse=True)
-def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No proxy from the environment: every request goes to 127.0.0.1 / ::1."""
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
-
-
 def _reset(sock: socket.socket) -> None:
     """Close with a TCP reset."""
     with contextlib.suppress(OSError):
@@ -826,20 +821,15 @@ def plan_response(rng: random.Random, port: int, path: bytes, limit: int, hostil
     return Plan(data, cut, ending, " ".join(what), coded=coding is not None, refused=refused)
 
 
-class FuzzServer:
+class FuzzServer(RawListener):
     """HTTP/1.1 by hand on 127.0.0.1: a thread per connection answers each
     request with the plan for its round (the path is /r<round>) and its
     number in the round: ``planner(round, n, server)``."""
 
     def __init__(self, planner: Callable[[int, int, FuzzServer], Plan]) -> None:
+        super().__init__(self._answer, end=_reset, join=SERVER_HOLD)
         self.planner = planner
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.05)
-        self.port = self._listener.getsockname()[1]
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._threads: list[threading.Thread] = []
-        self._socks: list[socket.socket] = []
+        self._plans = threading.Lock()
         self.served: dict[int, list[Plan]] = {}
         self.limits: dict[int, int] = {}  # each round's max_event_size
         self.hostility: dict[int, float] = {}  # and hostility
@@ -848,54 +838,19 @@ class FuzzServer:
     def url(self, round_: int) -> str:
         return f"http://127.0.0.1:{self.port}/r{round_}"
 
-    def __enter__(self) -> FuzzServer:
-        self._spawn(self._accept)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        with contextlib.suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)
-        with self._lock:
-            socks = list(self._socks)
-        for sock in socks:
-            _reset(sock)
-        for thread in self._threads:
-            thread.join(SERVER_HOLD)
-        self._listener.close()
-        assert not any(t.is_alive() for t in self._threads), "server threads still running"
-
-    def _spawn(self, target: Callable[..., None], *args: Any) -> None:
-        thread = threading.Thread(target=target, args=args, daemon=True)
-        with self._lock:
-            self._threads.append(thread)
-        thread.start()
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                sock, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            with self._lock:
-                self._socks.append(sock)
-            self._spawn(self._serve, sock)
-
     def _recv(self, sock: socket.socket) -> bytes:
         """The next bytes from the client; b"" when it left, the server
         stops, or it is silent for SERVER_HOLD seconds."""
         deadline = time.monotonic() + SERVER_HOLD
         sock.settimeout(0.05)
-        while not self._stop.is_set() and time.monotonic() < deadline:
+        while not self.stop.is_set() and time.monotonic() < deadline:
             try:
                 return sock.recv(65536)
             except TimeoutError:
                 continue
         return b""
 
-    def _serve(self, sock: socket.socket) -> None:
+    def _answer(self, sock: socket.socket, index: int, peer: int) -> None:
         buffer = b""
         ending = "fin"
         try:
@@ -911,7 +866,7 @@ class FuzzServer:
                     sock.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
                     continue
                 round_ = int(found.group(1))
-                with self._lock:
+                with self._plans:
                     served = self.served.setdefault(round_, [])
                     plan = self.planner(round_, len(served), self)
                     served.append(plan)
@@ -936,8 +891,6 @@ class FuzzServer:
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_WR)
                 sock.close()
-            with self._lock:
-                self._socks.remove(sock)
 
 
 @dataclass
@@ -1261,14 +1214,21 @@ def fixed(plan: Plan) -> Callable[[int, int, FuzzServer], Plan]:
     return lambda round_, n, server: plan
 
 
+@contextlib.contextmanager
+def one_round(plan: Plan, mode: str, backend: str) -> Iterator[tuple[FuzzServer, Round]]:
+    """A server answering every request with ``plan``, and round 0 (seed 0)
+    against it."""
+    with FuzzServer(fixed(plan)) as server:
+        yield server, Round(server.url(0), random.Random(0), mode, backend)
+
+
 @pytest.mark.anyio
 async def test_a_retry_after_date_with_a_huge_zone_end_to_end(
     mode: str, anyio_backend: str, request: pytest.FixtureRequest
 ) -> None:
     head = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: %s\r\n" % HUGE_ZONE.encode()
     plan = Plan(head + b"Content-Length: 0\r\n\r\n", None, "fin", "503 with a huge zone")
-    with FuzzServer(fixed(plan)) as server:
-        rnd = Round(server.url(0), random.Random(0), mode, anyio_backend)
+    with one_round(plan, mode, anyio_backend) as (server, rnd):
         # OverflowError, raised from the iterator
         await checked(rnd, server, 0, {"max_retries": 0}, [(0.3, "close")])
 
@@ -1288,8 +1248,8 @@ async def test_a_body_that_fails_to_decode_leaves_no_generator_behind(
         b"HTTP/1.1 %s\r\nContent-Type: text/event-stream\r\nContent-Encoding: deflate\r\n"
         b"Content-Length: 5\r\n\r\nabcde" % status
     )
-    with FuzzServer(fixed(Plan(data, None, "fin", "undecodable", coded=True))) as server:
-        rnd = Round(server.url(0), random.Random(0), "async", anyio_backend)
+    plan = Plan(data, None, "fin", "undecodable", coded=True)
+    with one_round(plan, "async", anyio_backend) as (server, rnd):
         await checked(rnd, server, 0, {"max_retries": 0}, [(0.3, "close")], known=False)
 
 
@@ -1298,8 +1258,8 @@ async def test_close_ends_a_refused_body_read(
     mode: str, anyio_backend: str, request: pytest.FixtureRequest
 ) -> None:
     data = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\npartial"
-    with FuzzServer(fixed(Plan(data, None, "stall", "refused, endless body"))) as server:
-        rnd = Round(server.url(0), random.Random(0), mode, anyio_backend)
+    plan = Plan(data, None, "stall", "refused, endless body")
+    with one_round(plan, mode, anyio_backend) as (server, rnd):
         await play(rnd, server, 0, {"read_timeout": 30.0}, [(0.3, "close")])
     assert rnd.closed_at is not None and rnd.done_at is not None
     late = rnd.done_at - rnd.closed_at
@@ -1312,8 +1272,8 @@ async def test_a_redirect_to_a_port_past_65535(
     mode: str, anyio_backend: str, request: pytest.FixtureRequest
 ) -> None:
     data = b"HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:99999/\r\nContent-Length: 0\r\n\r\n"
-    with FuzzServer(fixed(Plan(data, None, "fin", "302 to port 99999"))) as server:
-        rnd = Round(server.url(0), random.Random(0), mode, anyio_backend)
+    plan = Plan(data, None, "fin", "302 to port 99999")
+    with one_round(plan, mode, anyio_backend) as (server, rnd):
         await checked(rnd, server, 0, {"max_retries": 0}, [(0.3, "close")])
 
 

@@ -59,16 +59,12 @@ import pytest
 from eventsource import EventSource, EventSourceError, ReadyState, ResponseError
 
 from ._paths import until
+from ._servers import RawListener
 
 JOIN = 5.0  # seconds: a thread, task or wait still running after this is hung
 
 
-@pytest.fixture(autouse=True)
-def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No proxy from the environment for a source's own client."""
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
+pytestmark = pytest.mark.usefixtures("loopback_only")  # no proxy from the environment
 
 
 # --- a loopback HTTP/1.1 server, by hand ---------------------------------------------------------
@@ -113,69 +109,32 @@ class Conn:
                 return
 
 
-class Loopback:
+class Loopback(RawListener):
     """A listener on 127.0.0.1; ``serve(conn)`` answers each connection in a
     thread. Logs (connection index, path) of every request it reads through
     ``log_request()``. On exit every connection is shut down and every thread
     joined."""
 
     def __init__(self, serve: Callable[[Conn], None]) -> None:
-        self._serve = serve
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.05)  # the accept loop checks for the stop this often
-        self.port = self._listener.getsockname()[1]
-        self.stop = threading.Event()
-        self._lock = threading.Lock()
-        self._threads: list[threading.Thread] = []
-        self._socks: list[socket.socket] = []
+        super().__init__(self._handle, join=JOIN)
+        self._serve_conn = serve
+        self._log_lock = threading.Lock()
         self.log: list[tuple[int, str]] = []
 
     def url(self, path: str = "/stream") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
     def log_request(self, conn: Conn, path: str) -> None:
-        with self._lock:
+        with self._log_lock:
             self.log.append((conn.index, path))
 
-    def __enter__(self) -> Loopback:
-        self._accepting = threading.Thread(target=self._accept, daemon=True)
-        self._accepting.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop.set()
-        self._accepting.join(JOIN)  # no connection comes after this
-        self._listener.close()
-        for sock in self._socks:  # wakes the threads blocked reading them
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-        for thread in self._threads:
-            thread.join(JOIN)
-        running = self._accepting.is_alive() or any(t.is_alive() for t in self._threads)
-        assert not running, "server threads still running"
-
-    def _accept(self) -> None:
-        while not self.stop.is_set():
-            try:
-                sock, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            sock.settimeout(None)
-            conn = Conn(sock, len(self._socks), self.stop)
-            self._socks.append(sock)
-            thread = threading.Thread(target=self._handle, args=(conn,), daemon=True)
-            self._threads.append(thread)
-            thread.start()
-
-    def _handle(self, conn: Conn) -> None:
+    def _handle(self, sock: socket.socket, index: int, peer: int) -> None:
+        conn = Conn(sock, index, self.stop)
         try:
-            self._serve(conn)
+            self._serve_conn(conn)
         finally:
             with contextlib.suppress(OSError):  # a reset: no FIN read as a clean end
-                conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            conn.sock.close()
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
 
 def chunk(data: bytes) -> bytes:
@@ -542,6 +501,19 @@ class _GatedAsync(httpx.AsyncByteStream):
         await until(self._window.gate.is_set, "the test to close the window", JOIN)
 
 
+def _gated(
+    response: httpx.Response, stream: httpx.SyncByteStream | httpx.AsyncByteStream
+) -> httpx.Response:
+    """The response with its stream wrapped (its network_stream extension
+    passed on, as httpx's is)."""
+    return httpx.Response(
+        response.status_code,
+        headers=response.headers,
+        stream=stream,
+        extensions=response.extensions,
+    )
+
+
 class _GatedTransport(httpx.BaseTransport):
     """httpx's own transport (one connection at most), the source's response
     stream wrapped (its network_stream extension passed on, as httpx's is)."""
@@ -555,12 +527,7 @@ class _GatedTransport(httpx.BaseTransport):
         if request.url.path != "/stream":
             return response
         assert isinstance(response.stream, httpx.SyncByteStream)
-        return httpx.Response(
-            response.status_code,
-            headers=response.headers,
-            stream=_GatedSync(response.stream, self._window),
-            extensions=response.extensions,
-        )
+        return _gated(response, _GatedSync(response.stream, self._window))
 
     def close(self) -> None:
         self._inner.close()
@@ -576,12 +543,7 @@ class _AsyncGatedTransport(httpx.AsyncBaseTransport):
         if request.url.path != "/stream":
             return response
         assert isinstance(response.stream, httpx.AsyncByteStream)
-        return httpx.Response(
-            response.status_code,
-            headers=response.headers,
-            stream=_GatedAsync(response.stream, self._window),
-            extensions=response.extensions,
-        )
+        return _gated(response, _GatedAsync(response.stream, self._window))
 
     async def aclose(self) -> None:
         await self._inner.aclose()
