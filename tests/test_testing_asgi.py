@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
-import httpx
 import pytest
 from sse_starlette.sse import EventSourceResponse
 from starlette.applications import Starlette
@@ -23,7 +22,10 @@ from eventsource import (
     RetriesExhaustedError,
     format_event,
 )
+from eventsource._stack import StackName
 from eventsource.testing._asgi import ASGIStreamTransport
+
+from ._stacks import HAS_HTTPX2, STACKS, module
 
 pytestmark = pytest.mark.anyio
 
@@ -131,14 +133,22 @@ def make_app(state: AppState) -> Any:
     return recording
 
 
-def client_for(app: Any, **kwargs: Any) -> httpx.AsyncClient:
+@pytest.fixture(params=STACKS)
+def http(request: pytest.FixtureRequest) -> StackName:
+    """The stack a test runs on: every test runs for httpx and httpx2 clients."""
+    name: StackName = request.param
+    return name
+
+
+def client_for(http: StackName, app: Any, **kwargs: Any) -> Any:
+    """A client of the stack on an ASGIStreamTransport of the app."""
     # A long grace period: a well-behaved app must end on http.disconnect
     # alone, so a test relying on the transport's cancel would hit TIMEOUT.
     kwargs.setdefault("disconnect_timeout", 60)
-    return httpx.AsyncClient(transport=ASGIStreamTransport(app, **kwargs))
+    return module(http).AsyncClient(transport=ASGIStreamTransport(app, **kwargs))
 
 
-async def read_endless(state: AppState, client: httpx.AsyncClient, path: str) -> list[str]:
+async def read_endless(state: AppState, client: Any, path: str) -> list[str]:
     data = []
     with anyio.fail_after(TIMEOUT):
         async with EventSource(f"http://app{path}", client=client) as source:
@@ -152,9 +162,9 @@ async def read_endless(state: AppState, client: httpx.AsyncClient, path: str) ->
 
 
 @pytest.mark.parametrize("host", ["native", "task_group"])
-async def test_streaming_response_endless(host: str) -> None:
+async def test_streaming_response_endless(http: StackName, host: str) -> None:
     state = AppState()
-    client = client_for(make_app(state))
+    client = client_for(http, make_app(state))
     if host == "task_group":  # `async with client` enters the transport
         async with client:
             data = await read_endless(state, client, "/stream")
@@ -168,9 +178,9 @@ async def test_streaming_response_endless(host: str) -> None:
     await client.aclose()
 
 
-async def test_sse_starlette_endless() -> None:
+async def test_sse_starlette_endless(http: StackName) -> None:
     state = AppState()
-    client = client_for(make_app(state))
+    client = client_for(http, make_app(state))
     events = []
     with anyio.fail_after(TIMEOUT):
         async with EventSource("http://app/sse-starlette", client=client) as source:
@@ -185,9 +195,9 @@ async def test_sse_starlette_endless() -> None:
     await client.aclose()
 
 
-async def test_reconnects_with_last_event_id() -> None:
+async def test_reconnects_with_last_event_id(http: StackName) -> None:
     state = AppState()
-    client = client_for(make_app(state))
+    client = client_for(http, make_app(state))
     data = []
     with anyio.fail_after(TIMEOUT):
         async with EventSource("http://app/finite", client=client, retry=0.001) as source:
@@ -200,9 +210,9 @@ async def test_reconnects_with_last_event_id() -> None:
     await client.aclose()
 
 
-async def test_post_json_body() -> None:
+async def test_post_json_body(http: StackName) -> None:
     state = AppState()
-    client = client_for(make_app(state))
+    client = client_for(http, make_app(state))
     with anyio.fail_after(TIMEOUT):
         source = EventSource(
             "http://app/post",
@@ -226,8 +236,8 @@ async def test_post_json_body() -> None:
 
 
 @pytest.mark.parametrize(("path", "status"), [("/missing", 404), ("/json", 200)])
-async def test_non_sse_response_fails(path: str, status: int) -> None:
-    client = client_for(make_app(AppState()))
+async def test_non_sse_response_fails(http: StackName, path: str, status: int) -> None:
+    client = client_for(http, make_app(AppState()))
     with anyio.fail_after(TIMEOUT):
         with pytest.raises(ResponseError) as info:
             async with EventSource(f"http://app{path}", client=client) as source:
@@ -237,12 +247,12 @@ async def test_non_sse_response_fails(path: str, status: int) -> None:
     await client.aclose()
 
 
-async def test_app_error_before_start_raises() -> None:
+async def test_app_error_before_start_raises(http: StackName) -> None:
     async def app(scope: Any, receive: Any, send: Any) -> None:
         await receive()
         raise ValueError("app failed before the response")
 
-    client = client_for(app)
+    client = client_for(http, app)
     with anyio.fail_after(TIMEOUT):
         with pytest.raises(ValueError, match="before the response"):
             async with EventSource("http://app/", client=client) as source:
@@ -253,8 +263,8 @@ async def test_app_error_before_start_raises() -> None:
     await client.aclose()
 
 
-async def test_app_error_mid_stream_drops_the_connection() -> None:
-    client = client_for(make_app(AppState()))
+async def test_app_error_mid_stream_drops_the_connection(http: StackName) -> None:
+    client = client_for(http, make_app(AppState()))
     data = []
     with anyio.fail_after(TIMEOUT):
         with pytest.raises(ConnectionLostError) as info:
@@ -262,17 +272,18 @@ async def test_app_error_mid_stream_drops_the_connection() -> None:
                 async for event in src:
                     data.append(event.data)
     assert data == ["one", "two"]
-    assert isinstance(info.value.__cause__, httpx.ReadError)
+    assert isinstance(info.value.__cause__, module(http).ReadError)
     assert "generator failed mid-stream" in str(info.value.__cause__)
     await client.aclose()
 
 
 async def test_starlette_endpoint_error_is_a_500_and_logged(
+    http: StackName,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # Starlette's ServerErrorMiddleware answers 500 and then re-raises: the
     # response has started, so the error cannot be raised from the request.
-    client = client_for(make_app(AppState()))
+    client = client_for(http, make_app(AppState()))
     with caplog.at_level(logging.WARNING, logger="eventsource.testing"):
         with anyio.fail_after(TIMEOUT):
             with pytest.raises(RetriesExhaustedError) as info:
@@ -285,7 +296,7 @@ async def test_starlette_endpoint_error_is_a_500_and_logged(
     await client.aclose()
 
 
-async def test_app_ignoring_disconnect_is_cancelled() -> None:
+async def test_app_ignoring_disconnect_is_cancelled(http: StackName) -> None:
     # A raw app that sends as fast as it can and never calls receive(): its
     # send() blocks on the full buffer, then is a no-op after the disconnect;
     # the transport cancels it once the grace period is over.
@@ -308,7 +319,7 @@ async def test_app_ignoring_disconnect_is_cancelled() -> None:
         finally:
             ended.set()
 
-    client = client_for(app, disconnect_timeout=0)
+    client = client_for(http, app, disconnect_timeout=0)
     with anyio.fail_after(TIMEOUT):
         async with EventSource("http://app/", client=client) as source:
             async for event in source:
@@ -319,10 +330,10 @@ async def test_app_ignoring_disconnect_is_cancelled() -> None:
     await client.aclose()
 
 
-async def test_closing_the_client_disconnects_open_responses() -> None:
+async def test_closing_the_client_disconnects_open_responses(http: StackName) -> None:
     state = AppState()
     with anyio.fail_after(TIMEOUT):
-        async with client_for(make_app(state)) as client:
+        async with client_for(http, make_app(state)) as client:
             response = await client.send(
                 client.build_request("GET", "http://app/stream"), stream=True
             )
@@ -333,12 +344,12 @@ async def test_closing_the_client_disconnects_open_responses() -> None:
         # The transport's __aexit__ disconnected the app and waited for it.
         assert state.stream_ended.is_set()
         assert state.received == ["http.request", "http.disconnect"]
-        with pytest.raises(httpx.ReadError):
+        with pytest.raises(module(http).ReadError):
             await chunks.__anext__()
         await response.aclose()
 
 
-async def test_cancelled_request_ends_the_app() -> None:
+async def test_cancelled_request_ends_the_app(http: StackName) -> None:
     entered = anyio.Event()
     ended = anyio.Event()
 
@@ -349,7 +360,7 @@ async def test_cancelled_request_ends_the_app() -> None:
         finally:
             ended.set()
 
-    client = client_for(app, disconnect_timeout=0)
+    client = client_for(http, app, disconnect_timeout=0)
     with anyio.fail_after(TIMEOUT):
         async with anyio.create_task_group() as tg:
             tg.start_soon(client.get, "http://app/")
@@ -359,19 +370,19 @@ async def test_cancelled_request_ends_the_app() -> None:
     await client.aclose()
 
 
-async def test_read_timeout() -> None:
+async def test_read_timeout(http: StackName) -> None:
     async def app(scope: Any, receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await receive()  # the request
         await receive()  # waits for the disconnect
 
-    client = client_for(app)
+    client = client_for(http, app)
     with anyio.fail_after(TIMEOUT):
         response = await client.send(
-            client.build_request("GET", "http://app/", timeout=httpx.Timeout(5, read=0.05)),
+            client.build_request("GET", "http://app/", timeout=module(http).Timeout(5, read=0.05)),
             stream=True,
         )
-        with pytest.raises(httpx.ReadTimeout):
+        with pytest.raises(module(http).ReadTimeout):
             await response.aread()
         await response.aclose()
     await client.aclose()
@@ -381,22 +392,28 @@ async def test_read_timeout() -> None:
     ("messages", "error"),
     [
         ([], RuntimeError),  # returned without a response
-        ([{"type": "http.response.start", "status": 200}], httpx.RemoteProtocolError),
+        ([{"type": "http.response.start", "status": 200}], "RemoteProtocolError"),
     ],
     ids=["no-start", "no-last-body"],
 )
-async def test_app_returning_early(messages: list[dict[str, Any]], error: type) -> None:
+async def test_app_returning_early(
+    http: StackName, messages: list[dict[str, Any]], error: type | str
+) -> None:
+    if isinstance(error, str):  # the stack's own error
+        error = getattr(module(http), error)
+    assert isinstance(error, type)
+
     async def app(scope: Any, receive: Any, send: Any) -> None:
         for message in messages:
             await send(message)
 
-    client = client_for(app)
+    client = client_for(http, app)
     with anyio.fail_after(TIMEOUT), pytest.raises(error):
         await client.get("http://app/")
     await client.aclose()
 
 
-async def test_scope_and_request_body() -> None:
+async def test_scope_and_request_body(http: StackName) -> None:
     seen: dict[str, Any] = {}
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
@@ -406,7 +423,7 @@ async def test_scope_and_request_body() -> None:
         await send({"type": "http.response.body", "body": b"ok"})
         seen["messages"].append(await receive())  # after the client read and closed
 
-    client = client_for(app)
+    client = client_for(http, app)
     with anyio.fail_after(TIMEOUT):
         response = await client.post(
             "http://example.com:8080/a%20b/c?x=1&y=2", content=b"payload", headers={"X-Up": "v"}
@@ -428,3 +445,34 @@ async def test_scope_and_request_body() -> None:
         {"type": "http.disconnect"},
     ]
     await client.aclose()
+
+
+async def test_answers_in_the_stack_of_the_client(http: StackName) -> None:
+    stack = module(http)
+    with anyio.fail_after(TIMEOUT):
+        async with client_for(http, make_app(AppState())) as client:
+            response = await client.get("http://app/finite")
+    assert type(response) is stack.Response
+    assert isinstance(response.stream, stack.AsyncByteStream)
+    assert (
+        response.text == format_event("n1", id="1").decode() + format_event("n2", id="2").decode()
+    )
+
+
+@pytest.mark.skipif(not HAS_HTTPX2, reason="httpx2 is not installed (the extra)")
+async def test_one_transport_serves_both_stacks_at_once() -> None:
+    state = AppState()
+    transport = ASGIStreamTransport(make_app(state), disconnect_timeout=60)
+    data: dict[str, list[str]] = {}
+    with anyio.fail_after(TIMEOUT):
+        async with transport:
+            for name in ("httpx", "httpx2"):
+                client = module(name).AsyncClient(transport=transport)
+                async with EventSource("http://app/sse-starlette", client=client) as source:
+                    data[name] = []
+                    async for event in source:
+                        data[name].append(event.data)
+                        if len(data[name]) == 2:
+                            break
+    assert data == {"httpx": ["sse 1", "sse 2"], "httpx2": ["sse 1", "sse 2"]}
+    assert len(state.requests) == 2

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from ._stacks import STACKS
+
 #: With pytest-asyncio installed (the test extra), a project without its
 #: loop-scope option gets a deprecation warning, an error under -W error.
 QUIET_ASYNCIO = (
@@ -61,6 +63,59 @@ def test_fixtures_come_with_the_package(pytester: pytest.Pytester) -> None:
     outcomes = result.parseoutcomes()
     assert result.ret == 0 and "failed" not in outcomes and "error" not in outcomes
     assert outcomes["passed"] >= 3  # the async test runs once per anyio backend
+
+
+# The fixtures for each HTTP stack (issue 22): sse_mock takes httpx's and
+# httpx2's requests alike, a source's own client's too; the server is any
+# client's.
+STACK_TESTS = """
+import importlib
+
+import pytest
+from eventsource import EventSource
+
+http = importlib.import_module({http!r})
+
+
+@pytest.mark.anyio
+async def test_mock_and_a_client_of_the_stack(sse_mock):
+    sse_mock.respond(["x"])
+    async with http.AsyncClient() as client:
+        async with EventSource(sse_mock.url, client=client) as source:
+            assert [e.data async for e in source] == ["x"]
+    assert [type(r).__module__ for r in sse_mock.requests] == [{http!r}, {http!r}]
+
+
+def test_mock_and_a_source_of_its_own(sse_mock):
+    sse_mock.respond(["y"])
+    assert [e.data for e in EventSource(sse_mock.url, http={http!r})] == ["y"]
+    with pytest.raises(AssertionError, match="not mocked"):
+        http.get("http://elsewhere.test/")
+
+
+@pytest.mark.anyio
+async def test_server_and_a_client_of_the_stack(sse_server):
+    sse_server.send("a")
+    async with http.AsyncClient() as client:
+        async with EventSource(sse_server.url, client=client) as source:
+            async for event in source:
+                assert event.data == "a"
+                break
+    assert sse_server.requests
+
+
+def test_sync_server_and_a_client_of_the_stack(sse_server_sync):
+    sse_server_sync.send("s")
+    with EventSource(sse_server_sync.url, client=http.Client()) as source:
+        assert next(iter(source)).data == "s"
+"""
+
+
+@pytest.mark.parametrize("http", STACKS)
+def test_fixtures_for_each_stack(pytester: pytest.Pytester, http: str) -> None:
+    pytester.makepyfile(test_user=STACK_TESTS.format(http=http))
+    result = run(pytester, "-p", "anyio")
+    result.assert_outcomes(passed=6)  # the async tests run once per anyio backend
 
 
 def test_a_failing_comparison_shows_the_diff(pytester: pytest.Pytester) -> None:

@@ -4,10 +4,12 @@ plugin (fixtures ``sse_server``, ``sse_server_sync``, ``sse_mock``).
 
 - :class:`SSEServer`: an SSE server on 127.0.0.1 that a test drives (send,
   drop, stall, answer 503...) and that records every request.
-- :func:`sse_response` / :class:`SSEMock`: scripted responses on respx, for
-  unit tests with no network at all (respx is needed for SSEMock).
+- :func:`sse_response` / :class:`SSEMock`: scripted responses, for unit tests
+  with no network at all, on httpx (through respx, which SSEMock needs) and
+  httpx2 (``sse_response(http="httpx2")``; SSEMock patches httpcore2's pools,
+  as respx patches httpcore's).
 - :class:`ASGIStreamTransport`: test a FastAPI / Starlette endpoint in-process,
-  endless streams included.
+  endless streams included, from an httpx or an httpx2 client.
 - :func:`assert_events`: compare event sequences with a readable diff (a bare
   str is an event type, dict data matches as a subset, :data:`ANY` matches
   anything).

@@ -1,5 +1,6 @@
-"""ASGIStreamTransport: an httpx transport that runs an ASGI app in-process and
-streams its response, so endless SSE endpoints can be tested without a server.
+"""ASGIStreamTransport: an httpx (and httpx2) transport that runs an ASGI app
+in-process and streams its response, so endless SSE endpoints can be tested
+without a server.
 
 httpx's own ``ASGITransport`` runs the app to completion and buffers the body,
 which hangs on a stream that never ends. This one returns the response as soon
@@ -33,6 +34,13 @@ delivers ``http.disconnect``, gives the app ``disconnect_timeout`` seconds to
 return by itself, then cancels that scope and waits, shielded, until the app
 task has finished. The app's exceptions never reach the host: they are raised
 from the request (before the response starts) or from the body read (after).
+
+Both stacks
+-----------
+One transport serves httpx's clients and httpx2's: it answers each request in
+the stack of the request (``stack_of``), with that stack's ``Response``, a body
+that is that stack's ``AsyncByteStream`` (httpx and httpx2 each check it), and
+that stack's errors.
 """
 
 from __future__ import annotations
@@ -51,6 +59,8 @@ import anyio.abc
 import anyio.lowlevel
 import httpx
 
+from .._stack import HTTPX, Request, Stack, stack_of
+
 __all__ = ["ASGIStreamTransport"]
 
 logger = logging.getLogger("eventsource.testing")
@@ -68,13 +78,23 @@ _BODY_BUFFER = 16  # chunks sent but not yet read before the app's send() waits
 class ASGIStreamTransport(httpx.AsyncBaseTransport):
     """Run an ASGI app in-process and stream its responses, endless ones too.
 
-    ``httpx.AsyncClient(transport=ASGIStreamTransport(app))``. The app sees
+    ``httpx.AsyncClient(transport=ASGIStreamTransport(app))``, or
+    ``httpx2.AsyncClient(transport=ASGIStreamTransport(app))``: the same
+    transport answers each request in its client's stack (an
+    ``httpx2.Response``, httpx2's errors, for an httpx2 client). The app sees
     ``http.disconnect`` when the response is closed; an app that has not
     returned ``disconnect_timeout`` seconds later is cancelled. App exceptions
     raised before ``http.response.start`` are raised from the request; later
-    ones end the body with ``httpx.ReadError``. The request body is read whole
-    before the app starts. Use ``async with`` (on the transport or its client)
-    to keep app tasks in a task group of the caller's.
+    ones end the body with the stack's ``ReadError``. The request body is read
+    whole before the app starts. Use ``async with`` (on the transport or its
+    client) to keep app tasks in a task group of the caller's.
+
+    Args:
+        app: The ASGI application.
+        root_path: The scope's ``root_path``.
+        client: The scope's ``client`` (host, port).
+        disconnect_timeout: Seconds an app may take to return after
+            ``http.disconnect`` before it is cancelled.
     """
 
     def __init__(
@@ -123,9 +143,17 @@ class ASGIStreamTransport(httpx.AsyncBaseTransport):
         for exchange in exchanges:
             await exchange.aclose()
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """Start the app on this request; return when it starts its response."""
-        if not isinstance(request.stream, httpx.AsyncByteStream):
+    async def handle_async_request(self, request: Request) -> Any:
+        """Start the app on this request; return when it starts its response.
+
+        Args:
+            request: An httpx or httpx2 request.
+
+        Returns:
+            A response of the request's stack, its body streaming.
+        """
+        stack = stack_of(request) or HTTPX
+        if not isinstance(request.stream, stack.http.AsyncByteStream):
             raise TypeError("ASGIStreamTransport needs an async request body")
         body = [chunk async for chunk in request.stream]
         url = request.url
@@ -149,7 +177,7 @@ class ASGIStreamTransport(httpx.AsyncBaseTransport):
         timeouts = request.extensions.get("timeout") or {}
         read_timeout: float | None = timeouts.get("read")
         exchange = _Exchange(
-            self, scope, body, head=request.method == "HEAD", read_timeout=read_timeout
+            self, scope, body, stack, head=request.method == "HEAD", read_timeout=read_timeout
         )
         self._exchanges.add(exchange)
         self._spawn(exchange)
@@ -161,7 +189,7 @@ class ASGIStreamTransport(httpx.AsyncBaseTransport):
             raise
         if waiting.cancelled_caught:
             await exchange.aclose()
-            raise httpx.ReadTimeout(
+            raise stack.http.ReadTimeout(
                 f"the ASGI app sent no response start within {read_timeout} s", request=request
             )
         if exchange.status is None:
@@ -169,10 +197,10 @@ class ASGIStreamTransport(httpx.AsyncBaseTransport):
             if exchange.error is not None:
                 raise exchange.error
             raise RuntimeError("the ASGI app returned without starting a response")
-        return httpx.Response(
+        return stack.http.Response(
             exchange.status,
             headers=exchange.headers,
-            stream=exchange,
+            stream=_body_class(stack)(exchange),
             extensions={"http_version": b"HTTP/1.1"},
         )
 
@@ -196,15 +224,42 @@ class ASGIStreamTransport(httpx.AsyncBaseTransport):
             exchange.task = loop.create_task(exchange.run(), name=f"ASGI app {exchange.target}")
 
 
-class _Exchange(httpx.AsyncByteStream):
+class _Body:
+    """An exchange's response body, as its stack's ``AsyncByteStream``
+    (``_body_class``): iterating it reads the exchange."""
+
+    def __init__(self, exchange: _Exchange) -> None:
+        self.exchange = exchange
+
+    def __aiter__(self) -> _Exchange:
+        return self.exchange
+
+    async def aclose(self) -> None:
+        await self.exchange.aclose()
+
+
+_bodies: dict[str, type[_Body]] = {}
+
+
+def _body_class(stack: Stack) -> type[_Body]:
+    """``_Body`` as the stack's ``AsyncByteStream``, made once."""
+    kind = _bodies.get(stack.name)
+    if kind is None:
+        bases = (_Body, stack.http.AsyncByteStream)
+        kind = _bodies[stack.name] = type("ASGIBody", bases, {"__module__": __name__})
+    return kind
+
+
+class _Exchange:
     """One request: the app's task and ASGI channels, and the response body
-    stream the client reads (an iterator class, so closing is deterministic)."""
+    iterator the client reads (an iterator class, so closing is deterministic)."""
 
     def __init__(
         self,
         transport: ASGIStreamTransport,
         scope: Scope,
         body: list[bytes],
+        stack: Stack,
         *,
         head: bool,
         read_timeout: float | None,
@@ -212,6 +267,7 @@ class _Exchange(httpx.AsyncByteStream):
         self.transport = transport
         self.scope = scope
         self.target = f"{scope['method']} {scope['path']}"
+        self.http = stack.http  # the errors the client's stack expects
         self.head = head
         self.read_timeout = read_timeout
         self.task: asyncio.Task[None] | None = None
@@ -301,18 +357,20 @@ class _Exchange(httpx.AsyncByteStream):
             with anyio.fail_after(self.read_timeout):
                 return await self._receive_body.receive()
         except TimeoutError:
-            raise httpx.ReadTimeout(f"no body data for {self.read_timeout} s") from None
+            raise self.http.ReadTimeout(f"no body data for {self.read_timeout} s") from None
         except anyio.EndOfStream:
             pass
         except anyio.ClosedResourceError:
-            raise httpx.ReadError("the response is closed") from None
+            raise self.http.ReadError("the response is closed") from None
         if self._complete:
             raise StopAsyncIteration
         if self._closed:
-            raise httpx.ReadError("the response is closed")
+            raise self.http.ReadError("the response is closed")
         if self.error is not None:
-            raise httpx.ReadError(f"the ASGI app raised {self.error!r}") from self.error
-        raise httpx.RemoteProtocolError("the ASGI app returned before its response was complete")
+            raise self.http.ReadError(f"the ASGI app raised {self.error!r}") from self.error
+        raise self.http.RemoteProtocolError(
+            "the ASGI app returned before its response was complete"
+        )
 
     def disconnect(self) -> None:
         """Tell the app the client has gone, and start its grace period."""

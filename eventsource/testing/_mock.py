@@ -1,14 +1,22 @@
-"""Mock responses for code that uses EventSource: no network at all."""
+"""Mock responses for code that uses EventSource: no network at all.
+
+httpx's requests are intercepted by respx (which patches httpcore's
+connection pools). respx never sees httpx2's (httpcore2's pools), so an
+SSEMock for httpx2 patches those pools the same way (``_patch``). A scripted
+response is kept stack-neutral (``_Reply``) and built for the stack of the
+request it answers.
+"""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, get_args
 
-import httpx
-
+from .._stack import HTTPX, Request, Response, Stack, StackName, stack_named, stack_of
 from ._events import EventLike, encode_event
+from ._patch import pool_patch
 
 if TYPE_CHECKING:
     import respx
@@ -21,39 +29,79 @@ def encode_events(events: Iterable[EventLike]) -> bytes:
     return b"".join(map(encode_event, events))
 
 
-class _Body(httpx.SyncByteStream, httpx.AsyncByteStream):
-    """A body for sync and async clients alike, optionally ending in a drop."""
+class _Chunks:
+    """A body for sync and async readers alike, optionally ending in a drop
+    (``error``: the ReadError of the layer that reads it)."""
 
-    def __init__(self, chunks: list[bytes], drop: bool) -> None:
+    def __init__(self, chunks: list[bytes], drop: bool, error: type[Exception]) -> None:
         self._chunks = chunks
         self._drop = drop
+        self._error = error
 
     def __iter__(self) -> Iterator[bytes]:
         yield from self._chunks
         if self._drop:
-            raise httpx.ReadError("connection dropped (sse_response(drop=True))")
+            raise self._error("connection dropped (sse_response(drop=True))")
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         for chunk in self._chunks:
             yield chunk
         if self._drop:
-            raise httpx.ReadError("connection dropped (sse_response(drop=True))")
+            raise self._error("connection dropped (sse_response(drop=True))")
+
+    def close(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
 
 
-def sse_response(
-    events: Iterable[EventLike] = (),
-    *,
-    status: int = 200,
-    headers: Mapping[str, str] | None = None,
-    chunk_size: int | None = None,
-    drop: bool = False,
-) -> httpx.Response:
-    """An ``httpx.Response`` that streams ``events`` in the SSE wire format.
+_bodies: dict[str, type[_Chunks]] = {}
 
-    ``chunk_size`` splits the body into reads of that many bytes (default: one
-    read per event); ``drop=True`` ends the body with a network error instead
-    of a clean end, as a dropped connection does.
-    """
+
+def _body_class(stack: Stack) -> type[_Chunks]:
+    """``_Chunks`` as the stack's Sync- and AsyncByteStream (httpx and httpx2
+    each check that a response's stream is theirs), made once."""
+    kind = _bodies.get(stack.name)
+    if kind is None:
+        bases = (_Chunks, stack.http.SyncByteStream, stack.http.AsyncByteStream)
+        kind = _bodies[stack.name] = type("SSEBody", bases, {"__module__": __name__})
+    return kind
+
+
+class _Reply:
+    """A scripted response for any stack: status, headers, body, drop."""
+
+    def __init__(
+        self, status: int, headers: dict[str, str], chunks: list[bytes], drop: bool
+    ) -> None:
+        self.status = status
+        self.headers = headers
+        self.chunks = chunks
+        self.drop = drop
+
+    def response(self, stack: Stack) -> Any:
+        """The stack's Response (what respx, a MockTransport, a test wants)."""
+        body = _body_class(stack)(self.chunks, self.drop, stack.http.ReadError)
+        return stack.http.Response(self.status, headers=self.headers, stream=body)
+
+    def core_response(self, stack: Stack) -> Any:
+        """The stack's core Response (what a connection pool returns)."""
+        return stack.core.module.Response(
+            self.status,
+            headers=[(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items()],
+            content=_Chunks(self.chunks, self.drop, stack.core.read_error),
+            extensions={"http_version": b"HTTP/1.1"},
+        )
+
+
+def _sse_reply(
+    events: Iterable[EventLike],
+    status: int,
+    headers: Mapping[str, str] | None,
+    chunk_size: int | None,
+    drop: bool,
+) -> _Reply:
     if chunk_size is not None and chunk_size < 1:
         raise ValueError("chunk_size must be at least 1")
     events = list(events)
@@ -65,11 +113,47 @@ def sse_response(
     all_headers = {"content-type": "text/event-stream", "cache-control": "no-cache"}
     if headers:
         all_headers.update({k.lower(): v for k, v in headers.items()})
-    return httpx.Response(status, headers=all_headers, stream=_Body(chunks, drop))
+    return _Reply(status, all_headers, chunks, drop)
+
+
+def sse_response(
+    events: Iterable[EventLike] = (),
+    *,
+    status: int = 200,
+    headers: Mapping[str, str] | None = None,
+    chunk_size: int | None = None,
+    drop: bool = False,
+    http: StackName = "httpx",
+) -> Response:
+    """A response that streams ``events`` in the SSE wire format.
+
+    For a ``MockTransport`` handler, a respx route, or any code that takes a
+    response: ``httpx.MockTransport(lambda request: sse_response(["hi"]))``,
+    ``httpx2.MockTransport(lambda request: sse_response(["hi"], http="httpx2"))``.
+
+    Args:
+        events: The events: ``ServerSentEvent``, dict of fields, str (data)
+            or bytes (sent as they are).
+        status: The status code.
+        headers: Extra headers (``content-type: text/event-stream`` and
+            ``cache-control: no-cache`` are set unless given).
+        chunk_size: Split the body into reads of that many bytes (default:
+            one read per event).
+        drop: End the body with the stack's ``ReadError``, as a dropped
+            connection does, instead of a clean end.
+        http: The stack: ``"httpx"`` (an ``httpx.Response``) or ``"httpx2"``
+            (an ``httpx2.Response``; needs httpx2).
+
+    Returns:
+        An ``httpx.Response`` or ``httpx2.Response`` with a streaming body.
+    """
+    reply = _sse_reply(events, status, headers, chunk_size, drop)
+    response: Response = reply.response(stack_named(http))
+    return response
 
 
 class SSEMock:
-    """A scripted SSE endpoint on respx: each request takes the next response.
+    """A scripted SSE endpoint: each request to ``url`` takes the next response.
 
     ::
 
@@ -80,26 +164,50 @@ class SSEMock:
             ...  # code under test
         assert mock.requests[2].headers["Last-Event-ID"] == "2"
 
-    Once the script is used up, every further request gets 204 No Content,
-    which closes an EventSource cleanly. Any method is accepted.
+    It intercepts the requests of any client of a stack, a source's own
+    included: httpx's through respx, httpx2's by patching httpcore2's
+    connection pools as respx patches httpcore's (respx does not see
+    httpx2). Once the script is used up, every further request gets 204 No
+    Content, which closes an EventSource cleanly. Any method is accepted.
 
     Requests to loopback hosts (127.0.0.1, ::1, localhost), an
     :class:`SSEServer` for one, go to the network as they are, so both work in
-    one test; ``passthrough_loopback=False`` mocks them too (respx then fails
-    an unmatched request). Other unmatched requests fail as respx does.
+    one test. Other requests fail with an ``AssertionError`` ("not mocked"),
+    as respx fails them.
+
+    Args:
+        url: The endpoint answered, matched as respx's ``url=`` matches: the
+            scheme and host, and the port (other than the scheme's default),
+            path and query (as parameters, in any order) when given.
+        passthrough_loopback: Let loopback requests through; False mocks
+            them too (``url`` may then be a loopback one).
+        http: The stack intercepted: ``"httpx"`` (needs respx), ``"httpx2"``
+            (needs httpx2, not respx), or None (the default): httpx, and
+            httpx2 too when it is installed.
+
+    Attributes:
+        requests: Every request answered, in order: ``httpx.Request`` or
+            ``httpx2.Request`` (the client's stack), body read.
     """
 
     #: The hosts passed through by default.
     LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
     def __init__(
-        self, url: str = "http://sse.test/stream", *, passthrough_loopback: bool = True
+        self,
+        url: str = "http://sse.test/stream",
+        *,
+        passthrough_loopback: bool = True,
+        http: StackName | None = None,
     ) -> None:
         self.url = url
         self.passthrough_loopback = passthrough_loopback
-        self.requests: list[httpx.Request] = []
-        self._script: list[httpx.Response] = []
+        self.http = http
+        self.requests: list[Request] = []
+        self._script: list[_Reply] = []
+        self._lock = threading.Lock()
         self._router: respx.MockRouter | None = None
+        self._patched: list[Stack] = []
 
     def respond(
         self,
@@ -110,24 +218,70 @@ class SSEMock:
         chunk_size: int | None = None,
         drop: bool = False,
     ) -> SSEMock:
-        """Add the next response (see :func:`sse_response`); chainable."""
+        """Add the next response; chainable.
+
+        Args:
+            events: The events streamed (see :func:`sse_response`).
+            status: The status code; one other than 200 without ``events``
+                is a plain response with no body.
+            headers: Extra headers.
+            chunk_size: Split the body into reads of that many bytes.
+            drop: End the body with a network error instead of a clean end.
+
+        Returns:
+            This mock.
+        """
         if status != 200 and not events:
-            response = httpx.Response(status, headers=dict(headers or {}))
+            reply = _Reply(status, {k.lower(): v for k, v in (headers or {}).items()}, [], False)
         else:
-            response = sse_response(
-                events, status=status, headers=headers, chunk_size=chunk_size, drop=drop
-            )
-        self._script.append(response)
+            reply = _sse_reply(events, status, headers, chunk_size, drop)
+        with self._lock:
+            self._script.append(reply)
         return self
 
-    def _answer(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        if self._script:
-            return self._script.pop(0)
-        return httpx.Response(204)
+    def _next(self, request: Request) -> _Reply:
+        with self._lock:
+            self.requests.append(request)
+            if self._script:
+                return self._script.pop(0)
+        return _Reply(204, {}, [], False)
+
+    def _answer(self, request: Any) -> Any:
+        return self._next(request).response(HTTPX)
+
+    def _answer_core(self, request: Any) -> Any:
+        stack = stack_of(request)
+        assert stack is not None
+        return self._next(request).core_response(stack)
+
+    def _stacks(self) -> list[Stack]:
+        if self.http is not None:
+            return [stack_named(self.http)]
+        stacks = []
+        for name in get_args(StackName):  # every stack there is
+            try:
+                stacks.append(stack_named(name))
+            except ImportError:
+                pass  # not installed: nothing of it to mock
+        return stacks
 
     def start(self) -> SSEMock:
-        """Start intercepting (``with`` does it for you)."""
+        """Start intercepting (``with`` does it for you).
+
+        Returns:
+            This mock.
+        """
+        stacks = self._stacks()
+        if HTTPX in stacks:
+            self._start_respx()
+        passthrough = self.LOOPBACK if self.passthrough_loopback else ()
+        for stack in stacks:
+            if stack is not HTTPX:
+                pool_patch(stack).add(self, self.url, passthrough, self._answer_core)
+                self._patched.append(stack)
+        return self
+
+    def _start_respx(self) -> None:
         try:
             import respx  # optional: imported only when a mock is used
         except ModuleNotFoundError as exc:
@@ -142,12 +296,14 @@ class SSEMock:
         self._router.route(url=self.url).mock(side_effect=self._answer)
         if self.passthrough_loopback:
             self._router.route(host__in=self.LOOPBACK).pass_through()
-        return self
 
     def stop(self) -> None:
+        """Stop intercepting (``with`` does it for you)."""
         if self._router is not None:
             self._router.stop()
             self._router = None
+        while self._patched:
+            pool_patch(self._patched.pop()).remove(self)
 
     def __enter__(self) -> SSEMock:
         return self.start()

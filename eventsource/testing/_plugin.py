@@ -5,8 +5,12 @@
   anyio's plugin (``@pytest.mark.anyio``, asyncio or trio) or pytest-asyncio
   (strict mode's ``@pytest.mark.asyncio`` or auto mode), and sync;
 - ``sse_server_sync``: the same (the name sync test suites used so far);
-- ``sse_mock``: an :class:`SSEMock` on ``sse_mock.url`` (needs respx: the
-  ``testing`` extra).
+- ``sse_mock``: an :class:`SSEMock` on ``sse_mock.url``, for the clients of
+  both HTTP stacks (httpx's, and httpx2's when it is installed; a source's
+  own client included). Needs respx: the ``testing`` extra.
+
+The server is a real one on 127.0.0.1, so any client reaches it: httpx's,
+httpx2's, a source's own.
 
 The fixtures are plain (not ``async def``): the server runs in a background
 thread with its own event loop, so no async plugin has to set it up, and its
@@ -53,8 +57,9 @@ def sse_server_sync() -> Iterator[SSEServer]:
 
 @pytest.fixture
 def sse_mock() -> Iterator[SSEMock]:
-    """An SSEMock intercepting ``sse_mock.url``: script it with ``respond()``.
-    Requests to loopback addresses (an SSEServer) pass through."""
+    """An SSEMock intercepting ``sse_mock.url`` on httpx and httpx2 (when
+    installed): script it with ``respond()``. Requests to loopback addresses
+    (an SSEServer) pass through."""
     require("respx", "sse_mock")
     from ._mock import SSEMock
 
