@@ -1,0 +1,149 @@
+"""Issue 23, "The first hour": the API surprises a new user met, each as a
+test (committed first as a strict xfail, then fixed)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from typing import Any
+
+import pytest
+
+import eventsource
+from eventsource import EventSource, ReadyState, ResponseError
+from eventsource.testing import SSEMock, SSEServer, assert_events
+
+# Issue 23's defects, each reproduced on main (12d87f9 and before).
+XFAIL = pytest.mark.xfail(strict=True, reason="DEFECT (issue 23), fixed in the next commit")
+
+PUBLIC_ERRORS = [
+    name
+    for name in eventsource.__all__
+    if isinstance(getattr(eventsource, name), type)
+    and issubclass(getattr(eventsource, name), BaseException)
+]
+
+
+@XFAIL
+@pytest.mark.parametrize("name", PUBLIC_ERRORS)
+def test_public_exceptions_print_as_eventsource_s(name: str) -> None:
+    kind = getattr(eventsource, name)
+    assert kind.__module__ == "eventsource"
+    error = kind.__new__(kind)
+    printed = traceback.format_exception_only(kind, error)[-1]
+    assert printed.startswith(f"eventsource.{name}"), printed
+
+
+@XFAIL
+def test_public_classes_name_their_package() -> None:
+    for name in ("EventSource", "ServerSentEvent", "ReadyState", "SSEParser"):
+        assert getattr(eventsource, name).__module__ == "eventsource", name
+
+
+@XFAIL
+def test_ready_state_formats_as_its_name(caplog: pytest.LogCaptureFixture) -> None:
+    assert f"{ReadyState.OPEN}" == "OPEN"
+    assert str(ReadyState.CLOSED) == "CLOSED"
+    with caplog.at_level(logging.INFO):
+        logging.getLogger("test").info("state %s", ReadyState.OPEN)
+    assert caplog.records[-1].getMessage() == "state OPEN"
+    assert ReadyState.OPEN == 1 and repr(ReadyState.OPEN) == "<ReadyState.OPEN: 1>"
+
+
+@XFAIL
+def test_response_error_json_decodes_the_body() -> None:
+    with SSEServer() as server:
+        server.respond_with(
+            401, {"Content-Type": "application/json"}, b'{"error": {"message": "bad key"}}'
+        )
+        with pytest.raises(ResponseError) as raised:
+            EventSource(server.url).collect(timeout=5)
+    assert raised.value.json() == {"error": {"message": "bad key"}}
+
+
+@XFAIL
+def test_response_error_json_of_a_text_body_raises_value_error() -> None:
+    with SSEServer() as server:
+        server.respond_with(403, {"Content-Type": "text/plain"}, b"forbidden")
+        with pytest.raises(ResponseError) as raised:
+            EventSource(server.url).collect(timeout=5)
+    with pytest.raises(ValueError):
+        raised.value.json()
+
+
+@XFAIL
+def test_enter_returns_self_typed() -> None:
+    """``__enter__`` / ``__aenter__`` are annotated ``Self`` (a subclass keeps
+    its type in ``with``)."""
+    from typing import get_type_hints
+
+    for method in (EventSource.__enter__, EventSource.__aenter__):
+        hint = get_type_hints(method)["return"]
+        assert "Self" in repr(hint), f"{method.__name__} returns {hint!r}"
+
+
+@XFAIL
+def test_collect_on_a_closed_source_says_so() -> None:
+    with SSEServer(events=[{"data": "a"}, {"data": "b"}]) as server:
+        source = EventSource(server.url)
+        assert [e.data for e in source.collect(n=1, timeout=5)] == ["a"]
+        with pytest.raises(RuntimeError, match="closed"):
+            source.collect(n=1, timeout=5)
+
+
+@XFAIL
+@pytest.mark.anyio
+async def test_acollect_on_a_closed_source_says_so() -> None:
+    async with SSEServer(events=[{"data": "a"}]) as server:
+        source = EventSource(server.url)
+        assert [e.data for e in await source.acollect(n=1, timeout=5)] == ["a"]
+        with pytest.raises(RuntimeError, match="closed"):
+            await source.acollect(n=1, timeout=5)
+
+
+@XFAIL
+def test_assert_events_hides_its_frames() -> None:
+    """A failing assert_events points at the test's line, not the toolkit's
+    (pytest honours ``__tracebackhide__``)."""
+    from eventsource import ServerSentEvent
+    from eventsource.testing import _assertions
+
+    frames: list[Any] = []
+    try:
+        assert_events([ServerSentEvent(type="a")], ["b"])
+    except AssertionError:
+        tb = sys.exc_info()[2]
+        while tb is not None:
+            frames.append(tb.tb_frame)
+            tb = tb.tb_next
+    toolkit = [f for f in frames if f.f_code.co_filename == _assertions.__file__]
+    assert toolkit, "assert_events did not fail"
+    assert all(f.f_locals.get("__tracebackhide__") for f in toolkit)
+
+
+@XFAIL
+def test_respond_takes_json_and_text_everywhere() -> None:
+    """One vocabulary across SSEServer.respond_with, SSEMock.respond:
+    ``json=`` (with its content type) and ``text=``."""
+    with SSEServer() as server:
+        server.respond_with(401, json={"error": "no"})
+        with pytest.raises(ResponseError) as raised:
+            EventSource(server.url).collect(timeout=5)
+        assert raised.value.json() == {"error": "no"}
+        assert raised.value.response is not None
+        assert raised.value.response.headers["content-type"] == "application/json"
+        server.respond_with(403, text="forbidden")
+        with pytest.raises(ResponseError) as raised:
+            EventSource(server.url).collect(timeout=5)
+        assert raised.value.body == "forbidden"
+
+    with SSEMock("http://sse.test/stream", http="httpx") as mock:
+        mock.respond(status=401, json={"error": "no"})
+        with pytest.raises(ResponseError) as raised:
+            EventSource(mock.url).collect(timeout=5)
+        assert raised.value.json() == {"error": "no"}
+        mock.respond(status=403, text="forbidden")
+        with pytest.raises(ResponseError) as raised:
+            EventSource(mock.url).collect(timeout=5)
+        assert raised.value.body == "forbidden"
