@@ -39,3 +39,12 @@ __all__ = [
     "format_event",
     "parse",
 ]
+
+# The public names say they are eventsource's (tracebacks print
+# "eventsource.ResponseError", not "eventsource._errors.ResponseError"), as
+# httpx does; pickling finds them here too.
+for _name in __all__:
+    _value = globals()[_name]
+    if isinstance(_value, type) or callable(_value):
+        _value.__module__ = __name__
+del _name, _value

@@ -25,7 +25,8 @@ interrupt the stream at all (a callback raised).
 from __future__ import annotations
 
 import http
-from typing import TYPE_CHECKING
+import json as jsonlib
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._event import ServerSentEvent
@@ -93,6 +94,11 @@ class ResponseError(EventSourceError):
         self.status_code = status_code
         self.response = response
         self.body = body
+
+    def json(self) -> Any:
+        """The body decoded as JSON (an API's error, say); ValueError when it
+        is no JSON (``json.JSONDecodeError``)."""
+        return jsonlib.loads(self.body)
 
 
 def status_message(status: int, reason: str, method: str, url: str) -> str:

@@ -84,11 +84,18 @@ logger = logging.getLogger("eventsource")
 
 
 class ReadyState(enum.IntEnum):
-    """The source's state, numbered as in browsers."""
+    """The source's state, numbered as in browsers; it prints as its name
+    (``OPEN``) in logs and f-strings, and compares equal to its number."""
 
     CONNECTING = 0
     OPEN = 1
     CLOSED = 2
+
+    def __str__(self) -> str:
+        return self.name
+
+    def __format__(self, spec: str) -> str:
+        return format(self.name, spec)
 
 
 class _State(enum.Enum):

@@ -20,6 +20,7 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import anyio
+from typing_extensions import Self
 
 from ._async import AsyncDriver
 from ._callbacks import Callbacks, Listener, OnClose, OnComment, OnError, OnMessage, OnOpen
@@ -317,7 +318,7 @@ class EventSource:
 
     # --- async ------------------------------------------------------------------------
 
-    async def __aenter__(self) -> EventSource:
+    async def __aenter__(self) -> Self:
         self._use_async()
         return self
 
@@ -351,7 +352,9 @@ class EventSource:
         event included), ``timeout`` seconds passed or the stream ended, then
         close the source and return them (for notebooks and quick scripts).
         A fatal error is raised as from the iterator, and so is the last
-        error when no connection opened before the timeout."""
+        error when no connection opened before the timeout. RuntimeError on a
+        source already closed (a second collect(): make a new source)."""
+        self._check_collectable()
         if _collect_nothing(n):
             await self.aclose()
             return []
@@ -366,13 +369,20 @@ class EventSource:
             self._never_opened(timeout)
         return events
 
+    def _check_collectable(self) -> None:
+        if self._machine.ready_state is ReadyState.CLOSED:
+            raise RuntimeError(
+                "this EventSource is closed (collect() closes it when it returns): "
+                "make a new EventSource to collect again"
+            )
+
     async def aclose(self) -> None:
         """Close the stream and wait until its connection is closed."""
         await self._use_async().aclose()
 
     # --- sync -------------------------------------------------------------------------
 
-    def __enter__(self) -> EventSource:
+    def __enter__(self) -> Self:
         self._use_sync()
         return self
 
@@ -406,7 +416,9 @@ class EventSource:
         event included), ``timeout`` seconds passed or the stream ended, then
         close the source and return them (for notebooks and quick scripts).
         A fatal error is raised as from the iterator, and so is the last
-        error when no connection opened before the timeout."""
+        error when no connection opened before the timeout. RuntimeError on a
+        source already closed (a second collect(): make a new source)."""
+        self._check_collectable()
         if _collect_nothing(n):
             self.close()
             return []

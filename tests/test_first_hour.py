@@ -14,9 +14,6 @@ import eventsource
 from eventsource import EventSource, ReadyState, ResponseError
 from eventsource.testing import SSEMock, SSEServer, assert_events
 
-# Issue 23's defects, each reproduced on main (12d87f9 and before).
-XFAIL = pytest.mark.xfail(strict=True, reason="DEFECT (issue 23), fixed in the next commit")
-
 PUBLIC_ERRORS = [
     name
     for name in eventsource.__all__
@@ -25,7 +22,6 @@ PUBLIC_ERRORS = [
 ]
 
 
-@XFAIL
 @pytest.mark.parametrize("name", PUBLIC_ERRORS)
 def test_public_exceptions_print_as_eventsource_s(name: str) -> None:
     kind = getattr(eventsource, name)
@@ -35,13 +31,11 @@ def test_public_exceptions_print_as_eventsource_s(name: str) -> None:
     assert printed.startswith(f"eventsource.{name}"), printed
 
 
-@XFAIL
 def test_public_classes_name_their_package() -> None:
     for name in ("EventSource", "ServerSentEvent", "ReadyState", "SSEParser"):
         assert getattr(eventsource, name).__module__ == "eventsource", name
 
 
-@XFAIL
 def test_ready_state_formats_as_its_name(caplog: pytest.LogCaptureFixture) -> None:
     assert f"{ReadyState.OPEN}" == "OPEN"
     assert str(ReadyState.CLOSED) == "CLOSED"
@@ -51,7 +45,6 @@ def test_ready_state_formats_as_its_name(caplog: pytest.LogCaptureFixture) -> No
     assert ReadyState.OPEN == 1 and repr(ReadyState.OPEN) == "<ReadyState.OPEN: 1>"
 
 
-@XFAIL
 def test_response_error_json_decodes_the_body() -> None:
     with SSEServer() as server:
         server.respond_with(
@@ -62,7 +55,6 @@ def test_response_error_json_decodes_the_body() -> None:
     assert raised.value.json() == {"error": {"message": "bad key"}}
 
 
-@XFAIL
 def test_response_error_json_of_a_text_body_raises_value_error() -> None:
     with SSEServer() as server:
         server.respond_with(403, {"Content-Type": "text/plain"}, b"forbidden")
@@ -72,7 +64,6 @@ def test_response_error_json_of_a_text_body_raises_value_error() -> None:
         raised.value.json()
 
 
-@XFAIL
 def test_enter_returns_self_typed() -> None:
     """``__enter__`` / ``__aenter__`` are annotated ``Self`` (a subclass keeps
     its type in ``with``)."""
@@ -83,7 +74,6 @@ def test_enter_returns_self_typed() -> None:
         assert "Self" in repr(hint), f"{method.__name__} returns {hint!r}"
 
 
-@XFAIL
 def test_collect_on_a_closed_source_says_so() -> None:
     with SSEServer(events=[{"data": "a"}, {"data": "b"}]) as server:
         source = EventSource(server.url)
@@ -92,7 +82,6 @@ def test_collect_on_a_closed_source_says_so() -> None:
             source.collect(n=1, timeout=5)
 
 
-@XFAIL
 @pytest.mark.anyio
 async def test_acollect_on_a_closed_source_says_so() -> None:
     async with SSEServer(events=[{"data": "a"}]) as server:
@@ -102,7 +91,6 @@ async def test_acollect_on_a_closed_source_says_so() -> None:
             await source.acollect(n=1, timeout=5)
 
 
-@XFAIL
 def test_assert_events_hides_its_frames() -> None:
     """A failing assert_events points at the test's line, not the toolkit's
     (pytest honours ``__tracebackhide__``)."""
@@ -122,7 +110,6 @@ def test_assert_events_hides_its_frames() -> None:
     assert all(f.f_locals.get("__tracebackhide__") for f in toolkit)
 
 
-@XFAIL
 def test_respond_takes_json_and_text_everywhere() -> None:
     """One vocabulary across SSEServer.respond_with, SSEMock.respond:
     ``json=`` (with its content type) and ``text=``."""

@@ -135,9 +135,21 @@ def assert_events(
             "done",
         ])
 
+    So ``{"data": {}}`` matches any event whose data is a JSON object.
+
     On failure the AssertionError lists every difference: each event and
-    field, and each key path inside the data.
+    field, and each key path inside the data. pytest leaves this function's
+    frame out of the traceback: it points at your test's line.
+
+    Args:
+        actual: The events received (a list, or any iterable of them).
+        expected: What each must match, in order (see above).
+        exact: Demand equal dicts in data, every key given.
+
+    Raises:
+        AssertionError: The events differ; the message lists how.
     """
+    __tracebackhide__ = True  # pytest: report the caller's line
     actual = list(actual)
     lines = []
     for index in range(max(len(actual), len(expected))):

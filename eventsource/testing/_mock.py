@@ -9,6 +9,7 @@ request it answers.
 
 from __future__ import annotations
 
+import json as jsonlib
 import threading
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from types import TracebackType
@@ -95,6 +96,30 @@ class _Reply:
         )
 
 
+_NO_BODY: Any = object()
+
+
+def plain_body(json: Any = _NO_BODY, text: str | None = None) -> tuple[bytes, str] | None:
+    """The body and content type of ``json=`` (any JSON value) or ``text=``,
+    the vocabulary of ``respond_with()``, ``respond()`` and
+    ``sse_response()``; None when neither is given. ValueError for both."""
+    if json is not _NO_BODY and text is not None:
+        raise ValueError("give json= or text=, not both")
+    if json is not _NO_BODY:
+        return jsonlib.dumps(json).encode(), "application/json"
+    if text is not None:
+        return text.encode(), "text/plain; charset=utf-8"
+    return None
+
+
+def _plain_reply(
+    status: int, headers: Mapping[str, str] | None, body: tuple[bytes, str] | None
+) -> _Reply:
+    all_headers = {} if body is None else {"content-type": body[1]}
+    all_headers.update({k.lower(): v for k, v in (headers or {}).items()})
+    return _Reply(status, all_headers, [] if body is None else [body[0]], False)
+
+
 def _sse_reply(
     events: Iterable[EventLike],
     status: int,
@@ -124,6 +149,8 @@ def sse_response(
     chunk_size: int | None = None,
     drop: bool = False,
     http: StackName = "httpx",
+    json: Any = _NO_BODY,
+    text: str | None = None,
 ) -> Response:
     """A response that streams ``events`` in the SSE wire format.
 
@@ -143,11 +170,20 @@ def sse_response(
             connection does, instead of a clean end.
         http: The stack: ``"httpx"`` (an ``httpx.Response``) or ``"httpx2"``
             (an ``httpx2.Response``; needs httpx2).
+        json: Instead of events, this JSON value as the body
+            (``application/json``): an API's error, say.
+        text: Instead of events, this text as the body (``text/plain``).
 
     Returns:
         An ``httpx.Response`` or ``httpx2.Response`` with a streaming body.
     """
-    reply = _sse_reply(events, status, headers, chunk_size, drop)
+    plain = plain_body(json, text)
+    if plain is not None:
+        if events:
+            raise ValueError("give events, or json= / text=, not both")
+        reply = _plain_reply(status, headers, plain)
+    else:
+        reply = _sse_reply(events, status, headers, chunk_size, drop)
     response: Response = reply.response(stack_named(http))
     return response
 
@@ -217,22 +253,30 @@ class SSEMock:
         headers: Mapping[str, str] | None = None,
         chunk_size: int | None = None,
         drop: bool = False,
+        json: Any = _NO_BODY,
+        text: str | None = None,
     ) -> SSEMock:
         """Add the next response; chainable.
 
         Args:
             events: The events streamed (see :func:`sse_response`).
             status: The status code; one other than 200 without ``events``
-                is a plain response with no body.
+                is a plain response (no body, or ``json`` / ``text``).
             headers: Extra headers.
             chunk_size: Split the body into reads of that many bytes.
             drop: End the body with a network error instead of a clean end.
+            json: Instead of events, this JSON value as the body
+                (``application/json``): ``respond(status=401, json={...})``.
+            text: Instead of events, this text as the body (``text/plain``).
 
         Returns:
             This mock.
         """
-        if status != 200 and not events:
-            reply = _Reply(status, {k.lower(): v for k, v in (headers or {}).items()}, [], False)
+        plain = plain_body(json, text)
+        if plain is not None and events:
+            raise ValueError("give events, or json= / text=, not both")
+        if plain is not None or (status != 200 and not events):
+            reply = _plain_reply(status, headers, plain)
         else:
             reply = _sse_reply(events, status, headers, chunk_size, drop)
         with self._lock:

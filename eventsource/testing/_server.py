@@ -38,6 +38,7 @@ from ._events import EventLike
 from ._faults import DROP, END, EVENT, RAW, STALL, Canned, CutPoint, Plan, count
 from ._history import HistoryItem, LineEnding, check_line_ending, history_item, with_line_ending
 from ._http import FRAMINGS, Framing, HeadersLike, header_pairs
+from ._mock import _NO_BODY, plain_body
 from ._records import RecordedConnection, RecordedRequest
 from ._serving import Serving
 
@@ -353,6 +354,8 @@ class SSEServer(Serving):
         headers: HeadersLike | None = None,
         body: bytes | str = b"",
         *,
+        json: Any = _NO_BODY,
+        text: str | None = None,
         times: int | None = 1,
     ) -> None:
         """Answer the next ``times`` requests (None: every request until
@@ -361,11 +364,20 @@ class SSEServer(Serving):
         keep-alive connection open for the next request; otherwise, and in
         "close" framing, the server hangs up after it.
         E.g. ``respond_with(503, {"Retry-After": "1"})``, ``respond_with(204)``,
-        ``respond_with(200, {"Content-Type": "application/json"}, b"{}")``."""
+        ``respond_with(200, {"Content-Type": "application/json"}, b"{}")``;
+        ``json=`` (a JSON value, sent as ``application/json``) or ``text=``
+        (``text/plain``) instead of ``body``: ``respond_with(401, json={...})``."""
         if times is not None and times < 1:
             raise ValueError("times must be at least 1, or None")
+        plain = plain_body(json, text)
+        if plain is not None and body:
+            raise ValueError("give body=, json= or text=, one of them")
         payload = body.encode() if isinstance(body, str) else bytes(body)
         pairs = header_pairs(headers)
+        if plain is not None:
+            payload = plain[0]
+            if not any(name.lower() == "content-type" for name, _ in pairs):
+                pairs.append(("Content-Type", plain[1]))
         names = {name.lower(): value for name, value in pairs}
         bodiless = status < 200 or status in (204, 304)
         if "content-length" not in names and not bodiless:
