@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import json
 import logging
 import socket
@@ -61,7 +62,6 @@ from urllib.parse import parse_qsl
 
 import anyio
 import anyio.abc
-import httpx
 import trustme
 from hypercorn.asyncio.run import worker_serve
 from hypercorn.config import Config, Sockets
@@ -120,7 +120,7 @@ class HyperServer:
         return f"{scheme}://127.0.0.1:{self.port}"
 
     def client_kwargs(self) -> dict[str, Any]:
-        """httpx client arguments that speak this server's protocol."""
+        """httpx (or httpx2) client arguments that speak this server's protocol."""
         if self.mode == "h1":
             return {}
         if self.mode == "h2c":
@@ -130,11 +130,14 @@ class HyperServer:
         self.ca.configure_trust(context)
         return {"http2": True, "verify": context}
 
-    def client(self, **kwargs: Any) -> httpx.Client:
-        return httpx.Client(**self.client_kwargs(), **kwargs)
+    def client(self, stack: str = "httpx", **kwargs: Any) -> Any:
+        """A client of the stack (httpx or httpx2) that speaks this server's protocol."""
+        http = importlib.import_module(stack)
+        return http.Client(**self.client_kwargs(), **kwargs)
 
-    def async_client(self, **kwargs: Any) -> httpx.AsyncClient:
-        return httpx.AsyncClient(**self.client_kwargs(), **kwargs)
+    def async_client(self, stack: str = "httpx", **kwargs: Any) -> Any:
+        http = importlib.import_module(stack)
+        return http.AsyncClient(**self.client_kwargs(), **kwargs)
 
     def requests_for(self, key: str) -> list[Request]:
         with self._cond:

@@ -1,10 +1,13 @@
-"""Shared test fixtures: anyio backends, a callback recorder, a driver that
-consumes an EventSource sync or async, scripted mock bodies, and for the
-tests of real connections: no proxy from the environment (``loopback_only``),
-a spy on the bodies a source opens (``bodies``) and a TLS test CA (``tls``)."""
+"""Shared test fixtures: anyio backends, the HTTP stack (``stack``), a callback
+recorder, a driver that consumes an EventSource sync or async, scripted mock
+bodies, and for the tests of real connections: no proxy from the environment
+(``loopback_only``), a spy on the bodies a source opens (``bodies``) and a TLS
+test CA (``tls``)."""
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -137,7 +140,29 @@ async def consume(source: EventSource, mode: str, limit: int | None = None) -> O
     return outcome
 
 
+# --- the HTTP stack (issue 22) -----------------------------------------------------------
+
+HAS_HTTPX2 = importlib.util.find_spec("httpx2") is not None
+NO_HTTPX2 = "httpx2 is not installed (the httpx2 extra)"
+
+#: `stack` params: a test that takes `stack` runs on httpx and on httpx2
+STACKS = [
+    pytest.param("httpx", id="httpx"),
+    pytest.param("httpx2", id="httpx2", marks=pytest.mark.skipif(not HAS_HTTPX2, reason=NO_HTTPX2)),
+]
+
+
+def http_of(stack: str) -> Any:
+    """The stack's client module: httpx or httpx2 (the same public names)."""
+    return importlib.import_module(stack)
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # A test that takes `stack` runs on both HTTP stacks: its source's own
+    # client made on it (EventSource(..., http=stack)), or a client of the
+    # user's from it (client_for(mode, stack)).
+    if "stack" in metafunc.fixturenames:
+        metafunc.parametrize("stack", STACKS)
     # A test that takes `mode` runs async on asyncio and on trio, and sync
     # (from a worker thread, under the asyncio backend).
     if "mode" in metafunc.fixturenames:
@@ -154,8 +179,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             metafunc.parametrize("anyio_backend", ["asyncio", "trio"])
 
 
-def client_for(mode: str, **kwargs: Any) -> httpx.Client | httpx.AsyncClient:
-    return httpx.Client(**kwargs) if mode == "sync" else httpx.AsyncClient(**kwargs)
+def client_for(mode: str, stack: str = "httpx", **kwargs: Any) -> Any:
+    """A client of the user's own on the stack (httpx or httpx2), sync or async."""
+    http = http_of(stack)
+    return http.Client(**kwargs) if mode == "sync" else http.AsyncClient(**kwargs)
 
 
 class ScriptedBody(httpx.SyncByteStream, httpx.AsyncByteStream):

@@ -3,6 +3,8 @@
 restart() from another thread or task end a blocked read at once and never
 touch a connection another request uses; close() inside a callback sets
 CLOSED before it returns; user callbacks never make the caller uncancellable.
+Each on both HTTP stacks (``stack``): the source's own client made on httpx or
+httpx2, or a user's client of either.
 
 Every wait is bounded (a thread join or an anyio deadline), so a hang fails
 the test within seconds instead of stalling the run.
@@ -93,13 +95,13 @@ def public_path(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_close_while_waiting_to_reconnect_spares_the_neighbour_request(
-    h1: HyperServer, public_path: None
+    h1: HyperServer, public_path: None, stack: str
 ) -> None:
     """A's stream ended and A waits to reconnect; B, an unrelated streaming
     request on the same httpx.Client, got A's keep-alive connection from the
     pool. A.close() from another thread must not break B's read."""
     waiting = threading.Event()
-    with h1.client() as client:
+    with h1.client(stack) as client:
         source = EventSource(
             f"{h1.url}/events?key=a&end_after=1",
             client=client,
@@ -132,13 +134,13 @@ def test_close_while_waiting_to_reconnect_spares_the_neighbour_request(
 @pytest.mark.anyio
 @pytest.mark.parametrize("closer", ["aclose", "close-from-thread"])
 async def test_async_close_while_waiting_to_reconnect_spares_the_neighbour_request(
-    h1: HyperServer, anyio_backend: str, closer: str, public_path: None
+    h1: HyperServer, anyio_backend: str, closer: str, public_path: None, stack: str
 ) -> None:
     """The async twin: B streams on the same httpx.AsyncClient, on A's old
     connection, while A is closed from another task or another thread."""
     waiting = anyio.Event()
     done = anyio.Event()
-    async with h1.async_client() as client:
+    async with h1.async_client(stack) as client:
         source = EventSource(
             f"{h1.url}/events?key=a&end_after=1",
             client=client,
@@ -215,19 +217,20 @@ USERS_CLIENT_LIMIT = (
 )
 @pytest.mark.parametrize("action", ["close", "restart"])
 def test_sync_interrupt_ends_a_blocked_read(
-    h1: HyperServer, where: str, client_kind: str, action: str
+    h1: HyperServer, where: str, client_kind: str, action: str, stack: str
 ) -> None:
     """On the source's own client (the fast read) a close()/restart() from
     another thread ends a read blocked on the head or the body at once."""
     query, reused = WHERE[where]
     key = _key()
     opened = threading.Event()
-    with h1.client() as client:
+    with h1.client(stack) as client:
         if reused:
             client.get(f"{h1.url}/json?key=neighbour").raise_for_status()
         source = EventSource(
             f"{h1.url}/events?key={key}&{query}",
             client=client if client_kind == "users" else None,
+            http=stack,
             retry=0.001,
             read_timeout=READ_TIMEOUT,
             on_open=opened.set,
@@ -268,7 +271,7 @@ def test_sync_interrupt_ends_a_blocked_read(
 @pytest.mark.parametrize("where", list(WHERE))
 @pytest.mark.parametrize("action", ["aclose", "close", "close-from-thread", "restart"])
 async def test_async_interrupt_ends_a_blocked_read(
-    h1: HyperServer, where: str, action: str
+    h1: HyperServer, where: str, action: str, stack: str
 ) -> None:
     query, reused = WHERE[where]
     key = _key()
@@ -276,7 +279,7 @@ async def test_async_interrupt_ends_a_blocked_read(
     got = anyio.Event()
     done = anyio.Event()
     errors: list[BaseException] = []
-    async with h1.async_client() as client:
+    async with h1.async_client(stack) as client:
         if reused:
             (await client.get(f"{h1.url}/json?key=neighbour")).raise_for_status()
         source = EventSource(
@@ -340,7 +343,7 @@ async def test_async_interrupt_ends_a_blocked_read(
 @pytest.mark.anyio
 @pytest.mark.parametrize("callback", ["on_open", "on_message"])
 async def test_close_inside_a_callback_sets_closed_before_it_returns(
-    h1: HyperServer, mode: str, callback: str
+    h1: HyperServer, mode: str, callback: str, stack: str
 ) -> None:
     recorder = Recorder()
     states: list[ReadyState] = []
@@ -357,7 +360,7 @@ async def test_close_inside_a_callback_sets_closed_before_it_returns(
 
     kwargs[callback] = wrapped
     # Five events in the first chunk: some are queued when close() is called.
-    source = EventSource(f"{h1.url}/events?burst=5&interval=0.01", **kwargs)
+    source = EventSource(f"{h1.url}/events?burst=5&interval=0.01", http=stack, **kwargs)
     recorder.source = source
     outcome = await consume(source, mode)
     assert outcome.error is None
@@ -372,7 +375,7 @@ async def test_close_inside_a_callback_sets_closed_before_it_returns(
 @pytest.mark.anyio
 @pytest.mark.parametrize("callback", ["on_open", "on_message"])
 async def test_aclose_inside_an_async_callback_sets_closed_before_it_returns(
-    h1: HyperServer, anyio_backend: str, callback: str
+    h1: HyperServer, anyio_backend: str, callback: str, stack: str
 ) -> None:
     states: list[ReadyState] = []
     messages_after: list[str] = []
@@ -394,6 +397,7 @@ async def test_aclose_inside_an_async_callback_sets_closed_before_it_returns(
 
     source = EventSource(
         f"{h1.url}/events?burst=5&interval=0.01",
+        http=stack,
         on_open=on_open,
         on_message=on_message,
         on_close=lambda: closes.append(source.ready_state),
@@ -437,10 +441,10 @@ async def _release_later(slow: SlowCallback) -> None:
 
 @pytest.mark.anyio
 async def test_a_slow_on_close_does_not_make_aclose_uncancellable(
-    h1: HyperServer, anyio_backend: str
+    h1: HyperServer, anyio_backend: str, stack: str
 ) -> None:
     slow = SlowCallback()
-    source = EventSource(f"{h1.url}/events", on_close=slow)
+    source = EventSource(f"{h1.url}/events", http=stack, on_close=slow)
     async with anyio.create_task_group() as tg:
         tg.start_soon(_release_later, slow)
         with anyio.fail_after(JOIN):
@@ -460,13 +464,13 @@ async def test_a_slow_on_close_does_not_make_aclose_uncancellable(
 @pytest.mark.anyio
 @pytest.mark.parametrize("callback", ["on_message", "on_error"])
 async def test_a_slow_callback_does_not_make_the_iterator_uncancellable(
-    h1: HyperServer, anyio_backend: str, callback: str
+    h1: HyperServer, anyio_backend: str, callback: str, stack: str
 ) -> None:
     slow = SlowCallback()
     # on_error: a 404 is fatal, reported to on_error as the source closes.
     path = "/events" if callback == "on_message" else "/status?code=404"
     callbacks: dict[str, Any] = {callback: slow}
-    source = EventSource(f"{h1.url}{path}", **callbacks)
+    source = EventSource(f"{h1.url}{path}", http=stack, **callbacks)
     async with anyio.create_task_group() as tg:
         tg.start_soon(_release_later, slow)
         start = anyio.current_time()

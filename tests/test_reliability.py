@@ -1,5 +1,6 @@
 """Reliability (issue 7, items 3 to 5): no leaks over many cycles, backoff that
-stays within the policy at scale, and the security properties of requests."""
+stays within the policy at scale, and the security properties of requests;
+what goes through an HTTP stack on httpx and on httpx2 (``stack``)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from eventsource import (
 from eventsource._policy import ConnectionPolicy
 from eventsource.testing import SSEServer
 
-from .conftest import consume, sse
+from .conftest import client_for, consume, http_of, sse
 
 pytestmark = pytest.mark.anyio
 
@@ -64,7 +65,7 @@ def running_tasks(backend: str) -> int:
 
 
 async def test_a_thousand_open_close_cycles_leave_nothing_behind(
-    mode: str, anyio_backend: str
+    mode: str, anyio_backend: str, stack: str
 ) -> None:
     """Each cycle opens a stream, reads one event and closes (break inside the
     with block): afterwards no socket, thread or task is left and on_close ran
@@ -75,7 +76,7 @@ async def test_a_thousand_open_close_cycles_leave_nothing_behind(
     sources: list[EventSource] = []
 
     async def one(i: int, url: str) -> None:
-        source = EventSource(url, on_close=lambda: closes.update([i]))
+        source = EventSource(url, http=stack, on_close=lambda: closes.update([i]))
         sources.append(source)
         outcome = await consume(source, mode, limit=1)
         assert outcome.events == [ServerSentEvent(data="first", id="1")]
@@ -111,11 +112,11 @@ def most_attempts(policy: ConnectionPolicy, window: float) -> int:
         attempts += 1
 
 
-async def test_one_client_against_503_stays_within_the_policy(mode: str) -> None:
+async def test_one_client_against_503_stays_within_the_policy(mode: str, stack: str) -> None:
     window = 1.0
     async with SSEServer() as server:
         server.respond_with(503, times=None)
-        source = EventSource(server.url, retry=0.02, max_retry_delay=0.16)
+        source = EventSource(server.url, http=stack, retry=0.02, max_retry_delay=0.16)
         # No connection opened within the window: collect raises the last error.
         with pytest.raises(ResponseError, match="503"):
             if mode == "sync":
@@ -191,24 +192,45 @@ async def test_credentials_follow_a_same_origin_redirect(mode: str) -> None:
     assert sent["authorization"] == "Bearer secret" and sent["cookie"] == "session=secret"
 
 
+async def test_a_redirect_on_a_real_server_keeps_credentials_at_its_origin_only(
+    mode: str, stack: str
+) -> None:
+    """The redirect rules on each stack's own client (the stack builds the
+    next request): Authorization follows a same-origin redirect and is
+    dropped on one to another origin (another port)."""
+    secret = {"Authorization": "Bearer secret"}
+    async with SSEServer([{"data": "x"}]) as a, SSEServer([{"data": "y"}]) as b:
+        a.respond_with(307, {"Location": "/moved"})
+        source = EventSource(a.url, http=stack, headers=secret, reconnect=False)
+        same = await consume(source, mode, limit=1)
+        a.respond_with(307, {"Location": b.url})
+        source = EventSource(a.url, http=stack, headers=secret, reconnect=False)
+        other = await consume(source, mode, limit=1)
+        a_requests, b_requests = a.requests, b.requests
+    assert [e.data for e in same.events] == ["x"] and [e.data for e in other.events] == ["y"]
+    assert [r.path for r in a_requests] == ["/stream", "/moved", "/stream"]
+    assert all(r.headers["authorization"] == "Bearer secret" for r in a_requests)
+    assert len(b_requests) == 1 and "authorization" not in b_requests[0].headers
+
+
 @pytest.mark.parametrize("evil", ["1\r\nX-Injected: yes", "1\nX: y", "1\rX: y", "1\x00"])
-def test_last_event_id_cannot_inject_headers(evil: str) -> None:
+def test_last_event_id_cannot_inject_headers(evil: str, stack: str) -> None:
     # The parser never produces such an id (lines end at CR and LF, an id
     # with NUL is ignored); the header-building step refuses it anyway.
-    source = EventSource("http://sse.test/")
-    with httpx.Client() as client, pytest.raises(EventIdError, match="Last-Event-ID"):
+    source = EventSource("http://sse.test/", http=stack)
+    with http_of(stack).Client() as client, pytest.raises(EventIdError, match="Last-Event-ID"):
         source._spec.build(client, evil)
     with pytest.raises(ValueError):
         EventSource("http://sse.test/", last_event_id=evil)
 
 
-def _sent_id(request: httpx.Request) -> bytes | None:
+def _sent_id(request: Any) -> bytes | None:
     values = [v for k, v in request.headers.raw if k.lower() == b"last-event-id"]
     assert len(values) <= 1
     return values[0] if values else None
 
 
-def test_the_last_event_id_header_is_the_id_stripped_in_utf8() -> None:
+def test_the_last_event_id_header_is_the_id_stripped_in_utf8(stack: str) -> None:
     # As a browser sends a header value: leading and trailing HTTP whitespace
     # removed, encoded as UTF-8 (with or without headers of the caller's).
     cases = [
@@ -223,17 +245,17 @@ def test_the_last_event_id_header_is_the_id_stripped_in_utf8() -> None:
         ("", None),
     ]
     for headers in (None, {"X-Extra": "yes"}, lambda: {"X-Extra": "yes"}):
-        source = EventSource("http://sse.test/", headers=headers)
-        with httpx.Client() as client:
+        source = EventSource("http://sse.test/", http=stack, headers=headers)
+        with http_of(stack).Client() as client:
             for given, sent in cases:
                 assert _sent_id(source._spec.build(client, given)) == sent, (given, headers)
 
 
-def test_an_id_the_http_stack_cannot_send_is_refused_before_sending() -> None:
+def test_an_id_the_http_stack_cannot_send_is_refused_before_sending(stack: str) -> None:
     # h11 refuses a field value with VT, FF, CR, LF or NUL inside (its
     # field-vchar is [^\x00\s]); VT and FF are no HTTP whitespace to strip.
-    source = EventSource("http://sse.test/")
-    with httpx.Client() as client:
+    source = EventSource("http://sse.test/", http=stack)
+    with http_of(stack).Client() as client:
         for evil in ["4\x0b2", "42\x0c", "\x0b42", " 4\x0c ", "4\r2", "4\n2", "4\x002"]:
             with pytest.raises(EventIdError) as info:
                 source._spec.build(client, evil)
@@ -258,11 +280,13 @@ def certificates() -> tuple[ssl.SSLContext, ssl.SSLContext]:
     return server, client
 
 
-async def test_tls_is_verified_by_default(anyio_backend: str, certificates: Any) -> None:
+async def test_tls_is_verified_by_default(
+    anyio_backend: str, certificates: Any, stack: str
+) -> None:
     server_context, _ = certificates
     async with SSEServer([{"data": "x"}], tls=server_context) as server:
         assert server.url.startswith("https://")
-        source = EventSource(server.url, max_retries=0)
+        source = EventSource(server.url, http=stack, max_retries=0)
         outcome = await consume(source, "async")
     assert isinstance(outcome.error, RetriesExhaustedError)
     chain = []
@@ -270,21 +294,21 @@ async def test_tls_is_verified_by_default(anyio_backend: str, certificates: Any)
     while error is not None:
         chain.append(error)
         error = error.__cause__ or error.__context__
-    assert any(isinstance(e, httpx.ConnectError) for e in chain)
+    assert any(isinstance(e, http_of(stack).ConnectError) for e in chain)
     assert any(isinstance(e, ssl.SSLCertVerificationError) for e in chain), chain
 
 
-async def test_tls_with_a_trusted_ca(mode: str, certificates: Any) -> None:
+async def test_tls_with_a_trusted_ca(mode: str, certificates: Any, stack: str) -> None:
     server_context, client_context = certificates
     async with SSEServer([{"data": "x", "id": "1"}], tls=server_context) as server:
-        client_class = httpx.Client if mode == "sync" else httpx.AsyncClient
-        source = EventSource(server.url, client=client_class(verify=client_context))
+        client = client_for(mode, stack, verify=client_context)
+        source = EventSource(server.url, client=client)
         outcome = await consume(source, mode, limit=1)
     assert outcome.events == [ServerSentEvent(data="x", id="1")]
 
 
 async def test_closing_cannot_hang_on_a_transport_that_ignores_it(
-    anyio_backend: str, monkeypatch: pytest.MonkeyPatch
+    anyio_backend: str, monkeypatch: pytest.MonkeyPatch, stack: str
 ) -> None:
     """A response body that never ends and ignores aclose(): closing is
     bounded (here shortened to 0.2 s) instead of hanging in its shield."""
@@ -292,7 +316,9 @@ async def test_closing_cannot_hang_on_a_transport_that_ignores_it(
 
     monkeypatch.setattr(httpx_module, "CLOSE_TIMEOUT", 0.2)
 
-    class Deaf(httpx.AsyncByteStream):
+    http = http_of(stack)
+
+    class Deaf(http.AsyncByteStream):  # type: ignore[misc]
         async def __aiter__(self):  # type: ignore[no-untyped-def]
             yield b"data: first\n\n"
             await anyio.sleep_forever()
@@ -300,10 +326,10 @@ async def test_closing_cannot_hang_on_a_transport_that_ignores_it(
         async def aclose(self) -> None:
             pass  # ignores the close
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, headers={"content-type": "text/event-stream"}, stream=Deaf())
+    def handler(request: Any) -> Any:
+        return http.Response(200, headers={"content-type": "text/event-stream"}, stream=Deaf())
 
-    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    client = http.AsyncClient(transport=http.MockTransport(handler))
     with anyio.fail_after(5):
         async with EventSource("http://sse.test/", client=client) as source:
             async for event in source:

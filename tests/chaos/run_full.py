@@ -48,12 +48,16 @@ def main(argv: list[str]) -> int:
             print("+", " ".join(command), flush=True)
             code = subprocess.call(command, env=env) or code
         if os.path.exists(report):
-            print("\nmode      events   delivered  faults  503s  reconnects  read-timeouts  time")
+            print(
+                "\nmode      stack   events   delivered  faults  503s  reconnects  read-timeouts"
+                "  time"
+            )
             with open(report, encoding="utf-8") as file:
                 for line in file:
                     f = json.loads(line)
                     print(
-                        f"{f['mode']:<8} {f['events']:>7} {f['delivered']:>10} {f['faults']:>7}"
+                        f"{f['mode']:<8} {f.get('stack', 'httpx'):<7} {f['events']:>7}"
+                        f" {f['delivered']:>10} {f['faults']:>7}"
                         f" {f['responses_503']:>5} {f['reconnects']:>11} {f['read_timeouts']:>14}"
                         f" {f['seconds']:>6.1f}s"
                     )

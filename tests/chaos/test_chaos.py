@@ -18,7 +18,8 @@ seed. On a loaded machine a read timeout can fire spuriously (before the
 response head, or in a gap of the stream): it ends that connection instead of
 its fault, or adds a reconnect; the run stays exact, and the figures count them.
 
-The client (async on asyncio and trio, and sync) must deliver exactly the N
+The client (async on asyncio and trio, and sync; its own client on httpx and
+on httpx2) must deliver exactly the N
 events, equal field by field, in order, whatever the server's framing: chunked
 keep-alive (a cut lands inside a chunk), close-delimited, or Content-Length (a
 finite body; a drop leaves it short). Each run prints its figures (``pytest
@@ -268,7 +269,7 @@ def exactly_once(received: list[Any], expected: list[Any]) -> str | None:
 
 def report(figures: dict[str, Any]) -> None:
     print(
-        "\nchaos[{mode}, {framing}] size={size} events={events} delivered={delivered} "
+        "\nchaos[{mode}, {stack}, {framing}] size={size} events={events} delivered={delivered} "
         "faults={faults} {by_kind} 503s={responses_503} reconnects={reconnects} "
         "opens={opens} read_timeouts={read_timeouts} spurious={spurious} "
         "time={seconds:.2f}s".format(**figures)
@@ -296,7 +297,7 @@ def test_the_schedule_is_seeded_and_complete(chaos_size: ChaosSize) -> None:
 
 @pytest.mark.parametrize("framing", ["chunked", "close", "content-length"])
 async def test_every_event_exactly_once_under_chaos(
-    mode: str, anyio_backend: str, chaos_size: ChaosSize, framing: Framing
+    mode: str, anyio_backend: str, chaos_size: ChaosSize, framing: Framing, stack: str
 ) -> None:
     rng = random.Random(f"{SEED}-{chaos_size.name}")  # the same schedule in every mode
     history = make_history(chaos_size.events, rng)
@@ -306,6 +307,7 @@ async def test_every_event_exactly_once_under_chaos(
         holder: list[EventSource] = []
         source = EventSource(
             server.url,
+            http=stack,
             retry=RETRY,
             max_retry_delay=MAX_RETRY_DELAY,
             read_timeout=READ_TIMEOUT,
@@ -337,6 +339,7 @@ async def test_every_event_exactly_once_under_chaos(
     report(
         {
             "mode": "sync" if mode == "sync" else anyio_backend,
+            "stack": stack,
             "framing": framing,
             "size": chaos_size.name,
             "events": chaos_size.events,

@@ -1,8 +1,8 @@
 """Chaos over HTTP/2: the chaos suite's run (test_chaos.py: the same history,
 the same seeded fault schedule, armed the same way) against hypercorn over
-h2c (cleartext, prior knowledge: tests/chaos/_h2server.py), with httpx HTTP/2
-clients (async on asyncio and trio, and sync). Every event exactly once, in
-order.
+h2c (cleartext, prior knowledge: tests/chaos/_h2server.py), with HTTP/2
+clients of httpx and of httpx2 (async on asyncio and trio, and sync). Every
+event exactly once, in order.
 
 On HTTP/2 a drop is the end of the stream (END_STREAM), after the bytes up to
 the cut: in the middle of an event, the client must discard the partial event
@@ -26,16 +26,16 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter
-from typing import cast
+from typing import Any, cast
 
 import anyio
 import anyio.to_thread
-import httpx
 import pytest
 
 from eventsource import EventSource, EventSourceError
 from eventsource.testing import SSEServer
 
+from ..conftest import client_for
 from ._h2server import H2ChaosServer
 from .conftest import ChaosSize
 from .test_chaos import (
@@ -66,7 +66,7 @@ PLAN = {"between": "drop", "stall": "stall", "503": "status", **dict.fromkeys(CU
 
 
 async def test_every_event_exactly_once_over_http2(
-    mode: str, anyio_backend: str, chaos_size: ChaosSize
+    mode: str, anyio_backend: str, chaos_size: ChaosSize, stack: str
 ) -> None:
     rng = random.Random(f"{SEED}-{chaos_size.name}")  # test_chaos.py's schedule
     history = make_history(chaos_size.events, rng)
@@ -74,11 +74,7 @@ async def test_every_event_exactly_once_over_http2(
     with H2ChaosServer(history.blocks, max_requests=GOAWAY_AFTER) as server:
         chaos = Chaos(cast(SSEServer, server), history, attempts)
         holder: list[EventSource] = []
-        client: httpx.Client | httpx.AsyncClient
-        if mode == "sync":
-            client = httpx.Client(http1=False, http2=True)
-        else:
-            client = httpx.AsyncClient(http1=False, http2=True)
+        client = client_for(mode, stack, http1=False, http2=True)
         try:
             source = EventSource(
                 server.url,
@@ -99,7 +95,7 @@ async def test_every_event_exactly_once_over_http2(
             # resets those it leaves; a reset may still be on its way).
             left_open = sum(not s.ended for s in server.served)
         finally:
-            if isinstance(client, httpx.AsyncClient):
+            if mode != "sync":
                 await client.aclose()
             else:
                 client.close()
@@ -136,6 +132,7 @@ async def test_every_event_exactly_once_over_http2(
         {
             "framing": "h2c",
             "mode": "h2-" + ("sync" if mode == "sync" else anyio_backend),
+            "stack": stack,
             "size": chaos_size.name,
             "events": chaos_size.events,
             "delivered": len(received),
@@ -219,7 +216,7 @@ async def test_every_event_exactly_once_over_http2(
 
 
 async def test_a_source_after_a_hundred_closed_ones_on_one_http2_client(
-    mode: str, anyio_backend: str
+    mode: str, anyio_backend: str, stack: str
 ) -> None:
     """Open 101 sources one after the other on one HTTP/2 client; each takes
     its first event and is closed while its stream is still open (as after a
@@ -227,12 +224,12 @@ async def test_a_source_after_a_hundred_closed_ones_on_one_http2_client(
     got: list[str] = []
     error: EventSourceError | None = None
 
-    def source(client: httpx.Client | httpx.AsyncClient) -> EventSource:
+    def source(client: Any) -> EventSource:
         return EventSource(url, client=client, retry=RETRY, max_retries=0)
 
     def run_sync() -> None:
         nonlocal error
-        with httpx.Client(http1=False, http2=True) as client:
+        with client_for("sync", stack, http1=False, http2=True) as client:
             try:
                 for _ in range(101):
                     with source(client) as each:
@@ -248,7 +245,7 @@ async def test_a_source_after_a_hundred_closed_ones_on_one_http2_client(
             await anyio.to_thread.run_sync(run_sync)
         else:
             with anyio.fail_after(20):
-                async with httpx.AsyncClient(http1=False, http2=True) as client:
+                async with client_for(mode, stack, http1=False, http2=True) as client:
                     try:
                         for _ in range(101):
                             async with source(client) as each:
