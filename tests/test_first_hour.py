@@ -134,3 +134,53 @@ def test_respond_takes_json_and_text_everywhere() -> None:
         with pytest.raises(ResponseError) as raised:
             EventSource(mock.url).collect(timeout=5)
         assert raised.value.body == "forbidden"
+
+
+# --- verify=, the retried statuses ---------------------------------------------------------
+
+XFAIL = pytest.mark.xfail(strict=True, reason="DEFECT (issue 23), fixed in the next commit")
+
+
+def _https_server(tls: Any) -> SSEServer:
+    return SSEServer(events=[{"data": "a"}], tls=tls.server)
+
+
+@XFAIL
+def test_verify_takes_a_ca_file_a_context_or_false(stack: str, tls: Any, tmp_path: Any) -> None:
+    pem = tmp_path / "ca.pem"
+    tls.ca.cert_pem.write_to_path(str(pem))
+    with _https_server(tls) as server:
+        url = server.url
+        assert url.startswith("https://")
+        for verify in (str(pem), tls.client, False):
+            source = EventSource(url, http=stack, verify=verify)  # type: ignore[arg-type]
+            assert [e.data for e in source.collect(n=1, timeout=5)] == ["a"], verify
+        # The default verifies: the test CA is unknown to it.
+        source = EventSource(url, http=stack, reconnect=False, max_retries=0)
+        with pytest.raises(eventsource.EventSourceError):
+            source.collect(n=1, timeout=5)
+
+
+@XFAIL
+def test_verify_with_a_client_of_your_own_is_refused() -> None:
+    import httpx
+
+    with httpx.Client() as client, pytest.raises(ValueError, match="verify"):
+        EventSource("https://127.0.0.1:1/", client=client, verify=False)  # type: ignore[call-arg]
+
+
+@XFAIL
+def test_default_retry_statuses_leave_out_what_retrying_cannot_fix() -> None:
+    from eventsource import DEFAULT_RETRY_STATUSES
+
+    assert {408, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524, 529} <= DEFAULT_RETRY_STATUSES
+    assert not {501, 505, 511} & DEFAULT_RETRY_STATUSES
+    assert DEFAULT_RETRY_STATUSES == frozenset({408, 429, *range(500, 600)} - {501, 505, 511})
+
+
+@XFAIL
+def test_help_names_the_default_retry_statuses() -> None:
+    import inspect
+
+    default = inspect.signature(EventSource).parameters["retry_statuses"].default
+    assert repr(default) == "DEFAULT_RETRY_STATUSES"
