@@ -45,7 +45,19 @@ from ._errors import EventSourceError, ResponseError, RetriesExhaustedError, sta
 
 __all__ = ["DEFAULT_RETRY_STATUSES", "Action", "ConnectionPolicy", "Verdict", "parse_retry_after"]
 
-DEFAULT_RETRY_STATUSES: frozenset[int] = frozenset({408, 429, *range(500, 600)})
+
+class _Statuses(frozenset[int]):
+    """A frozenset that shows its name in ``help()`` and signatures."""
+
+    def __repr__(self) -> str:
+        return "DEFAULT_RETRY_STATUSES"
+
+
+#: The statuses retried by default: 408 Request Timeout, 429 Too Many
+#: Requests and every 5xx but those retrying cannot fix (501 Not
+#: Implemented, 505 HTTP Version Not Supported, 511 Network Authentication
+#: Required); CDNs' 520-524 and 529 stay retried.
+DEFAULT_RETRY_STATUSES: frozenset[int] = _Statuses({408, 429, *range(500, 600)} - {501, 505, 511})
 DEFAULT_MIN_RETRY_DELAY = 1.0  # seconds: the backoff floor of consecutive failures
 
 # Jitter only needs to differ between clients; one generator serves every

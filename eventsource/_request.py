@@ -111,6 +111,7 @@ class RequestSpec:
         "stack",
         "timeout",
         "url",
+        "verify",
     )
 
     def __init__(
@@ -127,8 +128,10 @@ class RequestSpec:
         timeout: Timeout | float | None,
         read_timeout: float | None,
         stack: Stack = HTTPX,
+        verify: bool | str | ssl.SSLContext = True,
     ) -> None:
         self.stack = stack  # the HTTP stack of the source's client
+        self.verify = _checked_verify(verify)  # its own client's (see _ssl_context_for)
         self.url = url
         self.method = method
         self.headers = headers
@@ -148,7 +151,7 @@ class RequestSpec:
         stack = self.stack
         kwargs: dict[str, Any] = {
             "timeout": self.timeout,
-            **client_kwargs(_default_ssl_context(stack), sync=sync, stack=stack),
+            **client_kwargs(_ssl_context_for(self.verify, stack), sync=sync, stack=stack),
         }
         if self.cookies:
             # In the client's jar, for the URL's host: httpx then keeps them
@@ -203,6 +206,32 @@ class RequestSpec:
         )
         logger.debug("connecting: %s %s", request.method, request.url)
         return request
+
+
+def _checked_verify(verify: bool | str | ssl.SSLContext) -> bool | ssl.SSLContext:
+    """``verify=`` checked when the source is made: a CA bundle's path is
+    loaded now (ValueError when it cannot be), a wrong type is a TypeError."""
+    if isinstance(verify, str):
+        try:
+            return ssl.create_default_context(cafile=verify)
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(f"verify={verify!r}: cannot load CA certificates: {exc}") from exc
+    if not isinstance(verify, (bool, ssl.SSLContext)):
+        raise TypeError(
+            f"verify must be a bool, a CA file's path or an ssl.SSLContext, not {verify!r}"
+        )
+    return verify
+
+
+def _ssl_context_for(verify: bool | ssl.SSLContext, stack: Stack) -> ssl.SSLContext:
+    """The TLS context of ``verify=``: the stack's default (shared), a CA
+    bundle's (a path), the caller's own context, or one that checks nothing."""
+    if verify is True:
+        return _default_ssl_context(stack)
+    if isinstance(verify, ssl.SSLContext):
+        return verify
+    context: ssl.SSLContext = stack.http.create_ssl_context(verify=False)
+    return context
 
 
 _ssl_contexts: dict[str, ssl.SSLContext] = {}

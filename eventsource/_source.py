@@ -14,6 +14,7 @@ import inspect
 import json
 import logging
 import math
+import ssl
 import threading
 import warnings
 from collections.abc import Callable, Collection, Mapping
@@ -60,7 +61,9 @@ class EventSource:
 
     ``client=`` may be an httpx or an httpx2 client; without one, the source
     makes its own on ``http=``: "httpx" (the default) or "httpx2" (the
-    ``httpx2`` extra).
+    ``httpx2`` extra), verifying the server's certificate as ``verify=``
+    says: True (the stack's default CAs), a CA bundle's path, an
+    ``ssl.SSLContext`` (client certificates too), or False (no check).
     """
 
     # Slots: a service may hold thousands of sources; a __dict__ each costs 1.6 KiB.
@@ -79,6 +82,7 @@ class EventSource:
         auth: Auth | tuple[str, str] | Callable[..., Any] | None = None,
         client: Client | AsyncClient | None = None,
         http: StackName | None = None,
+        verify: bool | str | ssl.SSLContext = True,
         timeout: Timeout | float | None = 10.0,
         last_event_id: str = "",
         retry: float = 3.0,
@@ -105,6 +109,8 @@ class EventSource:
             raise ValueError("read_timeout must be positive or None")
         if client is not None and cookies is not None:
             raise ValueError("cookies go to your own client when you pass client=")
+        if client is not None and verify is not True:
+            raise ValueError("verify goes to your own client when you pass client=")
         if client is not None:
             stack = stack_of(client)
             if stack is None:
@@ -130,6 +136,7 @@ class EventSource:
             timeout=timeout,
             read_timeout=read_timeout,
             stack=stack,
+            verify=verify,
         )
         policy = ConnectionPolicy(
             retry=retry,

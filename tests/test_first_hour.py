@@ -138,14 +138,11 @@ def test_respond_takes_json_and_text_everywhere() -> None:
 
 # --- verify=, the retried statuses ---------------------------------------------------------
 
-XFAIL = pytest.mark.xfail(strict=True, reason="DEFECT (issue 23), fixed in the next commit")
-
 
 def _https_server(tls: Any) -> SSEServer:
     return SSEServer(events=[{"data": "a"}], tls=tls.server)
 
 
-@XFAIL
 def test_verify_takes_a_ca_file_a_context_or_false(stack: str, tls: Any, tmp_path: Any) -> None:
     pem = tmp_path / "ca.pem"
     tls.ca.cert_pem.write_to_path(str(pem))
@@ -161,7 +158,6 @@ def test_verify_takes_a_ca_file_a_context_or_false(stack: str, tls: Any, tmp_pat
             source.collect(n=1, timeout=5)
 
 
-@XFAIL
 def test_verify_with_a_client_of_your_own_is_refused() -> None:
     import httpx
 
@@ -169,7 +165,6 @@ def test_verify_with_a_client_of_your_own_is_refused() -> None:
         EventSource("https://127.0.0.1:1/", client=client, verify=False)  # type: ignore[call-arg]
 
 
-@XFAIL
 def test_default_retry_statuses_leave_out_what_retrying_cannot_fix() -> None:
     from eventsource import DEFAULT_RETRY_STATUSES
 
@@ -178,9 +173,15 @@ def test_default_retry_statuses_leave_out_what_retrying_cannot_fix() -> None:
     assert DEFAULT_RETRY_STATUSES == frozenset({408, 429, *range(500, 600)} - {501, 505, 511})
 
 
-@XFAIL
 def test_help_names_the_default_retry_statuses() -> None:
     import inspect
 
     default = inspect.signature(EventSource).parameters["retry_statuses"].default
     assert repr(default) == "DEFAULT_RETRY_STATUSES"
+
+
+def test_an_unreadable_ca_file_or_a_wrong_verify_fails_at_once(tmp_path: Any) -> None:
+    with pytest.raises(ValueError, match="cannot load CA certificates"):
+        EventSource("https://127.0.0.1:1/", verify=str(tmp_path / "missing.pem"))
+    with pytest.raises(TypeError, match="verify must be"):
+        EventSource("https://127.0.0.1:1/", verify=1.5)  # type: ignore[arg-type]
