@@ -25,7 +25,6 @@ from eventsource.testing import SSEServer
 httpx2 = pytest.importorskip("httpx2", reason="httpx2 is not installed (the httpx2 extra)")
 import httpcore2  # noqa: E402 (installed with httpx2)
 
-STACKS = ("httpx", "httpx2")
 MODULES: dict[str, Any] = {"httpx": httpx, "httpx2": httpx2}
 EVENTS = [{"data": "a", "id": "1"}, {"data": "b", "id": "2"}]
 
@@ -43,7 +42,6 @@ def test_a_client_of_neither_stack_is_refused_at_once() -> None:
         EventSource("http://127.0.0.1:1/", client=object())  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("stack", STACKS)
 def test_async_use_of_a_sync_client_names_its_stack(stack: str) -> None:
     with user_client(stack, sync=True) as client:
         source = EventSource("http://127.0.0.1:1/", client=client)
@@ -88,7 +86,6 @@ def test_http_httpx2_without_httpx2_says_what_to_install() -> None:
 
 
 @pytest.mark.parametrize("own", [True, False], ids=["own", "user"])
-@pytest.mark.parametrize("stack", STACKS)
 def test_responses_are_the_stack_s_own(stack: str, own: bool) -> None:
     module = MODULES[stack]
     with SSEServer(events=EVENTS) as server:
@@ -115,7 +112,6 @@ def test_responses_are_the_stack_s_own(stack: str, own: bool) -> None:
     assert json.loads(error.body) == {"error": "gone"}
 
 
-@pytest.mark.parametrize("stack", STACKS)
 def test_each_stack_s_errors_are_classified_alike(stack: str) -> None:
     module = MODULES[stack]
     core = {"httpx": __import__("httpcore"), "httpx2": httpcore2}[stack]
@@ -147,7 +143,6 @@ def test_each_stack_s_errors_are_classified_alike(stack: str) -> None:
 
 
 @pytest.mark.parametrize("own", [True, False], ids=["own", "user"])
-@pytest.mark.parametrize("stack", STACKS)
 def test_redirects_auth_and_cookies_on_each_stack(stack: str, own: bool) -> None:
     module = MODULES[stack]
     with SSEServer(events=EVENTS) as server:
@@ -172,7 +167,6 @@ def test_redirects_auth_and_cookies_on_each_stack(stack: str, own: bool) -> None
     assert "session=s1" in followed.get("cookie", "")
 
 
-@pytest.mark.parametrize("stack", STACKS)
 def test_an_unusable_location_is_final_on_the_own_client(stack: str) -> None:
     with SSEServer(events=EVENTS) as server:
         server.respond_with(302, {"Location": "http://[::1"}, times=None)
@@ -182,7 +176,6 @@ def test_an_unusable_location_is_final_on_the_own_client(stack: str) -> None:
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("stack", STACKS)
 async def test_a_digest_auth_flow_on_each_stack(stack: str) -> None:
     """An auth flow (a 401 answered with a second request) on the user's
     client of each stack: the source sees one open."""
