@@ -185,3 +185,35 @@ def test_an_unreadable_ca_file_or_a_wrong_verify_fails_at_once(tmp_path: Any) ->
         EventSource("https://127.0.0.1:1/", verify=str(tmp_path / "missing.pem"))
     with pytest.raises(TypeError, match="verify must be"):
         EventSource("https://127.0.0.1:1/", verify=1.5)  # type: ignore[arg-type]
+
+
+# --- URL hints (the command line prints check_url's message) -------------------------------
+
+
+HINT_DEFECT = pytest.mark.xfail(strict=True, reason="DEFECT (issue 23), fixed in the next commit")
+
+
+@pytest.mark.parametrize(
+    ("given", "hint"),
+    [
+        pytest.param("localhost:8765/events", "http://localhost:8765/events", marks=HINT_DEFECT),
+        pytest.param("127.0.0.1:8765/events", "http://127.0.0.1:8765/events", marks=HINT_DEFECT),
+        pytest.param("[::1]:8765/events", "http://[::1]:8765/events", marks=HINT_DEFECT),
+        ("example.com/events", "https://example.com/events"),
+        pytest.param(
+            "api.example.com:8443/v1/stream",
+            "https://api.example.com:8443/v1/stream",
+            marks=HINT_DEFECT,
+        ),
+        pytest.param("not a url", None, marks=HINT_DEFECT),
+        pytest.param("", None, marks=HINT_DEFECT),
+    ],
+)
+def test_a_url_without_a_scheme_gets_one_hint(given: str, hint: str | None) -> None:
+    with pytest.raises(ValueError, match="not an absolute") as raised:
+        EventSource(given)
+    message = str(raised.value)
+    if hint is None:
+        assert "did you mean" not in message
+    else:
+        assert message.endswith(f"(did you mean {hint!r}?)"), message
