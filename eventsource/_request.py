@@ -69,17 +69,18 @@ def check_url(url: str | URL, *, relative_ok: bool = False, stack: Stack = HTTPX
     """The URL as the stack's URL; ValueError when retrying could never reach
     it: not absolute http(s), or rejected by httpx or the WHATWG host rules."""
     http = stack.http
+    text = str(url)
+    if "://" not in text and not relative_ok:
+        # "localhost:8765/events" would parse with "localhost" as its scheme.
+        raise ValueError(f"{text!r} is not an absolute http:// or https:// URL{_scheme_hint(text)}")
     try:
-        parsed = http.URL(url if isinstance(url, (str, http.URL)) else str(url))
+        parsed = http.URL(url if isinstance(url, (str, http.URL)) else text)
     except (http.InvalidURL, TypeError, ValueError) as exc:
-        raise ValueError(f"invalid URL {str(url)!r}: {exc}") from None
+        raise ValueError(f"invalid URL {text!r}: {exc}") from None
     if not parsed.is_absolute_url:
         if relative_ok and not parsed.scheme:
             return parsed  # the caller's client has a base_url
-        raise ValueError(
-            f"{str(url)!r} is not an absolute http:// or https:// URL"
-            + ("" if parsed.scheme else f" (did you mean 'https://{url}'?)")
-        )
+        raise ValueError(f"{text!r} is not an absolute http:// or https:// URL")
     if parsed.scheme not in ("http", "https"):
         raise ValueError(f"unsupported URL scheme {parsed.scheme!r} in {str(url)!r}")
     host = parsed.host
@@ -89,6 +90,21 @@ def check_url(url: str | URL, *, relative_ok: bool = False, stack: Stack = HTTPX
     if port is not None and not 0 < port < 65536:  # httpx accepts any digits
         raise ValueError(f"port out of range in URL {str(url)!r}")
     return parsed
+
+
+_HOST_AND_REST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::[0-9]+)?(?:[/?#].*)?", re.S)
+
+
+def _scheme_hint(text: str) -> str:
+    """" (did you mean 'http://…'?)" for text that starts with a host (and a
+    port): http:// for a loopback host, https:// for any other; "" for text
+    that is no host."""
+    match = _HOST_AND_REST.fullmatch(text)
+    if match is None or not any(c.isalnum() for c in match.group(1)):
+        return ""
+    host = match.group(1).strip("[]").lower()
+    loopback = host == "localhost" or host.startswith("127.") or host == "::1"
+    return f" (did you mean '{'http' if loopback else 'https'}://{text}'?)"
 
 
 def _raw_host(url: Any) -> str:

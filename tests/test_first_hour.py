@@ -190,23 +190,19 @@ def test_an_unreadable_ca_file_or_a_wrong_verify_fails_at_once(tmp_path: Any) ->
 # --- URL hints (the command line prints check_url's message) -------------------------------
 
 
-HINT_DEFECT = pytest.mark.xfail(strict=True, reason="DEFECT (issue 23), fixed in the next commit")
-
-
 @pytest.mark.parametrize(
     ("given", "hint"),
     [
-        pytest.param("localhost:8765/events", "http://localhost:8765/events", marks=HINT_DEFECT),
-        pytest.param("127.0.0.1:8765/events", "http://127.0.0.1:8765/events", marks=HINT_DEFECT),
-        pytest.param("[::1]:8765/events", "http://[::1]:8765/events", marks=HINT_DEFECT),
+        pytest.param("localhost:8765/events", "http://localhost:8765/events"),
+        pytest.param("127.0.0.1:8765/events", "http://127.0.0.1:8765/events"),
+        pytest.param("[::1]:8765/events", "http://[::1]:8765/events"),
         ("example.com/events", "https://example.com/events"),
         pytest.param(
             "api.example.com:8443/v1/stream",
             "https://api.example.com:8443/v1/stream",
-            marks=HINT_DEFECT,
         ),
-        pytest.param("not a url", None, marks=HINT_DEFECT),
-        pytest.param("", None, marks=HINT_DEFECT),
+        pytest.param("not a url", None),
+        pytest.param("", None),
     ],
 )
 def test_a_url_without_a_scheme_gets_one_hint(given: str, hint: str | None) -> None:
