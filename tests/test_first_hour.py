@@ -213,3 +213,21 @@ def test_a_url_without_a_scheme_gets_one_hint(given: str, hint: str | None) -> N
         assert "did you mean" not in message
     else:
         assert message.endswith(f"(did you mean {hint!r}?)"), message
+
+
+# --- redirects -----------------------------------------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="DEFECT (issue 23), fixed in the next commit")
+def test_follow_redirects_false_makes_a_redirect_an_error(stack: str) -> None:
+    with SSEServer(events=[{"data": "a"}]) as server:
+        server.respond_with(302, {"Location": "/elsewhere"})
+        with pytest.raises(ResponseError) as raised:
+            EventSource(server.url, http=stack, follow_redirects=False).collect(timeout=5)  # type: ignore[call-arg]
+        assert raised.value.status_code == 302
+        assert len(server.requests) == 1
+        # Followed by default, as browsers do.
+        server.respond_with(302, {"Location": "/elsewhere"})
+        assert [e.data for e in EventSource(server.url, http=stack).collect(n=1, timeout=5)] == [
+            "a"
+        ]
