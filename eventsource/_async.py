@@ -271,7 +271,13 @@ class AsyncDriver:
             # pool does work for every connection it holds on each request,
             # so with thousands on one client a gated attempt's connect waits
             # behind the others' past its timeout (measured; see _gate).
-            response = await reader.send(client, request, self.spec.auth, gated=self.own_client)
+            response = await reader.send(
+                client,
+                request,
+                self.spec.auth,
+                gated=self.own_client,
+                follow_redirects=self.spec.follow_redirects,
+            )
         except Exception as exc:
             self._failed(exc, sending=True)
             return

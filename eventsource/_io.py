@@ -43,10 +43,11 @@ _BODY_LIMIT = 64 * 1024  # bytes of a refused response's body kept in its error
 _BODY_DEADLINE = 2.0  # seconds that reading them may take
 
 
-def _redirect(response: Response, client: AnyClient, hops: int) -> Any:
-    """The next request of a redirect, checked; None when this is no redirect."""
+def _redirect(response: Response, client: AnyClient, hops: int, follow: bool) -> Any:
+    """The next request of a redirect, checked; None when this is no redirect
+    or redirects are not followed (the 3xx is then the answer)."""
     request = response.next_request
-    if request is None:
+    if request is None or not follow:
         return None
     if hops >= client.max_redirects:
         raise ResponseError(f"more than {client.max_redirects} redirects", status_code=None)
@@ -145,9 +146,11 @@ class AsyncReader:
         auth: dict[str, Any],
         *,
         gated: bool = False,
+        follow_redirects: bool = True,
     ) -> Response | None:
-        """Send (following redirects); None when interrupted. Gated: wait for
-        a turn at the origin's gate first (``_gate``)."""
+        """Send (following redirects unless told not to); None when
+        interrupted. Gated: wait for a turn at the origin's gate first
+        (``_gate``)."""
         response: Response | None = None
         try:
             with anyio.CancelScope() as scope:
@@ -161,7 +164,7 @@ class AsyncReader:
                     )
                     while True:
                         try:
-                            follow = _redirect(response, client, hops)
+                            follow = _redirect(response, client, hops, follow_redirects)
                         except BaseException:
                             await aclose_response(response)
                             raise
@@ -314,8 +317,15 @@ class SyncReader:
         finally:
             self._sleeper = None
 
-    def send(self, client: Any, request: Any, auth: dict[str, Any]) -> Response:
-        """Send (following redirects). The stream each request's head is
+    def send(
+        self,
+        client: Any,
+        request: Any,
+        auth: dict[str, Any],
+        *,
+        follow_redirects: bool = True,
+    ) -> Response:
+        """Send (following redirects unless told not to). The stream each request's head is
         written to arms the interrupter (``_backend.ARMING``): a close() from
         another thread ends the wait for the head."""
         token = ARMING.set(self._interrupter)
@@ -324,7 +334,7 @@ class SyncReader:
             response: Response = client.send(request, stream=True, follow_redirects=False, **auth)
             while True:
                 try:
-                    follow = _redirect(response, client, hops)
+                    follow = _redirect(response, client, hops, follow_redirects)
                 except BaseException:
                     self._interrupter.disarm()
                     close_response(response)

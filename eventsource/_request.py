@@ -96,7 +96,7 @@ _HOST_AND_REST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::[0-9]+)?(?:
 
 
 def _scheme_hint(text: str) -> str:
-    """" (did you mean 'http://…'?)" for text that starts with a host (and a
+    """ " (did you mean 'http://…'?)" for text that starts with a host (and a
     port): http:// for a loopback host, https:// for any other; "" for text
     that is no host."""
     match = _HOST_AND_REST.fullmatch(text)
@@ -119,6 +119,7 @@ class RequestSpec:
         "auth",
         "content",
         "cookies",
+        "follow_redirects",
         "headers",
         "json",
         "method",
@@ -145,7 +146,9 @@ class RequestSpec:
         read_timeout: float | None,
         stack: Stack = HTTPX,
         verify: bool | str | ssl.SSLContext = True,
+        follow_redirects: bool = True,
     ) -> None:
+        self.follow_redirects = follow_redirects
         self.stack = stack  # the HTTP stack of the source's client
         self.verify = _checked_verify(verify)  # its own client's (see _ssl_context_for)
         self.url = url

@@ -64,6 +64,9 @@ class EventSource:
     ``httpx2`` extra), verifying the server's certificate as ``verify=``
     says: True (the stack's default CAs), a CA bundle's path, an
     ``ssl.SSLContext`` (client certificates too), or False (no check).
+    Redirects are followed, as browsers do, up to the client's
+    ``max_redirects``; ``follow_redirects=False`` makes a 3xx a
+    ``ResponseError``.
     """
 
     # Slots: a service may hold thousands of sources; a __dict__ each costs 1.6 KiB.
@@ -83,6 +86,7 @@ class EventSource:
         client: Client | AsyncClient | None = None,
         http: StackName | None = None,
         verify: bool | str | ssl.SSLContext = True,
+        follow_redirects: bool = True,
         timeout: Timeout | float | None = 10.0,
         last_event_id: str = "",
         retry: float = 3.0,
@@ -137,6 +141,7 @@ class EventSource:
             read_timeout=read_timeout,
             stack=stack,
             verify=verify,
+            follow_redirects=follow_redirects,
         )
         policy = ConnectionPolicy(
             retry=retry,

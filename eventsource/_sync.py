@@ -179,7 +179,9 @@ class SyncDriver:
             machine.fail(exc, fatal=isinstance(exc, EventIdError))  # the same id every time
             return
         try:
-            response = reader.send(client, request, self.spec.auth)
+            response = reader.send(
+                client, request, self.spec.auth, follow_redirects=self.spec.follow_redirects
+            )
         except Exception as exc:
             self._failed(exc, sending=True)
             return

@@ -162,7 +162,7 @@ def test_verify_with_a_client_of_your_own_is_refused() -> None:
     import httpx
 
     with httpx.Client() as client, pytest.raises(ValueError, match="verify"):
-        EventSource("https://127.0.0.1:1/", client=client, verify=False)  # type: ignore[call-arg]
+        EventSource("https://127.0.0.1:1/", client=client, verify=False)
 
 
 def test_default_retry_statuses_leave_out_what_retrying_cannot_fix() -> None:
@@ -218,12 +218,11 @@ def test_a_url_without_a_scheme_gets_one_hint(given: str, hint: str | None) -> N
 # --- redirects -----------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="DEFECT (issue 23), fixed in the next commit")
 def test_follow_redirects_false_makes_a_redirect_an_error(stack: str) -> None:
     with SSEServer(events=[{"data": "a"}]) as server:
         server.respond_with(302, {"Location": "/elsewhere"})
         with pytest.raises(ResponseError) as raised:
-            EventSource(server.url, http=stack, follow_redirects=False).collect(timeout=5)  # type: ignore[call-arg]
+            EventSource(server.url, http=stack, follow_redirects=False).collect(timeout=5)
         assert raised.value.status_code == 302
         assert len(server.requests) == 1
         # Followed by default, as browsers do.
