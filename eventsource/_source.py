@@ -185,7 +185,12 @@ class EventSource:
 
     @property
     def data(self) -> Any:
-        """The latest event's data, JSON-decoded when it is JSON, else the str."""
+        """The latest event's data, JSON-decoded when it is JSON, else the str
+        (None before the first event).
+
+        A guess, as the seed's hook makes it: data ``"null"`` also gives None,
+        and ``"42"`` gives 42. Where the type matters, use
+        ``last_event.data`` (always the str) or ``last_event.json()``."""
         event = self._machine.last_event
         if event is None:
             return None
