@@ -230,3 +230,39 @@ def test_follow_redirects_false_makes_a_redirect_an_error(stack: str) -> None:
         assert [e.data for e in EventSource(server.url, http=stack).collect(n=1, timeout=5)] == [
             "a"
         ]
+
+
+# --- the pytest plugin costs nothing until a fixture is used ----------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="DEFECT (issue 23), fixed in the next commit")
+def test_the_plugin_imports_nothing_heavy() -> None:
+    import subprocess
+
+    code = (
+        "import sys, eventsource.testing._plugin\n"
+        "heavy = [m for m in ('httpx', 'httpcore', 'h11', 'anyio', 'eventsource._source',"
+        " 'eventsource.testing._server', 'eventsource.testing._asgi') if m in sys.modules]\n"
+        "print(heavy)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.strip() == "[]"
+
+
+def test_the_lazy_package_still_gives_every_public_name() -> None:
+    import subprocess
+
+    code = (
+        "import eventsource, eventsource.testing\n"
+        "for name in eventsource.__all__: getattr(eventsource, name)\n"
+        "for name in eventsource.testing.__all__: getattr(eventsource.testing, name)\n"
+        "from eventsource import *\n"
+        "from eventsource.testing import *\n"
+        "print(sorted(dir(eventsource)) == sorted(set(dir(eventsource))))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert out.returncode == 0, out.stderr
