@@ -1,26 +1,54 @@
-"""eventsource: a spec-exact, reconnecting Server-Sent Events client."""
+"""eventsource: a spec-exact, reconnecting Server-Sent Events client.
 
+The public names are imported on first use (PEP 562): ``import eventsource``
+alone, or the pytest plugin (``eventsource.testing._plugin``), imports
+neither httpx nor anyio until a name is asked for.
+"""
+
+import importlib as _importlib
 import logging as _logging
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
 
-from ._encoder import format_event
-from ._errors import (
-    ConnectionLostError,
-    EventIdError,
-    EventSourceError,
-    EventTooLargeError,
-    ReadTimeoutError,
-    ResponseError,
-    RetriesExhaustedError,
-)
-from ._event import ServerSentEvent
-from ._parser import SSEParser, parse
-from ._policy import DEFAULT_RETRY_STATUSES
-from ._source import EventSource, ReadyState
 from ._version import __version__
+
+if _TYPE_CHECKING:
+    from ._encoder import format_event
+    from ._errors import (
+        ConnectionLostError,
+        EventIdError,
+        EventSourceError,
+        EventTooLargeError,
+        ReadTimeoutError,
+        ResponseError,
+        RetriesExhaustedError,
+    )
+    from ._event import ServerSentEvent
+    from ._parser import SSEParser, parse
+    from ._policy import DEFAULT_RETRY_STATUSES
+    from ._source import EventSource, ReadyState
 
 # A library logs, the application decides where to: without a handler of its
 # own, Python would print our error records to stderr.
 _logging.getLogger("eventsource").addHandler(_logging.NullHandler())
+
+# Each public name and the private module that defines it.
+_WHERE = {
+    "DEFAULT_RETRY_STATUSES": "._policy",
+    "ConnectionLostError": "._errors",
+    "EventIdError": "._errors",
+    "EventSource": "._source",
+    "EventSourceError": "._errors",
+    "EventTooLargeError": "._errors",
+    "ReadTimeoutError": "._errors",
+    "ReadyState": "._source",
+    "ResponseError": "._errors",
+    "RetriesExhaustedError": "._errors",
+    "SSEParser": "._parser",
+    "ServerSentEvent": "._event",
+    "format_event": "._encoder",
+    "parse": "._parser",
+}
 
 __all__ = [
     "DEFAULT_RETRY_STATUSES",
@@ -40,11 +68,15 @@ __all__ = [
     "parse",
 ]
 
-# The public names say they are eventsource's (tracebacks print
-# "eventsource.ResponseError", not "eventsource._errors.ResponseError"), as
-# httpx does; pickling finds them here too.
-for _name in __all__:
-    _value = globals()[_name]
-    if isinstance(_value, type) or callable(_value):
-        _value.__module__ = __name__
-del _name, _value
+
+def __getattr__(name: str) -> _Any:
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module 'eventsource' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(where, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

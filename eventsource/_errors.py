@@ -28,6 +28,8 @@ import http
 import json as jsonlib
 from typing import TYPE_CHECKING, Any
 
+from ._public import public
+
 if TYPE_CHECKING:
     from ._event import ServerSentEvent
     from ._stack import Response
@@ -43,6 +45,7 @@ __all__ = [
 ]
 
 
+@public
 class EventSourceError(Exception):
     """Base class of every error eventsource raises.
 
@@ -55,6 +58,7 @@ class EventSourceError(Exception):
     retry_delay: float | None = None
 
 
+@public
 class EventTooLargeError(EventSourceError):
     """A line or an event's data is longer than ``max_event_size`` characters.
 
@@ -69,6 +73,7 @@ class EventTooLargeError(EventSourceError):
         self.events: list[ServerSentEvent] = events if events is not None else []
 
 
+@public
 class ResponseError(EventSourceError):
     """The server answered with an error status, or a 200 that is not
     ``text/event-stream``, or a redirect could not be followed. A status in
@@ -116,14 +121,17 @@ def status_message(status: int, reason: str, method: str, url: str) -> str:
     return f"{kind} '{f'{status} {reason}'.rstrip()}'{where}"
 
 
+@public
 class ConnectionLostError(EventSourceError):
     """The connection failed, or the stream ended; the source reconnects."""
 
 
+@public
 class ReadTimeoutError(ConnectionLostError):
     """Nothing (not even a comment) arrived for ``read_timeout`` seconds."""
 
 
+@public
 class EventIdError(EventSourceError):
     """The last event ID cannot be sent as a ``Last-Event-ID`` header: once
     its leading and trailing spaces and tabs are removed (as a browser sends
@@ -142,6 +150,7 @@ class EventIdError(EventSourceError):
         self.last_event_id = last_event_id
 
 
+@public
 class RetriesExhaustedError(EventSourceError):
     """Every attempt failed: the first and ``max_retries`` retries in a row.
     ``attempts`` counts them; the last error is ``__cause__``."""

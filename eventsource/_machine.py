@@ -63,6 +63,7 @@ from ._errors import (
 from ._event import ServerSentEvent
 from ._parser import SSEParser
 from ._policy import Action, ConnectionPolicy
+from ._public import public
 
 if TYPE_CHECKING:
     from ._stack import Response
@@ -83,6 +84,7 @@ __all__ = [
 logger = logging.getLogger("eventsource")
 
 
+@public
 class ReadyState(enum.IntEnum):
     """The source's state, numbered as in browsers; it prints as its name
     (``OPEN``) in logs and f-strings, and compares equal to its number."""

@@ -30,6 +30,7 @@ from ._event import ServerSentEvent
 from ._machine import FINISH, Machine, ReadyState
 from ._parser import DEFAULT_MAX_EVENT_SIZE
 from ._policy import DEFAULT_MIN_RETRY_DELAY, DEFAULT_RETRY_STATUSES, ConnectionPolicy
+from ._public import public
 from ._request import HeadersArg, ParamsArg, RequestSpec, check_url, last_event_id_header
 from ._stack import (
     URL,
@@ -52,6 +53,7 @@ _UNSET: Any = object()
 _Driver = AsyncDriver | SyncDriver
 
 
+@public
 class EventSource:
     """A Server-Sent Events stream that reconnects, like a browser's EventSource.
 

@@ -235,7 +235,6 @@ def test_follow_redirects_false_makes_a_redirect_an_error(stack: str) -> None:
 # --- the pytest plugin costs nothing until a fixture is used ----------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="DEFECT (issue 23), fixed in the next commit")
 def test_the_plugin_imports_nothing_heavy() -> None:
     import subprocess
 

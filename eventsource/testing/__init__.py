@@ -15,11 +15,30 @@ plugin (fixtures ``sse_server``, ``sse_server_sync``, ``sse_mock``).
   anything).
 """
 
-from ._asgi import ASGIStreamTransport
-from ._assertions import ANY, assert_events
-from ._events import EventLike
-from ._mock import SSEMock, sse_response
-from ._server import RecordedConnection, RecordedRequest, SSEServer
+import importlib as _importlib
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
+
+if _TYPE_CHECKING:
+    from ._asgi import ASGIStreamTransport
+    from ._assertions import ANY, assert_events
+    from ._events import EventLike
+    from ._mock import SSEMock, sse_response
+    from ._server import RecordedConnection, RecordedRequest, SSEServer
+
+# Imported on first use (PEP 562), so that the pytest plugin, which pytest
+# imports at every start, costs nothing until a fixture is used.
+_WHERE = {
+    "ANY": "._assertions",
+    "ASGIStreamTransport": "._asgi",
+    "EventLike": "._events",
+    "RecordedConnection": "._server",
+    "RecordedRequest": "._server",
+    "SSEMock": "._mock",
+    "SSEServer": "._server",
+    "assert_events": "._assertions",
+    "sse_response": "._mock",
+}
 
 __all__ = [
     "ANY",
@@ -32,3 +51,16 @@ __all__ = [
     "assert_events",
     "sse_response",
 ]
+
+
+def __getattr__(name: str) -> _Any:
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module 'eventsource.testing' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(where, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
