@@ -265,3 +265,76 @@ def test_the_lazy_package_still_gives_every_public_name() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
     )
     assert out.returncode == 0, out.stderr
+
+
+# --- the terminal is the user's ---------------------------------------------------------------
+
+HOSTILE = "\x1b]0;pwned\x07\x1b[2J\x1b[6n\x9b31m\x1b]8;;http://evil/\x1b\\link\x1b]8;;\x1b\\"
+
+
+class _Terminal:
+    """A text stream that says it is a terminal."""
+
+    def __init__(self) -> None:
+        import io
+
+        self.text = io.StringIO()
+
+    def isatty(self) -> bool:
+        return True
+
+    def write(self, s: str) -> int:
+        return self.text.write(s)
+
+    def flush(self) -> None:
+        pass
+
+
+def _controls(text: str) -> list[str]:
+    return [c for c in text if (ord(c) < 32 and c not in "\n") or 0x7F <= ord(c) < 0xA0]
+
+
+@pytest.mark.xfail(strict=True, reason="DEFECT (issue 23), fixed in the next commit")
+@pytest.mark.parametrize("format", ["pretty", "raw"])
+def test_a_terminal_gets_the_server_s_control_characters_escaped(format: str) -> None:
+    from datetime import datetime, timezone
+
+    from eventsource import ServerSentEvent
+    from eventsource._cli._output import Printer
+
+    out = _Terminal()
+    printer = Printer.for_stream(out, format, "never")  # type: ignore[arg-type]
+    event = ServerSentEvent(type="t" + HOSTILE, data="line\n" + HOSTILE, id="i" + HOSTILE)
+    printer.write(event, datetime.now(timezone.utc))
+    written = out.text.getvalue()
+    assert _controls(written) == [], repr(written)
+    assert "\\x1b" in written and "\\x9b" in written  # shown, not dropped
+
+
+@pytest.mark.xfail(strict=True, reason="DEFECT (issue 23), fixed in the next commit")
+def test_json_lines_escape_c1_controls_too() -> None:
+    import io
+    import json
+    from datetime import datetime, timezone
+
+    from eventsource import ServerSentEvent
+    from eventsource._cli._output import Printer
+
+    out = io.StringIO()
+    Printer(out, "jsonl").write(ServerSentEvent(data=HOSTILE), datetime.now(timezone.utc))
+    line = out.getvalue()
+    assert _controls(line.rstrip("\n")) == [], repr(line)
+    assert json.loads(line)["data"] == HOSTILE  # the same text, escaped in JSON
+
+
+@pytest.mark.xfail(strict=True, reason="DEFECT (issue 23), fixed in the next commit")
+def test_an_error_line_escapes_the_reason_phrase() -> None:
+    from eventsource._cli._output import describe_error
+
+    class Response:
+        reason_phrase = "Nope" + HOSTILE
+        request = None
+
+    error = ResponseError("refused", status_code=403, response=Response())  # type: ignore[arg-type]
+    line = describe_error(error, "http://127.0.0.1:1/")
+    assert _controls(line) == [], repr(line)
