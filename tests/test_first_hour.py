@@ -294,7 +294,6 @@ def _controls(text: str) -> list[str]:
     return [c for c in text if (ord(c) < 32 and c not in "\n") or 0x7F <= ord(c) < 0xA0]
 
 
-@pytest.mark.xfail(strict=True, reason="DEFECT (issue 23), fixed in the next commit")
 @pytest.mark.parametrize("format", ["pretty", "raw"])
 def test_a_terminal_gets_the_server_s_control_characters_escaped(format: str) -> None:
     from datetime import datetime, timezone
@@ -311,7 +310,6 @@ def test_a_terminal_gets_the_server_s_control_characters_escaped(format: str) ->
     assert "\\x1b" in written and "\\x9b" in written  # shown, not dropped
 
 
-@pytest.mark.xfail(strict=True, reason="DEFECT (issue 23), fixed in the next commit")
 def test_json_lines_escape_c1_controls_too() -> None:
     import io
     import json
@@ -327,7 +325,6 @@ def test_json_lines_escape_c1_controls_too() -> None:
     assert json.loads(line)["data"] == HOSTILE  # the same text, escaped in JSON
 
 
-@pytest.mark.xfail(strict=True, reason="DEFECT (issue 23), fixed in the next commit")
 def test_an_error_line_escapes_the_reason_phrase() -> None:
     from eventsource._cli._output import describe_error
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import http
 import json
 import os
+import re
 import socket
 import ssl
 from datetime import datetime
@@ -28,6 +29,7 @@ __all__ = [
     "Printer",
     "Style",
     "cause_words",
+    "visible",
     "describe_error",
     "reason",
     "short_error",
@@ -61,6 +63,25 @@ class Style:
         return self.paint(text, "2")
 
 
+# What a terminal would act on rather than show: C0 controls but newline and
+# tab, DEL, and the C1 controls (U+0080-U+009F; U+009B is a one-character CSI).
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_C1 = re.compile("[\x7f-\x9f]")
+
+
+def visible(text: str) -> str:
+    """Text a server chose, made safe for a terminal: its control
+    characters (an escape sequence that sets the title, clears the screen or
+    asks the terminal to type a reply) shown as ``\\x1b``, not acted on."""
+    return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def _json_line(record: dict[str, Any]) -> str:
+    """One JSON line; C1 controls escaped too (json.dumps escapes only C0)."""
+    text = json.dumps(record, ensure_ascii=False)
+    return _C1.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
 class Printer:
     """Writes events to a stream in one of the output formats."""
 
@@ -74,6 +95,9 @@ class Printer:
         self.style = Style(colour and format == "pretty")
         self.json_data = json_data  # jsonl: data that is JSON written as JSON
         self._last_id = ""  # raw: the id the reader already knows
+        isatty = getattr(out, "isatty", None)
+        # On a terminal, what the server sent is shown, never acted on.
+        self.terminal = bool(isatty is not None and isatty())
 
     @classmethod
     def for_stream(
@@ -99,7 +123,7 @@ class Printer:
                 "retry": event.retry,
                 "received_at": received_at.isoformat(timespec="milliseconds"),
             }
-            self._write_bytes((json.dumps(record, ensure_ascii=False) + "\n").encode())
+            self._write_bytes((_json_line(record) + "\n").encode())
         elif self.format == "raw":
             block = format_event(
                 event.data,
@@ -108,18 +132,21 @@ class Printer:
                 retry=event.retry,
             )
             self._last_id = event.id
+            if self.terminal:
+                block = visible(block.decode()).encode()
             self._write_bytes(block)
         else:
             self.out.write(self._pretty(event))
             self.out.flush()
 
     def _pretty(self, event: ServerSentEvent) -> str:
-        head = [event.type]
+        head = [visible(event.type)]
         if event.id:
-            head.append(f"id: {event.id}")
+            head.append(f"id: {visible(event.id)}")
         if event.retry is not None:
             head.append(f"retry: {event.retry} ms")
-        body = _pretty_data(event.data) if event.data else self.style.dim("(empty data)")
+        data = visible(_pretty_data(event.data))
+        body = data if event.data else self.style.dim("(empty data)")
         return f"{self.style.dim('  '.join(head))}\n{body}\n\n"
 
     def _write_bytes(self, data: bytes) -> None:
@@ -160,7 +187,7 @@ def _pretty_data(data: str) -> str:
 
 def reason(status: int, response: Any) -> str:
     """A status and its phrase, e.g. "404 Not Found"."""
-    phrase = getattr(response, "reason_phrase", "") or ""
+    phrase = visible(getattr(response, "reason_phrase", "") or "")
     if not phrase:
         try:
             phrase = http.HTTPStatus(status).phrase
@@ -169,7 +196,7 @@ def reason(status: int, response: Any) -> str:
     return f"{status} {phrase}".rstrip()
 
 
-def describe_error(error: BaseException, url: str) -> str:
+def _describe_error(error: BaseException, url: str) -> str:
     """One line naming what ended the stream, for ``error: ...``."""
     if isinstance(error, ResponseError):
         response = error.response
@@ -185,7 +212,7 @@ def describe_error(error: BaseException, url: str) -> str:
         text = f"gave up on {url} after {attempts} in a row failed"
         cause = error.__cause__
         if cause is not None:
-            text += f"; the last: {short_error(cause)}"
+            text += f"; the last: {_short_error(cause)}"
         return text
     if isinstance(error, EventTooLargeError):
         return f"{error} from {url}"
@@ -197,7 +224,7 @@ def describe_error(error: BaseException, url: str) -> str:
     return f"{error} ({url})"
 
 
-def short_error(error: BaseException) -> str:
+def _short_error(error: BaseException) -> str:
     """An error in a few words: the status of a ResponseError, the network
     error behind a failed connection."""
     if isinstance(error, ResponseError) and error.status_code not in (None, 200):
@@ -209,7 +236,7 @@ def short_error(error: BaseException) -> str:
     return str(error)
 
 
-def cause_words(error: BaseException) -> str:
+def _cause_words(error: BaseException) -> str:
     """What made an attempt fail, in a few words, for ``retrying in N s:``
     lines: "503 Service Unavailable", "connection refused", "certificate
     verify failed: …", "timed out connecting", "no data for 60 s"."""
@@ -244,6 +271,24 @@ def cause_words(error: BaseException) -> str:
     if chain and isinstance(chain[0], (httpx.ConnectError, OSError)):
         return f"cannot connect: {text or type(chain[0]).__name__}"
     return " ".join((str(error) or type(error).__name__).split())
+
+
+def describe_error(error: BaseException, url: str) -> str:
+    """One line naming what ended the stream, for ``error: ...`` (what the
+    server chose in it shown, not acted on: see ``visible``)."""
+    return visible(_describe_error(error, url))
+
+
+def short_error(error: BaseException) -> str:
+    """An error in a few words: the status of a ResponseError, the network
+    error behind a failed connection."""
+    return visible(_short_error(error))
+
+
+def cause_words(error: BaseException) -> str:
+    """What made an attempt fail, in a few words, for ``retrying in N s:``
+    lines (see ``_cause_words``)."""
+    return visible(_cause_words(error))
 
 
 def tolerant(stream: TextIO) -> None:

@@ -39,6 +39,7 @@ from ._output import (
     reason,
     short_error,
     use_colour,
+    visible,
 )
 
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "Session"]
@@ -226,11 +227,11 @@ class Session:
 
     def _say(self, line: str) -> None:
         with self._lock:
-            self.err.write(self._err_style.paint(line, "36") + "\n")
+            self.err.write(self._err_style.paint(visible(line), "36") + "\n")
             self.err.flush()
 
     def _fail(self, text: str) -> None:
-        text = " ".join(text.split())  # one line, whatever the message holds
+        text = visible(" ".join(text.split()))  # one line, whatever the message holds
         style = Style(use_colour(self.err))
         self.err.write(f"{style.paint('error:', '1;31')} {text}\n")
         self.err.flush()
