@@ -728,3 +728,59 @@ def test_ssemock_on_httpx2_started_from_threads_leaves_the_pools_as_they_were(
         for pool, name, original in zip(pools, names, originals, strict=True):
             setattr(pool, name, original)
     assert left == 0, f"httpcore2's pools left patched after {left} of 5 rounds"
+
+
+SEVERAL_ADDRESSES_REASON = (
+    "DEFECT (minor; a socket option is not a user's input through EventSource, but the "
+    "backend is httpcore's network-backend API, which takes them): an error other than "
+    "OSError in one attempt of the Happy Eyeballs race escapes connect_tcp() as an "
+    "ExceptionGroup from the race's task group (_abackend._first_connected: "
+    "anyio.create_task_group() around attempt(), which catches OSError only), where a "
+    "name of one address (and trio) raises the error itself."
+)
+
+
+@pytest.mark.parametrize(
+    "addresses",
+    [
+        pytest.param(1, id="one"),
+        pytest.param(
+            2,
+            id="two",
+            marks=pytest.mark.xfail(strict=True, reason=SEVERAL_ADDRESSES_REASON),
+        ),
+    ],
+)
+def test_an_attempt_s_own_error_is_raised_as_itself_with_several_addresses(
+    addresses: int,
+) -> None:
+    from eventsource._abackend import AsyncBackend
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    raised: list[BaseException] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        infos = [_info(port)] * addresses
+
+        async def fake_getaddrinfo(*args: Any, **kwargs: Any) -> list[Any]:
+            return infos
+
+        loop.getaddrinfo = fake_getaddrinfo  # type: ignore[method-assign]
+        bad_option = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE)]  # setsockopt() needs 3
+        try:
+            with anyio.fail_after(5):
+                stream = await AsyncBackend().connect_tcp(
+                    "several.test", port, timeout=2, socket_options=bad_option
+                )
+            await stream.aclose()
+        except BaseException as exc:  # noqa: BLE001 (the test looks at what it is)
+            raised.append(exc)
+
+    try:
+        run_async("asyncio", main)
+    finally:
+        listener.close()
+    assert len(raised) == 1
+    assert type(raised[0]) is TypeError, repr(raised[0])
