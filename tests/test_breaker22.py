@@ -363,7 +363,6 @@ def test_happy_eyeballs_races_refused_and_black_holed_addresses(engine: str) -> 
 
 
 @pytest.mark.skipif(not LINUX, reason="a full backlog black-holes connects on Linux")
-@pytest.mark.parametrize("stack", ["httpx", "httpx2"])
 def test_a_name_resolving_to_a_black_hole_first_still_streams(
     stack: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -621,7 +620,6 @@ def test_async_httpx2_close_from_another_thread_and_cancel_scopes(engine: str, u
 
 
 @pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs setitimer")
-@pytest.mark.parametrize("stack", ["httpx", "httpx2"])
 def test_close_from_a_signal_handler_at_random_points(stack: str) -> None:
     """A sync source in the main thread, closed by a SIGALRM handler at a
     random point: the iteration ends, CLOSED at once, on_close once."""
