@@ -252,3 +252,76 @@ def test_another_stack_s_timeout_or_auth_is_converted_or_refused_at_once(what: s
         events = source.collect(n=2, timeout=5)
     assert [e.data for e in events] == ["a", "b"]
     assert closed == [1]
+
+
+# --- credentials on redirect hops (found while doing issue 23's auth item) ----------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "DEFECT (a security one): eventsource follows redirects itself and sends each hop "
+        "with the client's default auth, so a client-level auth=('user', 'secret') went to "
+        "another origin's server in clear; httpx (and browsers) drop credentials on a "
+        "cross-origin redirect"
+    ),
+)
+def test_a_cross_origin_redirect_carries_no_credentials(stack: str) -> None:
+    module = MODULES[stack]
+    with SSEServer(events=[{"data": "a"}]) as a, SSEServer(events=[{"data": "b"}]) as b:
+        a.respond_with(302, {"Location": b.url})
+        with module.Client(auth=("user", "secret"), trust_env=False) as client:
+            events = EventSource(a.url, client=client).collect(n=1, timeout=5)
+        a.respond_with(302, {"Location": b.url})
+        EventSource(a.url, http=stack, auth=("user", "secret")).collect(n=1, timeout=5)
+        sent = [request.headers.get("authorization") for request in b.requests]
+    assert [e.data for e in events] == ["b"]
+    assert sent == [None, None]
+
+
+class _RefreshingToken:
+    """An auth flow that refreshes its token when it meets a 401 (the httpx
+    way): token 1 first, token 2 after a 401."""
+
+    requires_request_body = False
+    requires_response_body = False
+
+    def __init__(self) -> None:
+        self.token = 1
+
+    def sync_auth_flow(self, request: Any) -> Any:
+        request.headers["Authorization"] = f"Bearer {self.token}"
+        response = yield request
+        if response.status_code == 401:
+            self.token += 1
+            request.headers["Authorization"] = f"Bearer {self.token}"
+            yield request
+
+    async def async_auth_flow(self, request: Any) -> Any:
+        flow = self.sync_auth_flow(request)
+        request = next(flow)
+        response = yield request
+        try:
+            yield flow.send(response)
+        except StopIteration:
+            return
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "DEFECT (issue 23, tokens and auth): a redirect hop is sent without the source's "
+        "auth=, so a token the flow would refresh on a 401 is not: the hop's 401 ends the "
+        "source with a ResponseError"
+    ),
+)
+def test_a_same_origin_redirect_hop_runs_the_auth_flow(stack: str) -> None:
+    module = MODULES[stack]
+    auth = type("Refreshing", (_RefreshingToken, module.Auth), {})()
+    with SSEServer(events=[{"data": "a"}]) as server:
+        server.respond_with(302, {"Location": "/elsewhere"})
+        server.respond_with(401)
+        events = EventSource(server.url, http=stack, auth=auth).collect(n=1, timeout=5)
+        sent = [request.headers.get("authorization") for request in server.requests]
+    assert [e.data for e in events] == ["a"]
+    assert sent == ["Bearer 1", "Bearer 1", "Bearer 2"]
