@@ -58,6 +58,29 @@ def _redirect(response: Response, client: AnyClient, hops: int, follow: bool) ->
     return request
 
 
+_NO_CREDENTIALS: dict[str, Any] = {"auth": None}  # never mutated
+
+
+def _hop_auth(previous: Any, hop: Any, auth: dict[str, Any]) -> dict[str, Any]:
+    """The ``auth=`` of a redirect hop: the source's (or else the client's)
+    on the same origin, so that its flow runs there too (a token refreshed on
+    a 401); none on another origin, where httpx and browsers drop
+    credentials (an http -> https upgrade of the same host keeps them, as
+    httpx keeps them)."""
+    old, new = previous.url, hop.url
+    if old.host == new.host and (
+        (old.scheme == new.scheme and old.port == new.port)
+        or (
+            old.scheme == "http"
+            and new.scheme == "https"
+            and old.port in (None, 80)
+            and new.port in (None, 443)
+        )
+    ):
+        return auth
+    return _NO_CREDENTIALS
+
+
 def _keep_body(error: object, response: Response, body: bytes) -> None:
     """Give the error a closed, readable copy of the response with this body."""
     assert isinstance(error, ResponseError)
@@ -170,10 +193,16 @@ class AsyncReader:
                             raise
                         if follow is None:
                             break
+                        previous = response.request
                         await aclose_response(response)
                         response = None
                         hops += 1
-                        response = await client.send(follow, stream=True, follow_redirects=False)
+                        response = await client.send(
+                            follow,
+                            stream=True,
+                            follow_redirects=False,
+                            **_hop_auth(previous, follow, auth),
+                        )
                 finally:
                     if gate is not None:
                         gate.leave()
@@ -342,9 +371,12 @@ class SyncReader:
                 if follow is None:
                     return response
                 self._interrupter.disarm()
+                previous = response.request
                 close_response(response)
                 hops += 1
-                response = client.send(follow, stream=True, follow_redirects=False)
+                response = client.send(
+                    follow, stream=True, follow_redirects=False, **_hop_auth(previous, follow, auth)
+                )
         finally:
             ARMING.reset(token)
 

@@ -257,15 +257,6 @@ def test_another_stack_s_timeout_or_auth_is_converted_or_refused_at_once(what: s
 # --- credentials on redirect hops (found while doing issue 23's auth item) ----------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "DEFECT (a security one): eventsource follows redirects itself and sends each hop "
-        "with the client's default auth, so a client-level auth=('user', 'secret') went to "
-        "another origin's server in clear; httpx (and browsers) drop credentials on a "
-        "cross-origin redirect"
-    ),
-)
 def test_a_cross_origin_redirect_carries_no_credentials(stack: str) -> None:
     module = MODULES[stack]
     with SSEServer(events=[{"data": "a"}]) as a, SSEServer(events=[{"data": "b"}]) as b:
@@ -307,14 +298,6 @@ class _RefreshingToken:
             return
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "DEFECT (issue 23, tokens and auth): a redirect hop is sent without the source's "
-        "auth=, so a token the flow would refresh on a 401 is not: the hop's 401 ends the "
-        "source with a ResponseError"
-    ),
-)
 def test_a_same_origin_redirect_hop_runs_the_auth_flow(stack: str) -> None:
     module = MODULES[stack]
     auth = type("Refreshing", (_RefreshingToken, module.Auth), {})()
