@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.lowlevel
 
-from ._backend import READ_SIZE, HeadCut, SocketStream, _readable, configure
+from ._backend import READ_SIZE, HeadCut, SocketStream, _readable
+from ._connect import first_connected, interleaved
 from ._core import HTTPCORE, Core
 
 if TYPE_CHECKING:
@@ -324,7 +325,7 @@ async def _asyncio_connect(
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     if not infos:
         raise OSError(f"no address for {host}")
-    sock = await _first_connected(loop, _interleaved(infos), local_address, options)
+    sock = await first_connected(loop, interleaved(infos), local_address, options)
     try:
         transport, protocol = await loop.create_connection(_Protocol, sock=sock)
     except BaseException:
@@ -333,82 +334,6 @@ async def _asyncio_connect(
     stream = AsyncioStream(sock, transport, core)
     protocol.attach(stream)
     return stream
-
-
-HAPPY_EYEBALLS_DELAY = 0.25  # seconds before the next address is tried (RFC 8305)
-
-
-def _interleaved(infos: list[Any]) -> list[Any]:
-    """The resolver's addresses with the families alternating, its first
-    family first (RFC 8305, section 4)."""
-    first = [info for info in infos if info[0] == infos[0][0]]
-    other = [info for info in infos if info[0] != infos[0][0]]
-    mixed: list[Any] = []
-    for i in range(max(len(first), len(other))):
-        mixed.extend(pair[i] for pair in (first, other) if i < len(pair))
-    return mixed
-
-
-async def _first_connected(
-    loop: asyncio.AbstractEventLoop,
-    infos: list[Any],
-    local_address: str | None,
-    options: Iterable[Any] | None,
-) -> socket.socket:
-    """A socket connected to one of the addresses: Happy Eyeballs (RFC 8305),
-    as anyio and trio connect: an attempt starts when the one before failed
-    or has waited ``HAPPY_EYEBALLS_DELAY``; the first to connect wins and the
-    others are cancelled and closed."""
-    options = list(options or ())
-
-    async def connect(info: Any) -> socket.socket:
-        family, kind, proto, _, address = info
-        sock = socket.socket(family, kind, proto)
-        try:
-            sock.setblocking(False)
-            configure(sock, options)
-            if local_address is not None:
-                sock.bind((local_address, 0))
-            await loop.sock_connect(sock, address)
-        except BaseException:
-            sock.close()
-            raise
-        return sock
-
-    if len(infos) == 1:  # (an address, say: no race to run)
-        return await connect(infos[0])
-    won: list[socket.socket] = []
-    errors: list[OSError] = []
-
-    async def attempt(info: Any, failed: anyio.Event) -> None:
-        try:
-            sock = await connect(info)
-        except OSError as exc:
-            errors.append(exc)
-            failed.set()
-            return
-        if won:  # another connected in the same turn
-            sock.close()
-            return
-        won.append(sock)
-        group.cancel_scope.cancel()
-
-    try:
-        async with anyio.create_task_group() as group:
-            for info in infos:
-                failed = anyio.Event()
-                group.start_soon(attempt, info, failed)
-                with anyio.move_on_after(HAPPY_EYEBALLS_DELAY):
-                    await failed.wait()
-    except BaseException:
-        for sock in won:  # connected as the caller's scope ended the race
-            sock.close()
-        raise
-    if won:
-        return won[0]
-    if len(errors) == 1:
-        raise errors[0]
-    raise OSError(f"all attempts to connect failed: {', '.join(map(str, errors))}")
 
 
 # --- trio -----------------------------------------------------------------------------

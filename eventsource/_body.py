@@ -111,7 +111,7 @@ class _Fast:
     def __init__(self, stream: Any, response: Response, timeout: float | None) -> None:
         self._stream = stream
         stack = stack_of(response)
-        assert stack is not None and stack.core is stream.core
+        assert stack is not None and stack.core.module is stream.core.module
         self._stack = stack
         # What a read may raise: the stream's core's I/O errors, the framing's.
         self._errors: tuple[type[Exception], ...] = (*stream.core.io_errors, ChunkedFramingError)

@@ -11,6 +11,7 @@ core's pool (and httpx's or httpx2's error mapping) expects.
 from __future__ import annotations
 
 import importlib
+import threading
 from typing import Any
 
 import httpcore
@@ -59,15 +60,21 @@ class Core:
 
 HTTPCORE = Core(httpcore)
 _cores: dict[str, Core] = {"httpcore": HTTPCORE}
+_lock = threading.Lock()  # one Core a module, whichever threads ask first
 
 
 def core_named(name: str) -> Core:
     """The core of that module name ("httpcore", "httpcore2"), imported on
     first use. ImportError when it is not installed."""
     core = _cores.get(name)
-    if core is None:
-        if name not in ("httpcore", "httpcore2"):
-            raise ValueError(f"not an HTTP core eventsource knows: {name!r}")
+    if core is not None:
+        return core
+    if name not in ("httpcore", "httpcore2"):
+        raise ValueError(f"not an HTTP core eventsource knows: {name!r}")
+    with _lock:
+        core = _cores.get(name)
+        if core is not None:
+            return core
         module = importlib.import_module(name)
         # httpx2's alias_httpx() makes "httpcore" httpcore2 itself: one core.
         same = [known for known in _cores.values() if known.module is module]

@@ -31,7 +31,7 @@ from ._httpx import (
     open_sync_refused,
 )
 from ._request import check_url
-from ._stack import Response
+from ._stack import HTTPX, Response, stack_of
 
 __all__ = ["AsyncReader", "SyncReader"]
 
@@ -52,7 +52,7 @@ def _redirect(response: Response, client: AnyClient, hops: int, follow: bool) ->
     if hops >= client.max_redirects:
         raise ResponseError(f"more than {client.max_redirects} redirects", status_code=None)
     try:
-        check_url(str(request.url))
+        check_url(request.url, stack=stack_of(request) or HTTPX)
     except ValueError as exc:
         raise ResponseError(f"redirect to an unusable URL: {exc}", status_code=None) from None
     return request
@@ -84,10 +84,11 @@ def _hop_auth(previous: Any, hop: Any, auth: dict[str, Any]) -> dict[str, Any]:
 def _keep_body(error: object, response: Response, body: bytes) -> None:
     """Give the error a closed, readable copy of the response with this body."""
     assert isinstance(error, ResponseError)
-    headers = type(response.headers)(response.headers)  # (httpx's or httpx2's)
+    headers = type(response.headers)(response.headers)  # (the response's stack's)
     for name in ("content-encoding", "content-length", "transfer-encoding"):
         headers.pop(name, None)  # the body is decoded, and maybe cut
-    kind: Any = type(response)  # (httpx's or httpx2's)
+    stack = stack_of(response)
+    kind: Any = stack.http.Response if stack is not None else type(response)
     copy: Response = kind(
         response.status_code,
         headers=headers,

@@ -40,6 +40,7 @@ from ._stack import (
     Response,
     StackName,
     Timeout,
+    in_stack,
     stack_named,
     stack_of,
 )
@@ -128,6 +129,7 @@ class EventSource:
                 raise ValueError(f"http={http!r} but client= is {stack.name}'s")
         else:
             stack = stack_named(http or "httpx")
+        timeout, auth = in_stack(stack, timeout=timeout, auth=auth)
         has_base = client is not None and bool(str(client.base_url))
         upper = method.upper()
         self._spec = RequestSpec(

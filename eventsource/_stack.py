@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import threading
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import httpx
@@ -46,6 +47,7 @@ __all__ = [
     "Timeout",
     "URL",
     "loaded_stacks",
+    "in_stack",
     "stack_named",
     "stack_of",
 ]
@@ -79,6 +81,7 @@ class Stack:
 
 HTTPX = Stack(httpx, HTTPCORE)
 _stacks: dict[str, Stack] = {"httpx": HTTPX}
+_lock = threading.Lock()
 
 
 def stack_named(name: str) -> Stack:
@@ -89,23 +92,49 @@ def stack_named(name: str) -> Stack:
         return stack
     if name != "httpx2":
         raise ValueError(f"http= must be 'httpx' or 'httpx2', not {name!r}")
-    try:
-        module = importlib.import_module("httpx2")
-        core = core_named("httpcore2")
-    except ImportError as exc:
-        raise ImportError(
-            "http='httpx2' needs httpx2: pip install 'eventsource-client[httpx2]'"
-        ) from exc
-    # httpx2's alias_httpx() makes "httpx" httpx2 itself: one stack.
-    stack = _stacks[name] = HTTPX if module is httpx else Stack(module, core)
+    with _lock:  # one Stack a module: it is compared by identity
+        stack = _stacks.get(name)
+        if stack is not None:
+            return stack
+        try:
+            module = importlib.import_module("httpx2")
+            core = core_named("httpcore2")
+        except ImportError as exc:
+            raise ImportError(
+                "http='httpx2' needs httpx2: pip install 'eventsource-client[httpx2]'"
+            ) from exc
+        # httpx2's alias_httpx() makes "httpx" httpx2 itself: one stack.
+        stack = _stacks[name] = HTTPX if module is httpx else Stack(module, core)
     return stack
 
 
 def loaded_stacks() -> tuple[Stack, ...]:
     """The stacks in use so far (an error of any of them may reach a source)."""
-    if "httpx2" not in _stacks and "httpx2" in sys.modules:
-        stack_named("httpx2")  # imported by the application: its errors may come
+    if "httpx2" not in _stacks and sys.modules.get("httpx2") is not None:
+        try:
+            stack_named("httpx2")  # imported by the application: its errors may come
+        except ImportError:  # (httpx2 without its httpcore2: not a stack to run on)
+            pass
     return tuple(_stacks.values())
+
+
+def in_stack(stack: Stack, *, timeout: Any, auth: Any) -> tuple[Any, Any]:
+    """``timeout=`` and ``auth=`` for a source on this stack: another
+    stack's ``Timeout`` converted field by field, another stack's ``Auth``
+    refused (TypeError: its flow is written against that stack's requests)."""
+    for other in loaded_stacks():
+        if other.http is stack.http:
+            continue
+        if isinstance(timeout, other.http.Timeout):
+            timeout = stack.http.Timeout(
+                connect=timeout.connect, read=timeout.read, write=timeout.write, pool=timeout.pool
+            )
+        if isinstance(auth, other.http.Auth) and not isinstance(auth, stack.http.Auth):
+            raise TypeError(
+                f"auth= is {other.name}'s {type(auth).__name__}, but the source runs on "
+                f"{stack.name}: use {stack.name}'s auth classes (or a (user, password) tuple)"
+            )
+    return timeout, auth
 
 
 def stack_of(thing: object) -> Stack | None:

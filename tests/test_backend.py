@@ -732,7 +732,7 @@ async def test_https_through_an_https_proxy_reads_the_inner_tls(
 
 
 def test_addresses_are_interleaved_by_family() -> None:
-    from eventsource._abackend import _interleaved
+    from eventsource._connect import interleaved as _interleaved
 
     v6 = [(socket.AF_INET6, 0, 0, "", (f"::{i}", 1)) for i in (1, 2, 3)]
     v4 = [(socket.AF_INET, 0, 0, "", (f"10.0.0.{i}", 1)) for i in (1, 2)]
@@ -778,7 +778,7 @@ def _two_addresses(monkeypatch: pytest.MonkeyPatch, hang: str) -> Iterator[tuple
 async def test_a_black_holed_first_address_costs_the_happy_eyeballs_delay(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from eventsource._abackend import HAPPY_EYEBALLS_DELAY
+    from eventsource._connect import HAPPY_EYEBALLS_DELAY
 
     with _two_addresses(monkeypatch, hang="127.0.0.2") as (port, attempts):
         started = time.monotonic()
@@ -799,7 +799,7 @@ async def test_a_connect_timeout_during_the_race_leaves_no_socket(
 ) -> None:
     with _two_addresses(monkeypatch, hang="127.0.0.1") as (port, attempts):
         monkeypatch.setattr(
-            "eventsource._abackend._interleaved", lambda infos: [infos[1], infos[1]]
+            "eventsource._abackend.interleaved", lambda infos: [infos[1], infos[1]]
         )  # both attempts go to the black hole
         with pytest.raises(httpcore.ConnectTimeout):
             await AsyncBackend().connect_tcp("dual.test", port, timeout=0.6)
@@ -809,6 +809,9 @@ async def test_a_connect_timeout_during_the_race_leaves_no_socket(
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_every_address_refused_is_a_connect_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A failed attempt starts the next at once: with a 10 s delay, waiting it
+    # out would show.
+    monkeypatch.setattr("eventsource._connect.HAPPY_EYEBALLS_DELAY", 10.0)
     with _two_addresses(monkeypatch, hang="none") as (port, attempts):
         closed = socket.create_server(("127.0.0.1", 0))
         free_port = closed.getsockname()[1]

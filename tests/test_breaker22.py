@@ -9,7 +9,7 @@ What each group attacks:
   and past the limit) read by a source's own client and a user's client, on
   httpx and on httpx2, in every mode: any difference between the two stacks
   is a finding.
-- Happy Eyeballs (``_abackend._first_connected``): a refused first address,
+- Happy Eyeballs (``_connect.first_connected``): a refused first address,
   a black-holed one (a listener whose backlog is full), every address
   failing, the caller's timeout or cancel at random points of the race
   (asyncio and uvloop): the winner only, nothing left open; end to end
@@ -306,7 +306,8 @@ def _run_asyncio(engine: str, function: Callable[..., Any], *args: Any) -> Any:
 @pytest.mark.skipif(not LINUX, reason="a full backlog black-holes connects on Linux")
 @pytest.mark.parametrize("engine", ["asyncio", "uvloop"])
 def test_happy_eyeballs_races_refused_and_black_holed_addresses(engine: str) -> None:
-    from eventsource._abackend import HAPPY_EYEBALLS_DELAY, _first_connected
+    from eventsource._connect import HAPPY_EYEBALLS_DELAY
+    from eventsource._connect import first_connected as _first_connected
 
     good = socket.create_server(("127.0.0.1", 0))
     good_port = good.getsockname()[1]
@@ -670,17 +671,6 @@ def test_close_from_a_signal_handler_at_random_points(stack: str) -> None:
 # --- the testing toolkit on httpx2 --------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "DEFECT: SSEMock on httpx2 started for the first time from two threads at once "
-        "makes two PoolPatch objects for the stack (testing/_patch.py pool_patch(): "
-        "_patches.get / set without a lock); each patches httpcore2's pool classes, and "
-        "stopped in the other order the second restores the first's handler: the pools stay "
-        "patched after every mock stopped, and every later httpx2 request in the process "
-        "fails with 'SSEMock: ... is not mocked'."
-    ),
-)
 def test_ssemock_on_httpx2_started_from_threads_leaves_the_pools_as_they_were(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -728,25 +718,17 @@ def test_ssemock_on_httpx2_started_from_threads_leaves_the_pools_as_they_were(
     assert left == 0, f"httpcore2's pools left patched after {left} of 5 rounds"
 
 
-SEVERAL_ADDRESSES_REASON = (
-    "DEFECT (minor; a socket option is not a user's input through EventSource, but the "
-    "backend is httpcore's network-backend API, which takes them): an error other than "
-    "OSError in one attempt of the Happy Eyeballs race escapes connect_tcp() as an "
-    "ExceptionGroup from the race's task group (_abackend._first_connected: "
-    "anyio.create_task_group() around attempt(), which catches OSError only), where a "
-    "name of one address (and trio) raises the error itself."
-)
+# Fixed (was a strict xfail for "two"): an error other than OSError in one
+# attempt of the Happy Eyeballs race escaped connect_tcp() as an
+# ExceptionGroup from the race's task group, where a name of one address
+# (and trio) raises the error itself.
 
 
 @pytest.mark.parametrize(
     "addresses",
     [
         pytest.param(1, id="one"),
-        pytest.param(
-            2,
-            id="two",
-            marks=pytest.mark.xfail(strict=True, reason=SEVERAL_ADDRESSES_REASON),
-        ),
+        pytest.param(2, id="two"),
     ],
 )
 def test_an_attempt_s_own_error_is_raised_as_itself_with_several_addresses(

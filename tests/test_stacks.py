@@ -230,12 +230,6 @@ def test_alias_httpx_runs_everything_on_httpx2() -> None:
 # --- review22: another stack's Timeout / Auth ------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review22: EventSource(http='httpx2') accepts httpx.Timeout / httpx.Auth (typed as "
-    "a union of both stacks), then the first connect raises httpx2's bare TypeError from "
-    "Client(); the source is left CONNECTING and on_close never runs",
-)
 @pytest.mark.parametrize("what", ["timeout", "auth"])
 def test_another_stack_s_timeout_or_auth_is_converted_or_refused_at_once(what: str) -> None:
     kwargs: dict[str, Any] = (
@@ -247,8 +241,9 @@ def test_another_stack_s_timeout_or_auth_is_converted_or_refused_at_once(what: s
             source = EventSource(
                 server.url, http="httpx2", on_close=lambda: closed.append(1), **kwargs
             )
-        except TypeError:
-            return  # refused at construction, naming the mismatch: fine
+        except TypeError as exc:
+            assert what == "auth" and "httpx's BasicAuth" in str(exc)
+            return  # refused at construction, naming the mismatch
         events = source.collect(n=2, timeout=5)
     assert [e.data for e in events] == ["a", "b"]
     assert closed == [1]

@@ -154,11 +154,13 @@ class PoolPatch:
 
 
 _patches: dict[str, PoolPatch] = {}
+_patches_lock = threading.Lock()  # one PoolPatch a stack, whichever threads start mocks
 
 
 def pool_patch(stack: Stack) -> PoolPatch:
     """The pool patch of a stack (one per stack, made on first use)."""
-    patch = _patches.get(stack.name)
-    if patch is None:
-        patch = _patches[stack.name] = PoolPatch(stack)
-    return patch
+    with _patches_lock:
+        patch = _patches.get(stack.name)
+        if patch is None:
+            patch = _patches[stack.name] = PoolPatch(stack)
+        return patch
