@@ -32,12 +32,14 @@ if TYPE_CHECKING:
     AsyncClient: TypeAlias = httpx.AsyncClient | httpx2.AsyncClient
     Auth: TypeAlias = httpx.Auth | httpx2.Auth
     Timeout: TypeAlias = httpx.Timeout | httpx2.Timeout
+    Httpx2Response: TypeAlias = httpx2.Response  # (for overloads keyed on http=)
 else:
-    Response = Request = URL = Client = AsyncClient = Auth = Timeout = Any
+    Response = Request = URL = Client = AsyncClient = Auth = Timeout = Httpx2Response = Any
 
 __all__ = [
     "HTTPX",
     "AsyncClient",
+    "Httpx2Response",
     "Auth",
     "Client",
     "Request",

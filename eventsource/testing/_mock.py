@@ -13,9 +13,20 @@ import json as jsonlib
 import threading
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args, overload
 
-from .._stack import HTTPX, Request, Response, Stack, StackName, stack_named, stack_of
+import httpx
+
+from .._stack import (
+    HTTPX,
+    Httpx2Response,
+    Request,
+    Response,
+    Stack,
+    StackName,
+    stack_named,
+    stack_of,
+)
 from ._events import EventLike, encode_event
 from ._patch import pool_patch
 
@@ -139,6 +150,34 @@ def _sse_reply(
     if headers:
         all_headers.update({k.lower(): v for k, v in headers.items()})
     return _Reply(status, all_headers, chunks, drop)
+
+
+@overload
+def sse_response(
+    events: Iterable[EventLike] = (),
+    *,
+    status: int = 200,
+    headers: Mapping[str, str] | None = None,
+    chunk_size: int | None = None,
+    drop: bool = False,
+    http: Literal["httpx"] = "httpx",
+    json: Any = ...,
+    text: str | None = None,
+) -> httpx.Response: ...
+
+
+@overload
+def sse_response(
+    events: Iterable[EventLike] = (),
+    *,
+    status: int = 200,
+    headers: Mapping[str, str] | None = None,
+    chunk_size: int | None = None,
+    drop: bool = False,
+    http: Literal["httpx2"],
+    json: Any = ...,
+    text: str | None = None,
+) -> Httpx2Response: ...
 
 
 def sse_response(

@@ -40,3 +40,8 @@ EventSource(httpx2.URL("http://127.0.0.1:1/"), http="httpx2", auth=httpx2.BasicA
 response = EventSource("http://127.0.0.1:1/").response
 if isinstance(response, httpx2.Response):
     print(response.http_version)
+
+from eventsource.testing import sse_response  # noqa: E402
+
+on_httpx: httpx.Response = sse_response(["a"])
+on_httpx2: httpx2.Response = sse_response(["a"], http="httpx2")
