@@ -138,7 +138,11 @@ class ConnectionPolicy:
         self.max_retries = max_retries
         self.max_retry_delay = max_retry_delay
         self.min_retry_delay = min_retry_delay
-        self.retry_statuses = frozenset(retry_statuses)
+        # Shared, not copied (4 KiB a source): frozenset() copies a subclass,
+        # and DEFAULT_RETRY_STATUSES is one (for its repr).
+        self.retry_statuses = (
+            retry_statuses if isinstance(retry_statuses, frozenset) else frozenset(retry_statuses)
+        )
         self.reconnect = reconnect  # None: the machine decides per request method
         self.failures = 0  # failed attempts in a row
         self._rng = rng or _RNG
