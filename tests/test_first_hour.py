@@ -335,3 +335,37 @@ def test_an_error_line_escapes_the_reason_phrase() -> None:
     error = ResponseError("refused", status_code=403, response=Response())  # type: ignore[arg-type]
     line = describe_error(error, "http://127.0.0.1:1/")
     assert _controls(line) == [], repr(line)
+
+
+# --- one final on_error a failure ---------------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "DEFECT (issue 23): when retries run out, on_error gets the last error with "
+        "will_retry=False, then RetriesExhaustedError: two final reports of one failure"
+    ),
+)
+def test_retries_running_out_is_one_final_on_error(stack: str) -> None:
+    from eventsource import ConnectionLostError, RetriesExhaustedError
+
+    errors: list[Any] = []
+    with SSEServer() as server:
+        server.respond_with(503, {"Retry-After": "0"}, times=None)
+        source = EventSource(
+            server.url,
+            http=stack,
+            max_retries=2,
+            retry=0.01,
+            min_retry_delay=0.01,
+            on_error=errors.append,
+        )
+        with pytest.raises(RetriesExhaustedError) as raised:
+            source.collect(timeout=10)
+    final = [error for error in errors if not error.will_retry]
+    assert len(final) == 1, final
+    assert isinstance(final[0], RetriesExhaustedError) and final[0] is raised.value
+    assert isinstance(final[0].__cause__, ResponseError)
+    assert [e.will_retry for e in errors] == [True, True, False]
+    assert not isinstance(final[0], ConnectionLostError)
