@@ -482,10 +482,11 @@ class Machine:
         try:
             self.delay = self.policy.next_delay(delivered=self._delivered, retry_after=retry_after)
         except RetriesExhaustedError as exc:
+            # One final report: RetriesExhaustedError, the last error as its
+            # cause (handing on_error that error too would report the end twice).
             exc.__cause__ = error
             error.will_retry = False
             error.retry_delay = None
-            self._queue.insert(0, Failure((error,)))
             self._fatal = exc
             return
         error.will_retry = True

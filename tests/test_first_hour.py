@@ -340,13 +340,6 @@ def test_an_error_line_escapes_the_reason_phrase() -> None:
 # --- one final on_error a failure ---------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "DEFECT (issue 23): when retries run out, on_error gets the last error with "
-        "will_retry=False, then RetriesExhaustedError: two final reports of one failure"
-    ),
-)
 def test_retries_running_out_is_one_final_on_error(stack: str) -> None:
     from eventsource import ConnectionLostError, RetriesExhaustedError
 
