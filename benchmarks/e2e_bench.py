@@ -270,7 +270,8 @@ CLIENTS: list[tuple[str, Client, bool]] = [
     (PEER2_SYNC, _httpx2_sse_sync, False),
     (LD, _launchdarkly, False),
 ]
-# The clients that need httpx2 installed.
+# The clients that run only when httpx2 is installed (USER, on httpx, is the twin of
+# its run on httpx2).
 NEEDS_HTTPX2 = (USER, PEER2, PEER2_SYNC)
 
 
