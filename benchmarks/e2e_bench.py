@@ -14,6 +14,11 @@ this file's, run as a script with the other checkout first on PYTHONPATH).
 ``--rounds R`` repeats the whole measurement, interleaved; ``--clients
 eventsource`` keeps the clients whose name holds that text, ``--framings close``
 the one framing.
+
+On httpx2 (when it is installed): httpx2's own ``EventSource`` (``client.sse(url)``,
+async and sync) is a peer, and eventsource's clients also run on httpx2 (`` on
+httpx2``: a source's own client made with ``http="httpx2"``, and a user's
+``httpx2.AsyncClient``), each measured right after its twin on httpx.
 """
 
 from __future__ import annotations
@@ -51,10 +56,24 @@ TLS = " + TLS"
 BEFORE = " (before)"
 TRIO = "eventsource async (trio)"
 SYNC = "eventsource sync"
+USER = "eventsource async, user's client"
+HTTPX2 = " on httpx2"
+PEER2 = "httpx2.EventSource async"
+PEER2_SYNC = "httpx2.EventSource sync"
 CAFILE_ENV = "EVENTSOURCE_BENCH_CAFILE"
 # What ``verify=`` the httpx floor passes: the TLS mode's CA context in a child that
 # runs against the TLS server (see _trust_cafile), httpx's default otherwise.
 _VERIFY: ssl.SSLContext | bool = True
+# The HTTP stack eventsource's clients run on in this child: "httpx", or "httpx2" for
+# a client named `` on httpx2`` (a source's own client with http="httpx2", a user's
+# httpx2 client). Each run checks that its response came from that stack.
+_HTTP = "httpx"
+
+
+def _check_stack(source: object) -> None:
+    stack = type(source.response).__module__.partition(".")[0]  # type: ignore[attr-defined]
+    if stack != _HTTP:
+        raise RuntimeError(f"the response came from {stack}, not {_HTTP}")
 
 
 def _asyncio(factory: Callable[[str], object]) -> Client:
@@ -112,10 +131,32 @@ async def _eventsource_async(url: str) -> tuple[int, int]:
     from eventsource import EventSource
 
     n = size = 0
-    async with EventSource(url, reconnect=False) as source:
+    # http= only off the default: a --before tree may predate the option.
+    options = {"http": _HTTP} if _HTTP != "httpx" else {}
+    async with EventSource(url, reconnect=False, **options) as source:
         async for event in source:
+            if not n:
+                _check_stack(source)
             n += 1
             size += len(event.data)
+    return n, size
+
+
+async def _eventsource_user(url: str) -> tuple[int, int]:
+    """A user's own client (httpx's or httpx2's AsyncClient): its public stream."""
+    import importlib
+
+    from eventsource import EventSource
+
+    n = size = 0
+    http = importlib.import_module(_HTTP)
+    async with http.AsyncClient() as client:
+        async with EventSource(url, client=client, reconnect=False) as source:
+            async for event in source:
+                if not n:
+                    _check_stack(source)
+                n += 1
+                size += len(event.data)
     return n, size
 
 
@@ -137,8 +178,11 @@ def _eventsource_sync(url: str) -> tuple[int, int]:
     from eventsource import EventSource
 
     n = size = 0
-    with EventSource(url, reconnect=False) as source:
+    options = {"http": _HTTP} if _HTTP != "httpx" else {}
+    with EventSource(url, reconnect=False, **options) as source:
         for event in source:
+            if not n:
+                _check_stack(source)
             n += 1
             size += len(event.data)
     return n, size
@@ -164,6 +208,28 @@ def _httpx_sse_sync(url: str) -> tuple[int, int]:
     n = size = 0
     with httpx.Client() as client, httpx_sse.connect_sse(client, "GET", url) as source:
         for event in source.iter_sse():
+            n += 1
+            size += len(event.data)
+    return n, size
+
+
+async def _httpx2_sse_async(url: str) -> tuple[int, int]:
+    import httpx2
+
+    n = size = 0
+    async with httpx2.AsyncClient() as client, client.sse(url) as source:
+        async for event in source:
+            n += 1
+            size += len(event.data)
+    return n, size
+
+
+def _httpx2_sse_sync(url: str) -> tuple[int, int]:
+    import httpx2
+
+    n = size = 0
+    with httpx2.Client() as client, client.sse(url) as source:
+        for event in source:
             n += 1
             size += len(event.data)
     return n, size
@@ -197,10 +263,16 @@ CLIENTS: list[tuple[str, Client, bool]] = [
     (TRIO, _trio(_eventsource_async), False),
     (SYNC, _eventsource_sync, False),
     (FAST, _asyncio(_eventsource_aiohttp), False),
+    (USER, _asyncio(_eventsource_user), False),
     (PEER, _asyncio(_httpx_sse_async), False),
     ("httpx-sse sync", _httpx_sse_sync, False),
+    (PEER2, _asyncio(_httpx2_sse_async), False),
+    (PEER2_SYNC, _httpx2_sse_sync, False),
     (LD, _launchdarkly, False),
 ]
+# The clients that run only when httpx2 is installed (USER, on httpx, is the twin of
+# its run on httpx2).
+NEEDS_HTTPX2 = (USER, PEER2, PEER2_SYNC)
 
 
 def _trust_cafile(cafile: str) -> None:
@@ -225,6 +297,10 @@ def child(name: str, url: str, repeat: int) -> dict[str, object]:
         _trust_cafile(os.environ[CAFILE_ENV])
     if name.endswith(TLS):
         name = name[: -len(TLS)]
+    if name.endswith(HTTPX2):
+        global _HTTP
+        _HTTP = "httpx2"
+        name = name[: -len(HTTPX2)]
     if name.endswith(MYPYC):
         # h11 compiled with mypyc, in place of h11 for this process only; httpcore
         # imports h11 when httpx is first imported, which has not happened yet.
@@ -257,28 +333,36 @@ def child(name: str, url: str, repeat: int) -> dict[str, object]:
 # The clients that also run over TLS, and those that also run from the --before tree.
 TLS_CLIENTS = (FLOOR, SUBJECT_ASYNC, TRIO, SYNC)
 BEFORE_CLIENTS = (SUBJECT_ASYNC, TRIO, SYNC)
+# The clients that also run on httpx2 (`` on httpx2``), each right after its twin.
+HTTPX2_CLIENTS = (SUBJECT_ASYNC, TRIO, SYNC, USER)
 
 
 def _variants(before: bool = False, only: tuple[str, ...] = ()) -> list[tuple[str, bool]]:
     """Every client, in the order of the table: the plain ones, the httpx-based ones
-    that matter on h11-mypyc if installed, the TLS ones, and the --before ones."""
-    base = [(name, floor) for name, _runner, floor in CLIENTS]
+    that matter on h11-mypyc if installed, the TLS ones, the ones on httpx2 if
+    installed, and the --before ones."""
+    httpx2 = importlib.util.find_spec("httpx2") is not None
+    base = [(name, floor) for name, _r, floor in CLIENTS if httpx2 or name not in NEEDS_HTTPX2]
     out = list(base)
     if importlib.util.find_spec("h11_mypyc") is not None:
         out += [(name + MYPYC, f) for name, f in base if name in (FLOOR, SUBJECT_ASYNC, PEER)]
     out += [(name + TLS, f) for name, f in base if name in TLS_CLIENTS]
+    if httpx2:
+        out += [(name + HTTPX2, f) for name, f in base if name in HTTPX2_CLIENTS]
     if before:
         out += [(name + BEFORE, f) for name, f in base if name in BEFORE_CLIENTS]
     return [(name, f) for name, f in out if not only or any(o in name for o in only)]
 
 
 def _measure_order(variants: list[tuple[str, bool]]) -> list[str]:
-    """The order of measurement: a client's TLS and --before twins right after it."""
+    """The order of measurement: a client's TLS, --before and httpx2 twins right
+    after it."""
     names = [name for name, _floor in variants]
+    suffixes = (TLS, BEFORE, HTTPX2)
     twins = {
         name
         for name in names
-        for suffix in (TLS, BEFORE)
+        for suffix in suffixes
         if name.endswith(suffix) and name[: -len(suffix)] in names
     }
     order: list[str] = []
@@ -286,7 +370,7 @@ def _measure_order(variants: list[tuple[str, bool]]) -> list[str]:
         if name in twins:
             continue  # measured right after its plain twin
         order.append(name)
-        order += [twin for twin in (name + TLS, name + BEFORE) if twin in twins]
+        order += [twin for twin in (name + suffix for suffix in suffixes) if twin in twins]
     return order
 
 
@@ -441,7 +525,16 @@ def run(
         "time. Comparisons of two clients measured one right after the other (TLS / plain, "
         "now / before) are judged on it: jobs sharing the machine move wall time far more."
     )
+    if any(name.endswith(HTTPX2) for name, _floor in variants):
+        table.notes.append(
+            f"`{HTTPX2.strip()}`: the same client on httpx2 / httpcore2, measured right after "
+            f'its twin on httpx: a source\'s own client made with http="httpx2", or (`{USER}`) '
+            "a user's httpx2.AsyncClient in place of an httpx.AsyncClient (httpx's / httpx2's "
+            f"public stream). {PEER2} / {PEER2_SYNC}: httpx2's own EventSource, "
+            "`client.sse(url)`, iterated."
+        )
     table.notes += _verdicts(rates, per_round, cpu_round)
+    table.notes += _httpx2_verdicts(rates, per_round, cpu_round)
     return [table]
 
 
@@ -540,6 +633,39 @@ def _verdicts(
     return out
 
 
+def _httpx2_verdicts(
+    rates: dict[tuple[str, str], float],
+    wall: dict[tuple[str, str], list[float]],
+    cpu: dict[tuple[str, str], list[float]],
+) -> list[str]:
+    """eventsource on httpx2, one chunk per event: against launchdarkly-eventsource
+    (issue 21's 2x, as on httpx), against httpx2's own EventSource (async against
+    async, sync against sync), and against itself on httpx (measured right before)."""
+    out = []
+    ld = rates.get((LD, "chunked"))
+    for name in (*SUBJECTS, USER):
+        ours = rates.get((name + HTTPX2, "chunked"))
+        if ours is None:
+            continue
+        line = f"httpx2, chunked, {name}{HTTPX2}:"
+        if ld and name in SUBJECTS:
+            vs_ld = _Pair(wall, cpu, LD, name + HTTPX2, "chunked")
+            line += (
+                f" {ours / ld:.2f}x {LD} (target >= {CHUNKED_VS_LD:g}x: "
+                f"{'met' if ours >= CHUNKED_VS_LD * ld else 'NOT met'}; its CPU time is "
+                f"{vs_ld.cpu:.2f}x ours);"
+            )
+        peer = PEER2_SYNC if name == SYNC else PEER2
+        theirs = rates.get((peer, "chunked"))
+        if theirs:
+            line += f" {ours / theirs:.2f}x {peer};"
+        pair = _Pair(wall, cpu, name + HTTPX2, name, "chunked")
+        if pair.ok:
+            line += f" time on httpx2 / on httpx: {pair.text()}"
+        out.append(line.rstrip(";") + ".")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--quick", action="store_true", help="20,000 events instead of 100,000")
@@ -569,7 +695,16 @@ def main(argv: list[str] | None = None) -> int:
     for table in tables:
         print(table.text())
     if args.markdown:
-        dists = ("eventsource-client", "httpx", "h11", "httpx-sse", "httpx-aiohttp", "aiohttp")
+        dists = (
+            "eventsource-client",
+            "httpx",
+            "httpx2",
+            "httpcore2",
+            "h11",
+            "httpx-sse",
+            "httpx-aiohttp",
+            "aiohttp",
+        )
         write_markdown(args.markdown, tables, (*dists, "launchdarkly-eventsource"))
     return 0
 

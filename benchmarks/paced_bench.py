@@ -14,12 +14,16 @@ with a task awaiting its data), trio's ``wait_readable()`` with a read, and anyi
 Run ``python -m benchmarks.paced_bench [--quick] [--events N] [--markdown FILE]``;
 ``--before TREE`` also runs eventsource's clients on another checkout's eventsource/
 (this file's client code, run as a script with that checkout first on PYTHONPATH),
-each right after this tree's.
+each right after this tree's. When httpx2 is installed, httpx2's own ``EventSource``
+(``client.sse(url)``, async and sync) is a peer, and eventsource's clients also run on
+httpx2 (`` on httpx2``: a source's own client made with ``http="httpx2"``), each right
+after its twin on httpx.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import statistics
@@ -42,6 +46,9 @@ ROUNDS = 3
 CHILD_TIMEOUT = 120.0
 LD = "launchdarkly-eventsource"
 BEFORE = " (before)"
+HTTPX2 = " on httpx2"
+PEER2 = "httpx2.EventSource async"
+PEER2_SYNC = "httpx2.EventSource sync"
 SYNC = "eventsource sync"
 ASYNC = ("eventsource async (asyncio)", "eventsource async (trio)")
 # Issue 21's targets: CPU per event at most this many times launchdarkly's.
@@ -52,10 +59,29 @@ DISTS = (
     "httpcore",
     "anyio",
     "trio",
+    "httpx2",
+    "httpcore2",
     "httpx-sse",
     "launchdarkly-eventsource",
     "urllib3",
 )
+# The HTTP stack eventsource's clients run on in this child: "httpx", or "httpx2" for a
+# client named `` on httpx2`` (a source's own client made with http="httpx2"). Each
+# run checks, on its first event and before its clock starts, that its response came
+# from that stack.
+_HTTP = "httpx"
+
+
+def _check_stack(source: Any) -> None:
+    stack = type(source.response).__module__.partition(".")[0]
+    if stack != _HTTP:
+        raise RuntimeError(f"the response came from {stack}, not {_HTTP}")
+
+
+def _options() -> dict[str, str]:
+    """http= only off the default: a --before tree may predate the option."""
+    return {"http": _HTTP} if _HTTP != "httpx" else {}
+
 
 # A client reads the stream to its end (or its n-th event) and returns
 # (events seen, CPU seconds from the first event to the last, ids in order).
@@ -89,8 +115,10 @@ async def _eventsource_async(url: str, n: int) -> Measured:
     from eventsource import EventSource
 
     clock, ids = _Clock(), []
-    async with EventSource(url, reconnect=False) as source:
+    async with EventSource(url, reconnect=False, **_options()) as source:
         async for event in source:
+            if not clock.n:
+                _check_stack(source)
             clock.tick()
             ids.append(event.id)
             if clock.n >= n:
@@ -102,8 +130,10 @@ def _eventsource_sync(url: str, n: int) -> Measured:
     from eventsource import EventSource
 
     clock, ids = _Clock(), []
-    with EventSource(url, reconnect=False) as source:
+    with EventSource(url, reconnect=False, **_options()) as source:
         for event in source:
+            if not clock.n:
+                _check_stack(source)
             clock.tick()
             ids.append(event.id)
             if clock.n >= n:
@@ -133,6 +163,32 @@ def _httpx_sse_sync(url: str, n: int) -> Measured:
     clock, ids = _Clock(), []
     with httpx.Client() as client, httpx_sse.connect_sse(client, "GET", url) as source:
         for event in source.iter_sse():
+            clock.tick()
+            ids.append(event.id)
+            if clock.n >= n:
+                break
+    return clock.n, clock.cpu(), ids
+
+
+async def _httpx2_sse_async(url: str, n: int) -> Measured:
+    import httpx2
+
+    clock, ids = _Clock(), []
+    async with httpx2.AsyncClient() as client, client.sse(url) as source:
+        async for event in source:
+            clock.tick()
+            ids.append(event.id)
+            if clock.n >= n:
+                break
+    return clock.n, clock.cpu(), ids
+
+
+def _httpx2_sse_sync(url: str, n: int) -> Measured:
+    import httpx2
+
+    clock, ids = _Clock(), []
+    with httpx2.Client() as client, client.sse(url) as source:
+        for event in source:
             clock.tick()
             ids.append(event.id)
             if clock.n >= n:
@@ -335,6 +391,8 @@ CLIENTS: list[tuple[str, Runner, bool]] = [
     (SYNC, _eventsource_sync, False),
     ("httpx-sse async", _asyncio(_httpx_sse_async), False),
     ("httpx-sse sync", _httpx_sse_sync, False),
+    (PEER2, _asyncio(_httpx2_sse_async), False),
+    (PEER2_SYNC, _httpx2_sse_sync, False),
     (LD, _launchdarkly, False),
     ("floor: blocking recv() loop", _floor_recv, True),
     ("floor: asyncio Protocol", _floor_protocol, True),
@@ -346,6 +404,10 @@ CLIENTS: list[tuple[str, Runner, bool]] = [
 
 def child(name: str, base: str, n: int) -> dict[str, Any]:
     """One client in this (fresh) process: a warm-up stream, then the measured one."""
+    if name.endswith(HTTPX2):
+        global _HTTP
+        _HTTP = "httpx2"
+        name = name[: -len(HTTPX2)]
     runner, floor = {c: (r, f) for c, r, f in CLIENTS}[name]
     import eventsource
 
@@ -397,12 +459,18 @@ def run_child(name: str, base: str, n: int, before: str | None = None) -> dict[s
 
 
 def _names(before: bool) -> list[str]:
-    """The clients in order; with --before, eventsource's twins right after them."""
+    """The clients in order; eventsource's twins right after them: with --before,
+    on the other checkout; with httpx2 installed, on httpx2."""
+    httpx2 = importlib.util.find_spec("httpx2") is not None
     out = []
     for name, _runner, _floor in CLIENTS:
+        if name in (PEER2, PEER2_SYNC) and not httpx2:
+            continue
         out.append(name)
         if before and name in LIMITS:
             out.append(name + BEFORE)
+        if httpx2 and name in LIMITS:
+            out.append(name + HTTPX2)
     return out
 
 
@@ -478,8 +546,42 @@ def run(
                     f"{name}: now / before {medians[name] / medians[name + BEFORE]:.2f}x "
                     f"(per round {pairs})."
                 )
+    table.notes += _httpx2_notes(medians, per_event)
     table.notes += [f"{name}: {reason}" for name, reason in errors.items()]
     return [table]
+
+
+def _httpx2_notes(medians: dict[str, float], per_event: dict[str, list[float]]) -> list[str]:
+    """eventsource on httpx2: against launchdarkly-eventsource (with issue 21's limits,
+    as on httpx), against httpx2's own EventSource (async against async, sync against
+    sync), and against itself on httpx (run right before it in every round)."""
+    if not any(name + HTTPX2 in medians for name in LIMITS):
+        return []
+    out = [
+        f"`{HTTPX2.strip()}`: eventsource's client on httpx2 / httpcore2 (a source's own "
+        'client made with http="httpx2"), each run right after its twin on httpx in every '
+        f"round. {PEER2} / {PEER2_SYNC}: httpx2's own EventSource, `client.sse(url)`."
+    ]
+    ld = medians.get(LD)
+    for name, limit in LIMITS.items():
+        mine = medians.get(name + HTTPX2)
+        if mine is None:
+            continue
+        line = f"{name}{HTTPX2}: {mine:.1f} µs/event"
+        if ld:
+            verdict = "met" if mine <= limit * ld else "NOT met"
+            line += f"; {mine / ld:.2f}x {LD} (limit {limit:g}x, as on httpx: {verdict})"
+        peer = medians.get(PEER2_SYNC if name == SYNC else PEER2)
+        if peer:
+            line += f"; {mine / peer:.2f}x {PEER2_SYNC if name == SYNC else PEER2}"
+        if name in medians:
+            pairs = ", ".join(
+                f"{a / b:.2f}"
+                for a, b in zip(per_event[name + HTTPX2], per_event[name], strict=False)
+            )
+            line += f"; on httpx2 / on httpx {mine / medians[name]:.2f}x (per round {pairs})"
+        out.append(line + ".")
+    return out
 
 
 def _verdicts(medians: dict[str, float]) -> list[str]:
