@@ -5,11 +5,10 @@ alone, or the pytest plugin (``eventsource.testing._plugin``), imports
 neither httpx nor anyio until a name is asked for.
 """
 
-import importlib as _importlib
 import logging as _logging
 from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
 
+from ._lazy import exports as _exports
 from ._version import __version__
 
 if _TYPE_CHECKING:
@@ -69,14 +68,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> _Any:
-    where = _WHERE.get(name)
-    if where is None:
-        raise AttributeError(f"module 'eventsource' has no attribute {name!r}")
-    value = getattr(_importlib.import_module(where, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = _exports(globals(), _WHERE, __all__)

@@ -15,9 +15,9 @@ plugin (fixtures ``sse_server``, ``sse_server_sync``, ``sse_mock``).
   anything).
 """
 
-import importlib as _importlib
 from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
+
+from .._lazy import exports as _exports
 
 if _TYPE_CHECKING:
     from ._asgi import ASGIStreamTransport
@@ -53,14 +53,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> _Any:
-    where = _WHERE.get(name)
-    if where is None:
-        raise AttributeError(f"module 'eventsource.testing' has no attribute {name!r}")
-    value = getattr(_importlib.import_module(where, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = _exports(globals(), _WHERE, __all__)
