@@ -362,3 +362,134 @@ def test_retries_running_out_is_one_final_on_error(stack: str) -> None:
     assert isinstance(final[0].__cause__, ResponseError)
     assert [e.will_retry for e in errors] == [True, True, False]
     assert not isinstance(final[0], ConnectionLostError)
+
+
+# --- failures that retrying cannot fix ----------------------------------------------------------
+
+CONNECT_DEFECT = pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "DEFECT (issue 23): a certificate that fails verification, https:// to a plain port "
+        "and http:// to a TLS port are retried for ever (ConnectionLostError, backoff) "
+        "instead of failing at once with ConnectError before the source ever opened"
+    ),
+)
+
+
+def _first_error(url: str, stack: str, user: bool, **kwargs: Any) -> tuple[Any, float, int]:
+    """What a source raises (and how soon, and how many errors it reported)."""
+    import time
+
+    errors: list[Any] = []
+    client = None
+    if user:
+        import importlib
+
+        client = importlib.import_module(stack).Client(trust_env=False)
+    started = time.monotonic()
+    try:
+        EventSource(
+            url,
+            client=client,
+            http=None if user else stack,  # type: ignore[arg-type]
+            retry=0.2,
+            min_retry_delay=0.2,
+            on_error=errors.append,
+            **kwargs,
+        ).collect(timeout=4)
+    except eventsource.EventSourceError as exc:
+        return exc, time.monotonic() - started, len(errors)
+    finally:
+        if client is not None:
+            client.close()
+    raise AssertionError("the source raised nothing")
+
+
+@CONNECT_DEFECT
+@pytest.mark.parametrize("user", [False, True], ids=["own", "user"])
+def test_a_certificate_that_fails_verification_fails_at_once(
+    stack: str, user: bool, tls: Any
+) -> None:
+    with SSEServer(events=[{"data": "a"}], tls=tls.server) as server:
+        error, took, reported = _first_error(server.url, stack, user)
+    assert type(error).__name__ == "ConnectError", repr(error)
+    assert "certificate verify failed" in str(error)
+    assert "verify=" in str(error)
+    assert took < 3 and reported == 1
+
+
+@CONNECT_DEFECT
+@pytest.mark.parametrize("user", [False, True], ids=["own", "user"])
+def test_https_to_a_plain_port_fails_at_once(stack: str, user: bool) -> None:
+    with SSEServer(events=[{"data": "a"}]) as server:
+        url = server.url.replace("http://", "https://")
+        error, took, reported = _first_error(url, stack, user)
+    assert type(error).__name__ == "ConnectError", repr(error)
+    assert "TLS" in str(error)
+    assert took < 3 and reported == 1
+
+
+@CONNECT_DEFECT
+@pytest.mark.parametrize("user", [False, True], ids=["own", "user"])
+def test_http_to_a_tls_port_fails_at_once(stack: str, user: bool, tls: Any) -> None:
+    with SSEServer(events=[{"data": "a"}], tls=tls.server) as server:
+        url = server.url.replace("https://", "http://")
+        error, took, reported = _first_error(url, stack, user)
+    assert type(error).__name__ == "ConnectError", repr(error)
+    assert "https://" in str(error)
+    assert took < 3 and reported == 1
+
+
+def test_a_certificate_failure_after_a_first_open_is_retried(stack: str, tls: Any) -> None:
+    """A certificate rotated mid-life (here: the second connection presents
+    one from another CA) is retried, as a dropped connection is."""
+    import socket
+    import ssl
+    import threading
+
+    import trustme
+
+    other = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    trustme.CA().issue_cert("127.0.0.1").configure_cert(other)
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    done = threading.Event()
+
+    def serve() -> None:
+        for n in range(3):
+            try:
+                raw, _ = listener.accept()
+            except OSError:
+                return
+            context = other if n == 1 else tls.server
+            try:
+                conn = context.wrap_socket(raw, server_side=True)
+                conn.recv(65536)
+                event = b"id: %d\ndata: e%d\n\n" % (n, n)
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+                    b"content-length: %d\r\n\r\n%s" % (len(event), event)
+                )
+                conn.close()
+            except (OSError, ssl.SSLError):
+                raw.close()
+        done.set()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    errors: list[Any] = []
+    try:
+        events = EventSource(
+            f"https://127.0.0.1:{port}/",
+            http=stack,  # type: ignore[arg-type]
+            verify=tls.client,
+            retry=0.05,
+            min_retry_delay=0.05,
+            on_error=errors.append,
+        ).collect(n=2, timeout=10)
+    finally:
+        listener.close()
+        thread.join(5)
+    assert [e.data for e in events] == ["e0", "e2"]
+    failed = [e for e in errors if "certificate" in str(e)]
+    assert failed and all(e.will_retry for e in failed), errors
