@@ -14,6 +14,7 @@ from ._version import __version__
 if _TYPE_CHECKING:
     from ._encoder import format_event
     from ._errors import (
+        ConnectError,
         ConnectionLostError,
         EventIdError,
         EventSourceError,
@@ -34,6 +35,7 @@ _logging.getLogger("eventsource").addHandler(_logging.NullHandler())
 # Each public name and the private module that defines it.
 _WHERE = {
     "DEFAULT_RETRY_STATUSES": "._policy",
+    "ConnectError": "._errors",
     "ConnectionLostError": "._errors",
     "EventIdError": "._errors",
     "EventSource": "._source",
@@ -51,6 +53,7 @@ _WHERE = {
 
 __all__ = [
     "DEFAULT_RETRY_STATUSES",
+    "ConnectError",
     "ConnectionLostError",
     "EventIdError",
     "EventSource",

@@ -295,7 +295,12 @@ class AsyncDriver:
             await reader.close_refused(response, machine.error)
 
     def _failed(self, exc: Exception, *, sending: bool) -> None:
-        result = classify(exc, sending=sending, read_timeout=self.spec.read_timeout)
+        result = classify(
+            exc,
+            sending=sending,
+            read_timeout=self.spec.read_timeout,
+            opened=self.machine.opens > 0,
+        )
         if result is None:
             if not self._same_loop():
                 # A connection opened under an event loop that is gone (the

@@ -9,6 +9,9 @@ can catch them all at once::
      |                           content type other than text/event-stream
      +-- ConnectionLostError     the connection failed or ended; transient, retried
      |    +-- ReadTimeoutError   nothing arrived for read_timeout seconds
+     +-- ConnectError            before a first open: a certificate that fails
+     |                           verification, or TLS / plain HTTP mismatched on
+     |                           the port; not retried
      +-- EventIdError            the last event ID cannot be sent as Last-Event-ID
      +-- RetriesExhaustedError   every attempt failed (the first and max_retries
                                  retries); the last error is its __cause__
@@ -124,6 +127,24 @@ def status_message(status: int, reason: str, method: str, url: str) -> str:
 @public
 class ConnectionLostError(EventSourceError):
     """The connection failed, or the stream ended; the source reconnects."""
+
+
+@public
+class ConnectError(EventSourceError):
+    """The source could not connect, for a reason that retrying cannot fix,
+    before it ever opened: the server's certificate failed verification, or
+    the URL's scheme does not match the port (``https://`` to a plain HTTP
+    port, ``http://`` to a TLS one). Not retried. After a first open the same
+    failures are retried (a certificate rotated mid-life), as
+    ``ConnectionLostError``.
+
+    ``detail`` says what failed (``"certificate verify failed: …"``), without
+    the advice the message adds.
+    """
+
+    def __init__(self, message: str, *, detail: str) -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 @public

@@ -29,6 +29,7 @@ as httpcore leaves it (tested).
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -38,7 +39,13 @@ import anyio
 
 from ._body import AsyncFast, AsyncPublic, SyncFast, SyncPublic, fast_stream
 from ._decode import BodyDecodingError
-from ._errors import ConnectionLostError, EventSourceError, ReadTimeoutError, ResponseError
+from ._errors import (
+    ConnectError,
+    ConnectionLostError,
+    EventSourceError,
+    ReadTimeoutError,
+    ResponseError,
+)
 from ._stack import Response, loaded_stacks, stack_of
 
 __all__ = [
@@ -64,12 +71,49 @@ CLOSE_TIMEOUT = 5.0  # seconds that closing a response or a client may take, at 
 # --- classifying ------------------------------------------------------------------------
 
 
+_VERIFY_ADVICE = (
+    "pass verify= a CA bundle or an ssl.SSLContext that trusts the server, or "
+    "verify=False to skip the check (on a client of your own: its verify=)"
+)
+# OpenSSL's reasons for a server that does not speak TLS on the port.
+_NOT_TLS = frozenset({"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG"})
+
+
+def _unfixable(exc: BaseException) -> tuple[str, str] | None:
+    """What retrying cannot fix in an exception's chain: a certificate that
+    fails verification, or a server that does not speak TLS on the port of
+    an https:// URL; the words for it and the advice. None otherwise. (An
+    http:// URL to a TLS port is a 400 from most servers, a ResponseError; an
+    OpenSSL server resets, which cannot be told from a drop.)"""
+    link: BaseException | None = exc
+    seen = 0
+    while link is not None and seen < 10:
+        if isinstance(link, ssl.SSLCertVerificationError):
+            why = link.verify_message or "the certificate is not trusted"
+            return f"certificate verify failed: {why}", _VERIFY_ADVICE
+        if isinstance(link, ssl.SSLError) and link.reason in _NOT_TLS:
+            return (
+                f"the server does not speak TLS on this port ({link.reason})",
+                "use http:// for a plain HTTP port",
+            )
+        link = link.__cause__ or link.__context__
+        seen += 1
+    return None
+
+
 def classify(
-    exc: BaseException, *, sending: bool, read_timeout: float | None = None
+    exc: BaseException,
+    *,
+    sending: bool,
+    read_timeout: float | None = None,
+    opened: bool = True,
 ) -> tuple[EventSourceError, bool] | None:
     """The library's error for an exception from a request or a read, and
     whether it is fatal (retrying cannot fix it); None when it is not an I/O
-    error at all (a bug: let it propagate)."""
+    error at all (a bug: let it propagate). Before the source ever
+    ``opened``, a certificate that fails verification and TLS / plain HTTP
+    mismatched on the port are a fatal ConnectError; after, they are
+    retried (a certificate rotated mid-life)."""
     if isinstance(exc, EventSourceError):
         # Ours, raised while sending: a refused redirect (final), or an
         # interrupted read (the machine ignores it).
@@ -93,8 +137,17 @@ def classify(
         isinstance(exc, s.lost) for s in stacks
     ):
         # OSError covers ssl.SSLError and a socket shut down under a read.
-        verb = "cannot connect" if sending else "connection lost"
-        error = ConnectionLostError(f"{verb}: {exc!r}")
+        unfixable = _unfixable(exc) if sending else None
+        if unfixable is not None:
+            detail, advice = unfixable
+            if not opened:
+                error = ConnectError(f"{detail}: {advice}", detail=detail)
+                error.__cause__ = exc
+                return error, True
+            error = ConnectionLostError(f"cannot connect: {detail}")
+        else:
+            verb = "cannot connect" if sending else "connection lost"
+            error = ConnectionLostError(f"{verb}: {exc!r}")
     elif isinstance(exc, (anyio.EndOfStream, anyio.ClosedResourceError)):
         error = ConnectionLostError(f"connection lost: {exc!r}")
     else:

@@ -197,7 +197,12 @@ class SyncDriver:
             reader.close_refused(response, machine.error)
 
     def _failed(self, exc: Exception, *, sending: bool) -> None:
-        result = classify(exc, sending=sending, read_timeout=self.spec.read_timeout)
+        result = classify(
+            exc,
+            sending=sending,
+            read_timeout=self.spec.read_timeout,
+            opened=self.machine.opens > 0,
+        )
         if result is None:
             raise exc  # not an I/O failure: a bug to see
         error, fatal = result

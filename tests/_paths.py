@@ -167,14 +167,14 @@ def cases(
                     reason = "httpx2 is not installed (the httpx2 extra)"
                 elif skip is not None:
                     reason = skip(case)
+                for pattern, why in (xfail or {}).items():
+                    if fnmatch(case.id, pattern):
+                        used.add(pattern)  # (a real case, even where it is skipped)
+                        if reason is None:
+                            marks.append(pytest.mark.xfail(strict=True, reason=why))
+                        break
                 if reason is not None:
                     marks.append(pytest.mark.skip(reason=reason))
-                else:
-                    for pattern, why in (xfail or {}).items():
-                        if fnmatch(case.id, pattern):
-                            marks.append(pytest.mark.xfail(strict=True, reason=why))
-                            used.add(pattern)
-                            break
                 params.append(pytest.param(case, MODES[mode], id=case.id, marks=marks))
     unused = set(xfail or {}) - used
     assert not unused, f"xfail patterns that match no case: {sorted(unused)}"
