@@ -16,6 +16,7 @@ import httpx
 
 from .._encoder import format_event
 from .._errors import (
+    ConnectError,
     ConnectionLostError,
     EventTooLargeError,
     ReadTimeoutError,
@@ -216,6 +217,13 @@ def _describe_error(error: BaseException, url: str) -> str:
         return text
     if isinstance(error, EventTooLargeError):
         return f"{error} from {url}"
+    if isinstance(error, ConnectError):
+        advice = (
+            "use --cacert FILE, or -k to skip verification"
+            if error.detail.startswith("certificate")
+            else "check the URL's scheme (http:// or https://)"
+        )
+        return f"cannot connect to {url}: {error.detail}: {advice}"
     if isinstance(error, ConnectionLostError):
         cause = error.__cause__
         if isinstance(cause, (httpx.ConnectError, httpx.ConnectTimeout)):
