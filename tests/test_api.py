@@ -13,6 +13,7 @@ def test_all_is_exactly_the_public_api() -> None:
     assert sorted(eventsource.__all__) == sorted(
         [
             "DEFAULT_RETRY_STATUSES",
+            "ConnectError",
             "ConnectionLostError",
             "EventSource",
             "EventIdError",
