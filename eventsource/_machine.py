@@ -58,6 +58,8 @@ from ._errors import (
     ConnectionLostError,
     EventSourceError,
     EventTooLargeError,
+    ReadTimeoutError,
+    ResponseError,
     RetriesExhaustedError,
 )
 from ._event import ServerSentEvent
@@ -149,6 +151,19 @@ _STATES = {
     _State.OPEN: ReadyState.OPEN,
     _State.CLOSED: ReadyState.CLOSED,
 }
+
+
+def _cause(error: EventSourceError, url: object) -> str:
+    """What made an attempt fail, in words that fit it, for log lines: a
+    503 is no lost connection, a refused connect no dropped stream."""
+    text = str(error)
+    if isinstance(error, ResponseError):
+        return text  # "Server error '503 Service Unavailable' for GET url '…'"
+    if text.startswith("cannot connect"):
+        return f"cannot connect to {url} ({text.removeprefix('cannot connect: ')})"
+    if isinstance(error, ReadTimeoutError):
+        return f"{text} from {url}"
+    return f"connection lost ({text.removeprefix('connection lost: ')})"
 
 
 class Machine:
@@ -329,7 +344,9 @@ class Machine:
             error.will_retry = False
             error.retry_delay = None
             self.error = error
-            logger.error("stream failed: %s: %s", self.url, error)
+            # INFO: the error is raised to the caller (and given to on_error);
+            # logging it at ERROR too would report it twice.
+            logger.info("stream failed: %s: %s", self.url, error)
 
     # --- inputs from the driver ----------------------------------------------------------
 
@@ -494,8 +511,8 @@ class Machine:
         self._delivered = False
         last_id = self.parser.last_event_id
         logger.info(
-            "connection lost (%s); reconnecting in %.3g s%s",
-            str(error).removeprefix("connection lost: "),  # said once is enough
+            "%s; reconnecting in %.3g s%s",
+            _cause(error, self.url),
             self.delay,
             f" with Last-Event-ID {last_id!r}" if last_id else "",
         )

@@ -443,7 +443,7 @@ def test_verbose_keeps_its_own_lines_instead(capsys: pytest.CaptureFixture[str])
     assert main([url, "-v", "--timeout", "0.5"]) == 1
     err = capsys.readouterr().err
     assert "retrying in" not in err
-    assert "* connection lost (cannot connect: " in err and "reconnecting in 3 s" in err
+    assert f"* cannot connect to {url} (" in err and "reconnecting in 3 s" in err
 
 
 def test_a_stream_that_ends_before_any_event_is_a_failed_attempt(

@@ -840,7 +840,7 @@ def _delays(caplog: pytest.LogCaptureFixture) -> list[float]:
     return [
         float(r.args[1])  # type: ignore[index]
         for r in caplog.records
-        if r.name == "eventsource" and r.msg.startswith("connection lost")
+        if r.name == "eventsource" and "reconnecting in %.3g s" in str(r.msg)
     ]
 
 
@@ -1037,8 +1037,11 @@ async def test_logging_goes_to_the_eventsource_logger(
     messages = [r.getMessage() for r in records]
     assert any(m.startswith("connecting: GET " + URL) for m in messages)
     assert sum(m.startswith("open: " + URL) for m in messages) == 2
+    # Each retry line names its cause (issue 23): the end of the stream, then the 503.
     lost = [m for m in messages if m.startswith("connection lost")]
-    assert len(lost) == 2 and "reconnecting in" in lost[0] and "'1'" in lost[0]
+    assert len(lost) == 1 and "reconnecting in" in lost[0] and "'1'" in lost[0]
+    refused = [m for m in messages if "503 Service Unavailable" in m and "reconnecting in" in m]
+    assert len(refused) == 1, messages
     assert messages[-1] == f"closed: {URL}"
     assert all(r.levelno < logging.WARNING for r in records)
     assert capsys.readouterr() == ("", "")
