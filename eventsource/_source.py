@@ -51,6 +51,7 @@ __all__ = ["EventSource", "ReadyState"]
 logger = logging.getLogger("eventsource")
 
 _UNSET: Any = object()
+_LONGEST_READ = 365 * 24 * 3600.0  # seconds: a read timeout longer is none
 _Driver = AsyncDriver | SyncDriver
 
 
@@ -112,8 +113,12 @@ class EventSource:
             last_event_id_header(last_event_id)  # sent stripped; refused if it cannot be
         except EventIdError as exc:
             raise ValueError(f"invalid last_event_id: {exc}") from None
-        if read_timeout is not None and read_timeout <= 0:
+        if read_timeout is not None and not read_timeout > 0:  # (NaN too)
             raise ValueError("read_timeout must be positive or None")
+        if read_timeout is not None and read_timeout > _LONGEST_READ:
+            # inf, 1e300: no read timeout, as None says (the OS takes none
+            # that long: a socket's timeout overflowed).
+            read_timeout = None
         if client is not None and cookies is not None:
             raise ValueError("cookies go to your own client when you pass client=")
         if client is not None and verify is not True:

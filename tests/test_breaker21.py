@@ -1652,18 +1652,11 @@ def test_a_coding_the_request_asked_for_is_httpx_s(engine: str) -> None:
 # --- odd parameters ------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "PRE-EXISTING (c46b78d too; a user's httpx.Client raises the same): EventSource "
-        "accepts read_timeout=float('inf') (it refuses only <= 0), and a sync source then "
-        "raises OverflowError from its iteration (SyncStream._kernel_timeout: int(inf), "
-        "outside the try; 1e300 raises struct.error the same way), not an EventSourceError, "
-        "and leaves the source OPEN."
-    ),
-)
 @pytest.mark.parametrize("read_timeout", [float("inf"), 1e300])
 def test_a_huge_read_timeout_in_sync_mode(read_timeout: float) -> None:
+    """Fixed (issue 23's validation; a strict xfail since the first
+    breaker): a read timeout past a year is none (it raised OverflowError
+    from a sync iteration and left the source OPEN)."""
     with Raw(answer(SSE + b"\r\n" + b"data: a\n\n")) as server:
         run = drive("sync", EventSource(server.url(), reconnect=False, read_timeout=read_timeout))
     assert run.raised is None

@@ -564,3 +564,9 @@ def test_retry_log_lines_name_their_cause(caplog: pytest.LogCaptureFixture) -> N
             ).collect(timeout=5)
     retried = [r.getMessage() for r in caplog.records if "reconnecting in" in r.getMessage()]
     assert retried and all(line.startswith("cannot connect") for line in retried), retried
+
+
+@pytest.mark.parametrize("bad", [0, -1, float("nan")])
+def test_a_read_timeout_that_is_no_duration_is_refused(bad: float) -> None:
+    with pytest.raises(ValueError, match="read_timeout"):
+        EventSource("http://127.0.0.1:1/", read_timeout=bad)
