@@ -570,3 +570,31 @@ def test_retry_log_lines_name_their_cause(caplog: pytest.LogCaptureFixture) -> N
 def test_a_read_timeout_that_is_no_duration_is_refused(bad: float) -> None:
     with pytest.raises(ValueError, match="read_timeout"):
         EventSource("http://127.0.0.1:1/", read_timeout=bad)
+
+
+@pytest.mark.xfail(
+    strict=True, reason="DEFECT (issue 23): the CLI's error line hides the API's message"
+)
+@pytest.mark.parametrize(
+    ("body", "content_type", "shown"),
+    [
+        (
+            b'{"error": {"message": "Incorrect API key provided"}}',
+            "application/json",
+            "Incorrect API key provided",
+        ),
+        (b'{"message": "token expired"}', "application/json", "token expired"),
+        (b"Forbidden: ask an admin\n" + b"x" * 500, "text/plain", "Forbidden: ask an admin"),
+    ],
+)
+def test_the_cli_shows_the_refused_body(body: bytes, content_type: str, shown: str) -> None:
+    from eventsource._cli._output import describe_error
+
+    with SSEServer() as server:
+        server.respond_with(401, {"Content-Type": content_type}, body)
+        with pytest.raises(ResponseError) as raised:
+            EventSource(server.url).collect(timeout=5)
+        line = describe_error(raised.value, server.url)
+    assert line.startswith("401 Unauthorized from ")
+    assert shown in line, line
+    assert len(line) < 400 and "\n" not in line
