@@ -572,9 +572,6 @@ def test_a_read_timeout_that_is_no_duration_is_refused(bad: float) -> None:
         EventSource("http://127.0.0.1:1/", read_timeout=bad)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="DEFECT (issue 23): the CLI's error line hides the API's message"
-)
 @pytest.mark.parametrize(
     ("body", "content_type", "shown"),
     [

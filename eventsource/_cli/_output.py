@@ -204,7 +204,9 @@ def _describe_error(error: BaseException, url: str) -> str:
         request = getattr(response, "request", None)
         where = str(request.url) if request is not None else url
         if error.status_code is not None and error.status_code != 200:
-            return f"{reason(error.status_code, response)} from {where}: not retrying"
+            said = _api_message(error)
+            line = f"{reason(error.status_code, response)} from {where}: not retrying"
+            return f"{line}: {said}" if said else line
         if error.status_code == 200:
             return str(error)  # it names the URL
         return f"{error} from {where}"
@@ -285,6 +287,29 @@ def describe_error(error: BaseException, url: str) -> str:
     """One line naming what ended the stream, for ``error: ...`` (what the
     server chose in it shown, not acted on: see ``visible``)."""
     return visible(_describe_error(error, url))
+
+
+_SAID = 200  # characters of a refused body shown when it is no JSON message
+
+
+def _api_message(error: ResponseError) -> str:
+    """What the API said in its refused body: ``error.message`` (OpenAI's,
+    Anthropic's shape) or ``message`` of a JSON object, else the start of
+    the text, on one line."""
+    try:
+        value = error.json()
+    except ValueError:
+        value = None
+    if isinstance(value, dict):
+        inner = value.get("error")
+        for said in (
+            inner.get("message") if isinstance(inner, dict) else inner,
+            value.get("message"),
+        ):
+            if isinstance(said, str) and said.strip():
+                return " ".join(said.split())[: _SAID * 2]
+    text = " ".join(error.body.split())
+    return text if len(text) <= _SAID else text[:_SAID] + "…"
 
 
 def short_error(error: BaseException) -> str:
