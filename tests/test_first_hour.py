@@ -595,3 +595,34 @@ def test_the_cli_shows_the_refused_body(body: bytes, content_type: str, shown: s
     assert line.startswith("401 Unauthorized from ")
     assert shown in line, line
     assert len(line) < 400 and "\n" not in line
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="DEFECT (issue 23): timeout=httpx.Timeout(read=...) is ignored; read_timeout's 60 s wins",
+)
+def test_a_timeout_object_s_read_sets_the_read_timeout(stack: str) -> None:
+    import importlib
+
+    from eventsource import ReadTimeoutError
+
+    module = importlib.import_module(stack)
+    errors: list[Any] = []
+    with SSEServer(events=[{"data": "a"}]) as server:
+        source = EventSource(
+            server.url,
+            http=stack,  # type: ignore[arg-type]
+            timeout=module.Timeout(10, read=0.3),
+            retry=0.01,
+            min_retry_delay=0.01,
+            on_error=errors.append,
+        )
+        source.collect(timeout=3)  # the stream stays silent after "a"
+    assert any(isinstance(e, ReadTimeoutError) for e in errors), errors
+
+
+def test_an_explicit_read_timeout_wins_over_the_timeout_object() -> None:
+    import httpx
+
+    source = EventSource("http://127.0.0.1:1/", timeout=httpx.Timeout(10, read=0.3), read_timeout=7)
+    assert source._spec.read_timeout == 7  # noqa: SLF001 (what the source will use)
