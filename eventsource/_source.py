@@ -52,6 +52,16 @@ logger = logging.getLogger("eventsource")
 
 _UNSET: Any = object()
 _LONGEST_READ = 365 * 24 * 3600.0  # seconds: a read timeout longer is none
+
+
+class _Default(float):
+    """A default that is known for one when given back (``help()`` shows the
+    number): ``read_timeout`` not given lets a ``Timeout``'s ``read`` set it."""
+
+    __slots__ = ()
+
+
+DEFAULT_READ_TIMEOUT = _Default(60.0)
 _Driver = AsyncDriver | SyncDriver
 
 
@@ -64,13 +74,8 @@ class EventSource:
     instance. Options are in seconds. See the README for the full contract.
 
     ``client=`` may be an httpx or an httpx2 client; without one, the source
-    makes its own on ``http=``: "httpx" (the default) or "httpx2" (the
-    ``httpx2`` extra), verifying the server's certificate as ``verify=``
-    says: True (the stack's default CAs), a CA bundle's path, an
-    ``ssl.SSLContext`` (client certificates too), or False (no check).
-    Redirects are followed, as browsers do, up to the client's
-    ``max_redirects``; ``follow_redirects=False`` makes a 3xx a
-    ``ResponseError``.
+    makes its own on ``http=`` ("httpx", or "httpx2": the ``httpx2``
+    extra). The constructor's docstring describes every option.
     """
 
     # Slots: a service may hold thousands of sources; a __dict__ each costs 1.6 KiB.
@@ -99,7 +104,7 @@ class EventSource:
         min_retry_delay: float = DEFAULT_MIN_RETRY_DELAY,
         max_retry_delay: float = 30.0,
         retry_statuses: Collection[int] = DEFAULT_RETRY_STATUSES,
-        read_timeout: float | None = 60.0,
+        read_timeout: float | None = DEFAULT_READ_TIMEOUT,
         max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
         on_open: OnOpen | None = None,
         on_message: OnMessage | None = None,
@@ -107,12 +112,81 @@ class EventSource:
         on_close: OnClose | None = None,
         on_comment: OnComment | None = None,
     ) -> None:
+        """Describe the stream; nothing is sent until the first use.
+
+        Args:
+            url: The stream's absolute ``http://`` or ``https://`` URL (relative
+                to a ``client=`` with a ``base_url``).
+            method: The request method; a request other than GET is not sent
+                twice once a stream head arrived (see the README).
+            headers: Extra request headers, or a callable returning them before
+                every attempt (a fresh token).
+            params: Query parameters, or a callable returning them before every
+                attempt.
+            json: A JSON request body (POST streams, as LLM APIs use).
+            content: A raw request body (bytes or str); not with ``json``.
+            cookies: Cookies for the source's own client (with ``client=``, set
+                them on your client).
+            auth: httpx's (or httpx2's) ``auth=``: a ``(user, password)`` tuple,
+                an ``Auth`` whose flow may refresh a token on a 401, or a
+                callable; run on every attempt and same-origin redirect hop.
+            client: Your own ``httpx`` / ``httpx2`` ``Client`` (sync use) or
+                ``AsyncClient`` (async use); the source never closes it.
+                Without one the source makes its own (the fast read).
+            http: The stack of the source's own client: ``"httpx"`` (the
+                default) or ``"httpx2"`` (the ``httpx2`` extra).
+            verify: TLS verification of the source's own client: True (the
+                stack's default CAs), a CA bundle's path, an
+                ``ssl.SSLContext`` (client certificates too), or False.
+            follow_redirects: Follow redirects (the default, as browsers do,
+                up to the client's ``max_redirects``); False makes a 3xx a
+                ``ResponseError``.
+            timeout: The source's own client's connect, write and pool
+                timeouts (seconds, or a ``Timeout``); a ``Timeout``'s ``read``
+                is the read timeout when ``read_timeout`` is not given.
+            last_event_id: Resume from this id (sent as ``Last-Event-ID``).
+            retry: The reconnection time in seconds until the stream's
+                ``retry:`` field sets another.
+            reconnect: None: reconnect GET streams, and others when they can
+                resume; True: always; False: the first end is final.
+            max_retries: Failed attempts in a row retried before
+                ``RetriesExhaustedError``; None: no limit.
+            min_retry_delay: The backoff floor of consecutive failed
+                attempts, whatever ``retry:`` says.
+            max_retry_delay: The backoff ceiling.
+            retry_statuses: Statuses retried with backoff (honouring
+                ``Retry-After``); ``DEFAULT_RETRY_STATUSES`` by default.
+            read_timeout: Seconds without any byte (not even a comment) after
+                which the stream counts as dropped and reconnects; None: no
+                limit. It applies on a client of your own too, whatever that
+                client's read timeout says.
+            max_event_size: The longest line or event, in characters; longer
+                raises ``EventTooLargeError``.
+            on_open: Called when a stream opens.
+            on_message: Called with every event, whatever its type.
+            on_error: Called with every error; ``error.will_retry`` says what
+                follows.
+            on_close: Called once, when the source is closed.
+            on_comment: Called with each comment line's text (heartbeats).
+
+        Raises:
+            ValueError: An option that can never work (a URL that is no
+                absolute http(s) URL, ``json`` with ``content``, a read
+                timeout that is no duration, ``cookies`` or ``verify`` with
+                ``client=``...).
+            TypeError: ``client=`` is no httpx or httpx2 client, or ``auth=``
+                is another stack's.
+            ImportError: ``http="httpx2"`` without httpx2 installed.
+        """
         if json is not None and content is not None:
             raise ValueError("give json or content, not both")
         try:
             last_event_id_header(last_event_id)  # sent stripped; refused if it cannot be
         except EventIdError as exc:
             raise ValueError(f"invalid last_event_id: {exc}") from None
+        if read_timeout is DEFAULT_READ_TIMEOUT:
+            read = getattr(timeout, "read", DEFAULT_READ_TIMEOUT)  # an httpx / httpx2 Timeout's
+            read_timeout = read if read is None or isinstance(read, (int, float)) else 60.0
         if read_timeout is not None and not read_timeout > 0:  # (NaN too)
             raise ValueError("read_timeout must be positive or None")
         if read_timeout is not None and read_timeout > _LONGEST_READ:

@@ -597,10 +597,6 @@ def test_the_cli_shows_the_refused_body(body: bytes, content_type: str, shown: s
     assert len(line) < 400 and "\n" not in line
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT (issue 23): timeout=httpx.Timeout(read=...) is ignored; read_timeout's 60 s wins",
-)
 def test_a_timeout_object_s_read_sets_the_read_timeout(stack: str) -> None:
     import importlib
 
