@@ -250,3 +250,47 @@ def test_the_testing_extra_is_what_the_toolkit_imports() -> None:
     third_party = imported - set(sys.stdlib_module_names) - {"eventsource", "__future__"}
     testing = names(project["optional-dependencies"]["testing"])
     assert third_party - names(project["dependencies"]) - {"pytest", "trio"} == testing == {"respx"}
+
+
+OWN_FIXTURE_TESTS = """
+import pytest
+import pytest_asyncio
+from eventsource import EventSource
+from eventsource.testing import SSEServer
+
+MARK = pytest.mark.asyncio if {strict} else (lambda f: f)
+
+
+@pytest_asyncio.fixture
+async def server():
+    async with SSEServer() as server:  # set up and torn down in different tasks
+        yield server
+
+
+@MARK
+async def test_streams(server):
+    server.send("a")
+    async with EventSource(server.url) as source:
+        async for event in source:
+            assert event.data == "a"
+            break
+"""
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "DEFECT (issue 23): `async with SSEServer()` in a pytest-asyncio async fixture fails "
+        "at teardown ('Attempted to exit cancel scope in a different task'): pytest-asyncio "
+        "runs a fixture's setup and teardown in different tasks"
+    ),
+)
+@pytest.mark.parametrize("asyncio_mode", ["strict", "auto"])
+def test_async_with_sse_server_in_a_pytest_asyncio_fixture(
+    pytester: pytest.Pytester, asyncio_mode: str
+) -> None:
+    pytester.makepyfile(test_user=OWN_FIXTURE_TESTS.format(strict=asyncio_mode == "strict"))
+    result = run(pytester, "-p", "asyncio", "-p", "no:anyio", "-o", f"asyncio_mode={asyncio_mode}")
+    output = result.stdout.str() + result.stderr.str()
+    assert "different task" not in output, output
+    result.assert_outcomes(passed=1)
