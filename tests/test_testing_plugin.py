@@ -277,14 +277,6 @@ async def test_streams(server):
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "DEFECT (issue 23): `async with SSEServer()` in a pytest-asyncio async fixture fails "
-        "at teardown ('Attempted to exit cancel scope in a different task'): pytest-asyncio "
-        "runs a fixture's setup and teardown in different tasks"
-    ),
-)
 @pytest.mark.parametrize("asyncio_mode", ["strict", "auto"])
 def test_async_with_sse_server_in_a_pytest_asyncio_fixture(
     pytester: pytest.Pytester, asyncio_mode: str

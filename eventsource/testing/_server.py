@@ -24,15 +24,17 @@ runs (``async with``: in the current event loop; ``with``: in its own thread).
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import Iterable
-from contextlib import AbstractContextManager
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from types import TracebackType
 from typing import Any, Literal
 
 import anyio
 import anyio.from_thread
 
+from .._abackend import _on_trio
 from .._encoder import format_event
 from ._events import EventLike
 from ._faults import DROP, END, EVENT, RAW, STALL, Canned, CutPoint, Plan, count
@@ -43,6 +45,47 @@ from ._records import RecordedConnection, RecordedRequest
 from ._serving import Serving
 
 __all__ = ["RecordedConnection", "RecordedRequest", "SSEServer"]
+
+
+def _on_asyncio() -> bool:
+    """asyncio runs this task (trio in guest mode runs inside an asyncio loop:
+    it is asked first)."""
+    return not _on_trio()
+
+
+class _Hosted:
+    """A server's ``_serve()`` run in an asyncio task of its own, so that
+    any task may stop it (asyncio only: trio's tasks live in nurseries)."""
+
+    def __init__(self, task: asyncio.Task[None], stop: asyncio.Event) -> None:
+        self._task = task
+        self._stop = stop
+
+    @classmethod
+    async def start(cls, serving: AbstractAsyncContextManager[None]) -> _Hosted:
+        started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        stop = asyncio.Event()
+
+        async def host() -> None:
+            async with serving:
+                started.set_result(None)
+                await stop.wait()
+
+        task = asyncio.get_running_loop().create_task(host())
+        try:
+            await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            task.cancel()
+            raise
+        if task.done():
+            task.result()  # the server failed to start: its error
+        return cls(task, stop)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        with anyio.CancelScope(shield=True):
+            await asyncio.wait({self._task})
+        self._task.result()  # an error of the server's shutdown
 
 
 class SSEServer(Serving):
@@ -140,9 +183,15 @@ class SSEServer(Serving):
     async def __aenter__(self) -> SSEServer:
         if self._async_cm is not None or self._sync_cm is not None:
             raise RuntimeError("this SSEServer is already running")
-        cm = self._serve()
-        await cm.__aenter__()
-        self._async_cm = cm
+        if _on_asyncio():
+            # A task of its own: pytest-asyncio enters an async fixture in one
+            # task and leaves it in another, and a task group (a cancel scope)
+            # must be left by the task that entered it.
+            self._async_cm = await _Hosted.start(self._serve())
+        else:
+            cm = self._serve()
+            await cm.__aenter__()
+            self._async_cm = cm
         return self
 
     async def __aexit__(
