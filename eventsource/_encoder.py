@@ -6,13 +6,11 @@ import json
 from typing import Any
 
 from ._errors import EventIdError
-from ._public import public
 from ._request import last_event_id_header
 
 __all__ = ["format_event"]
 
 
-@public
 def format_event(
     data: Any = None,
     *,

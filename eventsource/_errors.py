@@ -48,6 +48,15 @@ __all__ = [
 ]
 
 
+def _rebuilt(kind: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    """An error unpickled: made without its __init__ (keyword-only
+    arguments), its args and attributes put back."""
+    error = kind.__new__(kind)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
+
 @public
 class EventSourceError(Exception):
     """Base class of every error eventsource raises.
@@ -59,6 +68,11 @@ class EventSourceError(Exception):
 
     will_retry: bool = False
     retry_delay: float | None = None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled whole (pytest-xdist, process pools): the subclasses' keyword-
+        # only arguments would not survive Exception's own reduce.
+        return (_rebuilt, (type(self), self.args, dict(self.__dict__)))
 
 
 @public
@@ -105,8 +119,11 @@ class ResponseError(EventSourceError):
 
     def json(self) -> Any:
         """The body decoded as JSON (an API's error, say); ValueError when it
-        is no JSON (``json.JSONDecodeError``)."""
-        return jsonlib.loads(self.body)
+        is no JSON (``json.JSONDecodeError``) or nested too deep to decode."""
+        try:
+            return jsonlib.loads(self.body)
+        except RecursionError:
+            raise ValueError("the body's JSON is nested too deep to decode") from None
 
 
 def status_message(status: int, reason: str, method: str, url: str) -> str:
@@ -131,7 +148,8 @@ class ConnectionLostError(EventSourceError):
 
 @public
 class ConnectError(EventSourceError):
-    """The source could not connect, for a reason that retrying cannot fix,
+    """Not a refused connection (that is a retried ``ConnectionLostError``):
+    the source could not connect, for a reason that retrying cannot fix,
     before it ever opened: the server's certificate failed verification, or
     the URL's scheme does not match the port (``https://`` to a plain HTTP
     port, ``http://`` to a TLS one). Not retried. After a first open the same

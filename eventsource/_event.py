@@ -6,12 +6,9 @@ import json
 from operator import itemgetter
 from typing import Any
 
-from ._public import public
-
 __all__ = ["ServerSentEvent"]
 
 
-@public
 class ServerSentEvent(tuple):  # type: ignore[type-arg]
     """One event as dispatched by the stream; immutable.
 

@@ -96,6 +96,8 @@ def _unfixable(exc: BaseException) -> tuple[str, str] | None:
                 f"the server does not speak TLS on this port ({link.reason})",
                 "use http:// for a plain HTTP port",
             )
+        # The context too, even where it was suppressed ("from None"): the
+        # certificate's error is often only there (httpcore re-raises so).
         link = link.__cause__ or link.__context__
         seen += 1
     return None

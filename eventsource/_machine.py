@@ -65,7 +65,6 @@ from ._errors import (
 from ._event import ServerSentEvent
 from ._parser import SSEParser
 from ._policy import Action, ConnectionPolicy
-from ._public import public
 
 if TYPE_CHECKING:
     from ._stack import Response
@@ -86,7 +85,6 @@ __all__ = [
 logger = logging.getLogger("eventsource")
 
 
-@public
 class ReadyState(enum.IntEnum):
     """The source's state, numbered as in browsers; it prints as its name
     (``OPEN``) in logs and f-strings, and compares equal to its number."""
@@ -99,6 +97,8 @@ class ReadyState(enum.IntEnum):
         return self.name
 
     def __format__(self, spec: str) -> str:
+        if spec and spec[-1] in "bcdoxXn":  # a numeric format ("{:d}"): the number
+            return int.__format__(self, spec)
         return format(self.name, spec)
 
 
@@ -346,7 +346,10 @@ class Machine:
             self.error = error
             # INFO: the error is raised to the caller (and given to on_error);
             # logging it at ERROR too would report it twice.
-            logger.info("stream failed: %s: %s", self.url, error)
+            cause = error.__cause__ if isinstance(error, RetriesExhaustedError) else None
+            logger.info(
+                "stream failed: %s: %s%s", self.url, error, f" (the last: {cause})" if cause else ""
+            )
 
     # --- inputs from the driver ----------------------------------------------------------
 

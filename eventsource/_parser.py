@@ -63,7 +63,6 @@ from typing import Any, NamedTuple
 
 from ._errors import EventTooLargeError
 from ._event import ServerSentEvent
-from ._public import public
 
 __all__ = ["SSEParser", "parse"]
 
@@ -235,7 +234,6 @@ def _shape_key(block: str) -> _Key:
     return tuple(shape), min(comments, 1), multi
 
 
-@public
 class SSEParser:
     """Incremental, sans-IO parser of a ``text/event-stream`` body.
 
@@ -783,7 +781,6 @@ def _rfind_blank(chunk: bytes) -> int:
     return chunk.rfind(b"\n\n", 0, end + 1)
 
 
-@public
 def parse(
     data: bytes | str | Iterable[bytes | str],
     *,

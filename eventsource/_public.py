@@ -1,6 +1,8 @@
-"""``@public``: a name that ``eventsource`` exports says so in its
-``__module__`` (tracebacks print ``eventsource.ResponseError``, pickling and
-the docs find it there), as httpx does for its public names."""
+"""``@public``: an exception that ``eventsource`` exports says so in its
+``__module__``, so that tracebacks print ``eventsource.ResponseError``, as
+httpx's do. Only the exceptions: ``inspect.getsource()`` (IPython's ``??``,
+pdb) finds a class through its module, and the classes a notebook user
+inspects keep theirs."""
 
 from __future__ import annotations
 

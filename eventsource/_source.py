@@ -30,7 +30,6 @@ from ._event import ServerSentEvent
 from ._machine import FINISH, Machine, ReadyState
 from ._parser import DEFAULT_MAX_EVENT_SIZE
 from ._policy import DEFAULT_MIN_RETRY_DELAY, DEFAULT_RETRY_STATUSES, ConnectionPolicy
-from ._public import public
 from ._request import HeadersArg, ParamsArg, RequestSpec, check_url, last_event_id_header
 from ._stack import (
     URL,
@@ -65,7 +64,6 @@ DEFAULT_READ_TIMEOUT = _Default(60.0)
 _Driver = AsyncDriver | SyncDriver
 
 
-@public
 class EventSource:
     """A Server-Sent Events stream that reconnects, like a browser's EventSource.
 
@@ -140,10 +138,12 @@ class EventSource:
                 ``ssl.SSLContext`` (client certificates too), or False.
             follow_redirects: Follow redirects (the default, as browsers do,
                 up to the client's ``max_redirects``); False makes a 3xx a
-                ``ResponseError``.
+                ``ResponseError``. A client of your own's ``follow_redirects``
+                is not consulted: the source follows them itself.
             timeout: The source's own client's connect, write and pool
-                timeouts (seconds, or a ``Timeout``); a ``Timeout``'s ``read``
-                is the read timeout when ``read_timeout`` is not given.
+                timeouts (seconds, or a ``Timeout``). A ``Timeout`` given its
+                own ``read`` (``Timeout(10, read=120)``) sets the read timeout
+                when ``read_timeout`` is not given.
             last_event_id: Resume from this id (sent as ``Last-Event-ID``).
             retry: The reconnection time in seconds until the stream's
                 ``retry:`` field sets another.
@@ -184,9 +184,13 @@ class EventSource:
             last_event_id_header(last_event_id)  # sent stripped; refused if it cannot be
         except EventIdError as exc:
             raise ValueError(f"invalid last_event_id: {exc}") from None
-        if read_timeout is DEFAULT_READ_TIMEOUT:
-            read = getattr(timeout, "read", DEFAULT_READ_TIMEOUT)  # an httpx / httpx2 Timeout's
-            read_timeout = read if read is None or isinstance(read, (int, float)) else 60.0
+        if read_timeout is DEFAULT_READ_TIMEOUT and client is None:
+            # A Timeout whose read differs from its connect was given one on
+            # purpose (Timeout(10, read=120)); Timeout(10) sets all four alike
+            # and keeps the 60 s read timeout of an event stream.
+            read = getattr(timeout, "read", None)
+            if isinstance(read, (int, float)) and read != getattr(timeout, "connect", read):
+                read_timeout = read
         if read_timeout is not None and not read_timeout > 0:  # (NaN too)
             raise ValueError("read_timeout must be positive or None")
         if read_timeout is not None and read_timeout > _LONGEST_READ:

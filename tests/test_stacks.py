@@ -303,3 +303,23 @@ def test_a_same_origin_redirect_hop_runs_the_auth_flow(stack: str) -> None:
         sent = [request.headers.get("authorization") for request in server.requests]
     assert [e.data for e in events] == ["a"]
     assert sent == ["Bearer 1", "Bearer 1", "Bearer 2"]
+
+
+@pytest.mark.anyio
+async def test_redirect_hop_credentials_in_async_mode(stack: str) -> None:
+    """The async reader follows the same rules: the flow on a same-origin
+    hop, no client-level credentials on a cross-origin one."""
+    module = MODULES[stack]
+    auth = type("Refreshing", (_RefreshingToken, module.Auth), {})()
+    async with SSEServer(events=[{"data": "a"}]) as a, SSEServer(events=[{"data": "b"}]) as b:
+        a.respond_with(302, {"Location": "/elsewhere"})
+        a.respond_with(401)
+        events = await EventSource(a.url, http=stack, auth=auth).acollect(n=1, timeout=5)
+        sent = [request.headers.get("authorization") for request in a.requests]
+        a.respond_with(302, {"Location": b.url})
+        async with module.AsyncClient(auth=("user", "secret"), trust_env=False) as client:
+            crossed = await EventSource(a.url, client=client).acollect(n=1, timeout=5)
+        leaked = [request.headers.get("authorization") for request in b.requests]
+    assert [e.data for e in events] == ["a"]
+    assert sent == ["Bearer 1", "Bearer 1", "Bearer 2"]
+    assert [e.data for e in crossed] == ["b"] and leaked == [None]

@@ -298,7 +298,7 @@ def _api_message(error: ResponseError) -> str:
     the text, on one line."""
     try:
         value = error.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # (json() turns the latter into the former)
         value = None
     if isinstance(value, dict):
         inner = value.get("error")

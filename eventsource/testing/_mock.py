@@ -216,6 +216,7 @@ def sse_response(
     Returns:
         An ``httpx.Response`` or ``httpx2.Response`` with a streaming body.
     """
+    events = list(events)
     plain = plain_body(json, text)
     if plain is not None:
         if events:
@@ -311,6 +312,7 @@ class SSEMock:
         Returns:
             This mock.
         """
+        events = list(events)
         plain = plain_body(json, text)
         if plain is not None and events:
             raise ValueError("give events, or json= / text=, not both")

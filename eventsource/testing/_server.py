@@ -53,6 +53,9 @@ def _on_asyncio() -> bool:
     return not _on_trio()
 
 
+_STOP_TIMEOUT = 10.0  # seconds a hosted server may take to stop, at most
+
+
 class _Hosted:
     """A server's ``_serve()`` run in an asyncio task of its own, so that
     any task may stop it (asyncio only: trio's tasks live in nurseries)."""
@@ -76,6 +79,8 @@ class _Hosted:
             await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)
         except BaseException:
             task.cancel()
+            with anyio.CancelScope(shield=True), anyio.move_on_after(_STOP_TIMEOUT):
+                await asyncio.wait({task})  # its listener closed before we go on
             raise
         if task.done():
             task.result()  # the server failed to start: its error
@@ -83,8 +88,11 @@ class _Hosted:
 
     async def __aexit__(self, *exc_info: object) -> None:
         self._stop.set()
-        with anyio.CancelScope(shield=True):
+        with anyio.CancelScope(shield=True), anyio.move_on_after(_STOP_TIMEOUT):
             await asyncio.wait({self._task})
+        if not self._task.done():  # a shutdown stuck past the deadline
+            self._task.cancel()
+            return
         self._task.result()  # an error of the server's shutdown
 
 
