@@ -19,10 +19,10 @@ import respx
 import trustme
 
 from eventsource import (
+    ConnectError,
     EventIdError,
     EventSource,
     ResponseError,
-    RetriesExhaustedError,
     ServerSentEvent,
 )
 from eventsource._policy import ConnectionPolicy
@@ -286,9 +286,10 @@ async def test_tls_is_verified_by_default(
     server_context, _ = certificates
     async with SSEServer([{"data": "x"}], tls=server_context) as server:
         assert server.url.startswith("https://")
-        source = EventSource(server.url, http=stack, max_retries=0)
+        source = EventSource(server.url, http=stack)
         outcome = await consume(source, "async")
-    assert isinstance(outcome.error, RetriesExhaustedError)
+    # Issue 23: before a first open, not retried (it was, until max_retries).
+    assert isinstance(outcome.error, ConnectError)
     chain = []
     error: BaseException | None = outcome.error
     while error is not None:
