@@ -23,22 +23,19 @@ import ipaddress
 import math
 import os
 import socket
-import ssl
 import sys
 import threading
 import weakref
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 import anyio.lowlevel
 
 from ._backend import READ_SIZE, HeadCut, SocketStream, _readable
 from ._connect import first_connected, interleaved
-from ._core import HTTPCORE, Core
-
-if TYPE_CHECKING:
-    from ._tls import AsyncTLS
+from ._httpx import HTTPCORE, Core
+from ._tls import AsyncStartsTLS
 
 __all__ = ["HIGH_WATER", "AsyncBackend"]
 
@@ -46,23 +43,13 @@ HIGH_WATER = 256 * 1024  # bytes an asyncio stream holds unread before it pauses
 _local = threading.local()  # the asyncio protocols' read buffer, one per thread (event loop)
 
 
-class _AsyncSocketStream(SocketStream):
+class _AsyncSocketStream(SocketStream, AsyncStartsTLS):
     """What the asyncio and the trio stream share."""
 
     core: Core
     # Plain TCP: our pools speak HTTP/1.1 on it (they choose HTTP/2 through
     # ALPN only), so a connection is never a shared HTTP/2 one.
     abortable = True
-
-    async def start_tls(
-        self,
-        ssl_context: ssl.SSLContext,
-        server_hostname: str | None = None,
-        timeout: float | None = None,
-    ) -> AsyncTLS:
-        from ._tls import AsyncTLS
-
-        return await AsyncTLS.over(self, ssl_context, server_hostname, timeout)
 
 
 # --- asyncio --------------------------------------------------------------------------

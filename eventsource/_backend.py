@@ -1,5 +1,5 @@
 """eventsource's network backend for httpcore and httpcore2 (their public
-``NetworkBackend`` API; ``_core`` has the names of each), blocking;
+``NetworkBackend`` API; ``_httpx.Core`` has the names of each), blocking;
 ``_abackend`` has the async twin, ``_tls`` the TLS layer.
 
 Why a backend of our own: the streams it makes hand h11 (through httpcore)
@@ -41,7 +41,7 @@ import sys
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ._core import HTTPCORE, Core
+from ._httpx import HTTPCORE, Core
 
 if TYPE_CHECKING:
     from ._tls import SyncTLS

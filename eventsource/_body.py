@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import anyio.lowlevel
 
@@ -30,8 +30,14 @@ __all__ = [
     "AsyncPublic",
     "SyncFast",
     "SyncPublic",
+    "AsyncBody",
+    "SyncBody",
     "fast_stream",
     "framing_of",
+    "open_async_body",
+    "open_async_refused",
+    "open_sync_body",
+    "open_sync_refused",
 ]
 
 _ASYNC_STREAMS = (AsyncioStream, TrioStream, AsyncTLS)
@@ -253,3 +259,56 @@ class SyncPublic:
         close = getattr(self._chunks, "close", None)
         if close is not None:
             close()
+
+
+# --- opening a body -------------------------------------------------------------------
+
+
+class AsyncBody(Protocol):
+    scoped: bool  # reads need a cancel scope to be timed and interrupted
+    resumable: bool  # a read the caller cancelled can be taken up again
+    timeout: float | None
+
+    async def read(self) -> bytes | None: ...
+    async def finish(self) -> None: ...
+
+
+class SyncBody(Protocol):
+    timeout: float | None  # of each read (the fast read's; a refused body's shortens it)
+
+    def read(self) -> bytes | None: ...
+    def finish(self) -> None: ...
+
+
+def open_async_body(response: Response, read_timeout: float | None) -> tuple[AsyncBody, Any]:
+    """The body to read, and the stream that aborts it (None: the read
+    needs a cancel scope)."""
+    stream = fast_stream(response, sync=False)
+    if stream is not None and stream.abortable:
+        return AsyncFast(stream, response, read_timeout), stream
+    return AsyncPublic(response), None
+
+
+def open_sync_body(response: Response, read_timeout: float | None) -> tuple[SyncBody, Any]:
+    """The body to read, and the stream that aborts it from another thread."""
+    stream = fast_stream(response, sync=True)
+    if stream is not None and stream.abortable:
+        return SyncFast(stream, response, read_timeout), stream
+    return SyncPublic(response), None
+
+
+def open_async_refused(response: Response, deadline: float) -> tuple[AsyncBody, Any]:
+    """A refused response's body (read in a cancel scope with its deadline)."""
+    stream = fast_stream(response, sync=False)
+    if stream is not None and stream.abortable:
+        return AsyncFast(stream, response, None), stream
+    return AsyncPublic(response), None
+
+
+def open_sync_refused(response: Response, deadline: float) -> tuple[SyncFast | SyncPublic, Any]:
+    """A refused response's body, whose reads end by the deadline
+    (time.monotonic()): the fast read shortens each read's timeout."""
+    stream = fast_stream(response, sync=True)
+    if stream is not None and stream.abortable:
+        return SyncFast(stream, response, max(deadline - time.monotonic(), 0.001)), stream
+    return SyncPublic(response, deadline), None

@@ -28,16 +28,16 @@ as httpcore leaves it (tested).
 
 from __future__ import annotations
 
+import importlib
 import logging
 import ssl
 import threading
-import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
+import httpcore
 
-from ._body import AsyncFast, AsyncPublic, SyncFast, SyncPublic, fast_stream
 from ._decode import BodyDecodingError
 from ._errors import (
     ConnectError,
@@ -46,27 +46,99 @@ from ._errors import (
     ReadTimeoutError,
     ResponseError,
 )
-from ._stack import Response, loaded_stacks, stack_of
 
 __all__ = [
     "CLOSE_TIMEOUT",
-    "AsyncBody",
+    "HTTPCORE",
+    "Core",
     "Interrupter",
-    "SyncBody",
     "aclose_response",
     "classify",
     "close_response",
+    "core_named",
     "end_generators",
     "fix_request",
-    "open_async_body",
-    "open_async_refused",
-    "open_sync_body",
-    "open_sync_refused",
+    "loaded_cores",
 ]
+
+if TYPE_CHECKING:
+    from ._body import SyncBody
+    from ._stack import Response
 
 logger = logging.getLogger("eventsource")
 
 CLOSE_TIMEOUT = 5.0  # seconds that closing a response or a client may take, at most
+
+# --- the HTTP cores (httpcore; httpcore2 with httpx2) ----------------------------------
+
+
+class Core:
+    """The names of one HTTP core the transport raises and builds on."""
+
+    __slots__ = (
+        "connect_error",
+        "connect_timeout",
+        "io_errors",
+        "module",
+        "name",
+        "protocol_error",
+        "read_error",
+        "read_timeout",
+        "unsupported_protocol",
+        "write_error",
+        "write_timeout",
+    )
+
+    def __init__(self, module: Any) -> None:
+        self.module = module
+        self.name: str = module.__name__
+        self.connect_error: type[Exception] = module.ConnectError
+        self.connect_timeout: type[Exception] = module.ConnectTimeout
+        self.read_error: type[Exception] = module.ReadError
+        self.read_timeout: type[Exception] = module.ReadTimeout
+        self.write_error: type[Exception] = module.WriteError
+        self.write_timeout: type[Exception] = module.WriteTimeout
+        self.unsupported_protocol: type[Exception] = module.UnsupportedProtocol
+        self.protocol_error: type[Exception] = module.ProtocolError
+        # What a read or write of a stream may raise (the backend's streams
+        # raise nothing else on I/O).
+        self.io_errors: tuple[type[Exception], ...] = (
+            module.NetworkError,
+            module.TimeoutException,
+        )
+
+    def __repr__(self) -> str:
+        return f"Core({self.name})"
+
+
+HTTPCORE = Core(httpcore)
+_cores: dict[str, Core] = {"httpcore": HTTPCORE}
+_lock = threading.Lock()  # one Core a module, whichever threads ask first
+
+
+def core_named(name: str) -> Core:
+    """The core of that module name ("httpcore", "httpcore2"), imported on
+    first use. ImportError when it is not installed."""
+    core = _cores.get(name)
+    if core is not None:
+        return core
+    if name not in ("httpcore", "httpcore2"):
+        raise ValueError(f"not an HTTP core eventsource knows: {name!r}")
+    with _lock:
+        core = _cores.get(name)
+        if core is not None:
+            return core
+        module = importlib.import_module(name)
+        # httpx2's alias_httpx() makes "httpcore" httpcore2 itself: one core.
+        same = [known for known in _cores.values() if known.module is module]
+        core = _cores[name] = same[0] if same else Core(module)
+    return core
+
+
+def loaded_cores() -> tuple[Core, ...]:
+    """The cores in use so far (an error of any of them may reach the driver)."""
+    return tuple(_cores.values())
+
 
 # --- classifying ------------------------------------------------------------------------
 
@@ -120,6 +192,8 @@ def classify(
         # Ours, raised while sending: a refused redirect (final), or an
         # interrupted read (the machine ignores it).
         return exc, isinstance(exc, ResponseError)
+    from ._stack import loaded_stacks  # (it imports this module)
+
     stacks = loaded_stacks()
     fatal: EventSourceError | None = None
     if any(isinstance(exc, stack.http.UnsupportedProtocol) for stack in stacks):
@@ -242,6 +316,8 @@ class Interrupter:
 
 def fix_request(exc: BaseException, response: Response) -> None:
     # httpx's own iterators set .request on a read error, ours may not.
+    from ._stack import stack_of
+
     stack = stack_of(response)
     if stack is not None and isinstance(exc, stack.http.RequestError):
         try:
@@ -251,56 +327,6 @@ def fix_request(exc: BaseException, response: Response) -> None:
 
 
 # --- bodies -----------------------------------------------------------------------------
-
-
-class AsyncBody(Protocol):
-    scoped: bool  # reads need a cancel scope to be timed and interrupted
-    resumable: bool  # a read the caller cancelled can be taken up again
-    timeout: float | None
-
-    async def read(self) -> bytes | None: ...
-    async def finish(self) -> None: ...
-
-
-class SyncBody(Protocol):
-    timeout: float | None  # of each read (the fast read's; a refused body's shortens it)
-
-    def read(self) -> bytes | None: ...
-    def finish(self) -> None: ...
-
-
-def open_async_body(response: Response, read_timeout: float | None) -> tuple[AsyncBody, Any]:
-    """The body to read, and the stream that aborts it (None: the read
-    needs a cancel scope)."""
-    stream = fast_stream(response, sync=False)
-    if stream is not None and stream.abortable:
-        return AsyncFast(stream, response, read_timeout), stream
-    return AsyncPublic(response), None
-
-
-def open_sync_body(response: Response, read_timeout: float | None) -> tuple[SyncBody, Any]:
-    """The body to read, and the stream that aborts it from another thread."""
-    stream = fast_stream(response, sync=True)
-    if stream is not None and stream.abortable:
-        return SyncFast(stream, response, read_timeout), stream
-    return SyncPublic(response), None
-
-
-def open_async_refused(response: Response, deadline: float) -> tuple[AsyncBody, Any]:
-    """A refused response's body (read in a cancel scope with its deadline)."""
-    stream = fast_stream(response, sync=False)
-    if stream is not None and stream.abortable:
-        return AsyncFast(stream, response, None), stream
-    return AsyncPublic(response), None
-
-
-def open_sync_refused(response: Response, deadline: float) -> tuple[SyncFast | SyncPublic, Any]:
-    """A refused response's body, whose reads end by the deadline
-    (time.monotonic()): the fast read shortens each read's timeout."""
-    stream = fast_stream(response, sync=True)
-    if stream is not None and stream.abortable:
-        return SyncFast(stream, response, max(deadline - time.monotonic(), 0.001)), stream
-    return SyncPublic(response, deadline), None
 
 
 # --- closing -------------------------------------------------------------------------------

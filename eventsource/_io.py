@@ -17,19 +17,16 @@ import anyio
 
 from . import _gate
 from ._backend import ARMING
-from ._errors import ConnectionLostError, ResponseError
-from ._httpx import (
+from ._body import (
     AsyncBody,
-    Interrupter,
     SyncBody,
-    aclose_response,
-    close_response,
-    fix_request,
     open_async_body,
     open_async_refused,
     open_sync_body,
     open_sync_refused,
 )
+from ._errors import ConnectionLostError, ResponseError
+from ._httpx import Interrupter, aclose_response, close_response, fix_request
 from ._request import check_url
 from ._stack import HTTPX, Response, stack_of
 

@@ -7,7 +7,7 @@ core, and the transport layer (``_request``, ``_io``, ``_httpx``, ``_body``,
 drivers and the public API know a stack only as the client a source was
 given or the one it makes (``http=``).
 
-This module and ``_core`` are the only ones that import httpx2 or a core;
+This module and ``_httpx`` are the only ones that name httpx2 or a core;
 httpx2 is imported when first asked for (a client of its own, ``http=``).
 """
 
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import httpx
 
-from ._core import HTTPCORE, Core, core_named
+from ._httpx import HTTPCORE, Core, core_named
 
 if TYPE_CHECKING:
     import httpx2

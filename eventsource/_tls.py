@@ -13,9 +13,9 @@ from functools import partial
 from typing import Any, TypeVar
 
 from ._backend import READ_SIZE, Cutting, HeadCut
-from ._core import Core
+from ._httpx import Core
 
-__all__ = ["AsyncTLS", "SyncTLS"]
+__all__ = ["AsyncStartsTLS", "AsyncTLS", "SyncTLS"]
 
 T = TypeVar("T")
 
@@ -148,7 +148,20 @@ class SyncTLS(_TLS):
         return SyncTLS.over(self, ssl_context, server_hostname, timeout)
 
 
-class AsyncTLS(_TLS):
+class AsyncStartsTLS:
+    """``start_tls()`` of the async streams (a socket's, a TLS layer's: TLS
+    inside a proxy's TLS): our in-memory TLS over them."""
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> AsyncTLS:
+        return await AsyncTLS.over(self, ssl_context, server_hostname, timeout)
+
+
+class AsyncTLS(_TLS, AsyncStartsTLS):
     """TLS over an async stream of ours (httpcore's ``AsyncNetworkStream`` API)."""
 
     @classmethod
@@ -228,11 +241,3 @@ class AsyncTLS(_TLS):
 
     async def aclose(self) -> None:
         await self._raw.aclose()
-
-    async def start_tls(
-        self,
-        ssl_context: ssl.SSLContext,
-        server_hostname: str | None = None,
-        timeout: float | None = None,
-    ) -> AsyncTLS:
-        return await AsyncTLS.over(self, ssl_context, server_hostname, timeout)

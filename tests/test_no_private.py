@@ -131,14 +131,18 @@ async def test_reset_h2_falls_back_to_httpcores_own_close() -> None:
     assert stream.closed and response.is_closed
 
 
-# Who may name a stack's module: the cores in _core (and _stack, which asks
-# _core for httpcore2 by name), httpx2 in _stack alone.
-NAMERS = {"httpcore": {"_core.py"}, "httpcore2": {"_core.py", "_stack.py"}, "httpx2": {"_stack.py"}}
+# Who may name a stack's module: the cores in _httpx (and _stack, which asks
+# _httpx for httpcore2 by name), httpx2 in _stack alone.
+NAMERS = {
+    "httpcore": {"_httpx.py"},
+    "httpcore2": {"_httpx.py", "_stack.py"},
+    "httpx2": {"_stack.py"},
+}
 
 
 def test_only_core_and_stack_name_an_http_core_or_httpx2() -> None:
     """The backend is written once for both cores and takes their names from
-    ``_core``; the transport layer takes httpx2's from ``_stack``."""
+    ``_httpx``; the transport layer takes httpx2's from ``_stack``."""
     found: dict[str, set[str]] = {name: set() for name in NAMERS}
     for path in sorted(PACKAGE.rglob("*.py")):
         tree = ast.parse(path.read_text(), str(path))
