@@ -89,9 +89,9 @@ def public_path(monkeypatch: pytest.MonkeyPatch) -> None:
     connection with the response, so no neighbour can ever be given it: the
     hazard these tests guard against exists on the public path (compressed
     bodies, other transports), where a finished connection goes back to the pool."""
-    import eventsource._httpx as httpx_module
+    import eventsource._body as body_module
 
-    monkeypatch.setattr(httpx_module, "fast_stream", lambda response, sync: None)
+    monkeypatch.setattr(body_module, "fast_stream", lambda response, sync: None)
 
 
 def test_close_while_waiting_to_reconnect_spares_the_neighbour_request(
