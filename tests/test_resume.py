@@ -39,18 +39,11 @@ CALL = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "t
 WATCHDOG = 15.0
 READ_TIMEOUT = 5.0
 
-XFAIL_24 = (
-    "issue 24: a POST stream that gave an id is sent again as a POST (the tool runs "
-    "twice) instead of being resumed by GET with Last-Event-ID"
-)
-
 
 # --- 1. every body path: the stream ends or drops, the rest comes by GET --------------------------
 
 
-@pytest.mark.parametrize(
-    ("case", "anyio_backend"), cases(variants=("end", "cut"), xfail={"*": XFAIL_24})
-)
+@pytest.mark.parametrize(("case", "anyio_backend"), cases(variants=("end", "cut")))
 async def test_a_post_stream_resumes_by_get(case: Case, anyio_backend: str) -> None:
     log = Log()
     options: dict[str, Any] = {"read_timeout": READ_TIMEOUT, "retry": 0.01, "min_retry_delay": 0.01}
@@ -79,7 +72,6 @@ async def test_a_post_stream_resumes_by_get(case: Case, anyio_backend: str) -> N
 # --- 2. which requests are sent again, on both stacks, in each mode -------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=XFAIL_24)
 async def test_an_mcp_shaped_stream_is_posted_once_and_resumed_once(mode: str, stack: str) -> None:
     """The shape of MCP's Streamable HTTP: the POST's stream starts with a
     priming event (an id, no data, a ``retry:``), the server closes it after
@@ -99,7 +91,6 @@ async def test_an_mcp_shaped_stream_is_posted_once_and_resumed_once(mode: str, s
     assert "content-type" not in requests[1].headers
 
 
-@pytest.mark.xfail(strict=True, reason="issue 24: a POST answered 500 is sent again")
 async def test_a_post_answered_500_is_not_sent_again(mode: str, stack: str) -> None:
     async with SSEServer() as server:
         server.respond_with(500, text="boom")
@@ -133,7 +124,6 @@ async def test_a_post_that_could_not_connect_is_sent_again(mode: str) -> None:
     assert [e.data for e in outcome.events] == ["a"] and route.call_count == 2
 
 
-@pytest.mark.xfail(strict=True, reason="issue 24: a POST whose head never came is sent again")
 async def test_a_post_without_an_answer_is_not_sent_again(mode: str, stack: str) -> None:
     """The request may have been processed: it is not sent twice."""
     async with SSEServer() as server:
@@ -147,7 +137,6 @@ async def test_a_post_without_an_answer_is_not_sent_again(mode: str, stack: str)
     assert isinstance(outcome.error, ReadTimeoutError) and len(requests) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="issue 24: a POST stream that dropped empty is sent again")
 async def test_a_post_stream_dropped_before_any_event_is_not_sent_again(
     mode: str, stack: str
 ) -> None:
@@ -160,7 +149,6 @@ async def test_a_post_stream_dropped_before_any_event_is_not_sent_again(
     assert isinstance(outcome.error, ConnectionLostError) and len(requests) == 1
 
 
-@pytest.mark.xfail(strict=True, reason=XFAIL_24)
 async def test_a_priming_event_alone_is_enough_to_resume(mode: str, stack: str) -> None:
     """The server closes the POST's stream after the priming event: nothing
     was dispatched, but the id moved, so the rest comes by GET."""
@@ -182,7 +170,6 @@ def _post_then(*answers: Any) -> tuple[respx.Route, respx.Route]:
     return post, get
 
 
-@pytest.mark.xfail(strict=True, reason="issue 24: no resume= option")
 async def test_resume_none_ends_the_source_at_the_end_of_the_post(mode: str) -> None:
     with respx.mock:
         post, get = _post_then()
@@ -191,7 +178,6 @@ async def test_resume_none_ends_the_source_at_the_end_of_the_post(mode: str) -> 
     assert post.call_count == 1 and get.call_count == 0
 
 
-@pytest.mark.xfail(strict=True, reason="issue 24: no resume= option")
 async def test_resume_resend_sends_the_request_again(mode: str) -> None:
     with respx.mock:
         post = respx.post(URL).mock(
@@ -208,7 +194,6 @@ async def test_resume_resend_sends_the_request_again(mode: str) -> None:
     assert all(json.loads(c.request.content) == CALL for c in post.calls)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 24: no resume= option")
 async def test_a_resume_callable_names_the_url(mode: str) -> None:
     seen: list[str] = []
 
@@ -229,7 +214,6 @@ async def test_a_resume_callable_names_the_url(mode: str) -> None:
     assert other.calls[0].request.url.params["from"] == "1"
 
 
-@pytest.mark.xfail(strict=True, reason=XFAIL_24)
 async def test_a_resume_answered_204_ends_cleanly(mode: str) -> None:
     with respx.mock:
         post, get = _post_then(httpx.Response(204))
@@ -238,7 +222,6 @@ async def test_a_resume_answered_204_ends_cleanly(mode: str) -> None:
     assert post.call_count == 1 and get.call_count == 1
 
 
-@pytest.mark.xfail(strict=True, reason=XFAIL_24)
 @pytest.mark.parametrize("status", [404, 405])
 async def test_a_resume_answered_404_or_405_cannot_resume(mode: str, status: int) -> None:
     with respx.mock:
@@ -250,7 +233,6 @@ async def test_a_resume_answered_404_or_405_cannot_resume(mode: str, status: int
     assert post.call_count == 1 and get.call_count == 1
 
 
-@pytest.mark.xfail(strict=True, reason=XFAIL_24)
 async def test_a_resumed_stream_that_closes_is_resumed_again_from_the_newest_id(
     mode: str,
 ) -> None:
@@ -267,7 +249,6 @@ async def test_a_resumed_stream_that_closes_is_resumed_again_from_the_newest_id(
     assert post.call_count == 1
 
 
-@pytest.mark.xfail(strict=True, reason=XFAIL_24)
 async def test_a_redirected_post_resumes_at_the_final_url(mode: str) -> None:
     final = "http://sse.test/final"
     with respx.mock:
@@ -279,7 +260,6 @@ async def test_a_redirected_post_resumes_at_the_final_url(mode: str) -> None:
     assert get.call_count == 1
 
 
-@pytest.mark.xfail(strict=True, reason=XFAIL_24)
 async def test_restart_on_a_post_stream_resumes_by_get(mode: str, stack: str) -> None:
     async with SSEServer([{"data": "a", "id": "1"}, {"data": "b", "id": "2"}]) as server:
         server.stall_after(1)
@@ -296,7 +276,6 @@ async def test_restart_on_a_post_stream_resumes_by_get(mode: str, stack: str) ->
     assert [(r.method, r.last_event_id) for r in requests] == [("POST", None), ("GET", "1")]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 24: no resume= option")
 def test_resume_is_checked() -> None:
     with pytest.raises(ValueError, match="resume"):
         EventSource(URL, resume="post")  # type: ignore[arg-type]
@@ -323,7 +302,6 @@ def _connection(machine: Machine, body: bytes) -> float:
     return machine.delay
 
 
-@pytest.mark.xfail(strict=True, reason="issue 24: an id-only connection is a failed attempt")
 def test_a_connection_that_only_moved_the_id_is_progress() -> None:
     machine = _machine(retry=3.0, min_retry_delay=1.0)
     delays = [_connection(machine, f"id: {n}\nretry: 200\n\n".encode()) for n in range(6)]
@@ -331,7 +309,6 @@ def test_a_connection_that_only_moved_the_id_is_progress() -> None:
     assert machine.policy.failures == 0
 
 
-@pytest.mark.xfail(strict=True, reason="issue 24: a stream's retry: 0 reconnects at once")
 def test_progress_honours_the_streams_retry_from_100_ms() -> None:
     machine = _machine()
     delays = [_connection(machine, f"id: {n}\nretry: 0\ndata: x\n\n".encode()) for n in range(3)]
