@@ -134,6 +134,12 @@ class SSEServer(Serving):
     ``server.wait_until(...)`` in sync code; both raise TimeoutError when the
     timeout expires.
 
+    A resumable request stream in MCP's shape (Streamable HTTP): give a
+    priming event first (``{"id": "p", "retry": 200}``: an id, no data) and
+    ``end_after(n)``: the POST's stream ends after n events, and the GET that
+    resumes it with ``Last-Event-ID`` gets the rest, and only the rest
+    (``requests`` holds each one's method, headers and body).
+
     ``line_ending``: the line ends of the events and comments it writes ("\\n",
     "\\r\\n" or "\\r"; ``send(..., line_ending=...)`` for one event; raw bytes
     are sent as they are). ``drop_mid_event(at="crlf")`` needs CRLF events.
