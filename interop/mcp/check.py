@@ -10,7 +10,7 @@ order, the call's result arrived once, and the stream was resumed by GET with
 the id of the last event received. Then examples/mcp_tool_call.py runs against
 the same server, with the same assertions on its output.
 
-    python interop/mcp/check.py [--modes sync,asyncio,trio,example]
+    python interop/mcp/check.py [--modes sync,asyncio,trio,example] [--interval-ms 30]
 
 Run by interop/mcp/run (which installs the SDK with `npm ci` first). Exits 1
 if any mode fails. Only loopback traffic: the environment's proxies are dropped.
@@ -52,7 +52,7 @@ ACCEPT = "application/json, text/event-stream"
 class NodeServer:
     """server.mjs in a subprocess; its first stdout line is the port."""
 
-    def __init__(self) -> None:
+    def __init__(self, interval_ms: int) -> None:
         self.stderr_path = HERE / "server.stderr.log"
         self._stderr = open(self.stderr_path, "w")  # noqa: SIM115 (closed in stop())
         self.process = subprocess.Popen(
@@ -61,6 +61,7 @@ class NodeServer:
             stdout=subprocess.PIPE,
             stderr=self._stderr,
             text=True,
+            env={**os.environ, "INTERVAL_MS": str(interval_ms)},
         )
         assert self.process.stdout is not None
         line = self.process.stdout.readline().strip()
@@ -70,10 +71,11 @@ class NodeServer:
         self.base = f"http://127.0.0.1:{line}"
         self.url = f"{self.base}/mcp"
 
-    def requests(self) -> list[dict[str, Any]]:
-        """The server's log of HTTP requests to /mcp, in order."""
+    def stats(self) -> dict[str, list[dict[str, Any]]]:
+        """The server's log: "requests" (every HTTP request to /mcp, in
+        order) and "closes" (every SSE stream the tool closed)."""
         with httpx.Client(trust_env=False) as client:
-            return client.get(f"{self.base}/stats").json()["requests"]  # type: ignore[no-any-return]
+            return client.get(f"{self.base}/stats").json()  # type: ignore[no-any-return]
 
     def log(self) -> str:
         return self.stderr_path.read_text() if self.stderr_path.exists() else ""
@@ -208,7 +210,7 @@ MODES: dict[str, Callable[[str], list[ServerSentEvent]]] = {
 
 
 def check(name: str, server: NodeServer) -> bool:
-    before = len(server.requests())
+    before = len(server.stats()["requests"])
     started = time.monotonic()
     error: BaseException | None = None
     try:
@@ -217,7 +219,10 @@ def check(name: str, server: NodeServer) -> bool:
         events, error = [], exc
     elapsed = time.monotonic() - started
     time.sleep(0.1)  # the DELETE's log entry
-    requests = server.requests()[before:]
+    stats = server.stats()
+    requests = stats["requests"][before:]
+    sessions = {r["session"] for r in requests}
+    closes = [c for c in stats["closes"] if c["session"] in sessions]
 
     messages = [m for m in map(message, events) if m is not None]
     progress = [
@@ -242,6 +247,12 @@ def check(name: str, server: NodeServer) -> bool:
         failures.append(f"{len(results)} results for the call, not 1")
     if not resumes:
         failures.append("no GET with Last-Event-ID: the stream was not resumed")
+    # The resume waits the priming event's `retry: 200` (not the 3 s default).
+    delay = resumes[0]["at"] - closes[0]["at"] if resumes and closes else None
+    if not closes:
+        failures.append("the server closed no stream (no closeSSEStream?)")
+    elif delay is not None and not 180 <= delay < 2000:
+        failures.append(f"the resume came {delay} ms after the close, not after retry: 200")
     if other_gets:
         failures.append(f"{len(other_gets)} GETs without Last-Event-ID")
     if name != "example" and resumes and tick3 and resumes[0]["lastEventId"] != tick3[0]:
@@ -262,6 +273,8 @@ def check(name: str, server: NodeServer) -> bool:
     print(f"  events: {len(events)} ({len(events) - len(messages)} without JSON: priming)")
     shown = progress if len(progress) <= 20 else progress[:20] + ["..."]
     print(f"  progress: {shown}; results: {len(results)}")
+    if delay is not None:
+        print(f"  resumed by GET {delay} ms after the server closed the stream (retry: 200)")
     if results:
         print(f"  result: {json.dumps(results[0].get('result', results[0].get('error')))}")
     for failure in failures:
@@ -272,6 +285,12 @@ def check(name: str, server: NodeServer) -> bool:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--modes", default=",".join(MODES), help="comma-separated: %(default)s")
+    parser.add_argument(
+        "--interval-ms",
+        type=int,
+        default=30,
+        help="between ticks (%(default)s); 5: the call ends before the resume, which replays",
+    )
     args = parser.parse_args()
     modes = [m for m in args.modes.split(",") if m]
     unknown = set(modes) - set(MODES)
@@ -286,9 +305,9 @@ def main() -> int:
         f"Python {sys.version.split()[0]}, httpx {httpx.__version__}; "
         f"node {node}, @modelcontextprotocol/sdk {sdk}"
     )
-    server = NodeServer()
+    server = NodeServer(args.interval_ms)
     try:
-        print(f"server: {server.url}")
+        print(f"server: {server.url}, ticks {args.interval_ms} ms apart")
         ok = [check(name, server) for name in modes]
     finally:
         server.stop()

@@ -14,10 +14,11 @@
 // (the transport's closeSSEStream, SEP-1699's server-side close) after the
 // CLOSE_AFTER-th (3rd), and returns its result INTERVAL_MS after the last.
 //
-// GET /stats answers {"requests": [...]}: every HTTP request to /mcp in
-// order: {method, rpc (the JSON-RPC methods of a POST body; "response" for a
-// client's response), session, lastEventId, status}. POST /stats/reset
-// clears it. SIGTERM / SIGINT close the sessions and exit.
+// GET /stats answers {"requests": [...], "closes": [...]}: every HTTP
+// request to /mcp in order: {method, rpc (the JSON-RPC methods of a POST
+// body; "response" for a client's response), session, lastEventId, status,
+// at (ms since the epoch)}, and each closeSSEStream: {session, requestId,
+// at}. POST /stats/reset clears both. SIGTERM / SIGINT close the sessions and exit.
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
@@ -33,6 +34,7 @@ const RETRY_INTERVAL_MS = 200;
 const sleep = ms => new Promise(resolve => setTimeout(resolve, ms));
 const sessions = new Map(); // session id -> transport
 const requests = []; // the log /stats serves
+const closes = []; // the SSE streams the tool closed: {session, requestId, at}
 
 function makeServer() {
     const server = new McpServer({ name: 'eventsource-interop', version: '1.0.0' });
@@ -54,6 +56,7 @@ function makeServer() {
                     // version >= 2025-11-25 (the transport checks both).
                     if (extra.closeSSEStream) {
                         extra.closeSSEStream();
+                        closes.push({ session: extra.sessionId, requestId: extra.requestId, at: Date.now() });
                         process.stderr.write(`[${extra.sessionId}] closed the SSE stream of request ${extra.requestId} after tick ${tick}\n`);
                     } else {
                         process.stderr.write(`[${extra.sessionId}] no closeSSEStream (no event store, or protocol version < 2025-11-25)\n`);
@@ -92,7 +95,8 @@ async function handleMcp(req, res) {
         rpc: [],
         session: req.headers['mcp-session-id'] ?? null,
         lastEventId: req.headers['last-event-id'] ?? null,
-        status: null
+        status: null,
+        at: Date.now()
     };
     requests.push(entry);
     res.on('finish', () => (entry.status = res.statusCode));
@@ -140,10 +144,11 @@ async function handleMcp(req, res) {
 
 const httpServer = http.createServer((req, res) => {
     const path = new URL(req.url, 'http://127.0.0.1').pathname;
-    if (path === '/stats' && req.method === 'GET') return sendJson(res, 200, { requests });
+    if (path === '/stats' && req.method === 'GET') return sendJson(res, 200, { requests, closes });
     if (path === '/stats/reset' && req.method === 'POST') {
         requests.length = 0;
-        return sendJson(res, 200, { requests });
+        closes.length = 0;
+        return sendJson(res, 200, { requests, closes });
     }
     if (path !== '/mcp') return sendJson(res, 404, { error: 'not found' });
     handleMcp(req, res).catch(error => {
