@@ -19,7 +19,7 @@ from . import _httpx
 from ._callbacks import Callback, Callbacks
 from ._errors import ConnectionLostError, EventIdError, EventSourceError
 from ._event import ServerSentEvent
-from ._httpx import classify
+from ._httpx import classify, never_sent
 from ._io import AsyncReader
 from ._loop import running_loop
 from ._machine import CONNECT, FINISH, OPENED, READ, RELEASE, Comment, Failure, Machine, Output
@@ -262,7 +262,9 @@ class AsyncDriver:
             return  # closed meanwhile
         reader.begin()
         try:
-            request = self.spec.build(client, last_event_id)
+            request = self.spec.build(
+                client, last_event_id, machine.resume_url if machine.resuming else None
+            )
         except EventSourceError as exc:
             machine.fail(exc, fatal=isinstance(exc, EventIdError))  # the same id every time
             return
@@ -311,7 +313,7 @@ class AsyncDriver:
                 return
             raise exc  # not an I/O failure: a bug to see
         error, fatal = result
-        self.machine.fail(error, fatal=fatal)
+        self.machine.fail(error, fatal=fatal, unsent=sending and never_sent(exc))
 
     def _client(self) -> AsyncClient:
         if self.client is None:

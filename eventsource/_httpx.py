@@ -59,6 +59,7 @@ __all__ = [
     "end_generators",
     "fix_request",
     "loaded_cores",
+    "never_sent",
 ]
 
 if TYPE_CHECKING:
@@ -230,6 +231,19 @@ def classify(
         return None
     error.__cause__ = exc
     return error, False
+
+
+def never_sent(exc: BaseException) -> bool:
+    """Whether the request of an attempt that raised this certainly did not
+    leave: no connection was made (DNS, refused, TLS handshake, connect or
+    pool timeout). A request other than GET may then be sent again."""
+    from ._stack import loaded_stacks  # (it imports this module)
+
+    return any(
+        isinstance(exc, (s.http.ConnectError, s.http.ConnectTimeout, s.http.PoolTimeout))
+        or isinstance(exc, (s.core.connect_error, s.core.connect_timeout))
+        for s in loaded_stacks()
+    )
 
 
 # --- interrupting -------------------------------------------------------------------------

@@ -41,6 +41,13 @@ stream order (events, comments, OPENED, Failure notices); then FINISH for a
 fatal error; READ while open (RELEASE first when a restart is pending); else
 CONNECT (wait ``delay`` seconds first, then ``waited()``; ``start_attempt()``).
 
+Requests other than GET (``resend`` false): the request is sent again only
+when it certainly was not processed (``fail(unsent=True)``: no connection, so
+nothing was sent; or a 408, 429 or 503 answer). Once a stream head arrived it
+is never sent again: a stream that gave an id is resumed (``resuming``: the
+driver sends a GET with Last-Event-ID, MCP's Streamable HTTP), one that gave
+none ends. A resume is a GET: retried as any, from the newest id.
+
 A failure report that arrives while a close or a restart is pending is the
 interrupted I/O ending: it is not an error. Events are read only when the
 queue is empty, so everything received before a drop is delivered before the
@@ -52,7 +59,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from ._errors import (
     ConnectionLostError,
@@ -83,6 +90,13 @@ __all__ = [
 ]
 
 logger = logging.getLogger("eventsource")
+
+#: How a request other than GET is resumed: "get" (a GET with
+#: Last-Event-ID), "resend" (the request again), None (not at all).
+ResumeMode = Literal["get", "resend"] | None
+
+#: The statuses that say a request was not processed: it may be sent again.
+UNPROCESSED = frozenset({408, 429, 503})
 
 
 class ReadyState(enum.IntEnum):
@@ -190,6 +204,11 @@ class Machine:
         "opens",
         "parser",
         "policy",
+        "resend",
+        "resume_url",
+        "resumes",
+        "resuming",
+        "_start_id",
         "url",
     )
 
@@ -202,6 +221,7 @@ class Machine:
         comments: bool = False,
         method: str = "GET",
         url: object = "",
+        resume: ResumeMode = "get",
     ) -> None:
         self.parser = SSEParser(
             max_event_size=max_event_size,
@@ -213,6 +233,13 @@ class Machine:
         # (a str of it would be one more copy of the URL a stream holds).
         self.url = url
         self.method = method
+        # The request may be sent again whatever came of it (a GET, or the
+        # caller said so); else, once a head arrived, only resumed.
+        self.resend = method == "GET" or resume == "resend"
+        self.resumes = resume is not None and not self.resend
+        self.resuming = False  # the attempts are resumes (GET with Last-Event-ID)
+        self.resume_url = ""  # where the request's stream came from (after redirects)
+        self._start_id = last_event_id  # the last event ID when the attempt started
         self.opens = 0  # connections opened
         # The outputs not handed out yet, last first: next() pops from the end
         # (O(1) however long a burst). A list, not a deque: an empty deque
@@ -285,8 +312,9 @@ class Machine:
                 self._release = True
                 self._to(_State.WAITING)
                 self.delay = 0.0
-                if self._delivered:  # progress, not a failure: the count restarts
+                if self._progressed():  # progress, not a failure: the count restarts
                     self.policy.failures = 0
+                self._resume_on_restart()
                 logger.info("restart: reconnecting to %s", self.url)
                 return RELEASE
             if self._state is _State.WAITING:
@@ -365,7 +393,8 @@ class Machine:
         self._to(_State.CONNECTING)
         self._restart = False  # this attempt is the restart asked for
         self._delivered = False
-        return self.parser.last_event_id
+        self._start_id = self.parser.last_event_id
+        return self._start_id
 
     def response(
         self,
@@ -387,10 +416,18 @@ class Machine:
             self.delay = 0.0
             return False
         verdict = self.policy.judge(
-            status, headers, response, reason=reason, method=self.method, url=url or str(self.url)
+            status,
+            headers,
+            response,
+            reason=reason,
+            method="GET" if self.resuming else self.method,
+            url=url or str(self.url),
+            resuming=self.resuming,
         )
         if verdict.action is Action.OPEN:
             self._to(_State.OPEN)
+            if not self.resuming:
+                self.resume_url = url or str(self.url)
             self.opens += 1
             self.error = None
             self._queue.insert(0, OPENED)
@@ -399,7 +436,10 @@ class Machine:
         if verdict.action is Action.CLOSE:
             logger.info("HTTP 204 from %s: closing", self.url)
             self._close(None)
-        elif verdict.action is Action.FAIL:
+        elif verdict.action is Action.FAIL or not (
+            self.resend or self.resuming or status in UNPROCESSED
+        ):
+            # (A request other than GET answered 500, say: it may have run.)
             assert verdict.error is not None
             self._close(verdict.error)
         else:
@@ -455,9 +495,15 @@ class Machine:
         self._retry(ConnectionLostError("the server ended the stream"), None)
 
     def fail(
-        self, error: EventSourceError, *, fatal: bool = False, retry_after: float | None = None
+        self,
+        error: EventSourceError,
+        *,
+        fatal: bool = False,
+        retry_after: float | None = None,
+        unsent: bool = False,
     ) -> None:
-        """The attempt or the connection failed (a classified cause)."""
+        """The attempt or the connection failed (a classified cause);
+        ``unsent``: the request certainly did not leave (no connection)."""
         if self._state is _State.OPEN:
             self._release = True
         elif self._state is not _State.CONNECTING:
@@ -468,9 +514,10 @@ class Machine:
             self._restart = False
             self._to(_State.WAITING)
             self.delay = 0.0
+            self._resume_on_restart()
             logger.info("restart: reconnecting to %s", self.url)
             return
-        if fatal or not self._reconnects():
+        if fatal or not self._reconnects(unsent=unsent):
             self._close(error)
             return
         self._retry(error, retry_after)
@@ -487,20 +534,39 @@ class Machine:
         self.ended = True
         logger.info("closed: %s", self.url)
 
-    def _reconnects(self) -> bool:
-        """Whether what just failed or ended is attempted again. By default a
-        request other than GET (a POST that starts a generation, say) is sent
-        again only when it can resume, or when nothing came of it."""
-        reconnect = self.policy.reconnect
-        if reconnect is not None:
-            return reconnect
-        return self.method == "GET" or bool(self.parser.last_event_id) or not self._delivered
+    def _reconnects(self, *, unsent: bool = False) -> bool:
+        """Whether what just failed or ended is attempted again (see the
+        module docstring): a GET always; a request other than GET again only
+        when it was ``unsent``; once its head arrived, resumed by GET when
+        the stream gave an id."""
+        if self.policy.reconnect is False:
+            return False
+        if self.resend:
+            return True
+        if self._state is _State.CONNECTING and not self.resuming:
+            return unsent  # the request's own attempt: it may have run
+        if self.resumes and self.parser.last_event_id:
+            self.resuming = True
+            return True
+        return False  # no id to resume from: a GET without one opens another stream
+
+    def _resume_on_restart(self) -> None:
+        """A restart of a request other than GET resumes its stream when it
+        gave an id; else it sends the request again (the caller asked)."""
+        if not self.resend:
+            self.resuming = bool(self.resumes and self.opens and self.parser.last_event_id)
+
+    def _progressed(self) -> bool:
+        """This connection delivered an event or moved the last event ID."""
+        return self._delivered or self.parser.last_event_id != self._start_id
 
     def _retry(self, error: EventSourceError, retry_after: float | None) -> None:
         self._to(_State.WAITING)
         self.error = error
         try:
-            self.delay = self.policy.next_delay(delivered=self._delivered, retry_after=retry_after)
+            self.delay = self.policy.next_delay(
+                delivered=self._progressed(), retry_after=retry_after
+            )
         except RetriesExhaustedError as exc:
             # One final report: RetriesExhaustedError, the last error as its
             # cause (handing on_error that error too would report the end twice).

@@ -13,17 +13,20 @@ Statuses (WHATWG, with one deliberate difference):
   a server restart. `retry_statuses=()` is the browser's behaviour.
 - anything else, or a 200 of another content type: fail (ResponseError).
 
-Delays: after a connection that delivered an event, and after the first
+Delays: after a connection that made progress (it delivered an event or moved
+the last event ID forward: an MCP server polls that way), and after the first
 failed attempt, a reconnect waits the reconnection time (the stream's `retry:`
-field, else the `retry` option), which may be 0 as the spec allows. From the
+field, else the `retry` option), which may be 0 as the spec allows; after
+progress, a stream's `retry:` counts from PROGRESS_FLOOR (100 ms), so a server
+that answers each request with one event and `retry: 0` is not stormed. From the
 second failed attempt in a row the wait starts from at least
 `min_retry_delay` (1 s by default) whatever `retry` says, doubles each time up
 to max_retry_delay, and gets jitter that keeps it between half and all of
 twice that base; a longer Retry-After wins (within max_retry_delay). So a
 server that sent `retry: 0` and then fails cannot be stormed. A failed attempt
 is an error, a retried status, or a connection that ended without delivering
-an event: the failure count resets only after a connection that delivered
-one. max_retry_delay also bounds the stream's `retry:` (the caller's limit wins).
+an event: the failure count resets only after a connection that made
+progress. max_retry_delay also bounds the stream's `retry:` (the caller's limit wins).
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ class _Statuses(frozenset[int]):
 #: Required); CDNs' 520-524 and 529 stay retried.
 DEFAULT_RETRY_STATUSES: frozenset[int] = _Statuses({408, 429, *range(500, 600)} - {501, 505, 511})
 DEFAULT_MIN_RETRY_DELAY = 1.0  # seconds: the backoff floor of consecutive failures
+PROGRESS_FLOOR = 0.1  # seconds: the least wait a stream's retry: gets after progress
 
 # Jitter only needs to differ between clients; one generator serves every
 # policy (a Mersenne Twister's state is 2.5 KiB, too much per stream).
@@ -117,6 +121,7 @@ class ConnectionPolicy:
         "reconnect",
         "retry",
         "retry_statuses",
+        "stream_retry",
     )
 
     def __init__(
@@ -135,6 +140,7 @@ class ConnectionPolicy:
         if max_retries is not None and max_retries < 0:
             raise ValueError("max_retries must be None or >= 0")
         self.retry = retry  # the reconnection time
+        self.stream_retry = False  # the stream's retry: set it
         self.max_retries = max_retries
         self.max_retry_delay = max_retry_delay
         self.min_retry_delay = min_retry_delay
@@ -156,9 +162,11 @@ class ConnectionPolicy:
         reason: str = "",
         method: str = "GET",
         url: str = "",
+        resuming: bool = False,
     ) -> Verdict:
         """What a response (status and headers) means for the stream; reason,
-        method and url only word the error."""
+        method and url only word the error, and ``resuming`` (the request
+        resumes another's stream) says a 404 or 405 means it cannot resume."""
         where = f" for {method} url {url!r}" if url else ""
         if status == 200:
             content_type = headers.get("content-type", "")
@@ -178,6 +186,8 @@ class ConnectionPolicy:
         message = status_message(status, reason, method, url)
         if 300 <= status < 400:
             message += ": a redirect without a usable Location"
+        elif resuming and status in (404, 405):
+            message += ": the stream cannot be resumed"
         error = ResponseError(message, status_code=status, response=response)
         if status in self.retry_statuses and self.reconnect is not False:
             return Verdict(Action.RETRY, error, parse_retry_after(headers.get("retry-after")))
@@ -187,6 +197,7 @@ class ConnectionPolicy:
         """The stream's `retry:` field changed the reconnection time. One too
         large for a float in seconds (past 1.79 * 10**311 ms, 312 digits; the
         parser keeps less) is infinite: max_retry_delay bounds it as any other."""
+        self.stream_retry = True
         try:
             self.retry = milliseconds / 1000
         except OverflowError:
@@ -194,12 +205,14 @@ class ConnectionPolicy:
 
     def next_delay(self, *, delivered: bool, retry_after: float | None = None) -> float:
         """Seconds to wait before the next attempt, after a connection that
-        ended or failed. Raises RetriesExhaustedError past max_retries."""
+        ended or failed (``delivered``: it made progress). Raises
+        RetriesExhaustedError past max_retries."""
         if delivered:
-            # A connection that delivered events and then ended is not a failed
+            # A connection that made progress and then ended is not a failed
             # attempt: reconnecting after it is no retry, and the count restarts.
             self.failures = 0
-            return min(self.retry, self.max_retry_delay)
+            retry = max(self.retry, PROGRESS_FLOOR) if self.stream_retry else self.retry
+            return min(retry, self.max_retry_delay)
         self.failures += 1
         if self.max_retries is not None and self.failures > self.max_retries:
             raise RetriesExhaustedError(self.failures)

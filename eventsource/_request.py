@@ -9,14 +9,21 @@ import re
 import ssl
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, Literal, TypeAlias, TypeVar
 from urllib.parse import unquote
 
 from ._errors import EventIdError, EventSourceError
 from ._stack import HTTPX, URL, Stack, Timeout
 from ._transport import client_kwargs
 
-__all__ = ["HeadersArg", "ParamsArg", "RequestSpec", "check_url", "last_event_id_header"]
+__all__ = [
+    "HeadersArg",
+    "ParamsArg",
+    "RequestSpec",
+    "Resume",
+    "check_url",
+    "last_event_id_header",
+]
 
 logger = logging.getLogger("eventsource")
 
@@ -24,6 +31,10 @@ T = TypeVar("T")
 MaybeCallable: TypeAlias = T | Callable[[], T]
 HeadersArg: TypeAlias = MaybeCallable[Mapping[str, str]] | None
 ParamsArg: TypeAlias = MaybeCallable[Mapping[str, Any]] | None
+#: How the stream of a request other than GET is resumed once its head
+#: arrived: "get", "resend", None, or a callable given the last event ID that
+#: returns the URL to GET.
+Resume: TypeAlias = Literal["get", "resend"] | Callable[[str], "str | URL"] | None
 # httpx's or httpx2's client, sync or async: the stack's own (typed Any: a
 # union of the stacks' classes would not take each other's requests).
 AnyClient: TypeAlias = Any
@@ -125,6 +136,7 @@ class RequestSpec:
         "method",
         "params",
         "read_timeout",
+        "resume",
         "stack",
         "timeout",
         "url",
@@ -147,8 +159,10 @@ class RequestSpec:
         stack: Stack = HTTPX,
         verify: bool | str | ssl.SSLContext = True,
         follow_redirects: bool = True,
+        resume: Callable[[str], str | URL] | None = None,
     ) -> None:
         self.follow_redirects = follow_redirects
+        self.resume = resume  # the caller's resume URL builder, if any
         self.stack = stack  # the HTTP stack of the source's client
         self.verify = _checked_verify(verify)  # its own client's (see _ssl_context_for)
         self.url = url
@@ -188,21 +202,35 @@ class RequestSpec:
             kwargs["cookies"] = jar
         return kwargs
 
-    def build(self, client: AnyClient, last_event_id: str) -> Any:
-        """The request of one attempt. A raising headers / params callable
-        raises EventSourceError (its __cause__ the original); an id that
-        cannot be sent, EventIdError (see last_event_id_header)."""
+    def build(self, client: AnyClient, last_event_id: str, resume_url: str | None = None) -> Any:
+        """The request of one attempt; with ``resume_url`` (the URL the
+        request's stream came from) a resume: a GET of that URL (or of the
+        ``resume`` callable's) with the headers but ``Content-*``, no body.
+        A raising headers / params / resume callable raises EventSourceError
+        (its __cause__ the original); an id that cannot be sent, EventIdError
+        (see last_event_id_header)."""
         http = self.stack.http
         headers = http.Headers(_BASE_HEADERS)
+        method, params, has_body = self.method, None, True
+        url: str | URL = self.url
         try:
             extra = self.headers() if callable(self.headers) else self.headers
-            params = self.params() if callable(self.params) else self.params
+            if resume_url is None:
+                params = self.params() if callable(self.params) else self.params
+            else:
+                method, has_body = "GET", False
+                url = resume_url
+                if self.resume is not None:  # relative to the stream's URL
+                    url = http.URL(resume_url).join(str(self.resume(last_event_id)))
         except Exception as exc:
-            error = EventSourceError(f"the headers or params callable raised {exc!r}")
+            error = EventSourceError(f"the headers, params or resume callable raised {exc!r}")
             error.__cause__ = exc
             raise error from exc
         if extra:
             headers.update(extra)
+            if not has_body:  # a resume carries no body, nor what described it
+                for name in [name for name in headers if name.lower().startswith("content-")]:
+                    del headers[name]
         if last_event_id:
             # As bytes: httpx encodes a str value as ASCII once it has looked
             # at its headers (update() does), so a non-ASCII id would raise.
@@ -210,14 +238,13 @@ class RequestSpec:
             # them into an id: this is where a header could be injected.
             headers.update([(b"Last-Event-ID", last_event_id_header(last_event_id))])
         base = client.timeout
-        url: Any = self.url  # (the stack's, as the client is)
         request = client.build_request(
-            self.method,
-            url,
+            method,
+            url,  # (the stack's, as the client is; a resume's str or URL)
             headers=headers,
             params=params,
-            json=self.json,
-            content=self.content,
+            json=self.json if has_body else None,
+            content=self.content if has_body else None,
             # The client's connect / write / pool timeouts, the source's read timeout.
             timeout=http.Timeout(
                 connect=base.connect, read=self.read_timeout, write=base.write, pool=base.pool

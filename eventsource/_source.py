@@ -30,7 +30,14 @@ from ._event import ServerSentEvent
 from ._machine import FINISH, Machine, ReadyState
 from ._parser import DEFAULT_MAX_EVENT_SIZE
 from ._policy import DEFAULT_MIN_RETRY_DELAY, DEFAULT_RETRY_STATUSES, ConnectionPolicy
-from ._request import HeadersArg, ParamsArg, RequestSpec, check_url, last_event_id_header
+from ._request import (
+    HeadersArg,
+    ParamsArg,
+    RequestSpec,
+    Resume,
+    check_url,
+    last_event_id_header,
+)
 from ._stack import (
     URL,
     AsyncClient,
@@ -98,6 +105,7 @@ class EventSource:
         last_event_id: str = "",
         retry: float = 3.0,
         reconnect: bool | None = None,
+        resume: Resume = "get",
         max_retries: int | None = None,
         min_retry_delay: float = DEFAULT_MIN_RETRY_DELAY,
         max_retry_delay: float = 30.0,
@@ -115,8 +123,10 @@ class EventSource:
         Args:
             url: The stream's absolute ``http://`` or ``https://`` URL (relative
                 to a ``client=`` with a ``base_url``).
-            method: The request method; a request other than GET is not sent
-                twice once a stream head arrived (see the README).
+            method: The request method. A request other than GET is sent
+                again only when it certainly did not run (no connection, or
+                a 408, 429 or 503 answer); once a stream head arrived, see
+                ``resume``.
             headers: Extra request headers, or a callable returning them before
                 every attempt (a fresh token).
             params: Query parameters, or a callable returning them before every
@@ -147,8 +157,16 @@ class EventSource:
             last_event_id: Resume from this id (sent as ``Last-Event-ID``).
             retry: The reconnection time in seconds until the stream's
                 ``retry:`` field sets another.
-            reconnect: None: reconnect GET streams, and others when they can
-                resume; True: always; False: the first end is final.
+            reconnect: False: the first end of the stream is final. None or
+                True: reconnect (a request other than GET as ``resume`` says).
+            resume: How the stream of a request other than GET is resumed
+                once its head arrived: ``"get"`` (a GET to the final URL with
+                the request's headers but ``Content-*`` and
+                ``Last-Event-ID``, as MCP's Streamable HTTP does; only when the
+                stream gave an id), ``"resend"`` (the request again, as for a
+                GET: only if running it twice is harmless), None (never), or
+                a callable given the last event ID that returns the URL to
+                GET (another endpoint).
             max_retries: Failed attempts in a row retried before
                 ``RetriesExhaustedError``; None: no limit.
             min_retry_delay: The backoff floor of consecutive failed
@@ -180,6 +198,10 @@ class EventSource:
         """
         if json is not None and content is not None:
             raise ValueError("give json or content, not both")
+        if isinstance(resume, str) and resume not in ("get", "resend"):
+            raise ValueError(f"resume must be 'get', 'resend', None or a callable, not {resume!r}")
+        if not (resume is None or isinstance(resume, str) or callable(resume)):
+            raise TypeError(f"resume must be 'get', 'resend', None or a callable, not {resume!r}")
         try:
             last_event_id_header(last_event_id)  # sent stripped; refused if it cannot be
         except EventIdError as exc:
@@ -229,6 +251,7 @@ class EventSource:
             stack=stack,
             verify=verify,
             follow_redirects=follow_redirects,
+            resume=resume if callable(resume) else None,
         )
         policy = ConnectionPolicy(
             retry=retry,
@@ -245,6 +268,7 @@ class EventSource:
             comments=on_comment is not None,
             method=self._spec.method,
             url=self._spec.url,
+            resume="get" if callable(resume) else resume,
         )
         self._callbacks = Callbacks(on_open, on_message, on_error, on_close, on_comment)
         self._client = client

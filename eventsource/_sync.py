@@ -16,7 +16,7 @@ from typing import Any
 from ._callbacks import Callback, Callbacks
 from ._errors import ConnectionLostError, EventIdError, EventSourceError
 from ._event import ServerSentEvent
-from ._httpx import classify
+from ._httpx import classify, never_sent
 from ._io import SyncReader
 from ._machine import CONNECT, FINISH, OPENED, READ, RELEASE, Comment, Failure, Machine, Output
 from ._request import RequestSpec
@@ -174,7 +174,9 @@ class SyncDriver:
             machine.fail(ConnectionLostError("interrupted"))
             return
         try:
-            request = self.spec.build(client, last_event_id)
+            request = self.spec.build(
+                client, last_event_id, machine.resume_url if machine.resuming else None
+            )
         except EventSourceError as exc:
             machine.fail(exc, fatal=isinstance(exc, EventIdError))  # the same id every time
             return
@@ -206,7 +208,7 @@ class SyncDriver:
         if result is None:
             raise exc  # not an I/O failure: a bug to see
         error, fatal = result
-        self.machine.fail(error, fatal=fatal)
+        self.machine.fail(error, fatal=fatal, unsent=sending and never_sent(exc))
 
     def _client(self) -> Client:
         if self.client is None:

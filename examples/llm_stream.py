@@ -4,8 +4,9 @@ chunks as they arrive, stop at `data: [DONE]`.
 Each chunk is JSON (`{"choices": [{"delta": {"content": "Hel"}}]}`); the
 stream ends with the plain text `[DONE]`, usually while the server still holds
 the connection open. `until=` stops there and closes the source. The prompt
-is POSTed once: a request other than GET is sent again only when it can
-resume (the stream gave event ids), or `reconnect=True` forces it.
+is POSTed once: a request other than GET is sent again only when it never
+reached the server; a stream that gave event ids is resumed by GET with
+`Last-Event-ID`, and `resume="resend"` would send the POST again.
 
     python examples/llm_stream.py          # against the testing toolkit's server
     python examples/llm_stream.py URL      # an OpenAI-compatible endpoint

@@ -43,7 +43,7 @@ async def test_a_real_server_that_drops_mid_answer(sse_server: SSEServer) -> Non
 
     assert final == {"role": "assistant", "content": "Hello, world"}
     assert [r.last_event_id for r in sse_server.requests] == [None, "2"]
-    assert sse_server.requests[1].method == "POST"  # the question is sent again
+    assert sse_server.requests[1].method == "GET"  # resumed: the question is not sent again
 
 
 async def test_a_scripted_mock(sse_mock: SSEMock) -> None:

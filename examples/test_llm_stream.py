@@ -55,11 +55,11 @@ def test_a_drop_before_done_is_raised_not_re_posted() -> None:
         assert len(server.requests) == 1
 
 
-def test_reconnect_true_forces_the_post_again() -> None:
+def test_resume_resend_forces_the_post_again() -> None:
     with SSEServer(chunks(WORDS), replay=True) as server:
         server.drop_after(2)
         events = EventSource(
-            server.url, method="POST", json={}, reconnect=True, retry=0.01
+            server.url, method="POST", json={}, resume="resend", retry=0.01
         ).collect(timeout=30, until=is_done)
         assert len(server.requests) == 2  # the request was sent again: a second generation
     assert is_done(events[-1])

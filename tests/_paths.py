@@ -213,13 +213,15 @@ def event(n: int, data: str | None = None) -> tuple[str, bytes]:
 class Request:
     headers: dict[str, str] = field(repr=False)  # lower-case names
     time: float = field(repr=False)  # time.monotonic() when it arrived
+    method: str = "GET"
+    body: bytes = field(default=b"", repr=False)  # (paths that read it: raw, mock)
 
     @property
     def last_event_id(self) -> str | None:
         return self.headers.get("last-event-id")
 
     def __repr__(self) -> str:
-        return f"Request(last_event_id={self.last_event_id!r})"
+        return f"Request({self.method}, last_event_id={self.last_event_id!r})"
 
 
 class Conn:
@@ -261,12 +263,15 @@ class Script:
         with self._lock:
             return list(self._requests)
 
-    def attach(self, headers: Mapping[str, str], conn: Conn) -> Responder | None:
+    def attach(
+        self, headers: Mapping[str, str], conn: Conn, method: str = "GET", body: bytes = b""
+    ) -> Responder | None:
         """A request arrived: record it and start its response with the
         history after its Last-Event-ID (or return the special responder
         that answers it instead)."""
         with self._lock:
-            request = Request({k.lower(): v for k, v in headers.items()}, time.monotonic())
+            lowered = {k.lower(): v for k, v in headers.items()}
+            request = Request(lowered, time.monotonic(), method, body)
             self._requests.append(request)
             if self.special:
                 return self.special.popleft()
@@ -427,13 +432,24 @@ class RawServer(RawListener):
                     buffer += data
                 head, _, buffer = buffer.partition(b"\r\n\r\n")
                 headers = {}
-                for line in head.decode("latin-1").split("\r\n")[1:]:
+                request_line, *lines = head.decode("latin-1").split("\r\n")
+                for line in lines:
                     name, _, value = line.partition(":")
                     headers[name.strip().lower()] = value.strip()
+                # A request body (a POST's) is read whole: what follows it on
+                # a keep-alive connection is the next request.
+                length = int(headers.get("content-length", "0"))
+                while len(buffer) < length:
+                    data = sock.recv(65536)
+                    if not data:
+                        return
+                    buffer += data
+                body, buffer = buffer[:length], buffer[length:]
                 if conn is not None:
                     self.script.gone(conn)
                 conn = _RawConn(sock, self.framing, self.gzip)
-                special = self.script.attach(headers, conn)
+                method = request_line.partition(" ")[0]
+                special = self.script.attach(headers, conn, method, body)
                 if special is not None:
                     special(sock)
                     return
@@ -553,7 +569,7 @@ HEADERS = {"content-type": "text/event-stream", "cache-control": "no-cache"}
 def mock_transport(script: Script, is_async: bool) -> httpx.MockTransport:
     def handler(request: httpx.Request) -> httpx.Response:
         body: _SyncBody | _AsyncBody = _AsyncBody(script) if is_async else _SyncBody(script)
-        script.attach(dict(request.headers.items()), body)
+        script.attach(dict(request.headers.items()), body, request.method, request.content)
         return httpx.Response(200, headers=HEADERS, stream=body)
 
     return httpx.MockTransport(handler)
@@ -570,7 +586,7 @@ def asgi_app(script: Script) -> Callable[..., Any]:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         inbox = _AsyncInbox()
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        script.attach(headers, inbox)
+        script.attach(headers, inbox, scope["method"])
         try:
             await _play(inbox.get, send)
         finally:
@@ -688,7 +704,7 @@ class ScriptedHyper(HyperServer):
         assert self.proxy is not None
         conn = _H2Conn(asyncio.get_running_loop(), self.proxy)
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        self.script.attach(headers, conn)
+        self.script.attach(headers, conn, scope["method"])
 
         async def disconnected() -> None:
             while (await receive())["type"] != "http.disconnect":

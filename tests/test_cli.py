@@ -243,6 +243,31 @@ def test_json_body(capsys: pytest.CaptureFixture[str]) -> None:
     assert request.body == b'{"prompt": "Hi", "n": 1}'
 
 
+@pytest.mark.parametrize(
+    ("resume", "expected"),
+    [
+        ([], [("POST", None), ("GET", "1")]),
+        (["--resume", "resend"], [("POST", None), ("POST", "1")]),
+    ],
+)
+def test_a_post_stream_is_resumed_as_resume_says(resume: list[str], expected: Any) -> None:
+    """--json POSTs; the stream ends after its first event (an id): by
+    default the rest comes by GET, without the body or its Content-Type."""
+    with SSEServer([{"data": "a", "id": "1", "retry": 10}, {"data": "b", "id": "2"}]) as server:
+        server.end_after(1)
+        assert main([server.url, "--json", "{}", "-n", "2", "-f", "raw", *resume]) == 0
+    assert [(r.method, r.last_event_id) for r in server.requests] == expected
+    second = server.requests[1]
+    assert ("content-type" in second.headers) is (second.method == "POST")
+
+
+def test_resume_none_ends_a_post_stream_at_its_end() -> None:
+    with SSEServer([{"data": "a", "id": "1"}, {"data": "b", "id": "2"}]) as server:
+        server.end_after(1)
+        assert main([server.url, "--json", "{}", "-f", "raw", "--resume", "none"]) == 0
+    assert len(server.requests) == 1
+
+
 def test_json_content_type_can_be_overridden() -> None:
     with SSEServer(EVENTS) as server:
         argv = [server.url, "--json", "[]", "-H", "Content-Type: application/x-ndjson", "-n", "1"]
@@ -408,7 +433,7 @@ def test_verbose_shows_the_connection_life(capsys: pytest.CaptureFixture[str]) -
     assert f"* open: {url} (HTTP 200)" in lines
     drop = (
         "* connection lost (the server ended the stream);"
-        " reconnecting in 0.01 s with Last-Event-ID '1'"
+        " reconnecting in 0.1 s with Last-Event-ID '1'"  # retry: 10, from 100 ms
     )
     assert drop in lines
     assert lines[lines.index(drop) + 1 : lines.index(drop) + 3] == [

@@ -112,7 +112,9 @@ def test_the_last_event_id_follows_delivery() -> None:
     assert m.last_event_id == "2" and m.events_received == 2 and m.last_event is second
 
 
-def test_a_healthy_stream_that_said_retry_0_reconnects_at_once() -> None:
+def test_a_healthy_stream_that_said_retry_0_reconnects_after_100_ms() -> None:
+    """Progress honours the stream's retry: from PROGRESS_FLOOR (issue 24): a
+    server that sends one event a connection and retry: 0 is not stormed."""
     m = machine(retry=3.0)
     open_(m)
     m.receive(b"retry: 0\ndata: a\n\n")
@@ -121,7 +123,7 @@ def test_a_healthy_stream_that_said_retry_0_reconnects_at_once() -> None:
     assert run(m) == [RELEASE]
     m.released()
     run(m)
-    assert m.delay == 0
+    assert m.delay == 0.1
 
 
 def test_consecutive_failures_back_off_from_the_floor_whatever_retry_says() -> None:
@@ -142,7 +144,7 @@ def test_consecutive_failures_back_off_from_the_floor_whatever_retry_says() -> N
         out = run(m)
         assert errors(out) == [ResponseError] and out[-1] is CONNECT
         delays.append(m.delay)
-    assert delays[0] == 0  # after a connection that delivered
+    assert delays[0] == 0.1  # after a connection that delivered: retry: 0, from 100 ms
     assert delays[1] == 0  # the first failure: the reconnection time
     for n, delay in enumerate(delays[2:], start=2):  # then the floor, doubling, with jitter
         assert 2 ** (n - 1) * 0.5 <= delay <= 2 ** (n - 1)

@@ -137,12 +137,12 @@ async def test_non_ascii_last_event_id_goes_out_as_utf8(mode: str) -> None:
 
 
 @pytest.mark.parametrize("body", [{"json": {"q": "hi"}}, {"content": b"raw body"}])
-async def test_post_body_is_sent_again_on_reconnect_when_forced(
+async def test_post_body_is_sent_again_on_reconnect_when_asked(
     mode: str, body: dict[str, Any]
 ) -> None:
     with respx.mock:
         route = respx.post(URL).mock(side_effect=[sse(b"data: a\n\n"), sse(b"data: b\n\n")])
-        source = source_for(mode, method="POST", reconnect=True, **body)
+        source = source_for(mode, method="POST", resume="resend", **body)
         await consume(source, mode, limit=2)
     assert len(route.calls) == 2
     first, second = (call.request.content for call in route.calls)

@@ -888,7 +888,7 @@ async def test_post_json_is_kept_over_307_and_308(mode: str, status: int) -> Non
             return_value=httpx.Response(status, headers={"location": "/other"})
         )
         other = respx.post(OTHER).mock(side_effect=[sse(b"data: a\n\n"), sse(b"data: b\n\n")])
-        source = source_for(mode, method="post", json={"q": "hi"}, reconnect=True)
+        source = source_for(mode, method="post", json={"q": "hi"}, resume="resend")
         outcome = await consume(source, mode, limit=2)
     assert [e.data for e in outcome.events] == ["a", "b"]
     assert original.calls.call_count == 2 and other.calls.call_count == 2

@@ -209,6 +209,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop when the stream ends or drops, instead of reconnecting",
     )
     stream.add_argument(
+        "--resume",
+        choices=("get", "resend", "none"),
+        default="get",
+        help="how a stream of a request other than GET (a POST) that gave event ids "
+        "is resumed once it opened: get (default; a GET with Last-Event-ID, as MCP "
+        "servers expect), resend (the request again), none",
+    )
+    stream.add_argument(
         "--max-retries",
         type=_count,
         metavar="N",
@@ -281,6 +289,7 @@ def source_options(args: argparse.Namespace) -> dict[str, Any]:
         "content": content,
         "last_event_id": args.last_event_id,
         "reconnect": not args.no_reconnect,
+        "resume": None if args.resume == "none" else args.resume,
         "max_retries": args.max_retries,
         "read_timeout": args.read_timeout,
     }
