@@ -72,20 +72,30 @@ async def test_a_post_stream_resumes_by_get(case: Case, anyio_backend: str) -> N
 # --- 2. which requests are sent again, on both stacks, in each mode -------------------------------
 
 
-async def test_an_mcp_shaped_stream_is_posted_once_and_resumed_once(mode: str, stack: str) -> None:
+@pytest.mark.parametrize(
+    "priming",
+    [{"id": "p", "retry": 20, "data": ""}, {"id": "p", "retry": 20}],
+    ids=["sdk-priming", "id-only-priming"],
+)
+async def test_an_mcp_shaped_stream_is_posted_once_and_resumed_once(
+    mode: str, stack: str, priming: dict[str, Any]
+) -> None:
     """The shape of MCP's Streamable HTTP: the POST's stream starts with a
-    priming event (an id, no data, a ``retry:``), the server closes it after
-    three ticks; the GET carrying the last id gets the rest, and only it."""
+    priming event (an id, a ``retry:``, empty data as the official SDKs
+    write it, or no data line), the server closes it after three ticks; the
+    GET carrying the last id gets the rest, and only it."""
     ticks = [{"data": {"tick": n}, "id": f"t{n}"} for n in range(1, 11)]
     result = {"data": {"jsonrpc": "2.0", "id": 7, "result": "done"}, "id": "r"}
-    async with SSEServer([{"id": "p", "retry": 20}, *ticks, result]) as server:
+    async with SSEServer([priming, *ticks, result]) as server:
         server.end_after(4)  # the priming block and three ticks
         source = EventSource(
             server.url, http=stack, method="POST", json=CALL, headers={"Mcp-Session-Id": "s"}
         )
-        outcome = await consume(source, mode, limit=11)
+        outcome = await consume(source, mode, limit=11 + ("data" in priming))
         requests = server.requests
-    assert [e.json() for e in outcome.events] == [t["data"] for t in ticks] + [result["data"]]
+    events = [e for e in outcome.events if e.data]
+    assert len(outcome.events) - len(events) == ("data" in priming)  # the priming event
+    assert [e.json() for e in events] == [t["data"] for t in ticks] + [result["data"]]
     assert [(r.method, r.last_event_id) for r in requests] == [("POST", None), ("GET", "t3")]
     assert requests[1].headers["mcp-session-id"] == "s" and requests[1].body == b""
     assert "content-type" not in requests[1].headers

@@ -135,7 +135,8 @@ class SSEServer(Serving):
     timeout expires.
 
     A resumable request stream in MCP's shape (Streamable HTTP): give a
-    priming event first (``{"id": "p", "retry": 200}``: an id, no data) and
+    priming event first (``{"id": "p", "retry": 200, "data": ""}``, as MCP's
+    SDKs write it: an event with empty data) and
     ``end_after(n)``: the POST's stream ends after n events, and the GET that
     resumes it with ``Last-Event-ID`` gets the rest, and only the rest
     (``requests`` holds each one's method, headers and body).
