@@ -263,10 +263,11 @@ class AsyncDriver:
         reader.begin()
         try:
             request = self.spec.build(
-                client, last_event_id, machine.resume_url if machine.resuming else None
+                client, last_event_id, resume=machine.resuming, resume_url=machine.resume_url
             )
         except EventSourceError as exc:
-            machine.fail(exc, fatal=isinstance(exc, EventIdError))  # the same id every time
+            # Nothing was sent. The same id every time: fatal.
+            machine.fail(exc, fatal=isinstance(exc, EventIdError), unsent=True)
             return
         try:
             # Only a client of the source's own is gated: a shared client's
@@ -276,13 +277,16 @@ class AsyncDriver:
             response = await reader.send(
                 client,
                 request,
-                self.spec.auth,
+                self.spec.auth_for(request),
                 gated=self.own_client,
                 follow_redirects=self.spec.follow_redirects,
             )
         except Exception as exc:
             self._failed(exc, sending=True)
             return
+        except BaseException:
+            machine.in_doubt()  # a caller's cancel: a request other than GET may have run
+            raise
         if response is None:
             machine.fail(ConnectionLostError("interrupted"))
         elif machine.response(
@@ -291,6 +295,7 @@ class AsyncDriver:
             response,
             reason=response.reason_phrase,
             url=str(response.request.url),
+            redirected=reader.hops > 0,
         ):
             reader.open(response, self.spec.read_timeout)
         else:
@@ -313,7 +318,9 @@ class AsyncDriver:
                 return
             raise exc  # not an I/O failure: a bug to see
         error, fatal = result
-        self.machine.fail(error, fatal=fatal, unsent=sending and never_sent(exc))
+        # Certainly not sent: no connection, and no redirect's head before it.
+        unsent = sending and self.reader.hops == 0 and never_sent(exc)
+        self.machine.fail(error, fatal=fatal, unsent=unsent)
 
     def _client(self) -> AsyncClient:
         if self.client is None:

@@ -239,10 +239,18 @@ def never_sent(exc: BaseException) -> bool:
     pool timeout). A request other than GET may then be sent again."""
     from ._stack import loaded_stacks  # (it imports this module)
 
+    stacks = loaded_stacks()
+    if any(isinstance(exc, (s.core.connect_error, s.core.connect_timeout)) for s in stacks):
+        return True  # the core's own, raised while connecting
+    cause = exc.__cause__
+    if cause is not None and not any(isinstance(cause, s.core.io_errors) for s in stacks):
+        # Mapped from another transport's error (httpx-aiohttp maps a server
+        # that hung up after reading the request to ConnectTimeout): the
+        # type proves nothing. Only the cores' connect errors are trusted.
+        return False
     return any(
         isinstance(exc, (s.http.ConnectError, s.http.ConnectTimeout, s.http.PoolTimeout))
-        or isinstance(exc, (s.core.connect_error, s.core.connect_timeout))
-        for s in loaded_stacks()
+        for s in stacks
     )
 
 

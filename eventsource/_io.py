@@ -27,7 +27,7 @@ from ._body import (
 )
 from ._errors import ConnectionLostError, ResponseError
 from ._httpx import Interrupter, aclose_response, close_response, fix_request
-from ._request import check_url
+from ._request import NO_CREDENTIALS, check_url, same_origin
 from ._stack import HTTPX, Response, stack_of
 
 __all__ = ["AsyncReader", "SyncReader"]
@@ -55,27 +55,12 @@ def _redirect(response: Response, client: AnyClient, hops: int, follow: bool) ->
     return request
 
 
-_NO_CREDENTIALS: dict[str, Any] = {"auth": None}  # never mutated
-
-
 def _hop_auth(previous: Any, hop: Any, auth: dict[str, Any]) -> dict[str, Any]:
     """The ``auth=`` of a redirect hop: the source's (or else the client's)
     on the same origin, so that its flow runs there too (a token refreshed on
     a 401); none on another origin, where httpx and browsers drop
-    credentials (an http -> https upgrade of the same host keeps them, as
-    httpx keeps them)."""
-    old, new = previous.url, hop.url
-    if old.host == new.host and (
-        (old.scheme == new.scheme and old.port == new.port)
-        or (
-            old.scheme == "http"
-            and new.scheme == "https"
-            and old.port in (None, 80)
-            and new.port in (None, 443)
-        )
-    ):
-        return auth
-    return _NO_CREDENTIALS
+    credentials (``same_origin``)."""
+    return auth if same_origin(previous.url, hop.url) else NO_CREDENTIALS
 
 
 def _keep_body(error: object, response: Response, body: bytes) -> None:
@@ -120,7 +105,7 @@ class AsyncReader:
     read raises ConnectionLostError, never a clean end.
     """
 
-    __slots__ = ("_body", "_broken", "_interrupter", "_scope", "response")
+    __slots__ = ("_body", "_broken", "_interrupter", "_scope", "hops", "response")
 
     def __init__(self, wanted: Callable[[], bool] = lambda: True) -> None:
         """``wanted()`` tells whether an interrupt is still wanted when it is
@@ -128,12 +113,14 @@ class AsyncReader:
         self.response: Response | None = None
         self._body: AsyncBody | None = None
         self._interrupter = Interrupter(wanted)
+        self.hops = 0
         self._scope: anyio.CancelScope | None = None
         self._broken = False
 
     def begin(self) -> None:
         """Called after each attempt's machine.start_attempt()."""
         self._interrupter.begin()
+        self.hops = 0  # redirects followed: a head arrived
 
     def interrupt(self) -> None:
         """End the wait, send or read in progress (call in the loop's thread)."""
@@ -194,7 +181,7 @@ class AsyncReader:
                         previous = response.request
                         await aclose_response(response)
                         response = None
-                        hops += 1
+                        hops = self.hops = hops + 1
                         response = await client.send(
                             follow,
                             stream=True,
@@ -300,7 +287,7 @@ class SyncReader:
     connection ends with its next frame or read_timeout.
     """
 
-    __slots__ = ("_body", "_interrupter", "_sleeper", "response")
+    __slots__ = ("_body", "_interrupter", "_sleeper", "hops", "response")
 
     def __init__(self, wanted: Callable[[], bool] = lambda: True) -> None:
         """``wanted()`` tells whether an interrupt is still wanted when it is
@@ -308,6 +295,7 @@ class SyncReader:
         self.response: Response | None = None
         self._body: SyncBody | None = None
         self._interrupter = Interrupter(wanted)
+        self.hops = 0
         # Held while a wait sleeps on it; interrupt() releases it. A lock, not
         # a threading.Event: Event.set() takes a lock that the interrupted
         # thread may hold when a signal handler calls close().
@@ -316,6 +304,7 @@ class SyncReader:
     def begin(self) -> None:
         """Called after each attempt's machine.start_attempt()."""
         self._interrupter.begin()
+        self.hops = 0  # redirects followed: a head arrived
 
     def interrupt(self) -> None:
         """End the wait, send or read in progress (from any thread)."""
@@ -371,7 +360,7 @@ class SyncReader:
                 self._interrupter.disarm()
                 previous = response.request
                 close_response(response)
-                hops += 1
+                hops = self.hops = hops + 1
                 response = client.send(
                     follow, stream=True, follow_redirects=False, **_hop_auth(previous, follow, auth)
                 )

@@ -167,6 +167,13 @@ _STATES = {
 }
 
 
+def _cannot_restart(method: str) -> EventSourceError:
+    return EventSourceError(
+        f"restart() cannot reconnect this {method} stream: it gave no event id to resume "
+        "from, and sending the request again could run it twice (resume='resend' allows it)"
+    )
+
+
 def _cause(error: EventSourceError, url: object) -> str:
     """What made an attempt fail, in words that fit it, for log lines: a
     503 is no lost connection, a refused connect no dropped stream."""
@@ -310,11 +317,13 @@ class Machine:
             if self._state is _State.OPEN:
                 self._restart = False
                 self._release = True
+                if not self._may_restart():
+                    self._fatal = _cannot_restart(self.method)
+                    return RELEASE
                 self._to(_State.WAITING)
                 self.delay = 0.0
                 if self._progressed():  # progress, not a failure: the count restarts
                     self.policy.failures = 0
-                self._resume_on_restart()
                 logger.info("restart: reconnecting to %s", self.url)
                 return RELEASE
             if self._state is _State.WAITING:
@@ -404,14 +413,19 @@ class Machine:
         *,
         reason: str = "",
         url: str = "",
+        redirected: bool = False,
     ) -> bool:
-        """The response head arrived: True when the stream opens (read it),
+        """The response head arrived (``redirected``: after a redirect's, so
+        the request was answered): True when the stream opens (read it),
         False when the driver is to close the response now (``error`` then
         holds the ResponseError, if it is one)."""
         if self._state is not _State.CONNECTING or self.close_requested:
             return False  # closed meanwhile
         if self._restart:
             self._restart = False
+            if not self._may_restart():
+                self._close(_cannot_restart(self.method))
+                return False
             self._to(_State.WAITING)
             self.delay = 0.0
             return False
@@ -426,8 +440,8 @@ class Machine:
         )
         if verdict.action is Action.OPEN:
             self._to(_State.OPEN)
-            if not self.resuming:
-                self.resume_url = url or str(self.url)
+            if not self.resuming:  # a resume goes where a redirect led
+                self.resume_url = (url or str(self.url)) if redirected else ""
             self.opens += 1
             self.error = None
             self._queue.insert(0, OPENED)
@@ -437,7 +451,7 @@ class Machine:
             logger.info("HTTP 204 from %s: closing", self.url)
             self._close(None)
         elif verdict.action is Action.FAIL or not (
-            self.resend or self.resuming or status in UNPROCESSED
+            self.resend or self.resuming or (status in UNPROCESSED and not redirected)
         ):
             # (A request other than GET answered 500, say: it may have run.)
             assert verdict.error is not None
@@ -512,9 +526,11 @@ class Machine:
             return  # the I/O a close interrupted: next() closes
         if self._restart:
             self._restart = False
+            if not self._may_restart():
+                self._close(_cannot_restart(self.method))
+                return
             self._to(_State.WAITING)
             self.delay = 0.0
-            self._resume_on_restart()
             logger.info("restart: reconnecting to %s", self.url)
             return
         if fatal or not self._reconnects(unsent=unsent):
@@ -550,11 +566,33 @@ class Machine:
             return True
         return False  # no id to resume from: a GET without one opens another stream
 
-    def _resume_on_restart(self) -> None:
-        """A restart of a request other than GET resumes its stream when it
-        gave an id; else it sends the request again (the caller asked)."""
-        if not self.resend:
-            self.resuming = bool(self.resumes and self.opens and self.parser.last_event_id)
+    def _may_restart(self) -> bool:
+        """Whether a restart reconnects: a GET (or ``resend``) always; a
+        request other than GET resumes by GET when its stream opened and
+        gave an id; else it is not sent again (it may have run): the
+        source ends."""
+        if self.resend:
+            return True
+        if self.resumes and self.opens and self.parser.last_event_id:
+            self.resuming = True
+            return True
+        return False
+
+    def in_doubt(self) -> None:
+        """The send of an attempt ended without an answer (the caller's
+        cancel, a KeyboardInterrupt): a request other than GET may have run,
+        so it is not sent again: the source ends with ConnectionLostError."""
+        if (
+            self._state is _State.CONNECTING
+            and not (self.resend or self.resuming)
+            and not self.close_requested
+        ):
+            self._close(
+                ConnectionLostError(
+                    f"the wait for the answer to {self.method} was cancelled: the request "
+                    "may have run, so it is not sent again"
+                )
+            )
 
     def _progressed(self) -> bool:
         """This connection delivered an event or moved the last event ID."""

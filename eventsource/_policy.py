@@ -149,7 +149,7 @@ class ConnectionPolicy:
         self.retry_statuses = (
             retry_statuses if isinstance(retry_statuses, frozenset) else frozenset(retry_statuses)
         )
-        self.reconnect = reconnect  # None: the machine decides per request method
+        self.reconnect = reconnect  # False: never (None and True: as the machine decides)
         self.failures = 0  # failed attempts in a row
         self._rng = rng or _RNG
 

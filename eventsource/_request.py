@@ -17,12 +17,14 @@ from ._stack import HTTPX, URL, Stack, Timeout
 from ._transport import client_kwargs
 
 __all__ = [
+    "NO_CREDENTIALS",
     "HeadersArg",
     "ParamsArg",
     "RequestSpec",
     "Resume",
     "check_url",
     "last_event_id_header",
+    "same_origin",
 ]
 
 logger = logging.getLogger("eventsource")
@@ -123,6 +125,24 @@ def _raw_host(url: Any) -> str:
     return unquote(url.host)
 
 
+NO_CREDENTIALS: dict[str, Any] = {"auth": None}  # never mutated
+
+
+def same_origin(old: Any, new: Any) -> bool:
+    """Whether credentials for URL ``old`` may go to URL ``new``: the same
+    origin, or an http -> https upgrade of the same host (httpx keeps them
+    then; browsers and httpx drop them for any other origin)."""
+    return old.host == new.host and (
+        (old.scheme == new.scheme and old.port == new.port)
+        or (
+            old.scheme == "http"
+            and new.scheme == "https"
+            and old.port in (None, 80)
+            and new.port in (None, 443)
+        )
+    )
+
+
 class RequestSpec:
     """What a source sends on every attempt."""
 
@@ -202,35 +222,46 @@ class RequestSpec:
             kwargs["cookies"] = jar
         return kwargs
 
-    def build(self, client: AnyClient, last_event_id: str, resume_url: str | None = None) -> Any:
-        """The request of one attempt; with ``resume_url`` (the URL the
-        request's stream came from) a resume: a GET of that URL (or of the
-        ``resume`` callable's) with the headers but ``Content-*``, no body.
+    def build(
+        self, client: AnyClient, last_event_id: str, *, resume: bool = False, resume_url: str = ""
+    ) -> Any:
+        """The request of one attempt; with ``resume``, a GET that resumes
+        the request's stream: of ``resume_url`` (where a redirect led), else
+        of the source's URL with its params (the callable's, evaluated again),
+        or of the ``resume`` callable's URL (relative to the stream's); with
+        the headers but ``Content-*``, and no credentials on another origin.
         A raising headers / params / resume callable raises EventSourceError
         (its __cause__ the original); an id that cannot be sent, EventIdError
-        (see last_event_id_header)."""
+        (see last_event_id_header); a resume callable's result that is no
+        URL, TypeError (a bug to see)."""
         http = self.stack.http
         headers = http.Headers(_BASE_HEADERS)
-        method, params, has_body = self.method, None, True
-        url: str | URL = self.url
+        method, url, params = self.method, self.url, None
+        where: Any = http.URL(resume_url) if resume and resume_url else None
+        given: Any = None
         try:
             extra = self.headers() if callable(self.headers) else self.headers
-            if resume_url is None:
+            if where is None:  # (a redirect's URL keeps the query it was given)
                 params = self.params() if callable(self.params) else self.params
-            else:
-                method, has_body = "GET", False
-                url = resume_url
-                if self.resume is not None:  # relative to the stream's URL
-                    url = http.URL(resume_url).join(str(self.resume(last_event_id)))
+            if resume and self.resume is not None:
+                given = self.resume(last_event_id)
         except Exception as exc:
             error = EventSourceError(f"the headers, params or resume callable raised {exc!r}")
             error.__cause__ = exc
             raise error from exc
+        if resume:
+            method = "GET"
+            if self.resume is not None:
+                if not isinstance(given, (str, http.URL)):
+                    raise TypeError(f"resume= must return a URL (a str), not {given!r}")
+                where, params = (url if where is None else where).join(given), None
         if extra:
             headers.update(extra)
-            if not has_body:  # a resume carries no body, nor what described it
-                for name in [name for name in headers if name.lower().startswith("content-")]:
-                    del headers[name]
+        if where is not None:
+            url = where
+            if not same_origin(self.url, where):  # as on a redirect to it
+                for name in ("authorization", "cookie", "proxy-authorization"):
+                    headers.pop(name, None)
         if last_event_id:
             # As bytes: httpx encodes a str value as ASCII once it has looked
             # at its headers (update() does), so a non-ASCII id would raise.
@@ -243,15 +274,23 @@ class RequestSpec:
             url,  # (the stack's, as the client is; a resume's str or URL)
             headers=headers,
             params=params,
-            json=self.json if has_body else None,
-            content=self.content if has_body else None,
+            json=None if resume else self.json,
+            content=None if resume else self.content,
             # The client's connect / write / pool timeouts, the source's read timeout.
             timeout=http.Timeout(
                 connect=base.connect, read=self.read_timeout, write=base.write, pool=base.pool
             ),
         )
+        if resume:  # a resume carries no body, nor what described it (the client's too)
+            for name in [name for name in request.headers if name.startswith("content-")]:
+                del request.headers[name]
         logger.debug("connecting: %s %s", request.method, request.url)
         return request
+
+    def auth_for(self, request: Any) -> dict[str, Any]:
+        """The ``auth=`` keywords for a request: the source's (or the
+        client's), none for another origin (a resume that went there)."""
+        return self.auth if same_origin(self.url, request.url) else NO_CREDENTIALS
 
 
 def _checked_verify(verify: bool | str | ssl.SSLContext) -> bool | ssl.SSLContext:

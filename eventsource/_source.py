@@ -160,13 +160,15 @@ class EventSource:
             reconnect: False: the first end of the stream is final. None or
                 True: reconnect (a request other than GET as ``resume`` says).
             resume: How the stream of a request other than GET is resumed
-                once its head arrived: ``"get"`` (a GET to the final URL with
-                the request's headers but ``Content-*`` and
-                ``Last-Event-ID``, as MCP's Streamable HTTP does; only when the
-                stream gave an id), ``"resend"`` (the request again, as for a
-                GET: only if running it twice is harmless), None (never), or
-                a callable given the last event ID that returns the URL to
-                GET (another endpoint).
+                once its head arrived, when it gave an event id: ``"get"``
+                (a GET to the stream's URL, or where a redirect led, with
+                the request's headers without ``Content-*``, plus
+                ``Last-Event-ID``, as MCP's Streamable HTTP does; no
+                credentials to another origin), ``"resend"`` (the request
+                again, as for a GET: only if running it twice is harmless),
+                None (never), or a callable given the last event ID that
+                returns the URL to GET (relative to the stream's). Ignored
+                for GET.
             max_retries: Failed attempts in a row retried before
                 ``RetriesExhaustedError``; None: no limit.
             min_retry_delay: The backoff floor of consecutive failed
@@ -202,6 +204,14 @@ class EventSource:
             raise ValueError(f"resume must be 'get', 'resend', None or a callable, not {resume!r}")
         if not (resume is None or isinstance(resume, str) or callable(resume)):
             raise TypeError(f"resume must be 'get', 'resend', None or a callable, not {resume!r}")
+        if reconnect is True and method.upper() != "GET" and resume != "resend":
+            warnings.warn(
+                "reconnect=True no longer sends a request other than GET again once its "
+                "stream opened (it may have run): pass resume='resend' for that; the stream "
+                "is resumed by GET when it gave an id",
+                DeprecationWarning,
+                stacklevel=2,
+            )
         try:
             last_event_id_header(last_event_id)  # sent stripped; refused if it cannot be
         except EventIdError as exc:

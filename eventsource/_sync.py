@@ -175,24 +175,32 @@ class SyncDriver:
             return
         try:
             request = self.spec.build(
-                client, last_event_id, machine.resume_url if machine.resuming else None
+                client, last_event_id, resume=machine.resuming, resume_url=machine.resume_url
             )
         except EventSourceError as exc:
-            machine.fail(exc, fatal=isinstance(exc, EventIdError))  # the same id every time
+            # Nothing was sent. The same id every time: fatal.
+            machine.fail(exc, fatal=isinstance(exc, EventIdError), unsent=True)
             return
         try:
             response = reader.send(
-                client, request, self.spec.auth, follow_redirects=self.spec.follow_redirects
+                client,
+                request,
+                self.spec.auth_for(request),
+                follow_redirects=self.spec.follow_redirects,
             )
         except Exception as exc:
             self._failed(exc, sending=True)
             return
+        except BaseException:
+            machine.in_doubt()  # KeyboardInterrupt: a request other than GET may have run
+            raise
         if machine.response(
             response.status_code,
             response.headers,
             response,
             reason=response.reason_phrase,
             url=str(response.request.url),
+            redirected=reader.hops > 0,
         ):
             reader.open(response, self.spec.read_timeout)
         else:
@@ -208,7 +216,9 @@ class SyncDriver:
         if result is None:
             raise exc  # not an I/O failure: a bug to see
         error, fatal = result
-        self.machine.fail(error, fatal=fatal, unsent=sending and never_sent(exc))
+        # Certainly not sent: no connection, and no redirect's head before it.
+        unsent = sending and self.reader.hops == 0 and never_sent(exc)
+        self.machine.fail(error, fatal=fatal, unsent=unsent)
 
     def _client(self) -> Client:
         if self.client is None:

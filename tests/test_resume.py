@@ -10,6 +10,7 @@ machine's delays without I/O."""
 from __future__ import annotations
 
 import json
+import socket
 from typing import Any
 
 import anyio
@@ -24,12 +25,13 @@ from eventsource import (
     ResponseError,
     ServerSentEvent,
 )
+from eventsource._httpx import never_sent
 from eventsource._machine import Machine
 from eventsource._policy import ConnectionPolicy
 from eventsource.testing import SSEServer
 
 from ._paths import Case, Log, cases, event, opened, running, until
-from .conftest import consume, sse
+from .conftest import client_for, consume, http_of, sse
 
 pytestmark = pytest.mark.anyio
 
@@ -125,13 +127,42 @@ async def test_a_post_refused_unprocessed_is_sent_again(mode: str, stack: str, s
     assert [r.method for r in requests] == ["POST", "POST"]
 
 
-async def test_a_post_that_could_not_connect_is_sent_again(mode: str) -> None:
-    with respx.mock:
-        route = respx.post(URL).mock(
-            side_effect=[httpx.ConnectError("connection refused"), sse(b"data: a\n\n")]
+async def test_a_post_that_could_not_connect_is_sent_again(mode: str, stack: str) -> None:
+    http = http_of(stack)
+    methods: list[str] = []
+
+    def handler(request: Any) -> Any:
+        methods.append(request.method)
+        if len(methods) == 1:
+            raise http.ConnectError("connection refused")
+        return http.Response(
+            200, headers={"content-type": "text/event-stream"}, content=b"data: a\n\n"
         )
-        outcome = await consume(EventSource(URL, method="POST", json=CALL, **FAST), mode)
-    assert [e.data for e in outcome.events] == ["a"] and route.call_count == 2
+
+    client = client_for(mode, stack, transport=http.MockTransport(handler))
+    source = EventSource(URL, client=client, method="POST", json=CALL, **FAST)
+    outcome = await consume(source, mode)
+    assert [e.data for e in outcome.events] == ["a"] and methods == ["POST", "POST"]
+
+
+@pytest.mark.parametrize("sync", [True, False], ids=["sync", "async"])
+async def test_a_refused_connect_is_never_sent(stack: str, sync: bool) -> None:
+    """never_sent() on the errors a real refused connect raises, through the
+    stack's own transport and through eventsource's (the source's client)."""
+    with socket.socket() as placeholder:  # a port nobody listens on
+        placeholder.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{placeholder.getsockname()[1]}/"
+    http = http_of(stack)
+    source_client = EventSource(url, http=stack)._spec.client_kwargs(sync=sync)
+    for kwargs in ({}, source_client):
+        if sync:
+            with http.Client(**kwargs) as client, pytest.raises(http.ConnectError) as info:
+                client.post(url, json={})
+        else:
+            async with http.AsyncClient(**kwargs) as client:
+                with pytest.raises(http.ConnectError) as info:
+                    await client.post(url, json={})
+        assert never_sent(info.value), repr(info.value.__cause__)
 
 
 async def test_a_post_without_an_answer_is_not_sent_again(mode: str, stack: str) -> None:

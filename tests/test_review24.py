@@ -19,13 +19,6 @@ from eventsource.testing import SSEServer
 
 FAST: dict[str, Any] = {"retry": 0.01, "min_retry_delay": 0.01}
 
-pytestmark = pytest.mark.xfail(
-    strict=True,
-    reason="issue 24 review: a POST sent twice (303 hop, httpx-aiohttp's ConnectTimeout, a "
-    "cancelled wait, restart()), credentials on a cross-origin resume, a failing headers "
-    "callable ends a POST, reconnect=True silently changed, params not called for a resume, "
-    "a resume callable's None sent as /None, a client's Content-* on the resume",
-)
 
 
 def _dead_port() -> int:

@@ -288,7 +288,7 @@ def source_options(args: argparse.Namespace) -> dict[str, Any]:
         "headers": headers,
         "content": content,
         "last_event_id": args.last_event_id,
-        "reconnect": not args.no_reconnect,
+        "reconnect": False if args.no_reconnect else None,
         "resume": None if args.resume == "none" else args.resume,
         "max_retries": args.max_retries,
         "read_timeout": args.read_timeout,
