@@ -20,7 +20,6 @@ from eventsource.testing import SSEServer
 FAST: dict[str, Any] = {"retry": 0.01, "min_retry_delay": 0.01}
 
 
-
 def _dead_port() -> int:
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
