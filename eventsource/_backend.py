@@ -41,7 +41,7 @@ import sys
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ._httpx import HTTPCORE, Core
+from ._httpx import HTTPCORE, Core, SpeaksTLS
 
 if TYPE_CHECKING:
     from ._tls import SyncTLS
@@ -74,6 +74,9 @@ _REQUEST_HEAD = re.compile(rb"[A-Z]+ [^ \r\n]+ HTTP/1\.[01]\r?\n")
 _HEAD_END = re.compile(rb"\n\r?\n")
 _STATUS = re.compile(rb"HTTP/1\.[01] +([0-9]{3})")
 _STATUS_BYTES = 16  # enough of a head's start to hold its status code
+# A TLS record's first bytes: an alert (21) or a handshake (22), version 3.x.
+# An HTTP/1.x answer starts with "HTTP/": these can only be a TLS server's.
+_TLS_RECORD = re.compile(rb"[\x15\x16]\x03")
 
 
 class HeadCut:
@@ -104,8 +107,11 @@ class HeadCut:
 
     def cut(self, data: bytes) -> int:
         """How many of these bytes (read while a head is due) to hand over:
-        up to the end of the head, or all when it does not end in them."""
+        up to the end of the head, or all when it does not end in them.
+        SpeaksTLS when the answer is a TLS record (see _TLS_RECORD)."""
         tail = self._tail
+        if not self._start and not tail and _TLS_RECORD.match(data):
+            raise SpeaksTLS("the server answered a plain HTTP request with TLS")
         end = _HEAD_END.search(tail + data if tail else data)
         if len(self._start) < _STATUS_BYTES:
             self._start += data[: _STATUS_BYTES - len(self._start)]
@@ -138,12 +144,16 @@ class Cutting:
 
     _held: bytes
     _cut: HeadCut
+    core: Core
 
     def _hand(self, data: bytes) -> bytes:
         """Read bytes as httpcore may have them (the rest is held)."""
         cut = self._cut
         if cut.heads and data:
-            n = cut.cut(data)
+            try:
+                n = cut.cut(data)
+            except SpeaksTLS as exc:
+                raise self.core.connect_error(str(exc)) from exc
             if n < len(data):
                 self._held = data[n:] + self._held
                 return data[:n]

@@ -52,6 +52,7 @@ __all__ = [
     "HTTPCORE",
     "Core",
     "Interrupter",
+    "SpeaksTLS",
     "aclose_response",
     "classify",
     "close_response",
@@ -152,6 +153,12 @@ _VERIFY_ADVICE = (
 _NOT_TLS = frozenset({"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG"})
 
 
+class SpeaksTLS(Exception):
+    """eventsource's network backend read a TLS record where the answer to a
+    plain HTTP request was due: an http:// URL to a TLS port. (Raised as the
+    core's ConnectError, this as its cause.)"""
+
+
 def _unfixable(exc: BaseException) -> tuple[str, str] | None:
     """What retrying cannot fix in an exception's chain: a certificate that
     fails verification, or a server that does not speak TLS on the port of
@@ -169,6 +176,8 @@ def _unfixable(exc: BaseException) -> tuple[str, str] | None:
                 f"the server does not speak TLS on this port ({link.reason})",
                 "use http:// for a plain HTTP port",
             )
+        if isinstance(link, SpeaksTLS):
+            return "the server answered with TLS", "use https:// for a TLS port"
         # The context too, even where it was suppressed ("from None"): the
         # certificate's error is often only there (httpcore re-raises so).
         link = link.__cause__ or link.__context__

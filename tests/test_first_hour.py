@@ -8,6 +8,7 @@ import sys
 import traceback
 from typing import Any
 
+import anyio
 import pytest
 
 import eventsource
@@ -430,24 +431,26 @@ NGINX_400 = (
 TLS_ALERT = b"\x15\x03\x03\x00\x02\x02\x46"  # a TLS alert record: protocol_version
 
 
-@pytest.mark.parametrize("user", [False, True], ids=["own", "user"])
+TLS_ALERT_USER = (
+    "LIMITATION: on a client of the user's own (httpcore's network backend) a TLS server "
+    "that answers plain HTTP with a TLS alert record is retried as a broken response: "
+    "h11's error does not show the bytes ('illegal status line'). eventsource's own "
+    "backend reads the record and fails at once (ConnectError). An OpenSSL server resets "
+    "the connection instead (a drop, retried); nginx and Go answer 400 (a ResponseError)"
+)
+
+
 @pytest.mark.parametrize(
-    "answer",
+    ("answer", "user"),
     [
-        pytest.param(NGINX_400, id="400"),
+        pytest.param(NGINX_400, False, id="400-own"),
+        pytest.param(NGINX_400, True, id="400-user"),
+        pytest.param(TLS_ALERT, False, id="tls-alert-own"),
         pytest.param(
             TLS_ALERT,
-            id="tls-alert",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason=(
-                    "LIMITATION: a TLS server that answers plain HTTP with a TLS alert "
-                    "record: h11's error does not show the bytes ('illegal request "
-                    "line'), so it is retried as a broken response; an OpenSSL server "
-                    "resets the connection instead (a drop, retried), nginx and Go "
-                    "answer 400 (a ResponseError, at once)"
-                ),
-            ),
+            True,
+            id="tls-alert-user",
+            marks=pytest.mark.xfail(strict=True, reason=TLS_ALERT_USER),
         ),
     ],
 )
@@ -477,6 +480,57 @@ def test_http_to_a_tls_port_fails_at_once(stack: str, user: bool, answer: bytes)
         thread.join(5)
     assert isinstance(error, (ResponseError, eventsource.ConnectError)), repr(error)
     assert took < 3 and reported == 1
+    if answer == TLS_ALERT:
+        assert "answered with TLS: use https://" in str(error), str(error)
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+@pytest.mark.anyio
+async def test_http_to_a_tls_port_that_sends_an_alert_fails_at_once_in_async_code(
+    stack: str, anyio_backend: str
+) -> None:
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                conn.sendall(TLS_ALERT)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    errors: list[Any] = []
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/"
+    try:
+        with anyio.fail_after(4):
+            source = EventSource(url, http=stack, retry=0.2, on_error=errors.append)  # type: ignore[arg-type]
+            with pytest.raises(eventsource.ConnectError, match="answered with TLS: use https://"):
+                await source.acollect(timeout=3)
+    finally:
+        listener.close()
+        thread.join(5)
+    assert len(errors) == 1
+
+
+def test_a_tls_record_where_a_head_is_due_is_told_apart() -> None:
+    from eventsource._backend import HeadCut
+    from eventsource._httpx import SpeaksTLS
+
+    for record in (TLS_ALERT, b"\x16\x03\x01\x00\x05hello"):
+        cut = HeadCut()
+        cut.wrote(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        with pytest.raises(SpeaksTLS):
+            cut.cut(record)
+    cut = HeadCut()
+    cut.wrote(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert cut.cut(b"HTTP/1.1 200 OK\r\n\r\n\x15\x03") == 19  # body bytes are no head
 
 
 def test_a_certificate_failure_after_a_first_open_is_retried(stack: str, tls: Any) -> None:
