@@ -9,8 +9,10 @@ machine's delays without I/O."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -40,6 +42,28 @@ FAST: dict[str, Any] = {"retry": 0.01, "min_retry_delay": 0.01, "max_retry_delay
 CALL = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "ticker"}}
 WATCHDOG = 15.0
 READ_TIMEOUT = 5.0
+
+
+@contextlib.asynccontextmanager
+async def source_on(
+    path: str, mode: str, stack: str, url: str, **kwargs: Any
+) -> AsyncIterator[EventSource]:
+    """A source on the fast read (its own client) or on httpx's public stream
+    (a client of the test's own, closed on exit)."""
+    if path == "fast":
+        yield EventSource(url, http=stack, **kwargs)
+        return
+    client = client_for(mode, stack, trust_env=False)
+    try:
+        yield EventSource(url, client=client, **kwargs)
+    finally:
+        if mode == "sync":
+            client.close()
+        else:
+            await client.aclose()
+
+
+PATHS = pytest.mark.parametrize("path", ["fast", "public"])
 
 
 # --- 1. every body path: the stream ends or drops, the rest comes by GET --------------------------
@@ -79,8 +103,9 @@ async def test_a_post_stream_resumes_by_get(case: Case, anyio_backend: str) -> N
     [{"id": "p", "retry": 20, "data": ""}, {"id": "p", "retry": 20}],
     ids=["sdk-priming", "id-only-priming"],
 )
+@PATHS
 async def test_an_mcp_shaped_stream_is_posted_once_and_resumed_once(
-    mode: str, stack: str, priming: dict[str, Any]
+    mode: str, stack: str, priming: dict[str, Any], path: str
 ) -> None:
     """The shape of MCP's Streamable HTTP: the POST's stream starts with a
     priming event (an id, a ``retry:``, empty data as the official SDKs
@@ -90,10 +115,10 @@ async def test_an_mcp_shaped_stream_is_posted_once_and_resumed_once(
     result = {"data": {"jsonrpc": "2.0", "id": 7, "result": "done"}, "id": "r"}
     async with SSEServer([priming, *ticks, result]) as server:
         server.end_after(4)  # the priming block and three ticks
-        source = EventSource(
-            server.url, http=stack, method="POST", json=CALL, headers={"Mcp-Session-Id": "s"}
-        )
-        outcome = await consume(source, mode, limit=11 + ("data" in priming))
+        async with source_on(
+            path, mode, stack, server.url, method="POST", json=CALL, headers={"Mcp-Session-Id": "s"}
+        ) as source:
+            outcome = await consume(source, mode, limit=11 + ("data" in priming))
         requests = server.requests
     events = [e for e in outcome.events if e.data]
     assert len(outcome.events) - len(events) == ("data" in priming)  # the priming event
@@ -103,25 +128,27 @@ async def test_an_mcp_shaped_stream_is_posted_once_and_resumed_once(
     assert "content-type" not in requests[1].headers
 
 
-async def test_a_post_answered_500_is_not_sent_again(mode: str, stack: str) -> None:
+@PATHS
+async def test_a_post_answered_500_is_not_sent_again(mode: str, stack: str, path: str) -> None:
     async with SSEServer() as server:
         server.respond_with(500, text="boom")
-        outcome = await consume(
-            EventSource(server.url, http=stack, method="POST", json=CALL, **FAST), mode
-        )
+        async with source_on(path, mode, stack, server.url, method="POST", json=CALL, **FAST) as s:
+            outcome = await consume(s, mode)
         requests = server.requests
     assert isinstance(outcome.error, ResponseError) and outcome.error.status_code == 500
     assert len(requests) == 1
 
 
 @pytest.mark.parametrize("status", [408, 429, 503])
-async def test_a_post_refused_unprocessed_is_sent_again(mode: str, stack: str, status: int) -> None:
+@PATHS
+async def test_a_post_refused_unprocessed_is_sent_again(
+    mode: str, stack: str, status: int, path: str
+) -> None:
     async with SSEServer() as server:
         server.respond_with(status, {"Retry-After": "0"})
         server.send("a")
-        outcome = await consume(
-            EventSource(server.url, http=stack, method="POST", json=CALL, **FAST), mode, limit=1
-        )
+        async with source_on(path, mode, stack, server.url, method="POST", json=CALL, **FAST) as s:
+            outcome = await consume(s, mode, limit=1)
         requests = server.requests
     assert [e.data for e in outcome.events] == ["a"]
     assert [r.method for r in requests] == ["POST", "POST"]
@@ -165,38 +192,40 @@ async def test_a_refused_connect_is_never_sent(stack: str, sync: bool) -> None:
         assert never_sent(info.value), repr(info.value.__cause__)
 
 
-async def test_a_post_without_an_answer_is_not_sent_again(mode: str, stack: str) -> None:
+@PATHS
+async def test_a_post_without_an_answer_is_not_sent_again(mode: str, stack: str, path: str) -> None:
     """The request may have been processed: it is not sent twice."""
     async with SSEServer() as server:
         server.hold()
-        source = EventSource(
-            server.url, http=stack, method="POST", json=CALL, read_timeout=0.3, **FAST
-        )
-        outcome = await consume(source, mode)
+        async with source_on(
+            path, mode, stack, server.url, method="POST", json=CALL, read_timeout=0.3, **FAST
+        ) as source:
+            outcome = await consume(source, mode)
         requests = server.requests
         server.release()
     assert isinstance(outcome.error, ReadTimeoutError) and len(requests) == 1
 
 
+@PATHS
 async def test_a_post_stream_dropped_before_any_event_is_not_sent_again(
-    mode: str, stack: str
+    mode: str, stack: str, path: str
 ) -> None:
     async with SSEServer() as server:
         server.drop_after(0)
-        outcome = await consume(
-            EventSource(server.url, http=stack, method="POST", json=CALL, **FAST), mode
-        )
+        async with source_on(path, mode, stack, server.url, method="POST", json=CALL, **FAST) as s:
+            outcome = await consume(s, mode)
         requests = server.requests
     assert isinstance(outcome.error, ConnectionLostError) and len(requests) == 1
 
 
-async def test_a_priming_event_alone_is_enough_to_resume(mode: str, stack: str) -> None:
+@PATHS
+async def test_a_priming_event_alone_is_enough_to_resume(mode: str, stack: str, path: str) -> None:
     """The server closes the POST's stream after the priming event: nothing
     was dispatched, but the id moved, so the rest comes by GET."""
     async with SSEServer([{"id": "p", "retry": 20}, {"data": "a", "id": "1"}]) as server:
         server.end_after(1)
-        source = EventSource(server.url, http=stack, method="POST", json=CALL, **FAST)
-        outcome = await consume(source, mode, limit=1)
+        async with source_on(path, mode, stack, server.url, method="POST", json=CALL, **FAST) as s:
+            outcome = await consume(s, mode, limit=1)
         requests = server.requests
     assert [e.data for e in outcome.events] == ["a"]
     assert [(r.method, r.last_event_id) for r in requests] == [("POST", None), ("GET", "p")]
