@@ -1,0 +1,78 @@
+"""Issue 23's new-user trial (a helper with the README alone, three everyday
+jobs): the defects it found, first committed as strict xfails."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+
+from eventsource import ConnectionLostError, EventSource, RetriesExhaustedError, ServerSentEvent
+from eventsource.testing import SSEServer
+
+from .conftest import consume
+
+pytestmark = pytest.mark.anyio
+
+# Ten events in one block, so one read parses them all: what a source
+# delivers then lags behind what its parser saw.
+TEN = [b"".join(b"id: %d\ndata: %d\n\n" % (n, n) for n in range(1, 11))]
+
+
+async def _collect(source: EventSource, mode: str, **kwargs: Any) -> list[ServerSentEvent]:
+    if mode == "sync":
+        return await anyio.to_thread.run_sync(lambda: source.collect(**kwargs))
+    return await source.acollect(**kwargs)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="trial: after close(), last_event_id is the last id parsed (10), not delivered (3)",
+)
+async def test_last_event_id_after_close_is_the_last_delivered(mode: str, stack: str) -> None:
+    """A service saves it at shutdown; a notebook pages with it."""
+    async with SSEServer(TEN) as server:
+        first = EventSource(server.url, http=stack)
+        page = await _collect(first, mode, n=3, timeout=5)
+        assert [e.id for e in page] == ["1", "2", "3"]
+        assert first.last_event_id == "3"
+        second = EventSource(server.url, http=stack, last_event_id=first.last_event_id)
+        assert [e.id for e in await _collect(second, mode, n=3, timeout=5)] == ["4", "5", "6"]
+
+
+@pytest.mark.xfail(
+    strict=True, reason="trial: last_event_id after break out of a with block is the parsed one"
+)
+async def test_last_event_id_after_break_is_the_last_delivered(mode: str, stack: str) -> None:
+    async with SSEServer(TEN) as server:
+        source = EventSource(server.url, http=stack)
+        outcome = await consume(source, mode, limit=2)
+    assert [e.id for e in outcome.events] == ["1", "2"] and source.last_event_id == "2"
+
+
+@pytest.mark.xfail(strict=True, reason="trial: collect() raising loses the events it had collected")
+async def test_the_error_collect_raises_holds_what_it_collected(mode: str, stack: str) -> None:
+    """A POST stream that drops mid-answer: the partial answer is kept."""
+    async with SSEServer([{"data": "Hel"}, {"data": "lo"}, {"data": "[DONE]"}]) as server:
+        server.drop_mid_event(2)
+        source = EventSource(server.url, http=stack, method="POST", json={})
+        with pytest.raises(ConnectionLostError) as info:
+            await _collect(source, mode, timeout=5, until=lambda e: e.data == "[DONE]")
+    assert [e.data for e in info.value.collected] == ["Hel", "lo"]
+
+
+@pytest.mark.xfail(
+    strict=True, reason="trial: RetriesExhaustedError says neither the URL nor the last cause"
+)
+async def test_retries_exhausted_names_the_url_and_the_last_cause(mode: str) -> None:
+    async with SSEServer() as server:
+        server.respond_with(503, times=None)
+        source = EventSource(
+            server.url, max_retries=1, retry=0.01, min_retry_delay=0.01, max_retry_delay=0.02
+        )
+        with pytest.raises(RetriesExhaustedError) as info:
+            await _collect(source, mode, timeout=5)
+        url = server.url
+    text = str(info.value)
+    assert url in text and "503" in text, text
