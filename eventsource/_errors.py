@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import http
 import json as jsonlib
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._public import public
@@ -63,11 +64,13 @@ class EventSourceError(Exception):
 
     ``will_retry``: whether the source reconnects after this error (see the
     module docstring); ``retry_delay``: then the seconds until the next
-    attempt, else None.
+    attempt, else None. ``collected``: raised by ``collect()`` /
+    ``acollect()``, the events they had collected (a partial answer).
     """
 
     will_retry: bool = False
     retry_delay: float | None = None
+    collected: Sequence[ServerSentEvent] = ()
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Pickled whole (pytest-xdist, process pools): the subclasses' keyword-

@@ -295,7 +295,9 @@ class Machine:
     @property
     def last_event_id(self) -> str:
         """The last event ID as delivered: what a reconnect sends."""
-        return self.delivered_id if self._queue else self.parser.last_event_id
+        if self._queue or self._state is _State.CLOSED:
+            return self.delivered_id
+        return self.parser.last_event_id
 
     def next(self) -> Output:
         """What the driver does next (see the module docstring)."""
@@ -373,6 +375,9 @@ class Machine:
         self._restart = True
 
     def _close(self, error: EventSourceError | None) -> None:
+        # What was parsed but not delivered is dropped: the last event ID is
+        # the delivered one from now on (what a new source resumes from).
+        self.delivered_id = self.last_event_id
         self._to(_State.CLOSED)
         self._queue.clear()
         self._fatal = None
@@ -383,10 +388,7 @@ class Machine:
             self.error = error
             # INFO: the error is raised to the caller (and given to on_error);
             # logging it at ERROR too would report it twice.
-            cause = error.__cause__ if isinstance(error, RetriesExhaustedError) else None
-            logger.info(
-                "stream failed: %s: %s%s", self.url, error, f" (the last: {cause})" if cause else ""
-            )
+            logger.info("stream failed: %s: %s", self.url, error)
 
     # --- inputs from the driver ----------------------------------------------------------
 
@@ -609,6 +611,7 @@ class Machine:
             # One final report: RetriesExhaustedError, the last error as its
             # cause (handing on_error that error too would report the end twice).
             exc.__cause__ = error
+            exc.args = (f"{exc.args[0]} to {self.url}; the last: {error}",)
             error.will_retry = False
             error.retry_delay = None
             self._fatal = exc

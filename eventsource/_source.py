@@ -309,8 +309,8 @@ class EventSource:
         """The latest event's data, JSON-decoded when it is JSON, else the str
         (None before the first event).
 
-        A guess, as the seed's hook makes it: data ``"null"`` also gives None,
-        and ``"42"`` gives 42. Where the type matters, use
+        A guess, as React's ``useEventSource`` hooks make it: data ``"null"``
+        also gives None, and ``"42"`` gives 42. Where the type matters, use
         ``last_event.data`` (always the str) or ``last_event.json()``."""
         event = self._machine.last_event
         if event is None:
@@ -490,28 +490,39 @@ class EventSource:
         event included), ``timeout`` seconds passed or the stream ended, then
         close the source and return them (for notebooks and quick scripts).
         A fatal error is raised as from the iterator, and so is the last
-        error when no connection opened before the timeout. RuntimeError on a
-        source already closed (a second collect(): make a new source)."""
+        error when no connection opened before the timeout; its
+        ``collected`` holds the events collected before it. RuntimeError on
+        a source already closed (make a new source).
+
+        Args:
+            n: Stop after this many events (None: no count).
+            timeout: Stop after this many seconds (None: no limit).
+            until: Stop after the first event for which it returns true.
+        """
         self._check_collectable()
         if _collect_nothing(n):
             await self.aclose()
             return []
         events: list[ServerSentEvent] = []
-        async with self:
-            with anyio.move_on_after(math.inf if timeout is None else timeout) as scope:
-                async for event in self:
-                    events.append(event)
-                    if (until is not None and until(event)) or len(events) == n:
-                        break
-        if scope.cancelled_caught:
-            self._never_opened(timeout)
+        try:
+            async with self:
+                with anyio.move_on_after(math.inf if timeout is None else timeout) as scope:
+                    async for event in self:
+                        events.append(event)
+                        if (until is not None and until(event)) or len(events) == n:
+                            break
+            if scope.cancelled_caught:
+                self._never_opened(timeout)
+        except EventSourceError as exc:
+            exc.collected = events  # (the partial answer of a stream that broke)
+            raise
         return events
 
     def _check_collectable(self) -> None:
         if self._machine.ready_state is ReadyState.CLOSED:
             raise RuntimeError(
-                "this EventSource is closed (collect() closes it when it returns): "
-                "make a new EventSource to collect again"
+                "this EventSource is closed (by close(), the end of its stream, or a "
+                "collect() that returned): make a new EventSource to collect again"
             )
 
     async def aclose(self) -> None:
@@ -554,8 +565,15 @@ class EventSource:
         event included), ``timeout`` seconds passed or the stream ended, then
         close the source and return them (for notebooks and quick scripts).
         A fatal error is raised as from the iterator, and so is the last
-        error when no connection opened before the timeout. RuntimeError on a
-        source already closed (a second collect(): make a new source)."""
+        error when no connection opened before the timeout; its
+        ``collected`` holds the events collected before it. RuntimeError on
+        a source already closed (make a new source).
+
+        Args:
+            n: Stop after this many events (None: no count).
+            timeout: Stop after this many seconds (None: no limit).
+            until: Stop after the first event for which it returns true.
+        """
         self._check_collectable()
         if _collect_nothing(n):
             self.close()
@@ -568,20 +586,24 @@ class EventSource:
             self.close()
 
         timer = threading.Timer(timeout, expire) if timeout is not None else None
-        with self:
-            if timer is not None:
-                timer.daemon = True
-                timer.start()
-            try:
-                for event in self:
-                    events.append(event)
-                    if (until is not None and until(event)) or len(events) == n:
-                        break
-            finally:
+        try:
+            with self:
                 if timer is not None:
-                    timer.cancel()
-        if timed_out.is_set():
-            self._never_opened(timeout)
+                    timer.daemon = True
+                    timer.start()
+                try:
+                    for event in self:
+                        events.append(event)
+                        if (until is not None and until(event)) or len(events) == n:
+                            break
+                finally:
+                    if timer is not None:
+                        timer.cancel()
+            if timed_out.is_set():
+                self._never_opened(timeout)
+        except EventSourceError as exc:
+            exc.collected = events  # (the partial answer of a stream that broke)
+            raise
         return events
 
     def _never_opened(self, timeout: float | None) -> None:
