@@ -68,3 +68,34 @@ async def test_retries_exhausted_names_the_url_and_the_last_cause(mode: str) -> 
         url = server.url
     text = str(info.value)
     assert url in text and "503" in text, text
+
+
+# --- issue 24's breaker: a close() from another thread racing a first iteration -----------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="breaker: the closing thread finishes the unused source (on_close there) while a "
+    "first async iteration waits for an end that nobody signals to its event loop: a hang",
+)
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+async def test_a_close_from_a_thread_racing_the_first_iteration_ends_it(
+    anyio_backend: str,
+) -> None:
+    import socket
+    import threading
+    import time
+
+    closes: list[int] = []
+    with socket.socket() as placeholder:  # nothing is sent: the source is closed first
+        placeholder.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{placeholder.getsockname()[1]}/"
+    source = EventSource(url, on_close=lambda: (time.sleep(0.3), closes.append(1)))
+    closer = threading.Thread(target=source.close)
+    closer.start()
+    await anyio.sleep(0.05)  # the closing thread is inside on_close now
+    with anyio.fail_after(5):
+        async for _ in source:
+            pass
+    await anyio.to_thread.run_sync(closer.join)
+    assert closes == [1]
