@@ -356,9 +356,24 @@ class AsyncDriver:
             raise error
 
     async def _wait_ended(self) -> None:
-        if not self.machine.ended:
+        machine = self.machine
+        if not machine.ended:
             if self._done is None:
-                self._done = anyio.Event()
+                done = self._done = anyio.Event()
+                call_soon = self._call_soon
+                if call_soon is not None:
+                    # The end may be carried out by another driver, in another
+                    # thread (a close() of a source not used yet): it sets the
+                    # event through the loop's thread-safe call.
+                    def ended() -> None:
+                        try:
+                            call_soon(done.set)
+                        except RuntimeError:  # the loop is gone
+                            pass
+
+                    machine.ended_hook = ended
+            if machine.ended:  # (it ended as the hook was being set)
+                return
             await self._done.wait()
 
     async def _invoke(self, callback: Callback | None, *args: Any) -> None:

@@ -58,7 +58,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Literal
 
 from ._errors import (
@@ -203,6 +203,7 @@ class Machine:
         "delay",
         "delivered_id",
         "ended",
+        "ended_hook",
         "error",
         "events_received",
         "final_error",
@@ -270,6 +271,9 @@ class Machine:
         # racing a first iteration) cannot both finish it.
         self._finished = [FINISH]
         self.ended = False  # ... and carried out
+        # Called once it is (from the finisher's thread): how a driver waiting
+        # for an end that another driver carries out hears of it.
+        self.ended_hook: Callable[[], None] | None = None
 
     def _to(self, state: _State) -> None:
         self._state = state
@@ -551,6 +555,9 @@ class Machine:
         """The driver has finished (connection and client closed, callbacks run)."""
         self.ended = True
         logger.info("closed: %s", self.url)
+        hook = self.ended_hook
+        if hook is not None:
+            hook()
 
     def _reconnects(self, *, unsent: bool = False) -> bool:
         """Whether what just failed or ended is attempted again (see the

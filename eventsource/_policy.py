@@ -16,9 +16,9 @@ Statuses (WHATWG, with one deliberate difference):
 Delays: after a connection that made progress (it delivered an event or moved
 the last event ID forward: an MCP server polls that way), and after the first
 failed attempt, a reconnect waits the reconnection time (the stream's `retry:`
-field, else the `retry` option), which may be 0 as the spec allows; after
-progress, a stream's `retry:` counts from PROGRESS_FLOOR (100 ms), so a server
-that answers each request with one event and `retry: 0` is not stormed. From the
+field, else the `retry` option); a stream's `retry:` counts from
+PROGRESS_FLOOR (100 ms), so a server that answers each request with one event
+and `retry: 0` is not stormed (the caller's own `retry` is kept). From the
 second failed attempt in a row the wait starts from at least
 `min_retry_delay` (1 s by default) whatever `retry` says, doubles each time up
 to max_retry_delay, and gets jitter that keeps it between half and all of
@@ -203,6 +203,11 @@ class ConnectionPolicy:
         except OverflowError:
             self.retry = math.inf
 
+    def _reconnection_time(self) -> float:
+        """The retry option, or the stream's retry: counted from PROGRESS_FLOOR
+        (a server cannot make a source reconnect more than 10 times a second)."""
+        return max(self.retry, PROGRESS_FLOOR) if self.stream_retry else self.retry
+
     def next_delay(self, *, delivered: bool, retry_after: float | None = None) -> float:
         """Seconds to wait before the next attempt, after a connection that
         ended or failed (``delivered``: it made progress). Raises
@@ -211,13 +216,12 @@ class ConnectionPolicy:
             # A connection that made progress and then ended is not a failed
             # attempt: reconnecting after it is no retry, and the count restarts.
             self.failures = 0
-            retry = max(self.retry, PROGRESS_FLOOR) if self.stream_retry else self.retry
-            return min(retry, self.max_retry_delay)
+            return min(self._reconnection_time(), self.max_retry_delay)
         self.failures += 1
         if self.max_retries is not None and self.failures > self.max_retries:
             raise RetriesExhaustedError(self.failures)
         if self.failures == 1:
-            delay = min(self.retry, self.max_retry_delay)
+            delay = min(self._reconnection_time(), self.max_retry_delay)
         else:
             # Consecutive failures: never less than the floor, whatever retry
             # says (a retry of 0 would otherwise storm a failing server). The

@@ -478,7 +478,7 @@ def test_a_stream_that_ends_before_any_event_is_a_failed_attempt(
         server.respond_with(200, {"Content-Type": "text/event-stream"}, b"retry: 10\n\n")
         assert main([server.url, "-n", "1"]) == 0
     out, err = capsys.readouterr()
-    assert err == "retrying in 0.01 s: the server ended the stream\n"
+    assert err == "retrying in 0.1 s: the server ended the stream\n"  # retry: 10, from 100 ms
     assert json.loads(out)["data"] == "a"
 
 

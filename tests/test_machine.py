@@ -145,7 +145,7 @@ def test_consecutive_failures_back_off_from_the_floor_whatever_retry_says() -> N
         assert errors(out) == [ResponseError] and out[-1] is CONNECT
         delays.append(m.delay)
     assert delays[0] == 0.1  # after a connection that delivered: retry: 0, from 100 ms
-    assert delays[1] == 0  # the first failure: the reconnection time
+    assert delays[1] == 0.1  # the first failure: the reconnection time, from 100 ms
     for n, delay in enumerate(delays[2:], start=2):  # then the floor, doubling, with jitter
         assert 2 ** (n - 1) * 0.5 <= delay <= 2 ** (n - 1)
         assert delay >= 1.0

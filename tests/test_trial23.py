@@ -73,11 +73,6 @@ async def test_retries_exhausted_names_the_url_and_the_last_cause(mode: str) -> 
 # --- issue 24's breaker: a close() from another thread racing a first iteration -----------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="breaker: the closing thread finishes the unused source (on_close there) while a "
-    "first async iteration waits for an end that nobody signals to its event loop: a hang",
-)
 @pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
 async def test_a_close_from_a_thread_racing_the_first_iteration_ends_it(
     anyio_backend: str,
