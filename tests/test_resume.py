@@ -394,3 +394,12 @@ def test_a_connection_that_moved_nothing_backs_off() -> None:
 def test_the_callers_own_short_retry_is_kept_after_progress() -> None:
     machine = _machine(retry=0.01)
     assert _connection(machine, b"id: 1\ndata: x\n\n") == 0.01
+
+
+def test_a_server_alternating_progress_and_nothing_with_retry_0_is_not_stormed() -> None:
+    """Issue 24's breaker: a new id on one connection, the same on the next,
+    retry: 0 on both. Every wait is at least 100 ms (at most 10 requests a
+    second), the idle ones back off from min_retry_delay."""
+    machine = Machine(ConnectionPolicy(min_retry_delay=1.0), max_event_size=1 << 20)
+    delays = [_connection(machine, f"id: p{n // 2}\nretry: 0\n\n".encode()) for n in range(8)]
+    assert min(delays) >= 0.1, delays
