@@ -403,3 +403,51 @@ def test_a_server_alternating_progress_and_nothing_with_retry_0_is_not_stormed()
     machine = Machine(ConnectionPolicy(min_retry_delay=1.0), max_event_size=1 << 20)
     delays = [_connection(machine, f"id: p{n // 2}\nretry: 0\n\n".encode()) for n in range(8)]
     assert min(delays) >= 0.1, delays
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="breaker: the caller's retry=0 reconnects at once after each id-only connection",
+)
+def test_the_callers_retry_0_does_not_storm_a_polling_server() -> None:
+    """Issue 24's breaker: a priming event with a new id on each connection
+    and no retry: field, the caller's retry=0: at least 100 ms each time."""
+    machine = _machine(retry=0.0)
+    delays = [_connection(machine, f"id: p{n}\n\n".encode()) for n in range(5)]
+    assert delays == [0.1] * 5
+
+
+@pytest.mark.xfail(
+    strict=True, reason="breaker: the caller's last_event_id alone makes a POST stream resumed"
+)
+async def test_the_callers_last_event_id_alone_is_not_resumed(mode: str) -> None:
+    """Issue 24's breaker: the id given to the source names another stream;
+    the POST's own stream gave none, so nothing is resumed."""
+    with respx.mock:
+        post, get = _post_then(httpx.Response(204))
+        post.side_effect = [sse(b"data: a\n\n")]
+        source = EventSource(URL, method="POST", json=CALL, last_event_id="old-9", **FAST)
+        outcome = await consume(source, mode)
+    assert [e.data for e in outcome.events] == ["a"] and outcome.error is None
+    assert post.call_count == 1 and get.call_count == 0
+
+
+@pytest.mark.xfail(
+    strict=True, reason="breaker: a POST dropped after it was sent says 'cannot connect'"
+)
+async def test_a_post_dropped_after_it_was_sent_says_so(mode: str, stack: str) -> None:
+    """Not 'cannot connect': the request went out, and may have run."""
+    async with SSEServer() as server:
+        server.hold()
+        source = EventSource(server.url, http=stack, method="POST", json=CALL, **FAST)
+
+        async def hang_up() -> None:
+            await server.await_until(lambda: len(server.requests) == 1, timeout=5)
+            server.drop()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(hang_up)
+            outcome = await consume(source, mode)
+    assert isinstance(outcome.error, ConnectionLostError)
+    assert str(outcome.error).startswith("connection lost before the response"), outcome.error
+    assert len(server.requests) == 1
