@@ -232,7 +232,12 @@ def classify(
                 return error, True
             error = ConnectionLostError(f"cannot connect: {detail}")
         else:
-            verb = "cannot connect" if sending else "connection lost"
+            if not sending:
+                verb = "connection lost"
+            elif never_sent(exc):
+                verb = "cannot connect"
+            else:  # the request went out: it may have been processed
+                verb = "connection lost before the response"
             error = ConnectionLostError(f"{verb}: {exc!r}")
     elif isinstance(exc, (anyio.EndOfStream, anyio.ClosedResourceError)):
         error = ConnectionLostError(f"connection lost: {exc!r}")

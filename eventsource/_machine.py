@@ -216,6 +216,7 @@ class Machine:
         "resume_url",
         "resumes",
         "resuming",
+        "_given_id",
         "_start_id",
         "url",
     )
@@ -248,6 +249,7 @@ class Machine:
         self.resuming = False  # the attempts are resumes (GET with Last-Event-ID)
         self.resume_url = ""  # where the request's stream came from (after redirects)
         self._start_id = last_event_id  # the last event ID when the attempt started
+        self._given_id = last_event_id  # the caller's
         self.opens = 0  # connections opened
         # The outputs not handed out yet, last first: next() pops from the end
         # (O(1) however long a burst). A list, not a deque: an empty deque
@@ -570,7 +572,7 @@ class Machine:
             return True
         if self._state is _State.CONNECTING and not self.resuming:
             return unsent  # the request's own attempt: it may have run
-        if self.resumes and self.parser.last_event_id:
+        if self.resumes and self._stream_gave_id():
             self.resuming = True
             return True
         return False  # no id to resume from: a GET without one opens another stream
@@ -582,10 +584,16 @@ class Machine:
         source ends."""
         if self.resend:
             return True
-        if self.resumes and self.opens and self.parser.last_event_id:
+        if self.resumes and self.opens and self._stream_gave_id():
             self.resuming = True
             return True
         return False
+
+    def _stream_gave_id(self) -> bool:
+        """The request's stream (or a resume of it) set the last event ID:
+        not only the caller's ``last_event_id=`` (an id of another stream)."""
+        last = self.parser.last_event_id
+        return bool(last) and (self.resuming or last != self._given_id)
 
     def in_doubt(self) -> None:
         """The send of an attempt ended without an answer (the caller's
@@ -612,7 +620,7 @@ class Machine:
         self.error = error
         try:
             self.delay = self.policy.next_delay(
-                delivered=self._progressed(), retry_after=retry_after
+                delivered=self._progressed(), polled=not self._delivered, retry_after=retry_after
             )
         except RetriesExhaustedError as exc:
             # One final report: RetriesExhaustedError, the last error as its

@@ -208,15 +208,22 @@ class ConnectionPolicy:
         (a server cannot make a source reconnect more than 10 times a second)."""
         return max(self.retry, PROGRESS_FLOOR) if self.stream_retry else self.retry
 
-    def next_delay(self, *, delivered: bool, retry_after: float | None = None) -> float:
+    def next_delay(
+        self, *, delivered: bool, polled: bool = False, retry_after: float | None = None
+    ) -> float:
         """Seconds to wait before the next attempt, after a connection that
-        ended or failed (``delivered``: it made progress). Raises
+        ended or failed (``delivered``: it made progress; ``polled``: only by
+        moving the last event ID, as an MCP server polls: then the wait is at
+        least PROGRESS_FLOOR, whatever ``retry`` says). Raises
         RetriesExhaustedError past max_retries."""
         if delivered:
             # A connection that made progress and then ended is not a failed
             # attempt: reconnecting after it is no retry, and the count restarts.
             self.failures = 0
-            return min(self._reconnection_time(), self.max_retry_delay)
+            delay = self._reconnection_time()
+            if polled:
+                delay = max(delay, PROGRESS_FLOOR)
+            return min(delay, self.max_retry_delay)
         self.failures += 1
         if self.max_retries is not None and self.failures > self.max_retries:
             raise RetriesExhaustedError(self.failures)

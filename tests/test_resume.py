@@ -405,10 +405,6 @@ def test_a_server_alternating_progress_and_nothing_with_retry_0_is_not_stormed()
     assert min(delays) >= 0.1, delays
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="breaker: the caller's retry=0 reconnects at once after each id-only connection",
-)
 def test_the_callers_retry_0_does_not_storm_a_polling_server() -> None:
     """Issue 24's breaker: a priming event with a new id on each connection
     and no retry: field, the caller's retry=0: at least 100 ms each time."""
@@ -417,9 +413,6 @@ def test_the_callers_retry_0_does_not_storm_a_polling_server() -> None:
     assert delays == [0.1] * 5
 
 
-@pytest.mark.xfail(
-    strict=True, reason="breaker: the caller's last_event_id alone makes a POST stream resumed"
-)
 async def test_the_callers_last_event_id_alone_is_not_resumed(mode: str) -> None:
     """Issue 24's breaker: the id given to the source names another stream;
     the POST's own stream gave none, so nothing is resumed."""
@@ -432,9 +425,6 @@ async def test_the_callers_last_event_id_alone_is_not_resumed(mode: str) -> None
     assert post.call_count == 1 and get.call_count == 0
 
 
-@pytest.mark.xfail(
-    strict=True, reason="breaker: a POST dropped after it was sent says 'cannot connect'"
-)
 async def test_a_post_dropped_after_it_was_sent_says_so(mode: str, stack: str) -> None:
     """Not 'cannot connect': the request went out, and may have run."""
     async with SSEServer() as server:
