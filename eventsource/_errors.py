@@ -124,7 +124,7 @@ class ResponseError(EventSourceError):
         """The body decoded as JSON (an API's error, say); ValueError when it
         is no JSON (``json.JSONDecodeError``) or nested too deep to decode."""
         try:
-            return jsonlib.loads(self.body)
+            return jsonlib.loads(self.body.removeprefix("\ufeff"))  # (a BOM, as httpx allows)
         except RecursionError:
             raise ValueError("the body's JSON is nested too deep to decode") from None
 

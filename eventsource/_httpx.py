@@ -168,12 +168,15 @@ def _unfixable(exc: BaseException) -> tuple[str, str] | None:
     link: BaseException | None = exc
     seen = 0
     while link is not None and seen < 10:
+        # (getattr: an SSLError made in Python, aiohttp's or a mock's, lacks
+        # the attributes OpenSSL's have.)
         if isinstance(link, ssl.SSLCertVerificationError):
-            why = link.verify_message or "the certificate is not trusted"
+            why = getattr(link, "verify_message", None) or "the certificate is not trusted"
             return f"certificate verify failed: {why}", _VERIFY_ADVICE
-        if isinstance(link, ssl.SSLError) and link.reason in _NOT_TLS:
+        reason = getattr(link, "reason", None)
+        if isinstance(link, ssl.SSLError) and reason in _NOT_TLS:
             return (
-                f"the server does not speak TLS on this port ({link.reason})",
+                f"the server does not speak TLS on this port ({reason})",
                 "use http:// for a plain HTTP port",
             )
         if isinstance(link, SpeaksTLS):

@@ -55,12 +55,13 @@ def _redirect(response: Response, client: AnyClient, hops: int, follow: bool) ->
     return request
 
 
-def _hop_auth(previous: Any, hop: Any, auth: dict[str, Any]) -> dict[str, Any]:
+def _hop_auth(first: Any, hop: Any, auth: dict[str, Any]) -> dict[str, Any]:
     """The ``auth=`` of a redirect hop: the source's (or else the client's)
-    on the same origin, so that its flow runs there too (a token refreshed on
-    a 401); none on another origin, where httpx and browsers drop
-    credentials (``same_origin``)."""
-    return auth if same_origin(previous.url, hop.url) else NO_CREDENTIALS
+    on the origin of the first request, whose credentials they are, so that
+    its flow runs there too (a token refreshed on a 401; a chain that comes
+    back gets them back); none on any other origin, where httpx and browsers
+    drop credentials (``same_origin``), however many hops down."""
+    return auth if same_origin(first.url, hop.url) else NO_CREDENTIALS
 
 
 def _keep_body(error: object, response: Response, body: bytes) -> None:
@@ -178,7 +179,6 @@ class AsyncReader:
                             raise
                         if follow is None:
                             break
-                        previous = response.request
                         await aclose_response(response)
                         response = None
                         hops = self.hops = hops + 1
@@ -186,7 +186,7 @@ class AsyncReader:
                             follow,
                             stream=True,
                             follow_redirects=False,
-                            **_hop_auth(previous, follow, auth),
+                            **_hop_auth(request, follow, auth),
                         )
                 finally:
                     if gate is not None:
@@ -358,11 +358,10 @@ class SyncReader:
                 if follow is None:
                     return response
                 self._interrupter.disarm()
-                previous = response.request
                 close_response(response)
                 hops = self.hops = hops + 1
                 response = client.send(
-                    follow, stream=True, follow_redirects=False, **_hop_auth(previous, follow, auth)
+                    follow, stream=True, follow_redirects=False, **_hop_auth(request, follow, auth)
                 )
         finally:
             ARMING.reset(token)

@@ -135,6 +135,11 @@ class ConnectionPolicy:
         reconnect: bool | None = True,
         rng: random.Random | None = None,
     ) -> None:
+        durations = {"retry": retry, "max_retry_delay": max_retry_delay}
+        durations["min_retry_delay"] = min_retry_delay
+        for name, value in durations.items():
+            if math.isnan(value):
+                raise ValueError(f"{name} must be a number of seconds, not NaN")
         if retry < 0 or max_retry_delay < 0 or min_retry_delay < 0:
             raise ValueError("retry, min_retry_delay and max_retry_delay must not be negative")
         if max_retries is not None and max_retries < 0:
@@ -185,7 +190,12 @@ class ConnectionPolicy:
             return Verdict(Action.CLOSE)
         message = status_message(status, reason, method, url)
         if 300 <= status < 400:
-            message += ": a redirect without a usable Location"
+            location = headers.get("location")
+            message += (
+                f": a redirect to {location!r}, not followed (follow_redirects=False)"
+                if location
+                else ": a redirect without a Location"
+            )
         elif resuming and status in (404, 405):
             message += ": the stream cannot be resumed"
         error = ResponseError(message, status_code=status, response=response)

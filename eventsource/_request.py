@@ -5,6 +5,7 @@ below it is ``_httpx``'s)."""
 from __future__ import annotations
 
 import logging
+import os
 import re
 import ssl
 import threading
@@ -12,7 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypeAlias, TypeVar
 from urllib.parse import unquote
 
-from ._errors import EventIdError, EventSourceError
+from ._errors import ConnectError, EventIdError, EventSourceError
 from ._stack import HTTPX, URL, Stack, Timeout
 from ._transport import client_kwargs
 
@@ -177,7 +178,7 @@ class RequestSpec:
         timeout: Timeout | float | None,
         read_timeout: float | None,
         stack: Stack = HTTPX,
-        verify: bool | str | ssl.SSLContext = True,
+        verify: bool | str | os.PathLike[str] | ssl.SSLContext = True,
         follow_redirects: bool = True,
         resume: Callable[[str], str | URL] | None = None,
     ) -> None:
@@ -293,14 +294,29 @@ class RequestSpec:
         return self.auth if same_origin(self.url, request.url) else NO_CREDENTIALS
 
 
-def _checked_verify(verify: bool | str | ssl.SSLContext) -> bool | ssl.SSLContext:
-    """``verify=`` checked when the source is made: a CA bundle's path is
-    loaded now (ValueError when it cannot be), a wrong type is a TypeError."""
+def _checked_verify(
+    verify: bool | str | os.PathLike[str] | ssl.SSLContext,
+) -> bool | ssl.SSLContext:
+    """``verify=`` checked when the source is made: a CA bundle's path (or a
+    directory's, as httpx takes) is loaded now (ValueError when it cannot
+    be), a server-side context is a ValueError, a wrong type a TypeError."""
+    if isinstance(verify, os.PathLike):
+        verify = os.fspath(verify)
     if isinstance(verify, str):
+        if not verify:
+            raise ValueError("verify='' names no CA file: give a path, True or False")
+        folder = os.path.isdir(verify)
         try:
+            if folder:
+                return ssl.create_default_context(capath=verify)
             return ssl.create_default_context(cafile=verify)
         except (OSError, ssl.SSLError) as exc:
             raise ValueError(f"verify={verify!r}: cannot load CA certificates: {exc}") from exc
+    if isinstance(verify, ssl.SSLContext) and verify.protocol == ssl.PROTOCOL_TLS_SERVER:
+        raise ValueError(
+            "verify= needs a client-side ssl.SSLContext (ssl.create_default_context()), "
+            "not a server-side one (Purpose.CLIENT_AUTH)"
+        )
     if not isinstance(verify, (bool, ssl.SSLContext)):
         raise TypeError(
             f"verify must be a bool, a CA file's path or an ssl.SSLContext, not {verify!r}"
@@ -328,8 +344,17 @@ def _default_ssl_context(stack: Stack) -> ssl.SSLContext:
     system's store), made once: building one loads the CA bundle, which
     takes longer than opening a stream, and every source without a client
     of its own makes a client."""
+    # Keyed by the environment too: SSL_CERT_FILE set later (a notebook
+    # fixing its setup) is taken, as httpx takes it for each client.
+    env = (os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+    key = f"{stack.name} {env}"
     with _ssl_lock:
-        context = _ssl_contexts.get(stack.name)
+        context = _ssl_contexts.get(key)
         if context is None:
-            context = _ssl_contexts[stack.name] = stack.http.create_ssl_context()
+            try:
+                context = stack.http.create_ssl_context()
+            except (OSError, ssl.SSLError) as exc:
+                detail = f"cannot load the CA certificates of SSL_CERT_FILE / SSL_CERT_DIR: {exc}"
+                raise ConnectError(f"{detail}: fix or unset them", detail=detail) from exc
+            _ssl_contexts[key] = context
         return context

@@ -14,6 +14,7 @@ import inspect
 import json
 import logging
 import math
+import os
 import ssl
 import threading
 import warnings
@@ -99,7 +100,7 @@ class EventSource:
         auth: Auth | tuple[str, str] | Callable[..., Any] | None = None,
         client: Client | AsyncClient | None = None,
         http: StackName | None = None,
-        verify: bool | str | ssl.SSLContext = True,
+        verify: bool | str | os.PathLike[str] | ssl.SSLContext = True,
         follow_redirects: bool = True,
         timeout: Timeout | float | None = 10.0,
         last_event_id: str = "",
@@ -152,7 +153,8 @@ class EventSource:
                 is not consulted: the source follows them itself.
             timeout: The source's own client's connect, write and pool
                 timeouts (seconds, or a ``Timeout``). A ``Timeout`` given its
-                own ``read`` (``Timeout(10, read=120)``) sets the read timeout
+                own ``read`` (``Timeout(10, read=120)``, ``read=None`` for
+                none: its four values not all alike) sets the read timeout
                 when ``read_timeout`` is not given.
             last_event_id: Resume from this id (sent as ``Last-Event-ID``).
             retry: The reconnection time in seconds until the stream's
@@ -217,12 +219,12 @@ class EventSource:
         except EventIdError as exc:
             raise ValueError(f"invalid last_event_id: {exc}") from None
         if read_timeout is DEFAULT_READ_TIMEOUT and client is None:
-            # A Timeout whose read differs from its connect was given one on
-            # purpose (Timeout(10, read=120)); Timeout(10) sets all four alike
-            # and keeps the 60 s read timeout of an event stream.
-            read = getattr(timeout, "read", None)
-            if isinstance(read, (int, float)) and read != getattr(timeout, "connect", read):
-                read_timeout = read
+            # A Timeout whose four values are not all alike was given its read
+            # on purpose (Timeout(10, read=120), read=None: none); Timeout(10)
+            # sets all four alike and keeps an event stream's 60 s.
+            values = [getattr(timeout, name, 0) for name in ("connect", "read", "write", "pool")]
+            if any(value != values[1] for value in values):
+                read_timeout = values[1]
         if read_timeout is not None and not read_timeout > 0:  # (NaN too)
             raise ValueError("read_timeout must be positive or None")
         if read_timeout is not None and read_timeout > _LONGEST_READ:
