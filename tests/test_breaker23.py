@@ -165,3 +165,30 @@ def test_verify_that_cannot_work_is_refused(verify: Any) -> None:
         verify = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     with pytest.raises(ValueError, match="verify"):
         EventSource("https://127.0.0.1:1/", verify=verify)
+
+
+def test_ssl_cert_file_is_followed_and_an_unloadable_one_is_a_connect_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    from eventsource import ConnectError
+    from eventsource._request import _default_ssl_context
+    from eventsource._stack import HTTPX
+
+    before = _default_ssl_context(HTTPX)
+    assert _default_ssl_context(HTTPX) is before  # the same environment: one context
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "missing.pem"))
+    with pytest.raises(ConnectError, match="SSL_CERT_FILE"):
+        EventSource("https://127.0.0.1:1/").collect(timeout=2)
+
+
+def test_verify_takes_a_path_object_and_a_ca_directory(tmp_path: Any, tls: Any) -> None:
+    from pathlib import Path
+
+    bundle = tmp_path / "ca.pem"
+    tls.ca.cert_pem.write_to_path(str(bundle))
+    assert isinstance(
+        EventSource("https://127.0.0.1:1/", verify=Path(bundle))._spec.verify, ssl.SSLContext
+    )
+    assert isinstance(
+        EventSource("https://127.0.0.1:1/", verify=str(tmp_path))._spec.verify, ssl.SSLContext
+    )
