@@ -3,9 +3,13 @@ test (committed first as a strict xfail, then fixed)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
 import sys
+import threading
 import traceback
+from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -431,6 +435,38 @@ NGINX_400 = (
 TLS_ALERT = b"\x15\x03\x03\x00\x02\x02\x46"  # a TLS alert record: protocol_version
 
 
+@contextlib.contextmanager
+def _answering(answer: bytes) -> Iterator[int]:
+    """A loopback port whose server answers every request with these bytes
+    and hangs up (stopped on exit: a polled accept, as closing a listener
+    does not wake one blocked in accept())."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.05)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                conn.recv(65536)
+                conn.sendall(answer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+
+
 TLS_ALERT_USER = (
     "LIMITATION: on a client of the user's own (httpcore's network backend) a TLS server "
     "that answers plain HTTP with a TLS alert record is retried as a broken response: "
@@ -455,29 +491,8 @@ TLS_ALERT_USER = (
     ],
 )
 def test_http_to_a_tls_port_fails_at_once(stack: str, user: bool, answer: bytes) -> None:
-    import socket
-    import threading
-
-    listener = socket.create_server(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            with conn:
-                conn.recv(65536)
-                conn.sendall(answer)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
+    with _answering(answer) as port:
         error, took, reported = _first_error(f"http://127.0.0.1:{port}/", stack, user)
-    finally:
-        listener.close()
-        thread.join(5)
     assert isinstance(error, (ResponseError, eventsource.ConnectError)), repr(error)
     assert took < 3 and reported == 1
     if answer == TLS_ALERT:
@@ -489,33 +504,12 @@ def test_http_to_a_tls_port_fails_at_once(stack: str, user: bool, answer: bytes)
 async def test_http_to_a_tls_port_that_sends_an_alert_fails_at_once_in_async_code(
     stack: str, anyio_backend: str
 ) -> None:
-    import socket
-    import threading
-
-    listener = socket.create_server(("127.0.0.1", 0))
-
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            with conn:
-                conn.recv(65536)
-                conn.sendall(TLS_ALERT)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
     errors: list[Any] = []
-    url = f"http://127.0.0.1:{listener.getsockname()[1]}/"
-    try:
-        with anyio.fail_after(4):
-            source = EventSource(url, http=stack, retry=0.2, on_error=errors.append)  # type: ignore[arg-type]
-            with pytest.raises(eventsource.ConnectError, match="answered with TLS: use https://"):
-                await source.acollect(timeout=3)
-    finally:
-        listener.close()
-        thread.join(5)
+    with _answering(TLS_ALERT) as port, anyio.fail_after(4):
+        url = f"http://127.0.0.1:{port}/"
+        source = EventSource(url, http=stack, retry=0.2, on_error=errors.append)  # type: ignore[arg-type]
+        with pytest.raises(eventsource.ConnectError, match="answered with TLS: use https://"):
+            await source.acollect(timeout=3)
     assert len(errors) == 1
 
 
