@@ -13,20 +13,18 @@ import html
 import inspect
 import json
 import logging
-import math
 import os
 import ssl
-import threading
 import warnings
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
-import anyio
 from typing_extensions import Self
 
+from . import _collect
 from ._async import AsyncDriver
 from ._callbacks import Callbacks, Listener, OnClose, OnComment, OnError, OnMessage, OnOpen
-from ._errors import ConnectionLostError, EventIdError, EventSourceError
+from ._errors import EventIdError, EventSourceError
 from ._event import ServerSentEvent
 from ._machine import FINISH, Machine, ReadyState
 from ._parser import DEFAULT_MAX_EVENT_SIZE
@@ -488,44 +486,14 @@ class EventSource:
         *,
         until: Callable[[ServerSentEvent], object] | None = None,
     ) -> list[ServerSentEvent]:
-        """Collect events until ``n`` arrived, ``until(event)`` is true (that
-        event included), ``timeout`` seconds passed or the stream ended, then
-        close the source and return them (for notebooks and quick scripts).
-        A fatal error is raised as from the iterator, and so is the last
-        error when no connection opened before the timeout; its
-        ``collected`` holds the events collected before it. RuntimeError on
-        a source already closed (make a new source).
+        """``collect()`` in async code (the same stops, errors and Args).
 
         Args:
             n: Stop after this many events (None: no count).
             timeout: Stop after this many seconds (None: no limit).
             until: Stop after the first event for which it returns true.
         """
-        self._check_collectable()
-        if _collect_nothing(n):
-            await self.aclose()
-            return []
-        events: list[ServerSentEvent] = []
-        try:
-            async with self:
-                with anyio.move_on_after(math.inf if timeout is None else timeout) as scope:
-                    async for event in self:
-                        events.append(event)
-                        if (until is not None and until(event)) or len(events) == n:
-                            break
-            if scope.cancelled_caught:
-                self._never_opened(timeout)
-        except EventSourceError as exc:
-            exc.collected = events  # (the partial answer of a stream that broke)
-            raise
-        return events
-
-    def _check_collectable(self) -> None:
-        if self._machine.ready_state is ReadyState.CLOSED:
-            raise RuntimeError(
-                "this EventSource is closed (by close(), the end of its stream, or a "
-                "collect() that returned): make a new EventSource to collect again"
-            )
+        return await _collect.acollect(self, self._machine, n, timeout, until)
 
     async def aclose(self) -> None:
         """Close the stream and wait until its connection is closed."""
@@ -576,49 +544,4 @@ class EventSource:
             timeout: Stop after this many seconds (None: no limit).
             until: Stop after the first event for which it returns true.
         """
-        self._check_collectable()
-        if _collect_nothing(n):
-            self.close()
-            return []
-        events: list[ServerSentEvent] = []
-        timed_out = threading.Event()
-
-        def expire() -> None:
-            timed_out.set()
-            self.close()
-
-        timer = threading.Timer(timeout, expire) if timeout is not None else None
-        try:
-            with self:
-                if timer is not None:
-                    timer.daemon = True
-                    timer.start()
-                try:
-                    for event in self:
-                        events.append(event)
-                        if (until is not None and until(event)) or len(events) == n:
-                            break
-                finally:
-                    if timer is not None:
-                        timer.cancel()
-            if timed_out.is_set():
-                self._never_opened(timeout)
-        except EventSourceError as exc:
-            exc.collected = events  # (the partial answer of a stream that broke)
-            raise
-        return events
-
-    def _never_opened(self, timeout: float | None) -> None:
-        """After a timeout: raise when no connection ever opened."""
-        if self._machine.opens:
-            return
-        error = self._machine.error
-        if error is None:
-            error = ConnectionLostError(f"no stream opened within {timeout} s")
-        raise error
-
-
-def _collect_nothing(n: int | None) -> bool:
-    if n is not None and n < 0:
-        raise ValueError("n must be None or >= 0")
-    return n == 0
+        return _collect.collect(self, self._machine, n, timeout, until)
