@@ -23,6 +23,8 @@ from ._httpx import classify, never_sent
 from ._io import AsyncReader
 from ._loop import running_loop
 from ._machine import CONNECT, FINISH, OPENED, READ, RELEASE, Comment, Failure, Machine, Output
+from ._probe import speaks_tls_error
+from ._probe import target as probe_target
 from ._request import RequestSpec
 from ._stack import AsyncClient, Response
 
@@ -50,6 +52,7 @@ class AsyncDriver:
     __slots__ = (
         "_call_soon",
         "_callback_task",
+        "_checked_tls",
         "_closer",
         "_current_task",
         "_done",
@@ -87,6 +90,7 @@ class AsyncDriver:
         # bound again whenever another loop drives it (per-test loops, notebooks).
         self._loop: object = None
         self._probe: Callable[[], object] = _no_task
+        self._checked_tls = False  # the port asked whether it speaks TLS (_probe)
         self._call_soon: Callable[[Callable[[], None]], object] | None = None
         self._current_task = _current_task_function()
         self._in_callback = 0  # depth of callbacks running in the iterating task
@@ -282,6 +286,12 @@ class AsyncDriver:
                 follow_redirects=self.spec.follow_redirects,
             )
         except Exception as exc:
+            where = probe_target(exc, opened=machine.opens > 0) if not self._checked_tls else None
+            if where is not None:
+                self._checked_tls = True  # once a source: a check, never a storm
+                if await reader.speaks_tls(*where):
+                    machine.fail(speaks_tls_error(exc), fatal=True)
+                    return
             self._failed(exc, sending=True)
             return
         except BaseException:

@@ -76,7 +76,7 @@ _STATUS = re.compile(rb"HTTP/1\.[01] +([0-9]{3})")
 _STATUS_BYTES = 16  # enough of a head's start to hold its status code
 # A TLS record's first bytes: an alert (21) or a handshake (22), version 3.x.
 # An HTTP/1.x answer starts with "HTTP/": these can only be a TLS server's.
-_TLS_RECORD = re.compile(rb"[\x15\x16]\x03")
+TLS_RECORD = re.compile(rb"[\x15\x16]\x03")
 
 
 class HeadCut:
@@ -108,9 +108,9 @@ class HeadCut:
     def cut(self, data: bytes) -> int:
         """How many of these bytes (read while a head is due) to hand over:
         up to the end of the head, or all when it does not end in them.
-        SpeaksTLS when the answer is a TLS record (see _TLS_RECORD)."""
+        SpeaksTLS when the answer is a TLS record (see TLS_RECORD)."""
         tail = self._tail
-        if not self._start and not tail and _TLS_RECORD.match(data):
+        if not self._start and not tail and TLS_RECORD.match(data):
             raise SpeaksTLS("the server answered a plain HTTP request with TLS")
         end = _HEAD_END.search(tail + data if tail else data)
         if len(self._start) < _STATUS_BYTES:

@@ -163,8 +163,8 @@ def _unfixable(exc: BaseException) -> tuple[str, str] | None:
     """What retrying cannot fix in an exception's chain: a certificate that
     fails verification, or a server that does not speak TLS on the port of
     an https:// URL; the words for it and the advice. None otherwise. (An
-    http:// URL to a TLS port is a 400 from most servers, a ResponseError; an
-    OpenSSL server resets, which cannot be told from a drop.)"""
+    http:// URL to a TLS port is a 400 from most servers, a ResponseError; a
+    server that hangs up instead is told apart by asking the port: _probe.)"""
     link: BaseException | None = exc
     seen = 0
     while link is not None and seen < 10:

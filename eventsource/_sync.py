@@ -19,6 +19,8 @@ from ._event import ServerSentEvent
 from ._httpx import classify, never_sent
 from ._io import SyncReader
 from ._machine import CONNECT, FINISH, OPENED, READ, RELEASE, Comment, Failure, Machine, Output
+from ._probe import speaks_tls_error
+from ._probe import target as probe_target
 from ._request import RequestSpec
 from ._stack import Client, Response
 
@@ -46,6 +48,7 @@ class SyncDriver:
 
     __slots__ = (
         "_closer",
+        "_checked_tls",
         "_closing",
         "_wake_at",
         "busy",
@@ -75,6 +78,7 @@ class SyncDriver:
         self._closer = threading.RLock()
         self._closing = False
         self._wake_at: float | None = None  # when the current reconnect wait ends
+        self._checked_tls = False  # the port asked whether it speaks TLS (_probe)
 
     @property
     def response(self) -> Response | None:
@@ -189,6 +193,12 @@ class SyncDriver:
                 follow_redirects=self.spec.follow_redirects,
             )
         except Exception as exc:
+            where = probe_target(exc, opened=machine.opens > 0) if not self._checked_tls else None
+            if where is not None:
+                self._checked_tls = True  # once a source: a check, never a storm
+                if reader.speaks_tls(*where):
+                    machine.fail(speaks_tls_error(exc), fatal=True)
+                    return
             self._failed(exc, sending=True)
             return
         except BaseException:

@@ -27,10 +27,6 @@ from ._servers import RawListener
 
 pytestmark = pytest.mark.usefixtures("loopback_only")
 
-RESET_XFAIL = pytest.mark.xfail(
-    strict=True,
-    reason="issue 23: http:// to a TLS port whose server hangs up on plain HTTP is retried",
-)
 MISMATCH_XFAIL = pytest.mark.xfail(
     strict=True, reason="issue 23: a TLS version or handshake refusal is retried for ever"
 )
@@ -99,7 +95,6 @@ def _first_error(
 # --- http:// to a TLS port ------------------------------------------------------------------
 
 
-@RESET_XFAIL
 @pytest.mark.parametrize("user", [False, True], ids=["own", "user"])
 def test_http_to_a_tls_port_that_hangs_up_fails_at_once(stack: str, user: bool, tls: Any) -> None:
     with tls_port(tls.server) as server:
@@ -111,7 +106,6 @@ def test_http_to_a_tls_port_that_hangs_up_fails_at_once(stack: str, user: bool, 
     assert len(server.handshakes) == 2, server.handshakes  # type: ignore[attr-defined]
 
 
-@RESET_XFAIL
 @pytest.mark.parametrize("user", [False, True], ids=["own", "user"])
 @pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
 @pytest.mark.anyio
