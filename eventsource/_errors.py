@@ -153,11 +153,13 @@ class ConnectionLostError(EventSourceError):
 class ConnectError(EventSourceError):
     """Not a refused connection (that is a retried ``ConnectionLostError``):
     the source could not connect, for a reason that retrying cannot fix,
-    before it ever opened: the server's certificate failed verification, or
+    before it ever opened: the server's certificate failed verification,
     the URL's scheme does not match the port (``https://`` to a plain HTTP
-    port, ``http://`` to a TLS one). Not retried. After a first open the same
-    failures are retried (a certificate rotated mid-life), as
-    ``ConnectionLostError``.
+    port, ``http://`` to a TLS one), the two sides share no TLS version, or
+    the server refused the handshake (it requires a client certificate: pass
+    ``verify=`` an ``ssl.SSLContext`` with ``load_cert_chain()``). Not
+    retried. After a first open the same failures are retried (a certificate
+    rotated mid-life), as ``ConnectionLostError``.
 
     ``detail`` says what failed (``"certificate verify failed: …"``), without
     the advice the message adds.

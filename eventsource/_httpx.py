@@ -151,6 +151,25 @@ _VERIFY_ADVICE = (
 )
 # OpenSSL's reasons for a server that does not speak TLS on the port.
 _NOT_TLS = frozenset({"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG"})
+# ... for TLS versions the two sides do not share (the server's alert, or
+# OpenSSL's own refusal before it sends anything).
+_NO_SHARED_VERSION = frozenset(
+    {"TLSV1_ALERT_PROTOCOL_VERSION", "UNSUPPORTED_PROTOCOL", "NO_PROTOCOLS_AVAILABLE"}
+)
+# ... for a server that refuses the handshake: it requires a client
+# certificate (TLS 1.3's alert, or TLS 1.2's bad_certificate / handshake
+# failure, which also says that no cipher is shared).
+_REFUSED = frozenset(
+    {
+        "TLSV13_ALERT_CERTIFICATE_REQUIRED",
+        "SSLV3_ALERT_BAD_CERTIFICATE",
+        "SSLV3_ALERT_HANDSHAKE_FAILURE",
+    }
+)
+_CLIENT_CERT_ADVICE = (
+    "if the server requires a client certificate, pass verify= an ssl.SSLContext "
+    "with load_cert_chain()"
+)
 
 
 class SpeaksTLS(Exception):
@@ -161,8 +180,9 @@ class SpeaksTLS(Exception):
 
 def _unfixable(exc: BaseException) -> tuple[str, str] | None:
     """What retrying cannot fix in an exception's chain: a certificate that
-    fails verification, or a server that does not speak TLS on the port of
-    an https:// URL; the words for it and the advice. None otherwise. (An
+    fails verification, a server that does not speak TLS on the port of an
+    https:// URL, TLS versions not shared, a handshake the server refuses
+    (a client certificate required); the words for it and the advice. None otherwise. (An
     http:// URL to a TLS port is a 400 from most servers, a ResponseError; a
     server that hangs up instead is told apart by asking the port: _probe.)"""
     link: BaseException | None = exc
@@ -179,6 +199,14 @@ def _unfixable(exc: BaseException) -> tuple[str, str] | None:
                 f"the server does not speak TLS on this port ({reason})",
                 "use http:// for a plain HTTP port",
             )
+        if isinstance(link, ssl.SSLError) and reason in _NO_SHARED_VERSION:
+            return (
+                f"no TLS version is shared with the server ({reason})",
+                "pass verify= an ssl.SSLContext whose minimum_version and "
+                "maximum_version allow the server's",
+            )
+        if isinstance(link, ssl.SSLError) and reason in _REFUSED:
+            return f"the server refused the TLS handshake ({reason})", _CLIENT_CERT_ADVICE
         if isinstance(link, SpeaksTLS):
             return "the server answered with TLS", "use https:// for a TLS port"
         # The context too, even where it was suppressed ("from None"): the

@@ -27,9 +27,6 @@ from ._servers import RawListener
 
 pytestmark = pytest.mark.usefixtures("loopback_only")
 
-MISMATCH_XFAIL = pytest.mark.xfail(
-    strict=True, reason="issue 23: a TLS version or handshake refusal is retried for ever"
-)
 
 EVENT = b"data: a\n\n"
 OK = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: %d\r\n\r\n%s" % (
@@ -180,7 +177,6 @@ def _client_context(tls: Any, **settings: Any) -> ssl.SSLContext:
     return context
 
 
-@MISMATCH_XFAIL
 @pytest.mark.parametrize("user", [False, True], ids=["own", "user"])
 @pytest.mark.parametrize("side", ["server-older", "client-older"])
 def test_tls_versions_not_shared_fail_at_once(stack: str, user: bool, side: str, tls: Any) -> None:
@@ -197,7 +193,6 @@ def test_tls_versions_not_shared_fail_at_once(stack: str, user: bool, side: str,
     assert took < 3 and len(errors) == 1
 
 
-@MISMATCH_XFAIL
 @pytest.mark.parametrize("user", [False, True], ids=["own", "user"])
 def test_a_server_that_requires_a_client_certificate_fails_at_once(
     stack: str, user: bool, tls: Any
@@ -236,7 +231,6 @@ def _ssl_error(reason: str) -> ssl.SSLError:
     return error
 
 
-@MISMATCH_XFAIL
 @pytest.mark.parametrize(
     ("reason", "words"),
     [
@@ -272,3 +266,32 @@ def test_handshake_eof_reset_and_timeout_stay_transient() -> None:
         exc.__cause__ = cause
         result = classify(exc, sending=True, opened=False)
         assert result is not None and result[1] is False, (cause, result)
+
+
+# --- the command line -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", ["http-to-tls", "client-certificate"])
+def test_the_command_line_says_what_to_do(
+    case: str, tls: Any, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from eventsource._cli import main
+
+    if case == "http-to-tls":
+        server, scheme, extra = tls.server, "http", []
+        advice = "the server answered with TLS: check the URL's scheme (http:// or https://)"
+    else:
+        server = _server_context(
+            tls, verify_mode=ssl.CERT_REQUIRED, maximum_version=ssl.TLSVersion.TLSv1_2
+        )
+        tls.ca.configure_trust(server)
+        pem = tmp_path / "ca.pem"
+        tls.ca.cert_pem.write_to_path(str(pem))
+        scheme, extra = "https", ["--cacert", str(pem)]
+        advice = "the server may require a client certificate, which the command line cannot"
+    with tls_port(server) as port:
+        url = f"{scheme}://127.0.0.1:{port.port}/"
+        assert main([url, *extra]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot connect to {url}: "), err
+    assert advice in err and err.count("\n") == 1, err

@@ -220,11 +220,17 @@ def _describe_error(error: BaseException, url: str) -> str:
     if isinstance(error, EventTooLargeError):
         return f"{error} from {url}"
     if isinstance(error, ConnectError):
-        advice = (
-            "use --cacert FILE, or -k to skip verification"
-            if error.detail.startswith("certificate")
-            else "check the URL's scheme (http:// or https://)"
-        )
+        detail = error.detail
+        if detail.startswith("certificate"):
+            advice = "use --cacert FILE, or -k to skip verification"
+        elif detail.startswith("no TLS version"):
+            advice = "the server's TLS versions are not ones this Python's OpenSSL allows"
+        elif detail.startswith("the server refused"):
+            advice = (
+                "the server may require a client certificate, which the command line cannot present"
+            )
+        else:
+            advice = "check the URL's scheme (http:// or https://)"
         return f"cannot connect to {url}: {error.detail}: {advice}"
     if isinstance(error, ConnectionLostError):
         cause = error.__cause__
