@@ -621,6 +621,15 @@ def test_a_read_timeout_that_is_no_duration_is_refused(bad: float) -> None:
         ),
         (b'{"message": "token expired"}', "application/json", "token expired"),
         (b"Forbidden: ask an admin\n" + b"x" * 500, "text/plain", "Forbidden: ask an admin"),
+        pytest.param(
+            bytes(range(256)) * 4,
+            "application/octet-stream",
+            "not text",
+            marks=pytest.mark.xfail(
+                strict=True, reason="issue 23: a binary body is escaped to ~860 characters"
+            ),
+            id="binary",
+        ),
     ],
 )
 def test_the_cli_shows_the_refused_body(body: bytes, content_type: str, shown: str) -> None:
