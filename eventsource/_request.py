@@ -208,8 +208,8 @@ class RequestSpec:
             **client_kwargs(_ssl_context_for(self.verify, stack), sync=sync, stack=stack),
         }
         if self.cookies:
-            # In the client's jar, for the URL's host: httpx then keeps them
-            # across a same-host redirect and drops them on a cross-origin one.
+            # In the client's jar, for the URL's host: httpx then sends them
+            # to that host only (by host, as browsers do: any port or scheme).
             # The domain as http.cookiejar sees the host: an IPv6 literal in
             # brackets, and ".local" after a name without a dot ("localhost").
             domain = self.url.host

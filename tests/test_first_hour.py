@@ -625,9 +625,6 @@ def test_a_read_timeout_that_is_no_duration_is_refused(bad: float) -> None:
             bytes(range(256)) * 4,
             "application/octet-stream",
             "not text",
-            marks=pytest.mark.xfail(
-                strict=True, reason="issue 23: a binary body is escaped to ~860 characters"
-            ),
             id="binary",
         ),
     ],

@@ -315,6 +315,11 @@ def _api_message(error: ResponseError) -> str:
             if isinstance(said, str) and said.strip():
                 return " ".join(said.split())[: _SAID * 2]
     text = " ".join(error.body.split())
+    # A body that is mostly control characters or undecodable bytes would
+    # fill the line with escapes: say what it is instead.
+    odd = sum(1 for c in text[:_SAID] if c == "\ufffd" or not c.isprintable())
+    if odd * 10 > min(len(text), _SAID):
+        return f"({len(error.body)} characters, not text)"
     return text if len(text) <= _SAID else text[:_SAID] + "…"
 
 
