@@ -1,4 +1,4 @@
-"""SSEParser: the sans-IO event stream parser (bytes in, events out).
+r"""SSEParser: the sans-IO event stream parser (bytes in, events out).
 
 Strategy
 --------
@@ -14,7 +14,7 @@ nothing else: no I/O, no clock. Every rule of the format lives here.
   once (an event is never held back waiting for the next chunk) and the parser
   drops an LF that starts the next chunk: CR + LF split across chunks is one
   line end. Nothing else ends a line (str.splitlines would split on U+2028,
-  \\x0b, \\x1c...: it is never used).
+  \x0b, \x1c...: it is never used).
 - Whole blocks: text is parsed when the blank line that ends its block has
   arrived, so a parse always starts at a block boundary. Lines kept back can
   only hold retry fields and comments, whose effects could be seen earlier:
@@ -103,18 +103,27 @@ class SSEParser:
     makes the parser ready for the next connection (``last_event_id`` and
     ``retry`` are kept: the reconnect needs them).
 
-    - ``max_event_size``: the longest line, and the longest event data, in
-      characters; beyond it ``feed`` raises ``EventTooLargeError``, which
-      carries the events completed before it in the same chunk.
-    - ``on_comment(text)``: called for each comment line (``: text``, one
-      leading space removed) as soon as its line ends, during ``feed``, so
-      before the events of the same chunk are returned.
-    - ``last_event_id``: the stream's last event ID, what a reconnect sends
-      as ``Last-Event-ID``; may be given to start from.
-    - ``retry``: the latest valid ``retry:`` value in ms, or ``None``. A retry
-      field is seen when its event completes, or at ``close()`` at the latest.
-      A value of any length is valid; one over ``MAX_RETRY`` (2**63 - 1) is
-      kept as ``MAX_RETRY``.
+    Args:
+        max_event_size: The longest line, and the longest event data, in
+            characters (default ``16 * 1024 * 1024``); beyond it ``feed``
+            raises ``EventTooLargeError``, which carries the events completed
+            before it in the same chunk.
+        on_comment: Called as ``on_comment(text)`` for each comment line
+            (``: text``, one leading space removed) as soon as its line ends,
+            during ``feed``, so before the events of the same chunk are
+            returned; None (the default): comments are skipped.
+        last_event_id: The last event ID to start from (default ``""``).
+
+    Attributes:
+        last_event_id: The stream's last event ID, what a reconnect sends as
+            ``Last-Event-ID``.
+        retry: The latest valid ``retry:`` value in ms, or None. A retry field
+            is seen when its event completes, or at ``close()`` at the latest.
+            A value of any length is valid; one over ``MAX_RETRY``
+            (2**63 - 1) is kept as ``MAX_RETRY``.
+
+    Raises:
+        ValueError: ``max_event_size`` is below 1.
     """
 
     __slots__ = (
@@ -195,8 +204,14 @@ class SSEParser:
         self._clean = True
 
     def close(self) -> list[ServerSentEvent]:
-        """End the stream: an unfinished event is discarded (so this returns
-        ``[]``), and the parser is ready for a new connection."""
+        """End the stream; the parser is ready for a new connection.
+
+        An unfinished event is discarded; a ``retry:`` field among its lines
+        still sets ``retry``.
+
+        Returns:
+            ``[]``: no event completes at the end of a stream.
+        """
         if self._pending or self._tail or self._tail_more or self._raw:
             # Kept-back lines hold no blank line, so they dispatch nothing;
             # a retry field among them still sets the reconnection time.
@@ -213,7 +228,19 @@ class SSEParser:
         return []
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
-        """Parse the next chunk of the body; return the events it completes."""
+        """Parse the next chunk of the body.
+
+        Args:
+            chunk: The next bytes of the body, of any length.
+
+        Returns:
+            The events this chunk completes, in stream order.
+
+        Raises:
+            EventTooLargeError: A line or an event's data exceeds
+                ``max_event_size``; ``close()`` the parser before feeding it
+                again.
+        """
         if self._quiet:  # the steady state of a live stream: see _reset()
             shape: Any = self._form
             if chunk[-2:] == b"\n\n" and chunk[0] != 10 and 13 not in chunk:
@@ -352,8 +379,10 @@ class SSEParser:
         return out
 
     def _blocks(self, text: str, form: _Form) -> list[ServerSentEvent] | None:
-        """The events of text if it is whole blocks, all of the form's shape (no
-        NUL in it unless the form has no id); else None."""
+        """The events of text if it is whole blocks, all of the form's shape.
+
+        No NUL in it unless the form has no id; else None.
+        """
         match = form.pattern.match(text)
         if match is None:
             return None
@@ -474,9 +503,11 @@ class SSEParser:
         raise EventTooLargeError(self._limit, events)
 
     def _run(self, text: str, end: int, tried: _Form | None) -> None:
-        """Parse the complete lines text[:end] (text[end - 1] is an LF),
-        runs of whole blocks on the fast path where it applies; ``tried`` is a
-        form that failed on this text already."""
+        """Parse the complete lines text[:end] (text[end - 1] is an LF).
+
+        Runs of whole blocks go on the fast path where it applies; ``tried`` is a
+        form that failed on this text already.
+        """
         pos = 0
         if not self._clean:
             # Inside a block: finish it on the general path first.
@@ -495,9 +526,11 @@ class SSEParser:
                 self._lines(text, pos, end)
 
     def _fast(self, text: str, start: int, stop: int, tried: _Form | None) -> bool:
-        """Parse text[start:stop], a run of whole blocks, if they all have one
-        shape: the last one seen, else the first block's. Return False (having
-        done nothing) otherwise."""
+        """Parse text[start:stop], a run of whole blocks, if they all have one shape.
+
+        The last one seen, else the first block's. Return False (having done
+        nothing) otherwise.
+        """
         form = self._form
         found = None if form is None or form is tried else _match(form, text, start, stop)
         if found is None or form is None:
@@ -599,8 +632,11 @@ class SSEParser:
 
 
 def _retry(digits: str) -> int:
-    """The milliseconds of a retry: value (ASCII digits, any number of them),
-    at most MAX_RETRY, in time linear in their count."""
+    """The milliseconds of a retry.
+
+    Value (ASCII digits, any number of them), at most MAX_RETRY, in time linear
+    in their count.
+    """
     significant = digits.lstrip("0")
     if len(significant) > 19:  # MAX_RETRY has 19 digits
         return MAX_RETRY
@@ -608,8 +644,10 @@ def _retry(digits: str) -> int:
 
 
 def _match(form: _Form, text: str, start: int, stop: int, nul: bool = True) -> list[Any] | None:
-    """The regex groups of every block in text[start:stop], or None unless all
-    of them have this form; ``nul``: whether the text may hold a NUL."""
+    """The regex groups of every block in text[start:stop], if all have this form.
+
+    None unless all of them have it; ``nul``: whether the text may hold a NUL.
+    """
     if nul and form.has_id and text.find("\0", start, stop) >= 0:
         return None  # an id with NUL is ignored: the general path knows how
     pattern = form.pattern
@@ -632,8 +670,10 @@ def _match(form: _Form, text: str, start: int, stop: int, nul: bool = True) -> l
 
 
 def _rfind_blank(chunk: bytes) -> int:
-    """chunk.rfind(b"\n\n"), faster on a big chunk: a two-byte search
-    looks at every byte, a one-byte one is a C memrchr."""
+    r"""chunk.rfind(b"\n\n"), faster on a big chunk.
+
+    A two-byte search looks at every byte, a one-byte one is a C memrchr.
+    """
     end = chunk.rfind(b"\n")
     for _ in range(8):
         if end <= 0 or chunk[end - 1] == 10:
@@ -649,8 +689,22 @@ def parse(
 ) -> list[ServerSentEvent]:
     """Parse a whole event stream at once and return its events.
 
-    ``data`` is the body as bytes or str, or an iterable of chunks. An
-    unfinished event at the end is discarded, as at the end of a connection.
+    An unfinished event at the end is discarded, as at the end of a
+    connection.
+
+    Args:
+        data: The body as bytes or str, or an iterable of chunks (bytes or
+            str).
+        max_event_size: The longest line, and the longest event data, in
+            characters (default ``16 * 1024 * 1024``).
+
+    Returns:
+        The events, in stream order.
+
+    Raises:
+        EventTooLargeError: A line or an event's data exceeds
+            ``max_event_size``.
+        ValueError: ``max_event_size`` is below 1.
     """
     parser = SSEParser(max_event_size=max_event_size)
     chunks = (data,) if isinstance(data, (bytes, bytearray, memoryview, str)) else data
