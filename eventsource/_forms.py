@@ -65,8 +65,10 @@ _One = Callable[["re.Match[str]", str], ServerSentEvent]
 
 
 def _one_builder(t: int, i: int, d: int, multi: bool) -> _One:
-    """Build the one event of a block from its match: t, i, d are the groups
-    of event, id (0: none) and data."""
+    """Build the one event of a block from its match.
+
+    t, i, d are the groups of event, id (0: none) and data.
+    """
     if multi:
         if t and i:
             return lambda m, lid: _new(
@@ -106,11 +108,14 @@ _Key = tuple[_Shape, int, bool]
 
 
 def form_table() -> dict[_Key, Form]:
-    """The block shapes the fast path takes: event, id and data fields, each
-    at most once, data always, in any order. Extended forms also take comment
-    lines before them and several consecutive ``data: `` lines (all but the
-    first with exactly one space after the colon, so that removing every
-    "\ndata: " from the group leaves the data: a value holds no newline)."""
+    r"""The block shapes the fast path takes.
+
+    Event, id and data fields, each at most once, data always, in any order.
+    Extended forms also take comment lines before them and several consecutive
+    ``data: `` lines (all but the first with exactly one space after the colon,
+    so that removing every "\ndata: " from the group leaves the data: a value
+    holds no newline).
+    """
     table = {}
     for extra, build, mbuild in (
         ((), _build_d, _build_md),

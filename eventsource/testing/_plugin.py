@@ -1,5 +1,6 @@
-"""The pytest plugin, registered by installing the package (entry point
-``pytest11``): fixtures for testing SSE code.
+"""The pytest plugin, registered by installing the package (entry point ``pytest11``).
+
+Fixtures for testing SSE code.
 
 - ``sse_server``: a running :class:`SSEServer`, for any test: async under
   anyio's plugin (``@pytest.mark.anyio``, asyncio or trio) or pytest-asyncio
@@ -57,9 +58,11 @@ def sse_server_sync() -> Iterator[SSEServer]:
 
 @pytest.fixture
 def sse_mock() -> Iterator[SSEMock]:
-    """An SSEMock intercepting ``sse_mock.url`` on httpx and httpx2 (when
-    installed): script it with ``respond()``. Requests to loopback addresses
-    (an SSEServer) pass through."""
+    """An SSEMock intercepting ``sse_mock.url`` on httpx and httpx2 (when installed).
+
+    Script it with ``respond()``. Requests to loopback addresses (an SSEServer)
+    pass through.
+    """
     require("respx", "sse_mock")
     from ._mock import SSEMock
 
