@@ -426,7 +426,10 @@ class EventSource:
     def restart(self) -> None:
         """Drop the current connection and reconnect at once.
 
-        The last event ID is kept (after a token refresh, say). Not an error.
+        The last event ID is kept (after a token refresh, say); not an error.
+        A request other than GET is resumed by GET if its stream gave an id
+        (or sent again with ``resume="resend"``), else the source ends with
+        an ``EventSourceError``: it may have run.
         """
         if self._driver is not None:
             self._driver.restart()

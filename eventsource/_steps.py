@@ -31,6 +31,12 @@ class ReadyState(enum.IntEnum):
 
     It prints as its name (``OPEN``) in logs and f-strings, and compares equal
     to its number.
+
+    Attributes:
+        CONNECTING: Connecting, or waiting to reconnect (0).
+        OPEN: A stream is open: events arrive (1).
+        CLOSED: Closed for good: by ``close()``, a fatal error or the end of
+            a stream not reconnected (2).
     """
 
     CONNECTING = 0

@@ -95,7 +95,10 @@ class ASGIStreamTransport(httpx.AsyncBaseTransport):
         root_path: The scope's ``root_path``.
         client: The scope's ``client`` (host, port).
         disconnect_timeout: Seconds an app may take to return after
-            ``http.disconnect`` before it is cancelled.
+            ``http.disconnect`` before it is cancelled (default 1).
+
+    Raises:
+        ValueError: A negative ``disconnect_timeout``.
     """
 
     def __init__(
@@ -152,6 +155,13 @@ class ASGIStreamTransport(httpx.AsyncBaseTransport):
 
         Returns:
             A response of the request's stack, its body streaming.
+
+        Raises:
+            TypeError: The request body is not an async stream.
+            ReadTimeout: The stack's, when the app starts no response within
+                the request's read timeout.
+            Exception: What the app raised before it started its response.
+            RuntimeError: The app returned without starting a response.
         """
         stack = stack_of(request) or HTTPX
         if not isinstance(request.stream, stack.http.AsyncByteStream):

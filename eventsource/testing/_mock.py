@@ -277,8 +277,8 @@ class SSEMock:
             ``httpx2.Request`` (the client's stack), body read.
     """
 
-    #: The hosts passed through by default.
     LOOPBACK = ("127.0.0.1", "::1", "localhost")
+    """The hosts passed through by default."""
 
     def __init__(
         self,

@@ -40,7 +40,11 @@ EXTRA = 'pip install "eventsource-client[testing]"'
 
 @pytest.fixture
 def sse_server() -> Iterator[SSEServer]:
-    """A running SSEServer (in a background thread), for async and sync tests."""
+    """A running SSEServer (in a background thread), for async and sync tests.
+
+    Yields:
+        The server; it stops when the test ends.
+    """
     from ._server import SSEServer
 
     with SSEServer() as server:
@@ -49,7 +53,11 @@ def sse_server() -> Iterator[SSEServer]:
 
 @pytest.fixture
 def sse_server_sync() -> Iterator[SSEServer]:
-    """A running SSEServer in a background thread (the same as ``sse_server``)."""
+    """A running SSEServer in a background thread (the same as ``sse_server``).
+
+    Yields:
+        The server; it stops when the test ends.
+    """
     from ._server import SSEServer
 
     with SSEServer() as server:
@@ -61,7 +69,11 @@ def sse_mock() -> Iterator[SSEMock]:
     """An SSEMock intercepting ``sse_mock.url`` on httpx and httpx2 (when installed).
 
     Script it with ``respond()``. Requests to loopback addresses (an SSEServer)
-    pass through.
+    pass through. Needs respx (the ``testing`` extra): the test fails, saying
+    what to install, without it.
+
+    Yields:
+        The mock; it stops intercepting when the test ends.
     """
     require("respx", "sse_mock")
     from ._mock import SSEMock
