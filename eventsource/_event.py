@@ -13,10 +13,10 @@ class ServerSentEvent(tuple):  # type: ignore[type-arg]
     r"""One event as dispatched by the stream; immutable.
 
     Build one with keywords, e.g. to compare in tests:
-    ``ServerSentEvent(type="chunk", data='{"content": "Hi"}', id="7")``. Each
-    argument is kept as the attribute of its name.
+    ``ServerSentEvent(type="chunk", data='{"content": "Hi"}', id="7")``: each
+    keyword sets the attribute of its name, and defaults as said below.
 
-    Args:
+    Attributes:
         type: The ``event:`` field, or ``"message"`` (the default) when the
             block named none.
         data: The ``data:`` lines joined with ``"\n"`` (default ``""``).

@@ -194,6 +194,20 @@ def _parameters(function: Callable[..., Any]) -> list[str]:
     return names
 
 
+def _is_record(function: Callable[..., Any]) -> bool:
+    """Whether this is a class whose constructor's parameters are its fields.
+
+    A dataclass, or a class with a property for each parameter.
+    """
+    if not inspect.isclass(function):
+        return False
+    if dataclasses.is_dataclass(function):
+        return True
+    return all(
+        isinstance(getattr(function, name, None), property) for name in _parameters(function)
+    )
+
+
 def audit() -> tuple[list[str], list[str], int, int]:
     """What is undocumented: names without a docstring, parameters not in an
     ``Args:`` section (or entries naming no parameter), and the counts of
@@ -211,12 +225,15 @@ def audit() -> tuple[list[str], list[str], int, int]:
         if inspect.isclass(function) and not params:
             continue
         parameters += len(params)
-        # A dataclass's fields are its attributes too: a record the library
-        # fills (RecordedConnection) describes them under "Attributes:".
-        heads = ("args", "attributes") if dataclasses.is_dataclass(function) else ("args",)
+        # A record's fields are its attributes too: a dataclass the library
+        # fills (RecordedConnection), or ServerSentEvent, whose constructor is
+        # its __new__ (griffe, mkdocstrings' parser, would look for its Args in
+        # an __init__ that has none), describe them under "Attributes:".
         described: dict[str, str] = {}
         for doc in docs:
-            described.update(args_section(doc, heads) or {})
+            described.update(args_section(doc) or {})
+            if _is_record(function):
+                described.update(args_section(doc, ("attributes",)) or {})
         for param in params:
             text = described.get(param, described.get(param.lstrip("*")))
             if not text:
