@@ -1,7 +1,9 @@
-"""eventsource's network backend for httpcore and httpcore2, async (see ``_backend`` for
-what its streams do and why): on asyncio a protocol of ours on the
-connection's transport, made with the loop's public ``create_connection()``
-over a socket we connected; on trio a trio socket. TLS is ``_tls.AsyncTLS``.
+"""eventsource's network backend for httpcore and httpcore2, async.
+
+See ``_backend`` for what its streams do and why: on asyncio a protocol of
+ours on the connection's transport, made with the loop's public
+``create_connection()`` over a socket we connected; on trio a trio socket.
+TLS is ``_tls.AsyncTLS``.
 
 - asyncio: the protocol is a buffered one (the transport reads into a
   buffer of this thread's, where a plain protocol's transport would allocate
@@ -118,8 +120,10 @@ def _check(ref: weakref.ReferenceType[AsyncioStream]) -> None:
 
 
 class AsyncioStream(_AsyncSocketStream):
-    """A TCP connection on asyncio, read through a protocol of ours
-    (httpcore's ``AsyncNetworkStream`` API, raising ``core``'s errors)."""
+    """A TCP connection on asyncio, read through a protocol of ours.
+
+    httpcore's ``AsyncNetworkStream`` API, raising ``core``'s errors.
+    """
 
     def __init__(self, sock: socket.socket, transport: asyncio.Transport, core: Core) -> None:
         self.core = core
@@ -179,8 +183,10 @@ class AsyncioStream(_AsyncSocketStream):
             waiter.set_result(None)
 
     def check(self) -> None:
-        """The timer: a wait that has lasted the timeout ends; one that
-        started later is checked again at its own deadline."""
+        """The timer: a wait that has lasted the timeout ends.
+
+        One that started later is checked again at its own deadline.
+        """
         self._timer = None
         waiter = self._waiter
         if waiter is None or waiter.done():
@@ -327,8 +333,10 @@ async def _asyncio_connect(
 
 
 class TrioStream(_AsyncSocketStream):
-    """A TCP connection on trio, read with its socket (httpcore's
-    ``AsyncNetworkStream`` API, raising ``core``'s errors)."""
+    """A TCP connection on trio, read with its socket.
+
+    httpcore's ``AsyncNetworkStream`` API, raising ``core``'s errors.
+    """
 
     def __init__(self, sock: Any, core: Core) -> None:
         self.core = core
@@ -399,9 +407,11 @@ class TrioStream(_AsyncSocketStream):
         return data
 
     def tick(self, now: float, period: float, nap: Any) -> bool:
-        """The watchdog's look: False once it timed the read out (it shut the
-        connection down); else it sleeps in ``nap``, whose deadline is set
-        here (a later, shorter read moves it nearer)."""
+        """The watchdog's look: False once it timed the read out (it shut the connection down).
+
+        Else it sleeps in ``nap``, whose deadline is set here (a later, shorter
+        read moves it nearer).
+        """
         deadline = self._deadline
         if deadline <= now and self._waiting:
             self._expired = True
@@ -483,8 +493,7 @@ async def _trio_connect(
 
 
 def _on_trio() -> bool:
-    """Trio runs this task (asked first: trio in guest mode runs inside an
-    asyncio loop)."""
+    """Trio runs this task (asked first: trio in guest mode runs inside an asyncio loop)."""
     trio = sys.modules.get("trio")
     if trio is None:
         return False
@@ -496,8 +505,10 @@ def _on_trio() -> bool:
 
 
 class AsyncBackend:
-    """An async network backend (httpcore's ``AsyncNetworkBackend`` API) of
-    our streams, on asyncio or trio, for ``core``'s pools."""
+    """An async network backend of our streams, on asyncio or trio.
+
+    httpcore's ``AsyncNetworkBackend`` API, for ``core``'s pools.
+    """
 
     def __init__(self, core: Core = HTTPCORE) -> None:
         self.core = core

@@ -226,9 +226,12 @@ class AsyncDriver:
                 self._post()
 
     async def _dispatch(self, item: ServerSentEvent, handlers: list[Callback]) -> None:
-        """Run the event's handlers in order. A cancel in one keeps the event
-        and the handlers still to run: the next __anext__() runs them and
-        returns the event (the one cancelled is not run again)."""
+        """Run the event's handlers in order.
+
+        A cancel in one keeps the event and the handlers still to run: the next
+        __anext__() runs them and returns the event (the one cancelled is not
+        run again).
+        """
         machine = self.machine
         for i, handler in enumerate(handlers):
             if machine.closed:
@@ -417,9 +420,12 @@ class AsyncDriver:
     # --- control, from the user ---------------------------------------------------------
 
     async def aclose(self) -> None:
-        """Close and wait for the end. Inside one of the source's own callbacks
-        (on_close included) it returns at once: the end follows when the
-        callback returns, and waiting for it there would wait for itself."""
+        """Close and wait for the end.
+
+        Inside one of the source's own callbacks (on_close included) it returns
+        at once: the end follows when the callback returns, and waiting for it
+        there would wait for itself.
+        """
         self.machine.close()
         self._rebind()
         if self._called_back():
@@ -444,9 +450,12 @@ class AsyncDriver:
         self._post()
 
     def _post(self) -> None:
-        """Wake the driver in its event loop: always through the loop's
-        thread-safe "call soon", even from the loop's thread (a signal handler
-        may run between any two bytecodes of the driver)."""
+        """Wake the driver in its event loop.
+
+        Always through the loop's thread-safe "call soon", even from the loop's
+        thread (a signal handler may run between any two bytecodes of the
+        driver).
+        """
         call_soon = self._call_soon
         if call_soon is not None:
             try:
@@ -459,8 +468,11 @@ class AsyncDriver:
         self.reader.interrupt_socket()
 
     def _wake(self) -> None:
-        """In the loop: end the I/O in progress for a request not applied
-        yet, and finish a closed source that nobody iterates."""
+        """End the I/O of a request not applied yet; finish an unread closed source.
+
+        Run in the loop: the I/O in progress ends for a request not applied yet, and
+        a closed source that nobody iterates is finished.
+        """
         machine = self.machine
         if not machine.interrupting or machine.ended:
             return  # applied already (a restart), or finished
@@ -481,8 +493,11 @@ class AsyncDriver:
 
 
 def _current_task_function() -> Callable[[], object]:
-    """The running backend's own "current task" (anyio's builds a TaskInfo
-    object on each call, too slow for once per callback)."""
+    """The running backend's own "current task".
+
+    anyio's builds a TaskInfo object on each call, too slow for once per
+    callback.
+    """
     try:
         import asyncio
 
@@ -504,8 +519,10 @@ def _no_task() -> object:
 
 
 def _spawn(function: Callable[[], Coroutine[Any, Any, None]]) -> object:
-    """Start a coroutine function as a task of the event loop running in this
-    thread (asyncio or trio); return the task (None for trio, or outside a loop)."""
+    """Start a coroutine function as a task of this thread's event loop.
+
+    On asyncio or trio; return the task (None for trio, or outside a loop).
+    """
     try:
         import asyncio
 

@@ -1,5 +1,6 @@
-"""eventsource's network backend for httpcore and httpcore2 (their public
-``NetworkBackend`` API; ``_httpx.Core`` has the names of each), blocking;
+"""eventsource's network backend for httpcore and httpcore2, blocking.
+
+Their public ``NetworkBackend`` API (``_httpx.Core`` has the names of each);
 ``_abackend`` has the async twin, ``_tls`` the TLS layer.
 
 Why a backend of our own: the streams it makes hand h11 (through httpcore)
@@ -80,8 +81,11 @@ TLS_RECORD = re.compile(rb"[\x15\x16]\x03")
 
 
 class HeadCut:
-    """Sans-IO: where the reads of a connection's bytes stop, so that h11 gets
-    each response head and nothing after it (see the module docstring)."""
+    """Sans-IO: where the reads of a connection's bytes stop.
+
+    So that h11 gets each response head and nothing after it (see the module
+    docstring).
+    """
 
     __slots__ = ("_start", "_tail", "body_fresh", "connect", "heads", "tunnel")
 
@@ -106,9 +110,11 @@ class HeadCut:
             self.body_fresh = False
 
     def cut(self, data: bytes) -> int:
-        """How many of these bytes (read while a head is due) to hand over:
-        up to the end of the head, or all when it does not end in them.
-        SpeaksTLS when the answer is a TLS record (see TLS_RECORD)."""
+        """How many of these bytes (read while a head is due) to hand over.
+
+        Up to the end of the head, or all when it does not end in them.
+        SpeaksTLS when the answer is a TLS record (see TLS_RECORD).
+        """
         tail = self._tail
         if not self._start and not tail and TLS_RECORD.match(data):
             raise SpeaksTLS("the server answered a plain HTTP request with TLS")
@@ -139,8 +145,10 @@ def _can_cut(stream: Any) -> bool:
 
 
 class Cutting:
-    """What every stream of ours shares: the bytes held past a head, the cut,
-    and the process that connected."""
+    """What every stream of ours shares.
+
+    The bytes held past a head, the cut, and the process that connected.
+    """
 
     _held: bytes
     _cut: HeadCut
@@ -186,8 +194,10 @@ class SocketStream(Cutting):
     aborted = False
 
     def abort(self) -> None:
-        """End the read, write or head wait in progress, and every later one
-        (any thread, a signal handler); nothing in a forked child."""
+        """End the read, write or head wait in progress, and every later one.
+
+        From any thread, or a signal handler; nothing in a forked child.
+        """
         self.aborted = True
         if os.getpid() == self._pid:
             _shutdown(self._sock)
@@ -197,8 +207,10 @@ class SocketStream(Cutting):
 
 
 class SyncStream(SocketStream):
-    """A TCP connection (plain, or TLS in ``ssl.SSLSocket``) that cuts heads;
-    httpcore's ``NetworkStream`` API, raising ``core``'s errors."""
+    """A TCP connection (plain, or TLS in ``ssl.SSLSocket``) that cuts heads.
+
+    httpcore's ``NetworkStream`` API, raising ``core``'s errors.
+    """
 
     def __init__(self, sock: socket.socket, core: Core, pid: int | None = None) -> None:
         self._sock = sock
@@ -315,9 +327,11 @@ class SyncStream(SocketStream):
 
 
 def _readable(sock: Any) -> bool:
-    """Bytes (or the end) wait to be read: an idle pooled connection the
-    server closed (poll, where there is one: select() refuses a descriptor
-    past 1023)."""
+    """Bytes (or the end) wait to be read.
+
+    An idle pooled connection the server closed (poll, where there is one:
+    select() refuses a descriptor past 1023).
+    """
     try:
         fd = sock.fileno()
         if fd < 0:
@@ -332,9 +346,12 @@ def _readable(sock: Any) -> bool:
 
 
 def _shutdown(sock: Any) -> None:
-    """Shut a socket down for reading and writing. An SSLSocket's own
-    shutdown() would drop its TLS state first, and a write racing it could go
-    out in plaintext: the plain socket's shutdown(2) is called instead."""
+    """Shut a socket down for reading and writing.
+
+    An SSLSocket's own shutdown() would drop its TLS state first, and a write
+    racing it could go out in plaintext: the plain socket's shutdown(2) is
+    called instead.
+    """
     try:
         if isinstance(sock, ssl.SSLSocket):
             socket.socket.shutdown(sock, socket.SHUT_RDWR)
@@ -345,8 +362,10 @@ def _shutdown(sock: Any) -> None:
 
 
 def _kernel_timeout(sock: socket.socket, timeout: float | None) -> bool:
-    """Make a plain socket blocking, with SO_RCVTIMEO as its read timeout
-    (Linux only: the option's struct differs elsewhere). False: not done."""
+    """Make a plain socket blocking, with SO_RCVTIMEO as its read timeout.
+
+    Linux only: the option's struct differs elsewhere. False: not done.
+    """
     if not sys.platform.startswith("linux"):
         return False
     seconds = 0 if timeout is None else max(timeout, 1e-6)  # 0 means no timeout
@@ -364,7 +383,7 @@ def _kernel_timeout(sock: socket.socket, timeout: float | None) -> bool:
 
 
 def configure(sock: socket.socket, options: Iterable[Any] | None) -> None:
-    """httpcore's socket options, and no Nagle delay (as httpcore's backends)."""
+    """The socket options: httpcore's, and no Nagle delay (as httpcore's backends)."""
     for option in options or ():
         sock.setsockopt(*option)
     if sock.family in (socket.AF_INET, socket.AF_INET6):
@@ -372,8 +391,10 @@ def configure(sock: socket.socket, options: Iterable[Any] | None) -> None:
 
 
 class SyncBackend:
-    """A blocking network backend (httpcore's ``NetworkBackend`` API) of
-    ``SyncStream``s, for ``core``'s pools."""
+    """A blocking network backend of ``SyncStream``s, for ``core``'s pools.
+
+    httpcore's ``NetworkBackend`` API.
+    """
 
     def __init__(self, core: Core = HTTPCORE) -> None:
         self.core = core

@@ -1,4 +1,4 @@
-"""The readers of a response's body, async and sync, on either path:
+"""The readers of a response's body, async and sync, on either path.
 
 - the fast read: the body straight from its connection, when the response
   came on a stream of eventsource's backend (``_backend``) that handed h11
@@ -45,8 +45,10 @@ _SYNC_STREAMS = (SyncStream, SyncTLS)
 
 
 def fast_stream(response: Response, *, sync: bool) -> Any:
-    """The stream of ours whose body this response has not read yet (it can
-    be read straight from it); None otherwise."""
+    """The stream of ours whose body this response has not read yet.
+
+    The body can be read straight from it. None otherwise.
+    """
     if response.http_version not in ("HTTP/1.1", "HTTP/1.0"):
         return None
     if response.is_stream_consumed or response.is_closed:
@@ -77,8 +79,10 @@ def framing_of(response: Response) -> BodyFraming:
 
 
 def _read_already(response: Response) -> bool:
-    """httpx read the body when the response was made (a mock's or an
-    ASGI app's response given its content whole)."""
+    """Whether httpx read the body when the response was made.
+
+    A mock's or an ASGI app's response given its content whole.
+    """
     if not response.is_stream_consumed:
         return False
     try:
@@ -281,8 +285,7 @@ class SyncBody(Protocol):
 
 
 def open_async_body(response: Response, read_timeout: float | None) -> tuple[AsyncBody, Any]:
-    """The body to read, and the stream that aborts it (None: the read
-    needs a cancel scope)."""
+    """The body to read, and the stream that aborts it (None: the read needs a cancel scope)."""
     stream = fast_stream(response, sync=False)
     if stream is not None and stream.abortable:
         return AsyncFast(stream, response, read_timeout), stream
@@ -306,8 +309,10 @@ def open_async_refused(response: Response, deadline: float) -> tuple[AsyncBody, 
 
 
 def open_sync_refused(response: Response, deadline: float) -> tuple[SyncFast | SyncPublic, Any]:
-    """A refused response's body, whose reads end by the deadline
-    (time.monotonic()): the fast read shortens each read's timeout."""
+    """A refused response's body, whose reads end by the deadline (time.monotonic()).
+
+    The fast read shortens each read's timeout.
+    """
     stream = fast_stream(response, sync=True)
     if stream is not None and stream.abortable:
         return SyncFast(stream, response, max(deadline - time.monotonic(), 0.001)), stream

@@ -39,8 +39,7 @@ _NO_LISTENERS: Mapping[str, list[Callback]] = MappingProxyType({})
 
 
 class Callbacks:
-    """on_open / on_message / on_error / on_close / on_comment, and the
-    per-type listeners."""
+    """on_open / on_message / on_error / on_close / on_comment, and the per-type listeners."""
 
     __slots__ = ("listeners", "on_close", "on_comment", "on_error", "on_message", "on_open")
 
@@ -74,8 +73,10 @@ class Callbacks:
         return [self.on_message, *listeners] if listeners else [self.on_message]
 
     def failed(self, callback: Callback, exc: Exception) -> EventSourceError | None:
-        """Log a callback's exception; return what on_error should receive
-        (None when on_error itself raised)."""
+        """Log a callback's exception.
+
+        Return what on_error should receive (None when on_error itself raised).
+        """
         if callback is self.on_error:
             logger.exception("on_error callback raised", exc_info=exc)
             return None

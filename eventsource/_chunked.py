@@ -1,4 +1,4 @@
-"""ChunkedDecoder: the sans-IO HTTP/1.1 chunked transfer coding decoder.
+r"""ChunkedDecoder: the sans-IO HTTP/1.1 chunked transfer coding decoder.
 
 Strategy
 --------
@@ -15,9 +15,9 @@ the other) and differs only where noted below.
   by CRLF. After the last chunk (size 0) come trailer fields, checked as h11
   checks header lines and then ignored, and a blank line; there, as h11 does
   (RFC 9112 2.2 allows it), a bare LF ends a line.
-- The fast path: a read is cut at one ``bytes.find(b"\\r\\n")`` per chunk.
+- The fast path: a read is cut at one ``bytes.find(b"\r\n")`` per chunk.
   The line found after a chunk's data starts with the CRLF that must end that
-  data, so one dict lookup (``b"\\r\\n64"`` -> 100, cached once checked) both
+  data, so one dict lookup (``b"\r\n64"`` -> 100, cached once checked) both
   checks the CRLF and reads the size; the data is one slice into a list and
   the result one ``b"".join``. A read's first line has a cache of its own
   (``b"64"`` -> 100: never taken for a CRLF). Anything not cached
@@ -84,9 +84,12 @@ _SIZES_CAP = 4096
 
 
 class ChunkedFramingError(ConnectionLostError):
-    """The chunked body is broken: the server broke the framing, or the
-    connection ended inside the body. ``data`` holds the body bytes completed
-    by the failing ``feed()`` before the error: deliver them first."""
+    """The chunked body is broken.
+
+    The server broke the framing, or the connection ended inside the body.
+    ``data`` holds the body bytes completed by the failing ``feed()`` before
+    the error: deliver them first.
+    """
 
     def __init__(self, message: str, data: bytes = b"") -> None:
         super().__init__(message)
@@ -94,8 +97,11 @@ class ChunkedFramingError(ConnectionLostError):
 
 
 class ChunkedDecoder:
-    """Decodes one chunked response body: ``feed()`` every socket read, in
-    order; ``close()`` at EOF. ``done`` is true once the body has ended."""
+    """Decodes one chunked response body.
+
+    ``feed()`` every socket read, in order; ``close()`` at EOF. ``done`` is
+    true once the body has ended.
+    """
 
     __slots__ = ("_buf", "_error", "_left", "_state", "done", "unused")
 
@@ -197,8 +203,10 @@ class ChunkedDecoder:
         return self._trailers(data, pos, out)
 
     def _size(self, line: bytes, out: list[bytes], key: bytes, cache: dict[bytes, int]) -> int:
-        """The size a size line (without its CRLF) gives, or raise; cache it
-        under key if the line is only digits."""
+        """The size a size line (without its CRLF) gives, or raise.
+
+        Cache it under key if the line is only digits.
+        """
         if len(line) + 2 > MAX_SIZE_LINE:
             self._break(f"a size line is longer than {MAX_SIZE_LINE} bytes", out)
         match = _HEX_SIZE(line)
@@ -213,8 +221,11 @@ class ChunkedDecoder:
         return size
 
     def _tail(self, data: bytes, pos: int, end: int, out: list[bytes]) -> bytes:
-        """The chunk at pos..end reaches the read's end: pass its data through,
-        check what the read holds of its CRLF, and keep the state."""
+        """The chunk at pos..end reaches the read's end.
+
+        Pass its data through, check what the read holds of its CRLF, and keep
+        the state.
+        """
         n = len(data)
         if end > n:
             if pos < n:
@@ -253,8 +264,10 @@ class ChunkedDecoder:
         return b"".join(out)
 
     def _trailers(self, data: bytes, pos: int, out: list[bytes], seen: int = 0) -> bytes:
-        """Read the trailer section at pos (after the last chunk's size line);
-        data[:seen] was searched before."""
+        """Read the trailer section at pos (after the last chunk's size line).
+
+        data[:seen] was searched before.
+        """
         end = _trailers_end(data, pos, seen)
         if end < 0:
             if len(data) - pos >= MAX_TRAILERS:
@@ -283,9 +296,11 @@ class ChunkedDecoder:
 
 
 def _trailers_end(data: bytes, pos: int, seen: int) -> int:
-    """Where the trailer section starting at pos ends (-1: not yet), as h11
-    finds it: at once for a bare blank line, else after the first LF, optional
-    CR, LF (a match ending after data[:seen] starts at seen - 2 or later)."""
+    """Where the trailer section starting at pos ends (-1: not yet), as h11 finds it.
+
+    At once for a bare blank line, else after the first LF, optional CR, LF (a
+    match ending after data[:seen] starts at seen - 2 or later).
+    """
     if data[pos : pos + 1] == b"\n":
         return pos + 1
     if data[pos : pos + 2] == b"\r\n":
@@ -295,8 +310,11 @@ def _trailers_end(data: bytes, pos: int, seen: int) -> int:
 
 
 def _bad_trailer(section: bytes) -> str:
-    """What is wrong with a whole trailer section ("" if nothing): each line,
-    continuation lines joined to the one before, must be a header field."""
+    """What is wrong with a whole trailer section ("" if nothing).
+
+    Each line, continuation lines joined to the one before, must be a header
+    field.
+    """
     lines = section.split(b"\n")[:-2]  # the blank line
     fields: list[bytes] = []
     for line in lines:
@@ -316,8 +334,9 @@ def _bad_trailer(section: bytes) -> str:
 
 
 class BodyFraming:
-    """Where an HTTP/1.1 body read straight from its connection ends: its
-    chunked framing, its Content-Length, or the connection's end.
+    """Where an HTTP/1.1 body read straight from its connection ends.
+
+    Its chunked framing, its Content-Length, or the connection's end.
 
     A Content-Length body ends at exactly that many bytes, as h11 ends it,
     however the reads are cut: what a read holds past them is not this
@@ -336,14 +355,19 @@ class BodyFraming:
 
     @property
     def complete(self) -> bool:
-        """The whole body was read (a framed body; a close-delimited one ends
-        with its connection)."""
+        """Whether the whole body was read.
+
+        A framed body's; a close-delimited one ends with its connection.
+        """
         decoder = self._decoder
         return decoder.done if decoder is not None else self._left == 0
 
     def take(self, data: bytes) -> bytes | None:
-        """The body bytes in one read (b"" at the connection's end); None once
-        the body is complete. Raises ChunkedFramingError when it is cut short."""
+        """The body bytes in one read (b"" at the connection's end).
+
+        None once the body is complete. Raises ChunkedFramingError when it is
+        cut short.
+        """
         decoder = self._decoder
         if decoder is not None:
             if decoder.done:

@@ -1,6 +1,9 @@
-"""``collect()`` / ``acollect()``: a source read for a while, its events
-returned (notebooks, quick scripts, tests). The stop rules in one place for
-both; the errors they raise carry what was collected."""
+"""``collect()`` / ``acollect()``.
+
+A source read for a while, its events returned (notebooks, quick scripts,
+tests). The stop rules in one place for both; the errors they raise carry what
+was collected.
+"""
 
 from __future__ import annotations
 
@@ -86,8 +89,10 @@ def collect(
 
 
 def _nothing(machine: Machine, n: int | None) -> bool:
-    """Checks first: RuntimeError on a closed source, ValueError for n < 0;
-    True when nothing is to be collected (n == 0)."""
+    """Checks first: RuntimeError on a closed source, ValueError for n < 0.
+
+    True when nothing is to be collected (n == 0).
+    """
     if machine.ready_state is ReadyState.CLOSED:
         raise RuntimeError(
             "this EventSource is closed (by close(), the end of its stream, or a "

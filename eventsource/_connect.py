@@ -1,8 +1,10 @@
-"""Connecting to a host's addresses on asyncio: Happy Eyeballs (RFC 8305),
-as anyio's and trio's connects race them, so that an address that never
-answers (a black-holed IPv6 route, say) costs ``HAPPY_EYEBALLS_DELAY``, not
-the whole connect timeout. ``_abackend`` makes its asyncio streams on the
-socket this returns."""
+"""Connecting to a host's addresses on asyncio.
+
+Happy Eyeballs (RFC 8305), as anyio's and trio's connects race them, so that an
+address that never answers (a black-holed IPv6 route, say) costs
+``HAPPY_EYEBALLS_DELAY``, not the whole connect timeout. ``_abackend`` makes
+its asyncio streams on the socket this returns.
+"""
 
 from __future__ import annotations
 
@@ -21,8 +23,10 @@ HAPPY_EYEBALLS_DELAY = 0.25  # seconds before the next address is tried (RFC 830
 
 
 def interleaved(infos: list[Any]) -> list[Any]:
-    """The resolver's addresses with the families alternating, its first
-    family first (RFC 8305, section 4)."""
+    """The resolver's addresses with the families alternating.
+
+    Its first family first (RFC 8305, section 4).
+    """
     first = [info for info in infos if info[0] == infos[0][0]]
     other = [info for info in infos if info[0] != infos[0][0]]
     mixed: list[Any] = []
@@ -37,10 +41,12 @@ async def first_connected(
     local_address: str | None,
     options: Iterable[Any] | None,
 ) -> socket.socket:
-    """A socket connected to one of the addresses: Happy Eyeballs (RFC 8305),
-    as anyio and trio connect: an attempt starts when the one before failed
-    or has waited ``HAPPY_EYEBALLS_DELAY``; the first to connect wins and the
-    others are cancelled and closed."""
+    """A socket connected to one of the addresses.
+
+    Happy Eyeballs (RFC 8305), as anyio and trio connect: an attempt starts
+    when the one before failed or has waited ``HAPPY_EYEBALLS_DELAY``; the
+    first to connect wins and the others are cancelled and closed.
+    """
     options = list(options or ())
 
     async def connect(info: Any) -> socket.socket:

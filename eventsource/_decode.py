@@ -1,8 +1,9 @@
-"""Content codings undone in bounded steps: a body's gzip or deflate is
-decoded at most ``STEP`` bytes at a time, the compressed bytes not yet
-decoded kept by zlib (``max_length``), so a small compressed read that
-expands a thousandfold (a compression bomb) costs one step's memory and one
-step's parsing between two reads, like any other read.
+"""Content codings undone in bounded steps.
+
+A body's gzip or deflate is decoded at most ``STEP`` bytes at a time, the
+compressed bytes not yet decoded kept by zlib (``max_length``), so a small
+compressed read that expands a thousandfold (a compression bomb) costs one
+step's memory and one step's parsing between two reads, like any other read.
 
 A source's own client asks only for the codings decoded here
 (``ACCEPT_ENCODING``) and refuses a response in br or zstd (its transport).
@@ -38,8 +39,10 @@ _GZIP_MAGIC = b"\x1f\x8b"
 
 
 class BodyDecodingError(Exception):
-    """A body whose content coding cannot be undone (the connection is as
-    good as lost: ``_httpx.classify`` says so)."""
+    """A body whose content coding cannot be undone.
+
+    The connection is as good as lost: ``_httpx.classify`` says so.
+    """
 
 
 class Decoder:
@@ -64,8 +67,10 @@ class Decoder:
         return self._full or bool(z.unconsumed_tail)
 
     def decode(self, data: bytes) -> bytes:
-        """At most ``STEP`` decoded bytes of these compressed ones; the rest
-        is kept for ``more()``. Raises ``BodyDecodingError``."""
+        """At most ``STEP`` decoded bytes of these compressed ones.
+
+        The rest is kept for ``more()``. Raises ``BodyDecodingError``.
+        """
         try:
             return self._decode(data)
         except zlib.error as exc:
@@ -101,10 +106,12 @@ class Decoder:
 
 
 class Layers:
-    """Codings applied one after another (``gzip, gzip``), undone from the
-    last applied, every step bounded: a layer's step is the next one's input.
-    More than ``MAX_CODINGS`` layers is a body that cannot be decoded (a
-    decoder's state costs tens of KiB: a long header must not cost more)."""
+    """Codings applied one after another (``gzip, gzip``), undone from the last.
+
+    Every step is bounded: a layer's step is the next one's input. More than
+    ``MAX_CODINGS`` layers is a body that cannot be decoded (a decoder's state
+    costs tens of KiB: a long header must not cost more).
+    """
 
     __slots__ = ("_layers",)
 
@@ -151,9 +158,12 @@ def _codings(response: Response) -> list[str]:
 
 
 def coding_of(response: Response) -> str:
-    """ "identity", "ours" (gzip and deflate, one or several: decoded here) or
-    "other" (br or zstd among them: httpx's own decoders, on a user's client;
-    a source's own client refuses them, see ``foreign_coding()``)."""
+    """What kind of content coding a response has.
+
+    "identity", "ours" (gzip and deflate, one or several: decoded here) or
+    "other" (br or zstd among them: httpx's own decoders, on a user's client; a
+    source's own client refuses them, see ``foreign_coding()``).
+    """
     codings = _codings(response)
     if not codings:
         return "identity"
@@ -161,9 +171,11 @@ def coding_of(response: Response) -> str:
 
 
 def foreign_coding(headers: list[tuple[bytes, bytes]]) -> str | None:
-    """The Content-Encoding of a response head when it names a coding that a
-    source's own client did not ask for and would leave to httpx (br, zstd);
-    None otherwise."""
+    """The Content-Encoding of a head, if a source's own client did not ask for it.
+
+    When it names a coding that such a client would leave to httpx (br, zstd);
+    None otherwise.
+    """
     for name, value in headers:
         if name.lower() == b"content-encoding":
             text = value.decode("latin-1")

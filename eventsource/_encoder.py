@@ -21,14 +21,29 @@ def format_event(
 ) -> bytes:
     """Return one event block in the ``text/event-stream`` format (UTF-8).
 
-    ``data`` is a str (each of its lines becomes a ``data:`` line) or any other
-    value, which is written as compact JSON; ``None`` writes no data, so no
-    event is dispatched (a block of only ``id``/``retry``/``comment`` is still
-    meaningful). ``retry`` is in milliseconds. ``comment`` lines come first.
-    Raises ``ValueError`` for CR/LF in ``event`` or ``id``, NUL in ``id``, or a
-    negative ``retry``; and for an ``id`` that a client cannot send back as it
-    is in ``Last-Event-ID``: one with a space or tab at either end (sent
-    stripped), a vertical tab or a form feed (h11 refuses to send them).
+    Args:
+        data: A str (each of its lines becomes a ``data:`` line) or any other
+            value, which is written as compact JSON; None (the default) writes
+            no data, so no event is dispatched (a block of only ``id`` /
+            ``retry`` / ``comment`` is still meaningful).
+        event: The event type (an ``event:`` line); None: none.
+        id: The event ID (an ``id:`` line; ``""`` resets the client's); None:
+            none.
+        retry: The client's reconnection time, in milliseconds (a ``retry:``
+            line); None: none.
+        comment: Comment text, one ``:`` line per line, written first; None:
+            none.
+
+    Returns:
+        The block, ending in a blank line.
+
+    Raises:
+        ValueError: CR or LF in ``event`` or ``id``, NUL in ``id``, a
+            ``retry`` that is no non-negative int, nothing to write; or an
+            ``id`` that a client cannot send back as it is in
+            ``Last-Event-ID``: one with a space or tab at either end (sent
+            stripped), a vertical tab or a form feed (h11 refuses to send
+            them).
     """
     lines: list[str] = []
     if comment is not None:

@@ -50,8 +50,11 @@ __all__ = [
 
 
 def _rebuilt(kind: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
-    """An error unpickled: made without its __init__ (keyword-only
-    arguments), its args and attributes put back."""
+    """An error unpickled: made without its __init__, its state put back.
+
+    Its __init__ takes keyword-only arguments; the args and attributes are
+    set directly.
+    """
     error = kind.__new__(kind)
     error.args = args
     error.__dict__.update(state)
@@ -62,10 +65,15 @@ def _rebuilt(kind: type[BaseException], args: tuple[Any, ...], state: dict[str, 
 class EventSourceError(Exception):
     """Base class of every error eventsource raises.
 
-    ``will_retry``: whether the source reconnects after this error (see the
-    module docstring); ``retry_delay``: then the seconds until the next
-    attempt, else None. ``collected``: raised by ``collect()`` /
-    ``acollect()``, the events they had collected (a partial answer).
+    Attributes:
+        will_retry: Whether the source reconnects after this error: True, it
+            does (a drop, or a status in ``retry_statuses``); False, the error
+            ended the stream (it is then raised from the iterator), or it did
+            not interrupt the stream at all (a callback raised).
+        retry_delay: When ``will_retry``, the seconds until the next attempt;
+            else None.
+        collected: Raised by ``collect()`` / ``acollect()``: the events they
+            had collected (a partial answer); else empty.
     """
 
     will_retry: bool = False
@@ -82,9 +90,14 @@ class EventSourceError(Exception):
 class EventTooLargeError(EventSourceError):
     """A line or an event's data is longer than ``max_event_size`` characters.
 
-    ``events`` holds the events completed before the oversized one in the same
-    ``feed()`` call: deliver them before handling the error. The parser must be
-    ``close()``-d (reset) before it is fed again.
+    The parser must be ``close()``-d (reset) before it is fed again.
+
+    Args:
+        limit: The ``max_event_size`` exceeded, in characters (kept as
+            ``limit``).
+        events: The events completed before the oversized one in the same
+            ``feed()`` call (kept as ``events``: deliver them before handling
+            the error); None: none.
     """
 
     def __init__(self, limit: int, events: list[ServerSentEvent] | None = None) -> None:
@@ -95,16 +108,23 @@ class EventTooLargeError(EventSourceError):
 
 @public
 class ResponseError(EventSourceError):
-    """The server answered with an error status, or a 200 that is not
-    ``text/event-stream``, or a redirect could not be followed. A status in
-    ``retry_statuses`` (5xx, 408, 429 by default) is reported to ``on_error``
-    and retried (``will_retry``); any other ends the stream.
+    """The server answered with an error, or with no event stream.
 
-    ``status_code`` is the final status (None when there was none: a redirect
-    that cannot be followed); ``response`` is the ``httpx.Response`` (httpx2's
-    on an httpx2 client), closed,
-    with the start of its body (up to 64 KiB) readable (``.text``,
-    ``.json()``); ``body`` is that text ("" when there was none).
+    An error status, or a 200 that is not ``text/event-stream``, or a
+    redirect that could not be followed. A status in ``retry_statuses`` (5xx,
+    408, 429 by default) is reported to ``on_error`` and retried
+    (``will_retry``); any other ends the stream. Each argument is kept as the
+    attribute of its name.
+
+    Args:
+        message: The error message (``Client error '404 Not Found' for GET
+            url '…'``).
+        status_code: The final status; None when there was none (a redirect
+            that cannot be followed).
+        response: The ``httpx.Response`` (httpx2's on an httpx2 client),
+            closed, with the start of its body (up to 64 KiB) readable
+            (``.text``, ``.json()``); None when there was none.
+        body: The start of the body as text ("" when there was none).
     """
 
     def __init__(
@@ -121,8 +141,17 @@ class ResponseError(EventSourceError):
         self.body = body
 
     def json(self) -> Any:
-        """The body decoded as JSON (an API's error, say); ValueError when it
-        is no JSON (``json.JSONDecodeError``) or nested too deep to decode."""
+        """The body decoded as JSON (an API's error, say).
+
+        A leading byte order mark is skipped, as httpx does.
+
+        Returns:
+            The decoded value.
+
+        Raises:
+            ValueError: The body is no JSON (``json.JSONDecodeError``) or is
+                nested too deep to decode.
+        """
         try:
             return jsonlib.loads(self.body.removeprefix("\ufeff"))  # (a BOM, as httpx allows)
         except RecursionError:
@@ -130,8 +159,10 @@ class ResponseError(EventSourceError):
 
 
 def status_message(status: int, reason: str, method: str, url: str) -> str:
-    """An error status in httpx's words: ``Client error '404 Not Found' for
-    GET url 'https://…'``."""
+    """An error status in httpx's words.
+
+    ``Client error '404 Not Found' for GET url 'https://…'``.
+    """
     if not reason:
         try:
             reason = http.HTTPStatus(status).phrase
@@ -151,18 +182,22 @@ class ConnectionLostError(EventSourceError):
 
 @public
 class ConnectError(EventSourceError):
-    """Not a refused connection (that is a retried ``ConnectionLostError``):
-    the source could not connect, for a reason that retrying cannot fix,
-    before it ever opened: the server's certificate failed verification,
-    the URL's scheme does not match the port (``https://`` to a plain HTTP
-    port, ``http://`` to a TLS one), the two sides share no TLS version, or
-    the server refused the handshake (it requires a client certificate: pass
-    ``verify=`` an ``ssl.SSLContext`` with ``load_cert_chain()``). Not
-    retried. After a first open the same failures are retried (a certificate
-    rotated mid-life), as ``ConnectionLostError``.
+    """The source could not connect, for a reason that retrying cannot fix.
 
-    ``detail`` says what failed (``"certificate verify failed: …"``), without
-    the advice the message adds.
+    Not a refused connection (that is a retried ``ConnectionLostError``):
+    before the source ever opened, the server's certificate failed
+    verification, the URL's scheme does not match the port (``https://`` to
+    a plain HTTP port, ``http://`` to a TLS one), the two sides share no TLS
+    version, or the server refused the handshake (it requires a client
+    certificate: pass ``verify=`` an ``ssl.SSLContext`` with
+    ``load_cert_chain()``). Not retried. After a first open the same
+    failures are retried (a certificate rotated mid-life), as
+    ``ConnectionLostError``.
+
+    Args:
+        message: The error message, with advice on what to fix.
+        detail: What failed (``"certificate verify failed: …"``), without the
+            advice the message adds; kept as ``detail``.
     """
 
     def __init__(self, message: str, *, detail: str) -> None:
@@ -177,13 +212,18 @@ class ReadTimeoutError(ConnectionLostError):
 
 @public
 class EventIdError(EventSourceError):
-    """The last event ID cannot be sent as a ``Last-Event-ID`` header: once
-    its leading and trailing spaces and tabs are removed (as a browser sends
-    a header value), it still holds a character that the HTTP stack refuses
-    in a header value (CR, LF, NUL, a vertical tab or a form feed: h11 does),
-    or it is not encodable as UTF-8. Every reconnect would send the same id,
-    so the stream ends with this error, before a request is sent.
-    ``last_event_id`` is the id.
+    """The last event ID cannot be sent as a ``Last-Event-ID`` header.
+
+    Once its leading and trailing spaces and tabs are removed (as a browser
+    sends a header value), it still holds a character that the HTTP stack
+    refuses in a header value (CR, LF, NUL, a vertical tab or a form feed:
+    h11 does), or it is not encodable as UTF-8. Every reconnect would send
+    the same id, so the stream ends with this error, before a request is
+    sent.
+
+    Args:
+        last_event_id: The id (kept as ``last_event_id``).
+        problem: What is wrong with it, for the message.
     """
 
     def __init__(self, last_event_id: str, problem: str) -> None:
@@ -197,7 +237,12 @@ class EventIdError(EventSourceError):
 @public
 class RetriesExhaustedError(EventSourceError):
     """Every attempt failed: the first and ``max_retries`` retries in a row.
-    ``attempts`` counts them; the last error is ``__cause__``."""
+
+    The last attempt's error is ``__cause__``.
+
+    Args:
+        attempts: How many attempts failed in a row (kept as ``attempts``).
+    """
 
     def __init__(self, attempts: int) -> None:
         plural = "s" if attempts != 1 else ""

@@ -10,17 +10,20 @@ __all__ = ["ServerSentEvent"]
 
 
 class ServerSentEvent(tuple):  # type: ignore[type-arg]
-    """One event as dispatched by the stream; immutable.
-
-    - ``type``: the ``event:`` field, or ``"message"`` when the block named none.
-    - ``data``: the ``data:`` lines joined with ``"\\n"``.
-    - ``id``: the stream's last event ID when the event was dispatched (like a
-      browser's ``lastEventId``): ``""`` when there is none.
-    - ``retry``: the reconnection time (ms) set by a ``retry:`` field inside this
-      event's block, else ``None``.
+    r"""One event as dispatched by the stream; immutable.
 
     Build one with keywords, e.g. to compare in tests:
-    ``ServerSentEvent(type="chunk", data='{"content": "Hi"}', id="7")``.
+    ``ServerSentEvent(type="chunk", data='{"content": "Hi"}', id="7")``: each
+    keyword sets the attribute of its name, and defaults as said below.
+
+    Attributes:
+        type: The ``event:`` field, or ``"message"`` (the default) when the
+            block named none.
+        data: The ``data:`` lines joined with ``"\n"`` (default ``""``).
+        id: The stream's last event ID when the event was dispatched (like a
+            browser's ``lastEventId``): ``""`` (the default) when there is none.
+        retry: The reconnection time (ms) set by a ``retry:`` field inside this
+            event's block, else None (the default).
     """
 
     # A tuple subclass rather than a dataclass: the parser creates one per
@@ -29,10 +32,18 @@ class ServerSentEvent(tuple):  # type: ignore[type-arg]
     __slots__ = ()
     __match_args__ = ("type", "data", "id", "retry")
 
-    type: str = property(itemgetter(0))  # type: ignore[assignment]
-    data: str = property(itemgetter(1))  # type: ignore[assignment]
-    id: str = property(itemgetter(2))  # type: ignore[assignment]
-    retry: int | None = property(itemgetter(3))  # type: ignore[assignment]
+    type: str = property(  # type: ignore[assignment]
+        itemgetter(0), doc='The ``event:`` field, or ``"message"``.'
+    )
+    data: str = property(  # type: ignore[assignment]
+        itemgetter(1), doc=r'The ``data:`` lines joined with ``"\n"``.'
+    )
+    id: str = property(  # type: ignore[assignment]
+        itemgetter(2), doc='The stream\'s last event ID at dispatch (``""``: none).'
+    )
+    retry: int | None = property(  # type: ignore[assignment]
+        itemgetter(3), doc="The ``retry:`` field of this event's block (ms), else None."
+    )
 
     def __new__(
         cls,
@@ -47,7 +58,17 @@ class ServerSentEvent(tuple):  # type: ignore[type-arg]
         return tuple(self)
 
     def json(self, **kwargs: Any) -> Any:
-        """Decode ``data`` as JSON (``json.loads`` keywords pass through)."""
+        """Decode ``data`` as JSON.
+
+        Args:
+            **kwargs: Passed on to ``json.loads`` (``object_hook=``...).
+
+        Returns:
+            The decoded value.
+
+        Raises:
+            json.JSONDecodeError: ``data`` is no JSON (a ValueError).
+        """
         return json.loads(self[1], **kwargs)
 
     def __repr__(self) -> str:

@@ -123,8 +123,11 @@ class Gate:
 
 
 async def enter(url: httpx.URL) -> Gate:
-    """Wait for a turn to connect to url's origin; call ``leave()`` on the
-    result when the attempt has its response head, or has failed."""
+    """Wait for a turn to connect to url's origin.
+
+    Call ``leave()`` on the result when the attempt has its response head, or
+    has failed.
+    """
     try:
         gates = _gates.get()
     except LookupError:

@@ -119,8 +119,10 @@ _lock = threading.Lock()  # one Core a module, whichever threads ask first
 
 
 def core_named(name: str) -> Core:
-    """The core of that module name ("httpcore", "httpcore2"), imported on
-    first use. ImportError when it is not installed."""
+    """The core of that module name ("httpcore", "httpcore2"), imported on first use.
+
+    ImportError when it is not installed.
+    """
     core = _cores.get(name)
     if core is not None:
         return core
@@ -173,18 +175,23 @@ _CLIENT_CERT_ADVICE = (
 
 
 class SpeaksTLS(Exception):
-    """eventsource's network backend read a TLS record where the answer to a
-    plain HTTP request was due: an http:// URL to a TLS port. (Raised as the
-    core's ConnectError, this as its cause.)"""
+    """A TLS record arrived where the answer to a plain HTTP request was due.
+
+    eventsource's network backend read it: an http:// URL to a TLS port.
+    (Raised as the core's ConnectError, this as its cause.)
+    """
 
 
 def _unfixable(exc: BaseException) -> tuple[str, str] | None:
-    """What retrying cannot fix in an exception's chain: a certificate that
-    fails verification, a server that does not speak TLS on the port of an
-    https:// URL, TLS versions not shared, a handshake the server refuses
-    (a client certificate required); the words for it and the advice. None otherwise. (An
-    http:// URL to a TLS port is a 400 from most servers, a ResponseError; a
-    server that hangs up instead is told apart by asking the port: _probe.)"""
+    """What retrying cannot fix in an exception's chain.
+
+    A certificate that fails verification, a server that does not speak TLS
+    on the port of an https:// URL, TLS versions not shared, a handshake the
+    server refuses (a client certificate required); the words for it and the
+    advice. None otherwise. (An http:// URL to a TLS port is a 400 from most
+    servers, a ResponseError; a server that hangs up instead is told apart by
+    asking the port: _probe.)
+    """
     link: BaseException | None = exc
     seen = 0
     while link is not None and seen < 10:
@@ -223,12 +230,14 @@ def classify(
     read_timeout: float | None = None,
     opened: bool = True,
 ) -> tuple[EventSourceError, bool] | None:
-    """The library's error for an exception from a request or a read, and
-    whether it is fatal (retrying cannot fix it); None when it is not an I/O
-    error at all (a bug: let it propagate). Before the source ever
-    ``opened``, a certificate that fails verification and TLS / plain HTTP
-    mismatched on the port are a fatal ConnectError; after, they are
-    retried (a certificate rotated mid-life)."""
+    """The library's error for an exception from a request or a read.
+
+    And whether it is fatal (retrying cannot fix it); None when it is not an I/O
+    error at all (a bug: let it propagate). Before the source ever ``opened``, a
+    certificate that fails verification and TLS / plain HTTP mismatched on the
+    port are a fatal ConnectError; after, they are retried (a certificate
+    rotated mid-life).
+    """
     if isinstance(exc, EventSourceError):
         # Ours, raised while sending: a refused redirect (final), or an
         # interrupted read (the machine ignores it).
@@ -279,9 +288,11 @@ def classify(
 
 
 def never_sent(exc: BaseException) -> bool:
-    """Whether the request of an attempt that raised this certainly did not
-    leave: no connection was made (DNS, refused, TLS handshake, connect or
-    pool timeout). A request other than GET may then be sent again."""
+    """Whether the request of an attempt that raised this certainly did not leave.
+
+    No connection was made (DNS, refused, TLS handshake, connect or pool
+    timeout). A request other than GET may then be sent again.
+    """
     from ._stack import loaded_stacks  # (it imports this module)
 
     stacks = loaded_stacks()
@@ -309,8 +320,10 @@ class _Abortable(Protocol):
 
 
 class Interrupter:
-    """The stream a source's step may be ended by aborting it: armed only
-    while the connection is the source's alone (see the module docstring).
+    """The stream a source's step may be ended by aborting it.
+
+    Armed only while the connection is the source's alone (see the module
+    docstring).
 
     ``fire()`` may come from any thread or a signal handler, so it never waits
     for the lock: when another holder has it, the request is left pending and
@@ -361,8 +374,7 @@ class Interrupter:
         return self._fired
 
     def fire(self) -> None:
-        """Abort the armed stream (now, or as soon as one is armed during
-        this attempt)."""
+        """Abort the armed stream (now, or as soon as one is armed during this attempt)."""
         self._pending = True
         self._drain()
 
@@ -400,10 +412,12 @@ def fix_request(exc: BaseException, response: Response) -> None:
 
 
 def _reset_h2(response: Response) -> Callable[[], Any] | None:
-    """Reset an HTTP/2 response's stream in h2 (see the module docstring);
-    the call that writes the reset frame out, or None (nothing to reset, or
+    """Reset an HTTP/2 response's stream in h2 (see the module docstring).
+
+    The call that writes the reset frame out, or None (nothing to reset, or
     httpcore's layout is not the one known: the stream is left as httpcore
-    leaves it)."""
+    leaves it).
+    """
     if response.http_version != "HTTP/2":
         return None
     try:
@@ -423,8 +437,11 @@ def _reset_h2(response: Response) -> Callable[[], Any] | None:
 
 
 async def aclose_response(response: Response, body: Any = None) -> None:
-    """Close a response (shielded, with a deadline: a transport that ignores
-    the close cannot hang us), then end its body's iterators."""
+    """Close a response, then end its body's iterators.
+
+    Shielded, with a deadline: a transport that ignores the close cannot hang
+    us.
+    """
     with anyio.CancelScope(shield=True, deadline=anyio.current_time() + CLOSE_TIMEOUT):
         reset = _reset_h2(response)
         if reset is not None:
@@ -458,11 +475,13 @@ def close_response(response: Response, body: SyncBody | None = None) -> None:
 
 
 async def end_generators(chunks: AsyncIterator[bytes]) -> None:
-    """Finish the body's chain of async generators (httpx's, httpcore's, a
-    mock's): closing the outer one would leave the inner ones suspended, and
-    trio warns when those are collected. Resumed inside a cancelled scope,
-    every generator in the chain ends at its first checkpoint, at once (an
-    HTTP/2 stream's would otherwise wait for the connection's next frame)."""
+    """Finish the body's chain of async generators (httpx's, httpcore's, a mock's).
+
+    Closing the outer one would leave the inner ones suspended, and trio warns
+    when those are collected. Resumed inside a cancelled scope, every generator
+    in the chain ends at its first checkpoint, at once (an HTTP/2 stream's
+    would otherwise wait for the connection's next frame).
+    """
     with anyio.CancelScope() as scope:
         scope.cancel()
         for _ in range(100):  # a bound, for a mock body that yields without a checkpoint

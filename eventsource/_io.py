@@ -1,7 +1,8 @@
-"""The I/O steps the drivers carry out: wait, send (following redirects, each
-Location checked), open a body, read, release, refuse. Built on ``_httpx``,
-which holds everything that reaches below httpx's public API; this module
-uses that API only.
+"""The I/O steps the drivers carry out.
+
+wait, send (following redirects, each Location checked), open a body, read,
+release, refuse. Built on ``_httpx``, which holds everything that reaches below
+httpx's public API; this module uses that API only.
 """
 
 from __future__ import annotations
@@ -43,8 +44,11 @@ _BODY_DEADLINE = 2.0  # seconds that reading them may take
 
 
 def _redirect(response: Response, client: AnyClient, hops: int, follow: bool) -> Any:
-    """The next request of a redirect, checked; None when this is no redirect
-    or redirects are not followed (the 3xx is then the answer)."""
+    """The next request of a redirect, checked.
+
+    None when this is no redirect or redirects are not followed (the 3xx is
+    then the answer).
+    """
     request = response.next_request
     if request is None or not follow:
         return None
@@ -58,11 +62,14 @@ def _redirect(response: Response, client: AnyClient, hops: int, follow: bool) ->
 
 
 def _hop_auth(first: Any, hop: Any, auth: dict[str, Any]) -> dict[str, Any]:
-    """The ``auth=`` of a redirect hop: the source's (or else the client's)
-    on the origin of the first request, whose credentials they are, so that
-    its flow runs there too (a token refreshed on a 401; a chain that comes
-    back gets them back); none on any other origin, where httpx and browsers
-    drop credentials (``same_origin``), however many hops down."""
+    """The ``auth=`` of a redirect hop.
+
+    The source's (or else the client's) on the origin of the first request,
+    whose credentials they are, so that its flow runs there too (a token
+    refreshed on a 401; a chain that comes back gets them back); none on any
+    other origin, where httpx and browsers drop credentials (``same_origin``),
+    however many hops down.
+    """
     return auth if same_origin(first.url, hop.url) else NO_CREDENTIALS
 
 
@@ -111,8 +118,12 @@ class AsyncReader:
     __slots__ = ("_body", "_broken", "_interrupter", "_scope", "hops", "response")
 
     def __init__(self, wanted: Callable[[], bool] = lambda: True) -> None:
-        """``wanted()`` tells whether an interrupt is still wanted when it is
-        carried out (the machine's ``interrupting``)."""
+        """A reader with no response yet.
+
+        Args:
+            wanted: Tells whether an interrupt is still wanted when it is
+                carried out (the machine's ``interrupting``).
+        """
         self.response: Response | None = None
         self._body: AsyncBody | None = None
         self._interrupter = Interrupter(wanted)
@@ -132,8 +143,10 @@ class AsyncReader:
         self._interrupter.fire()
 
     def interrupt_socket(self) -> None:
-        """The part of ``interrupt()`` that is safe from any thread: shut the
-        source's own socket down (a fast read, or a head wait, ends)."""
+        """The part of ``interrupt()`` that is safe from any thread.
+
+        Shut the source's own socket down (a fast read, or a head wait, ends).
+        """
         self._interrupter.fire()
 
     async def wait_until(self, deadline: float) -> None:
@@ -151,8 +164,10 @@ class AsyncReader:
             self._broken = True
 
     async def speaks_tls(self, host: str, port: int) -> bool:
-        """Whether the port answers a TLS ClientHello with TLS (``_probe``);
-        False when it does not in ``PROBE_TIMEOUT`` or is interrupted."""
+        """Whether the port answers a TLS ClientHello with TLS (``_probe``).
+
+        False when it does not in ``PROBE_TIMEOUT`` or is interrupted.
+        """
         if self._interrupter.fired:
             return False
         data = b""
@@ -177,9 +192,11 @@ class AsyncReader:
         gated: bool = False,
         follow_redirects: bool = True,
     ) -> Response | None:
-        """Send (following redirects unless told not to); None when
-        interrupted. Gated: wait for a turn at the origin's gate first
-        (``_gate``)."""
+        """Send (following redirects unless told not to).
+
+        None when interrupted. Gated: wait for a turn at the origin's gate
+        first (``_gate``).
+        """
         response: Response | None = None
         try:
             with anyio.CancelScope() as scope:
@@ -227,8 +244,11 @@ class AsyncReader:
         self._interrupter.arm(stream)
 
     def read(self, read_timeout: float | None) -> Awaitable[bytes | None]:
-        """The next bytes; None at the end. Raises what the transport raised,
-        TimeoutError after read_timeout, ConnectionLostError when interrupted."""
+        """The next bytes; None at the end.
+
+        Raises what the transport raised, TimeoutError after read_timeout,
+        ConnectionLostError when interrupted.
+        """
         body = self._body
         assert body is not None
         if self._broken:
@@ -261,8 +281,11 @@ class AsyncReader:
             fix_request(exc, self.response)
 
     async def close_refused(self, response: Response, error: object = None) -> None:
-        """Close a response that does not open the stream; when it is the
-        error's, read the start of its body into it first (an API's JSON error)."""
+        """Close a response that does not open the stream.
+
+        When it is the error's, read the start of its body into it first (an
+        API's JSON error).
+        """
         body: AsyncBody | None = None
         try:
             if _wants_body(error, response):
@@ -310,8 +333,12 @@ class SyncReader:
     __slots__ = ("_body", "_interrupter", "_sleeper", "hops", "response")
 
     def __init__(self, wanted: Callable[[], bool] = lambda: True) -> None:
-        """``wanted()`` tells whether an interrupt is still wanted when it is
-        carried out (the machine's ``interrupting``)."""
+        """A reader with no response yet.
+
+        Args:
+            wanted: Tells whether an interrupt is still wanted when it is
+                carried out (the machine's ``interrupting``).
+        """
         self.response: Response | None = None
         self._body: SyncBody | None = None
         self._interrupter = Interrupter(wanted)
@@ -354,9 +381,11 @@ class SyncReader:
             self._sleeper = None
 
     def speaks_tls(self, host: str, port: int) -> bool:
-        """Whether the port answers a TLS ClientHello with TLS (``_probe``);
+        """Whether the port answers a TLS ClientHello with TLS (``_probe``).
+
         False when it does not in ``PROBE_TIMEOUT`` or is interrupted (a
-        close() from another thread shuts the check's socket down)."""
+        close() from another thread shuts the check's socket down).
+        """
         if self._interrupter.fired:
             return False
         deadline = time.monotonic() + PROBE_TIMEOUT
@@ -389,9 +418,12 @@ class SyncReader:
         *,
         follow_redirects: bool = True,
     ) -> Response:
-        """Send (following redirects unless told not to). The stream each request's head is
-        written to arms the interrupter (``_backend.ARMING``): a close() from
-        another thread ends the wait for the head."""
+        """Send (following redirects unless told not to).
+
+        The stream each request's head is written to arms the interrupter
+        (``_backend.ARMING``): a close() from another thread ends the wait for
+        the head.
+        """
         token = ARMING.set(self._interrupter)
         try:
             hops = 0
@@ -439,9 +471,11 @@ class SyncReader:
             close_response(response, body)
 
     def close_refused(self, response: Response, error: object = None) -> None:
-        """Close a response that does not open the stream; when it is the
-        error's, read the start of its body into it first (an API's JSON
-        error), for ``_BODY_DEADLINE`` at most."""
+        """Close a response that does not open the stream.
+
+        When it is the error's, read the start of its body into it first (an
+        API's JSON error), for ``_BODY_DEADLINE`` at most.
+        """
         body: SyncBody | None = None
         try:
             if _wants_body(error, response):

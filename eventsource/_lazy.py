@@ -1,7 +1,9 @@
-"""A package's public names imported on first use (PEP 562): ``eventsource``
-and ``eventsource.testing`` give ``__getattr__`` / ``__dir__`` from here, so
-that importing them (as the pytest plugin does at every pytest start) costs
-nothing until a name is used."""
+"""A package's public names imported on first use (PEP 562).
+
+``eventsource`` and ``eventsource.testing`` give ``__getattr__`` / ``__dir__``
+from here, so that importing them (as the pytest plugin does at every pytest
+start) costs nothing until a name is used.
+"""
 
 from __future__ import annotations
 
@@ -15,8 +17,10 @@ __all__ = ["exports"]
 def exports(
     namespace: dict[str, Any], where: Mapping[str, str], public: list[str]
 ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
-    """``__getattr__`` and ``__dir__`` for the package whose globals are
-    ``namespace``: ``where`` maps each lazy name to its private module."""
+    """``__getattr__`` and ``__dir__`` for the package whose globals are ``namespace``.
+
+    ``where`` maps each lazy name to its private module.
+    """
     package = namespace["__name__"]
 
     def __getattr__(name: str) -> Any:

@@ -1,5 +1,8 @@
-"""Thread-safe access to the running event loop, for code that must reach
-it from other threads (EventSource.close(), SSEServer's control methods)."""
+"""Thread-safe access to the running event loop.
+
+For code that must reach it from other threads (EventSource.close(),
+SSEServer's control methods).
+"""
 
 from __future__ import annotations
 
@@ -9,8 +12,10 @@ __all__ = ["loop_call_soon"]
 
 
 def loop_call_soon() -> Callable[[Callable[[], None]], object] | None:
-    """The running event loop's thread-safe "call this soon" (asyncio or
-    trio), or None outside an event loop. Call it from the loop's thread."""
+    """The running event loop's thread-safe "call this soon" (asyncio or trio).
+
+    None outside an event loop. Call it from the loop's thread.
+    """
     try:
         import asyncio
 
@@ -33,11 +38,13 @@ CallSoon = Callable[[Callable[[], None]], object]
 
 
 def running_loop() -> tuple[object, Callable[[], object], CallSoon | None]:
-    """The running event loop as (its identity, a cheap function that returns
-    the identity of the loop running when called, raising RuntimeError
-    outside a loop of that kind, and its thread-safe "call soon"); (None, a
-    function that raises RuntimeError, None) outside an event loop. Call it
-    from the loop's thread."""
+    """The running event loop: its identity, a check of it and its "call soon".
+
+    A tuple of its identity, a cheap function that returns the identity of the
+    loop running when called (raising RuntimeError outside a loop of that kind),
+    and its thread-safe "call soon"; (None, a function that raises RuntimeError,
+    None) outside an event loop. Call it from the loop's thread.
+    """
     try:
         import asyncio
 

@@ -273,14 +273,16 @@ class Machine:
         self.events_received += 1
 
     def take(self) -> Output:
-        """``next()``, and ``delivering()`` for an event it returns: the
-        drivers' step, which hands every event to the user at once.
+        """``next()``, and ``delivering()`` for an event it returns.
+
+        The drivers' step, which hands every event to the user at once.
 
         The events of a read, and the next read, are answered here without
         all the checks next() makes first: nothing comes before a queued item
         but a close or a release (a closed machine's queue is empty, and
         nothing is queued once it is), and an open connection with nothing
-        queued and nothing pending is read."""
+        queued and nothing pending is read.
+        """
         if not (self.close_requested or self._release):
             queue = self._queue
             if queue:
@@ -297,13 +299,17 @@ class Machine:
     # --- requests from the user (any thread, task, callback or signal handler) ---------
 
     def close(self) -> None:
-        """Ask to close: ``ready_state`` is CLOSED from now on, nothing more is
-        delivered; the driver applies it at its next step."""
+        """Ask to close: ``ready_state`` is CLOSED from now on, nothing more is delivered.
+
+        The driver applies it at its next step.
+        """
         self.close_requested = True
 
     def restart(self) -> None:
-        """Ask to drop the connection and reconnect at once (no error, no
-        backoff); the driver applies it at its next step."""
+        """Ask to drop the connection and reconnect at once (no error, no backoff).
+
+        The driver applies it at its next step.
+        """
         self._restart = True
 
     def _close(self, error: EventSourceError | None) -> None:
@@ -329,8 +335,11 @@ class Machine:
         self.delay = 0.0
 
     def start_attempt(self) -> str | None:
-        """A request is about to be sent: returns the Last-Event-ID to send,
-        or None when the source was closed meanwhile (send nothing)."""
+        """A request is about to be sent.
+
+        Returns the Last-Event-ID to send, or None when the source was closed
+        meanwhile (send nothing).
+        """
         if self.close_requested or self._state is _State.CLOSED:
             return None
         self._to(_State.CONNECTING)
@@ -349,10 +358,12 @@ class Machine:
         url: str = "",
         redirected: bool = False,
     ) -> bool:
-        """The response head arrived (``redirected``: after a redirect's, so
-        the request was answered): True when the stream opens (read it),
-        False when the driver is to close the response now (``error`` then
-        holds the ResponseError, if it is one)."""
+        """The response head arrived: whether the stream opens.
+
+        ``redirected``: after a redirect's, so the request was answered. True when
+        the stream opens (read it), False when the driver is to close the response
+        now (``error`` then holds the ResponseError, if it is one).
+        """
         if self._state is not _State.CONNECTING or self.close_requested:
             return False  # closed meanwhile
         if self._restart:
@@ -415,8 +426,11 @@ class Machine:
             self._enqueue(events)  # type: ignore[arg-type]
 
     def _enqueue(self, items: list[Output]) -> None:
-        """Queue items, in order, after those queued. The list becomes the
-        queue (reversed in place): feed() hands over a new list each time."""
+        """Queue items, in order, after those queued.
+
+        The list becomes the queue (reversed in place): feed() hands over a new
+        list each time.
+        """
         items.reverse()
         if self._queue:  # not drained yet (drivers read only when it is)
             items += self._queue
@@ -450,8 +464,10 @@ class Machine:
         retry_after: float | None = None,
         unsent: bool = False,
     ) -> None:
-        """The attempt or the connection failed (a classified cause);
-        ``unsent``: the request certainly did not leave (no connection)."""
+        """The attempt or the connection failed (a classified cause).
+
+        ``unsent``: the request certainly did not leave (no connection).
+        """
         if self._state is _State.OPEN:
             self._release = True
         elif self._state is not _State.CONNECTING:
@@ -488,10 +504,12 @@ class Machine:
             hook()
 
     def _reconnects(self, *, unsent: bool = False) -> bool:
-        """Whether what just failed or ended is attempted again (see the
-        module docstring): a GET always; a request other than GET again only
-        when it was ``unsent``; once its head arrived, resumed by GET when
-        the stream gave an id."""
+        """Whether what just failed or ended is attempted again (see the module docstring).
+
+        A GET always; a request other than GET again only when it was
+        ``unsent``; once its head arrived, resumed by GET when the stream gave
+        an id.
+        """
         if self.policy.reconnect is False:
             return False
         if self.resend:
@@ -504,10 +522,12 @@ class Machine:
         return False  # no id to resume from: a GET without one opens another stream
 
     def _may_restart(self) -> bool:
-        """Whether a restart reconnects: a GET (or ``resend``) always; a
-        request other than GET resumes by GET when its stream opened and
-        gave an id; else it is not sent again (it may have run): the
-        source ends."""
+        """Whether a restart reconnects.
+
+        A GET (or ``resend``) always; a request other than GET resumes by GET
+        when its stream opened and gave an id; else it is not sent again (it
+        may have run): the source ends.
+        """
         if self.resend:
             return True
         if self.resumes and self.opens and self._stream_gave_id():
@@ -516,15 +536,19 @@ class Machine:
         return False
 
     def _stream_gave_id(self) -> bool:
-        """The request's stream (or a resume of it) set the last event ID:
-        not only the caller's ``last_event_id=`` (an id of another stream)."""
+        """The request's stream (or a resume of it) set the last event ID.
+
+        Not only the caller's ``last_event_id=`` (an id of another stream).
+        """
         last = self.parser.last_event_id
         return bool(last) and (self.resuming or last != self._given_id)
 
     def in_doubt(self) -> None:
-        """The send of an attempt ended without an answer (the caller's
-        cancel, a KeyboardInterrupt): a request other than GET may have run,
-        so it is not sent again: the source ends with ConnectionLostError."""
+        """The send of an attempt ended without an answer.
+
+        The caller's cancel, a KeyboardInterrupt: a request other than GET may have
+        run, so it is not sent again: the source ends with ConnectionLostError.
+        """
         if (
             self._state is _State.CONNECTING
             and not (self.resend or self.resuming)

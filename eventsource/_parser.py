@@ -1,4 +1,4 @@
-"""SSEParser: the sans-IO event stream parser (bytes in, events out).
+r"""SSEParser: the sans-IO event stream parser (bytes in, events out).
 
 Strategy
 --------
@@ -14,7 +14,7 @@ nothing else: no I/O, no clock. Every rule of the format lives here.
   once (an event is never held back waiting for the next chunk) and the parser
   drops an LF that starts the next chunk: CR + LF split across chunks is one
   line end. Nothing else ends a line (str.splitlines would split on U+2028,
-  \\x0b, \\x1c...: it is never used).
+  \x0b, \x1c...: it is never used).
 - Whole blocks: text is parsed when the blank line that ends its block has
   arrived, so a parse always starts at a block boundary. Lines kept back can
   only hold retry fields and comments, whose effects could be seen earlier:
@@ -34,17 +34,17 @@ nothing else: no I/O, no clock. Every rule of the format lives here.
   by itself). A chunk parsed whole there with nothing kept makes the parser
   quiet: the next chunk of whole blocks with no CR (nor NUL, for an id) goes
   straight to the fast path, past every check of what is kept.
-- The fast path: a run of whole blocks that all have one shape (the same
-  event / id / data fields, each at most once, in the same order; in the
-  extended forms also comment lines first, when on_comment is unset, and
-  several consecutive "data: " lines) is parsed by one regex findall over the
-  run. Each match is whole lines; the match count times the fixed lines per
-  block, plus the newlines inside the variable groups, must equal the run's
-  newline count, which proves the matches cover every line (a single match
-  ending at the run's end covers it too). Everything else (retry, comments in
-  between, NUL in an id, unknown fields, runs of blank lines, oversized
-  input) goes through the general line-by-line state machine, the reference;
-  the conformance tests run over all paths.
+- The fast path (its forms are in ``_forms``): a run of whole blocks that all
+  have one shape (the same event / id / data fields, each at most once, in the
+  same order; in the extended forms also comment lines first, when on_comment
+  is unset, and several consecutive "data: " lines) is parsed by one regex
+  findall over the run. Each match is whole lines; the match count times the
+  fixed lines per block, plus the newlines inside the variable groups, must
+  equal the run's newline count, which proves the matches cover every line (a
+  single match ending at the run's end covers it too). Everything else (retry,
+  comments in between, NUL in an id, unknown fields, runs of blank lines,
+  oversized input) goes through the general line-by-line state machine, the
+  reference; the conformance tests run over all paths.
 - Limits: a single line, and the data of one event, may not exceed
   max_event_size characters. An unfinished line or event is checked at the end
   of every feed() (text kept back is parsed as soon as it passes the limit), a
@@ -55,14 +55,16 @@ nothing else: no I/O, no clock. Every rule of the format lives here.
 from __future__ import annotations
 
 import codecs
-import re
 from collections.abc import Callable, Iterable
-from itertools import chain, islice, permutations
-from operator import itemgetter
-from typing import Any, NamedTuple
+from itertools import chain, islice
+from typing import Any
 
 from ._errors import EventTooLargeError
 from ._event import ServerSentEvent
+from ._forms import FORMS as _FORMS
+from ._forms import PLAIN as _PLAIN
+from ._forms import Form as _Form
+from ._forms import shape_key as _shape_key
 
 __all__ = ["SSEParser", "parse"]
 
@@ -89,149 +91,8 @@ _FIELDS = frozenset(("data", "event", "id", "retry"))
 # hot paths pay nothing for this, where a check before each append would.
 _NONE = ()
 
-_Shape = tuple[str, ...]
-_Builder = Callable[[Iterable[Any], str], list[ServerSentEvent]]
-
-
-def _build_d(rows: Iterable[Any], lid: str) -> list[ServerSentEvent]:
-    return [_new(_Event, ("message", d, lid, None)) for d in rows]
-
-
-def _build_e(rows: Iterable[Any], lid: str) -> list[ServerSentEvent]:
-    return [_new(_Event, (t or "message", d, lid, None)) for t, d in rows]
-
-
-def _build_i(rows: Iterable[Any], lid: str) -> list[ServerSentEvent]:
-    return [_new(_Event, ("message", d, i, None)) for i, d in rows]
-
-
-def _build_ei(rows: Iterable[Any], lid: str) -> list[ServerSentEvent]:
-    return [_new(_Event, (t or "message", d, i, None)) for t, i, d in rows]
-
 
 _EOL = frozenset((10, 13))  # LF and CR, as a bytes object's items
-_CONT = "\ndata: "  # what joins the lines of a multi-line data group
-
-
-# The builders of the extended forms: their data group is the data lines with
-# every "\ndata: " but the first's prefix still in (see _form_table).
-def _build_md(rows: Iterable[Any], lid: str) -> list[ServerSentEvent]:
-    return [_new(_Event, ("message", d.replace(_CONT, "\n"), lid, None)) for d in rows]
-
-
-def _build_me(rows: Iterable[Any], lid: str) -> list[ServerSentEvent]:
-    return [_new(_Event, (t or "message", d.replace(_CONT, "\n"), lid, None)) for t, d in rows]
-
-
-def _build_mi(rows: Iterable[Any], lid: str) -> list[ServerSentEvent]:
-    return [_new(_Event, ("message", d.replace(_CONT, "\n"), i, None)) for i, d in rows]
-
-
-def _build_mei(rows: Iterable[Any], lid: str) -> list[ServerSentEvent]:
-    return [_new(_Event, (t or "message", d.replace(_CONT, "\n"), i, None)) for t, i, d in rows]
-
-
-_One = Callable[["re.Match[str]", str], ServerSentEvent]
-
-
-def _one_builder(t: int, i: int, d: int, multi: bool) -> _One:
-    """Build the one event of a block from its match: t, i, d are the groups
-    of event, id (0: none) and data."""
-    if multi:
-        if t and i:
-            return lambda m, lid: _new(
-                _Event, (m[t] or "message", m[d].replace(_CONT, "\n"), m[i], None)
-            )
-        if t:
-            return lambda m, lid: _new(
-                _Event, (m[t] or "message", m[d].replace(_CONT, "\n"), lid, None)
-            )
-        if i:
-            return lambda m, lid: _new(_Event, ("message", m[d].replace(_CONT, "\n"), m[i], None))
-        return lambda m, lid: _new(_Event, ("message", m[d].replace(_CONT, "\n"), lid, None))
-    if t and i:
-        return lambda m, lid: _new(_Event, (m[t] or "message", m[d], m[i], None))
-    if t:
-        return lambda m, lid: _new(_Event, (m[t] or "message", m[d], lid, None))
-    if i:
-        return lambda m, lid: _new(_Event, ("message", m[d], m[i], None))
-    return lambda m, lid: _new(_Event, ("message", m[d], lid, None))
-
-
-class _Form(NamedTuple):
-    """How the fast path parses blocks of one shape."""
-
-    pattern: re.Pattern[str]  # one block; groups are the field values
-    lines: int  # newlines per block, blank line included, minus those in groups
-    reorder: itemgetter[Any] | None  # puts groups in (event, id, data) order
-    build: _Builder
-    has_id: bool
-    extra: bool  # groups may hold newlines: leading comments, several data lines
-    one: _One  # the event of a single block, from its match
-
-
-# The shape key of a block: its field names, then the number of leading
-# comment lines and whether a data field spans several consecutive lines.
-_Key = tuple[_Shape, int, bool]
-
-
-def _form_table() -> dict[_Key, _Form]:
-    """The block shapes the fast path takes: event, id and data fields, each
-    at most once, data always, in any order. Extended forms also take comment
-    lines before them and several consecutive ``data: `` lines (all but the
-    first with exactly one space after the colon, so that removing every
-    "\ndata: " from the group leaves the data: a value holds no newline)."""
-    table = {}
-    for extra, build, mbuild in (
-        ((), _build_d, _build_md),
-        (("event",), _build_e, _build_me),
-        (("id",), _build_i, _build_mi),
-        (("event", "id"), _build_ei, _build_mei),
-    ):
-        for shape in permutations((*extra, "data")):
-            order = [shape.index(name) for name in ("event", "id", "data") if name in shape]
-            for comments, multi in ((False, False), (False, True), (True, False), (True, True)):
-                fields = "".join(
-                    r"data:\x20?([^\n]*(?:\ndata:\x20[^\n]*)*)\n"
-                    if name == "data" and multi
-                    else rf"{name}:\x20?([^\n]*)\n"
-                    for name in shape
-                )
-                prefix = r"((?::[^\n]*\n)+)" if comments else ""
-                pattern = re.compile("^" + prefix + fields + "\n", re.MULTILINE)
-                groups = [i + comments for i in order]
-                reorder = None if groups == list(range(len(shape))) else itemgetter(*groups)
-                index = {name: i + 1 + comments for i, name in enumerate(shape)}
-                table[(shape, int(comments), multi)] = _Form(
-                    pattern,
-                    len(shape) + 1,
-                    reorder,
-                    mbuild if multi else build,
-                    "id" in shape,
-                    comments or multi,
-                    _one_builder(index.get("event", 0), index.get("id", 0), index["data"], multi),
-                )
-    return table
-
-
-_FORMS = _form_table()
-_PLAIN = _FORMS[(("data",), 0, False)]
-
-
-def _shape_key(block: str) -> _Key:
-    """The shape key of one block (no blank line in it)."""
-    names = [line.partition(":")[0] for line in block.split("\n")]
-    comments = 0
-    while comments < len(names) and not names[comments]:
-        comments += 1
-    shape: list[str] = []
-    multi = False
-    for name in names[comments:]:
-        if shape and name == "data" == shape[-1]:
-            multi = True
-        else:
-            shape.append(name)
-    return tuple(shape), min(comments, 1), multi
 
 
 class SSEParser:
@@ -242,18 +103,27 @@ class SSEParser:
     makes the parser ready for the next connection (``last_event_id`` and
     ``retry`` are kept: the reconnect needs them).
 
-    - ``max_event_size``: the longest line, and the longest event data, in
-      characters; beyond it ``feed`` raises ``EventTooLargeError``, which
-      carries the events completed before it in the same chunk.
-    - ``on_comment(text)``: called for each comment line (``: text``, one
-      leading space removed) as soon as its line ends, during ``feed``, so
-      before the events of the same chunk are returned.
-    - ``last_event_id``: the stream's last event ID, what a reconnect sends
-      as ``Last-Event-ID``; may be given to start from.
-    - ``retry``: the latest valid ``retry:`` value in ms, or ``None``. A retry
-      field is seen when its event completes, or at ``close()`` at the latest.
-      A value of any length is valid; one over ``MAX_RETRY`` (2**63 - 1) is
-      kept as ``MAX_RETRY``.
+    Args:
+        max_event_size: The longest line, and the longest event data, in
+            characters (default ``16 * 1024 * 1024``); beyond it ``feed``
+            raises ``EventTooLargeError``, which carries the events completed
+            before it in the same chunk.
+        on_comment: Called as ``on_comment(text)`` for each comment line
+            (``: text``, one leading space removed) as soon as its line ends,
+            during ``feed``, so before the events of the same chunk are
+            returned; None (the default): comments are skipped.
+        last_event_id: The last event ID to start from (default ``""``).
+
+    Attributes:
+        last_event_id: The stream's last event ID, what a reconnect sends as
+            ``Last-Event-ID``.
+        retry: The latest valid ``retry:`` value in ms, or None. A retry field
+            is seen when its event completes, or at ``close()`` at the latest.
+            A value of any length is valid; one over ``MAX_RETRY``
+            (2**63 - 1) is kept as ``MAX_RETRY``.
+
+    Raises:
+        ValueError: ``max_event_size`` is below 1.
     """
 
     __slots__ = (
@@ -334,8 +204,14 @@ class SSEParser:
         self._clean = True
 
     def close(self) -> list[ServerSentEvent]:
-        """End the stream: an unfinished event is discarded (so this returns
-        ``[]``), and the parser is ready for a new connection."""
+        """End the stream; the parser is ready for a new connection.
+
+        An unfinished event is discarded; a ``retry:`` field among its lines
+        still sets ``retry``.
+
+        Returns:
+            ``[]``: no event completes at the end of a stream.
+        """
         if self._pending or self._tail or self._tail_more or self._raw:
             # Kept-back lines hold no blank line, so they dispatch nothing;
             # a retry field among them still sets the reconnection time.
@@ -352,7 +228,19 @@ class SSEParser:
         return []
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
-        """Parse the next chunk of the body; return the events it completes."""
+        """Parse the next chunk of the body.
+
+        Args:
+            chunk: The next bytes of the body, of any length.
+
+        Returns:
+            The events this chunk completes, in stream order.
+
+        Raises:
+            EventTooLargeError: A line or an event's data exceeds
+                ``max_event_size``; ``close()`` the parser before feeding it
+                again.
+        """
         if self._quiet:  # the steady state of a live stream: see _reset()
             shape: Any = self._form
             if chunk[-2:] == b"\n\n" and chunk[0] != 10 and 13 not in chunk:
@@ -491,8 +379,10 @@ class SSEParser:
         return out
 
     def _blocks(self, text: str, form: _Form) -> list[ServerSentEvent] | None:
-        """The events of text if it is whole blocks, all of the form's shape (no
-        NUL in it unless the form has no id); else None."""
+        """The events of text if it is whole blocks, all of the form's shape.
+
+        No NUL in it unless the form has no id; else None.
+        """
         match = form.pattern.match(text)
         if match is None:
             return None
@@ -613,9 +503,11 @@ class SSEParser:
         raise EventTooLargeError(self._limit, events)
 
     def _run(self, text: str, end: int, tried: _Form | None) -> None:
-        """Parse the complete lines text[:end] (text[end - 1] is an LF),
-        runs of whole blocks on the fast path where it applies; ``tried`` is a
-        form that failed on this text already."""
+        """Parse the complete lines text[:end] (text[end - 1] is an LF).
+
+        Runs of whole blocks go on the fast path where it applies; ``tried`` is a
+        form that failed on this text already.
+        """
         pos = 0
         if not self._clean:
             # Inside a block: finish it on the general path first.
@@ -634,9 +526,11 @@ class SSEParser:
                 self._lines(text, pos, end)
 
     def _fast(self, text: str, start: int, stop: int, tried: _Form | None) -> bool:
-        """Parse text[start:stop], a run of whole blocks, if they all have one
-        shape: the last one seen, else the first block's. Return False (having
-        done nothing) otherwise."""
+        """Parse text[start:stop], a run of whole blocks, if they all have one shape.
+
+        The last one seen, else the first block's. Return False (having done
+        nothing) otherwise.
+        """
         form = self._form
         found = None if form is None or form is tried else _match(form, text, start, stop)
         if found is None or form is None:
@@ -738,8 +632,11 @@ class SSEParser:
 
 
 def _retry(digits: str) -> int:
-    """The milliseconds of a retry: value (ASCII digits, any number of them),
-    at most MAX_RETRY, in time linear in their count."""
+    """The milliseconds of a retry.
+
+    Value (ASCII digits, any number of them), at most MAX_RETRY, in time linear
+    in their count.
+    """
     significant = digits.lstrip("0")
     if len(significant) > 19:  # MAX_RETRY has 19 digits
         return MAX_RETRY
@@ -747,8 +644,10 @@ def _retry(digits: str) -> int:
 
 
 def _match(form: _Form, text: str, start: int, stop: int, nul: bool = True) -> list[Any] | None:
-    """The regex groups of every block in text[start:stop], or None unless all
-    of them have this form; ``nul``: whether the text may hold a NUL."""
+    """The regex groups of every block in text[start:stop], if all have this form.
+
+    None unless all of them have it; ``nul``: whether the text may hold a NUL.
+    """
     if nul and form.has_id and text.find("\0", start, stop) >= 0:
         return None  # an id with NUL is ignored: the general path knows how
     pattern = form.pattern
@@ -771,8 +670,10 @@ def _match(form: _Form, text: str, start: int, stop: int, nul: bool = True) -> l
 
 
 def _rfind_blank(chunk: bytes) -> int:
-    """chunk.rfind(b"\n\n"), faster on a big chunk: a two-byte search
-    looks at every byte, a one-byte one is a C memrchr."""
+    r"""chunk.rfind(b"\n\n"), faster on a big chunk.
+
+    A two-byte search looks at every byte, a one-byte one is a C memrchr.
+    """
     end = chunk.rfind(b"\n")
     for _ in range(8):
         if end <= 0 or chunk[end - 1] == 10:
@@ -788,8 +689,22 @@ def parse(
 ) -> list[ServerSentEvent]:
     """Parse a whole event stream at once and return its events.
 
-    ``data`` is the body as bytes or str, or an iterable of chunks. An
-    unfinished event at the end is discarded, as at the end of a connection.
+    An unfinished event at the end is discarded, as at the end of a
+    connection.
+
+    Args:
+        data: The body as bytes or str, or an iterable of chunks (bytes or
+            str).
+        max_event_size: The longest line, and the longest event data, in
+            characters (default ``16 * 1024 * 1024``).
+
+    Returns:
+        The events, in stream order.
+
+    Raises:
+        EventTooLargeError: A line or an event's data exceeds
+            ``max_event_size``.
+        ValueError: ``max_event_size`` is below 1.
     """
     parser = SSEParser(max_event_size=max_event_size)
     chunks = (data,) if isinstance(data, (bytes, bytearray, memoryview, str)) else data

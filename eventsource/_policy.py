@@ -56,11 +56,13 @@ class _Statuses(frozenset[int]):
         return "DEFAULT_RETRY_STATUSES"
 
 
-#: The statuses retried by default: 408 Request Timeout, 429 Too Many
-#: Requests and every 5xx but those retrying cannot fix (501 Not
-#: Implemented, 505 HTTP Version Not Supported, 511 Network Authentication
-#: Required); CDNs' 520-524 and 529 stay retried.
 DEFAULT_RETRY_STATUSES: frozenset[int] = _Statuses({408, 429, *range(500, 600)} - {501, 505, 511})
+"""The statuses retried by default.
+
+408 Request Timeout, 429 Too Many Requests and every 5xx but those retrying
+cannot fix (501 Not Implemented, 505 HTTP Version Not Supported, 511 Network
+Authentication Required); CDNs' 520-524 and 529 stay retried.
+"""
 DEFAULT_MIN_RETRY_DELAY = 1.0  # seconds: the backoff floor of consecutive failures
 PROGRESS_FLOOR = 0.1  # seconds: the least wait a stream's retry: gets after progress
 
@@ -86,8 +88,10 @@ class Verdict:
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a Retry-After value (delta-seconds or an HTTP
-    date), or None when absent or unreadable."""
+    """Seconds to wait from a Retry-After value (delta-seconds or an HTTP date).
+
+    None when absent or unreadable.
+    """
     if not value:
         return None
     value = value.strip()
@@ -108,8 +112,10 @@ def _is_event_stream(content_type: str) -> bool:
 
 
 class ConnectionPolicy:
-    """Decides what a response means and how long to wait before the next
-    attempt. All times are in seconds."""
+    """Decides what a response means and how long to wait before the next attempt.
+
+    All times are in seconds.
+    """
 
     # One per source: slots instead of a __dict__ (about 100 bytes less).
     __slots__ = (
@@ -169,9 +175,12 @@ class ConnectionPolicy:
         url: str = "",
         resuming: bool = False,
     ) -> Verdict:
-        """What a response (status and headers) means for the stream; reason,
-        method and url only word the error, and ``resuming`` (the request
-        resumes another's stream) says a 404 or 405 means it cannot resume."""
+        """What a response (status and headers) means for the stream.
+
+        reason, method and url only word the error, and ``resuming`` (the
+        request resumes another's stream) says a 404 or 405 means it cannot
+        resume.
+        """
         where = f" for {method} url {url!r}" if url else ""
         if status == 200:
             content_type = headers.get("content-type", "")
@@ -204,9 +213,12 @@ class ConnectionPolicy:
         return Verdict(Action.FAIL, error)
 
     def set_stream_retry(self, milliseconds: int) -> None:
-        """The stream's `retry:` field changed the reconnection time. One too
-        large for a float in seconds (past 1.79 * 10**311 ms, 312 digits; the
-        parser keeps less) is infinite: max_retry_delay bounds it as any other."""
+        """The stream's `retry:` field changed the reconnection time.
+
+        One too large for a float in seconds (past 1.79 * 10**311 ms, 312
+        digits; the parser keeps less) is infinite: max_retry_delay bounds it
+        as any other.
+        """
         self.stream_retry = True
         try:
             self.retry = milliseconds / 1000
@@ -214,18 +226,22 @@ class ConnectionPolicy:
             self.retry = math.inf
 
     def _reconnection_time(self) -> float:
-        """The retry option, or the stream's retry: counted from PROGRESS_FLOOR
-        (a server cannot make a source reconnect more than 10 times a second)."""
+        """The retry option, or the stream's retry.
+
+        Counted from PROGRESS_FLOOR (a server cannot make a source reconnect
+        more than 10 times a second).
+        """
         return max(self.retry, PROGRESS_FLOOR) if self.stream_retry else self.retry
 
     def next_delay(
         self, *, delivered: bool, polled: bool = False, retry_after: float | None = None
     ) -> float:
-        """Seconds to wait before the next attempt, after a connection that
-        ended or failed (``delivered``: it made progress; ``polled``: only by
-        moving the last event ID, as an MCP server polls: then the wait is at
-        least PROGRESS_FLOOR, whatever ``retry`` says). Raises
-        RetriesExhaustedError past max_retries."""
+        """Seconds to wait before the next attempt, after a connection ended or failed.
+
+        ``delivered``: it made progress; ``polled``: only by moving the last event
+        ID, as an MCP server polls: then the wait is at least PROGRESS_FLOOR,
+        whatever ``retry`` says. Raises RetriesExhaustedError past max_retries.
+        """
         if delivered:
             # A connection that made progress and then ended is not a failed
             # attempt: reconnecting after it is no retry, and the count restarts.

@@ -1,5 +1,6 @@
-"""Is the port an ``http://`` URL named a TLS port? Asked once, before a
-source ever opened, when the server hung up on the plain request without an
+"""Is the port an ``http://`` URL named a TLS port?
+
+Asked once, before a source ever opened, when the server hung up on the plain request without an
 answer: OpenSSL's servers (uvicorn, hypercorn) do so when the first bytes
 are no TLS record, and on a client of the user's own h11 hides a TLS alert
 the same way. Retrying cannot fix a wrong scheme, so the source asks the
@@ -56,11 +57,13 @@ def answers_tls(data: bytes) -> bool:
 
 
 def target(exc: BaseException, *, opened: bool) -> tuple[str, int] | None:
-    """The host and port to ask, for a request that failed with this; None
-    when there is nothing to ask: the source opened before, no connection
-    was made, the URL is not ``http://``, the failure is no hang-up without
-    an answer, or a proxy from the environment stands between (the port
-    seen is the proxy's)."""
+    """The host and port to ask, for a request that failed with this.
+
+    None when there is nothing to ask: the source opened before, no
+    connection was made, the URL is not ``http://``, the failure is no
+    hang-up without an answer, or a proxy from the environment stands
+    between (the port seen is the proxy's).
+    """
     if opened or never_sent(exc):
         return None
     from ._stack import loaded_stacks  # (it imports _httpx, which this module does)

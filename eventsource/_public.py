@@ -1,8 +1,10 @@
-"""``@public``: an exception that ``eventsource`` exports says so in its
-``__module__``, so that tracebacks print ``eventsource.ResponseError``, as
-httpx's do. Only the exceptions: ``inspect.getsource()`` (IPython's ``??``,
-pdb) finds a class through its module, and the classes a notebook user
-inspects keep theirs."""
+"""``@public``: an exception that ``eventsource`` exports says so.
+
+In its ``__module__``, so that tracebacks print
+``eventsource.ResponseError``, as httpx's do. Only the exceptions:
+``inspect.getsource()`` (IPython's ``??``, pdb) finds a class through its
+module, and the classes a notebook user inspects keep theirs.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,8 @@
-"""What a source sends on every attempt: the URL rules, the request options,
-and building the request (httpx's public API only; sending and everything
-below it is ``_httpx``'s)."""
+"""What a source sends on every attempt.
+
+The URL rules, the request options, and building the request (httpx's public
+API only; sending and everything below it is ``_httpx``'s).
+"""
 
 from __future__ import annotations
 
@@ -58,12 +60,14 @@ _UNSENDABLE = re.compile("[\0\r\n\x0b\x0c]").search
 
 
 def last_event_id_header(last_event_id: str) -> bytes:
-    """The ``Last-Event-ID`` header value that sends an id: as a browser sends
-    a header value, without leading and trailing spaces and tabs (HTTP
-    whitespace; CR and LF, the rest of it, are refused anywhere), encoded as
-    UTF-8 (WHATWG). The id itself stays as the stream gave it. Raises
-    EventIdError for an id that the HTTP stack cannot send: the one check of
-    it, made before anything is sent."""
+    """The ``Last-Event-ID`` header value that sends an id.
+
+    As a browser sends a header value, without leading and trailing spaces and
+    tabs (HTTP whitespace; CR and LF, the rest of it, are refused anywhere),
+    encoded as UTF-8 (WHATWG). The id itself stays as the stream gave it.
+    Raises EventIdError for an id that the HTTP stack cannot send: the one
+    check of it, made before anything is sent.
+    """
     value = last_event_id.strip(" \t")
     bad = _UNSENDABLE(value)
     if bad is not None:
@@ -80,8 +84,11 @@ _NO_AUTH: dict[str, Any] = {}
 
 
 def check_url(url: str | URL, *, relative_ok: bool = False, stack: Stack = HTTPX) -> Any:
-    """The URL as the stack's URL; ValueError when retrying could never reach
-    it: not absolute http(s), or rejected by httpx or the WHATWG host rules."""
+    """The URL as the stack's URL.
+
+    ValueError when retrying could never reach it: not absolute http(s), or
+    rejected by httpx or the WHATWG host rules.
+    """
     http = stack.http
     text = str(url)
     if "://" not in text and not relative_ok:
@@ -110,9 +117,11 @@ _HOST_AND_REST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::[0-9]+)?(?:
 
 
 def _scheme_hint(text: str) -> str:
-    """ " (did you mean 'http://…'?)" for text that starts with a host (and a
-    port): http:// for a loopback host, https:// for any other; "" for text
-    that is no host."""
+    """The hint ``" (did you mean 'http://…'?)"`` for text that starts with a host.
+
+    The host may have a port. http:// for a loopback host, https:// for any
+    other; "" for text that is no host.
+    """
     match = _HOST_AND_REST.fullmatch(text)
     if match is None or not any(c.isalnum() for c in match.group(1)):
         return ""
@@ -130,9 +139,11 @@ NO_CREDENTIALS: dict[str, Any] = {"auth": None}  # never mutated
 
 
 def same_origin(old: Any, new: Any) -> bool:
-    """Whether credentials for URL ``old`` may go to URL ``new``: the same
-    origin, or an http -> https upgrade of the same host (httpx keeps them
-    then; browsers and httpx drop them for any other origin)."""
+    """Whether credentials for URL ``old`` may go to URL ``new``.
+
+    The same origin, or an http -> https upgrade of the same host (httpx keeps
+    them then; browsers and httpx drop them for any other origin).
+    """
     return old.host == new.host and (
         (old.scheme == new.scheme and old.port == new.port)
         or (
@@ -200,8 +211,11 @@ class RequestSpec:
         self.read_timeout = read_timeout
 
     def client_kwargs(self, *, sync: bool) -> dict[str, Any]:
-        """Keywords for the client a source makes for itself: on eventsource's
-        transport (``_transport``), with the environment's proxies."""
+        """Keywords for the client a source makes for itself.
+
+        On eventsource's transport (``_transport``), with the environment's
+        proxies.
+        """
         stack = self.stack
         kwargs: dict[str, Any] = {
             "timeout": self.timeout,
@@ -226,15 +240,18 @@ class RequestSpec:
     def build(
         self, client: AnyClient, last_event_id: str, *, resume: bool = False, resume_url: str = ""
     ) -> Any:
-        """The request of one attempt; with ``resume``, a GET that resumes
-        the request's stream: of ``resume_url`` (where a redirect led), else
-        of the source's URL with its params (the callable's, evaluated again),
-        or of the ``resume`` callable's URL (relative to the stream's); with
-        the headers but ``Content-*``, and no credentials on another origin.
-        A raising headers / params / resume callable raises EventSourceError
-        (its __cause__ the original); an id that cannot be sent, EventIdError
-        (see last_event_id_header); a resume callable's result that is no
-        URL, TypeError (a bug to see)."""
+        """The request of one attempt.
+
+        With ``resume``, a GET that resumes the request's stream: of
+        ``resume_url`` (where a redirect led), else of the source's URL with
+        its params (the callable's, evaluated again), or of the ``resume``
+        callable's URL (relative to the stream's); with the headers but
+        ``Content-*``, and no credentials on another origin. A raising headers
+        / params / resume callable raises EventSourceError (its __cause__ the
+        original); an id that cannot be sent, EventIdError (see
+        last_event_id_header); a resume callable's result that is no URL,
+        TypeError (a bug to see).
+        """
         http = self.stack.http
         headers = http.Headers(_BASE_HEADERS)
         method, url, params = self.method, self.url, None
@@ -289,17 +306,23 @@ class RequestSpec:
         return request
 
     def auth_for(self, request: Any) -> dict[str, Any]:
-        """The ``auth=`` keywords for a request: the source's (or the
-        client's), none for another origin (a resume that went there)."""
+        """The ``auth=`` keywords for a request.
+
+        The source's (or the client's), none for another origin (a resume that
+        went there).
+        """
         return self.auth if same_origin(self.url, request.url) else NO_CREDENTIALS
 
 
 def _checked_verify(
     verify: bool | str | os.PathLike[str] | ssl.SSLContext,
 ) -> bool | ssl.SSLContext:
-    """``verify=`` checked when the source is made: a CA bundle's path (or a
-    directory's, as httpx takes) is loaded now (ValueError when it cannot
-    be), a server-side context is a ValueError, a wrong type a TypeError."""
+    """``verify=`` checked when the source is made.
+
+    A CA bundle's path (or a directory's, as httpx takes) is loaded now
+    (ValueError when it cannot be), a server-side context is a ValueError, a
+    wrong type a TypeError.
+    """
     if isinstance(verify, os.PathLike):
         verify = os.fspath(verify)
     if isinstance(verify, str):
@@ -325,8 +348,11 @@ def _checked_verify(
 
 
 def _ssl_context_for(verify: bool | ssl.SSLContext, stack: Stack) -> ssl.SSLContext:
-    """The TLS context of ``verify=``: the stack's default (shared), a CA
-    bundle's (a path), the caller's own context, or one that checks nothing."""
+    """The TLS context of ``verify=``.
+
+    The stack's default (shared), a CA bundle's (a path), the caller's own
+    context, or one that checks nothing.
+    """
     if verify is True:
         return _default_ssl_context(stack)
     if isinstance(verify, ssl.SSLContext):
@@ -340,10 +366,12 @@ _ssl_lock = threading.Lock()
 
 
 def _default_ssl_context(stack: Stack) -> ssl.SSLContext:
-    """The stack's default TLS context (verification on; httpx2's trusts the
-    system's store), made once: building one loads the CA bundle, which
-    takes longer than opening a stream, and every source without a client
-    of its own makes a client."""
+    """The stack's default TLS context (verification on), made once.
+
+    httpx2's trusts the system's store. Building one loads the CA bundle, which
+    takes longer than opening a stream, and every source without a client of
+    its own makes a client.
+    """
     # Keyed by the environment too: SSL_CERT_FILE set later (a notebook
     # fixing its setup) is taken, as httpx takes it for each client.
     env = (os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))

@@ -60,8 +60,11 @@ _LONGEST_READ = 365 * 24 * 3600.0  # seconds: a read timeout longer is none
 
 
 class _Default(float):
-    """A default that is known for one when given back (``help()`` shows the
-    number): ``read_timeout`` not given lets a ``Timeout``'s ``read`` set it."""
+    """A default that is known for one when given back.
+
+    ``help()`` shows the number; ``read_timeout`` not given lets a
+    ``Timeout``'s ``read`` set it.
+    """
 
     __slots__ = ()
 
@@ -76,10 +79,97 @@ class EventSource:
     Use it async (``async with`` / ``async for`` / ``await arun()``, on asyncio
     or trio) or sync (``with`` / ``for`` / ``run()``); not both with one
     instance. Options are in seconds. See the README for the full contract.
+    The constructor describes the stream; nothing is sent until the first use.
 
     ``client=`` may be an httpx or an httpx2 client; without one, the source
     makes its own on ``http=`` ("httpx", or "httpx2": the ``httpx2``
-    extra). The constructor's docstring describes every option.
+    extra).
+
+    Args:
+        url: The stream's absolute ``http://`` or ``https://`` URL (relative
+            to a ``client=`` with a ``base_url``).
+        method: The request method (default ``"GET"``). A request other
+            than GET is sent again only when it certainly did not run (no
+            connection, or a 408, 429 or 503 answer); once a stream head
+            arrived, see ``resume``.
+        headers: Extra request headers (a mapping or pairs), or a callable
+            returning them before every attempt (a fresh token).
+        params: Query parameters, or a callable returning them before every
+            attempt.
+        json: A JSON request body (POST streams, as LLM APIs use).
+        content: A raw request body (bytes or str); not with ``json``.
+        cookies: Cookies for the source's own client (with ``client=``, set
+            them on your client).
+        auth: httpx's (or httpx2's) ``auth=``: a ``(user, password)`` tuple,
+            an ``Auth`` whose flow may refresh a token on a 401, or a
+            callable; run on every attempt and same-origin redirect hop.
+        client: Your own ``httpx`` / ``httpx2`` ``Client`` (sync use) or
+            ``AsyncClient`` (async use); the source never closes it.
+            Without one the source makes its own (the fast read).
+        http: The stack of the source's own client: ``"httpx"`` (the
+            default) or ``"httpx2"`` (the ``httpx2`` extra).
+        verify: TLS verification of the source's own client: True (the
+            default: the stack's CAs, or ``SSL_CERT_FILE`` / ``SSL_CERT_DIR``),
+            a CA bundle's or directory's path, an ``ssl.SSLContext`` (client
+            certificates too), or False.
+        follow_redirects: Follow redirects (the default, as browsers do,
+            up to the client's ``max_redirects``); False makes a 3xx a
+            ``ResponseError``. A client of your own's ``follow_redirects``
+            is not consulted: the source follows them itself.
+        timeout: The source's own client's connect, write and pool
+            timeouts (seconds, or a ``Timeout``; default 10). A ``Timeout`` given its
+            own ``read`` (``Timeout(10, read=120)``, ``read=None`` for
+            none: its four values not all alike) sets the read timeout
+            when ``read_timeout`` is not given.
+        last_event_id: Resume from this id (sent as ``Last-Event-ID``); ""
+            (the default): none.
+        retry: The reconnection time in seconds (default 3) until the
+            stream's ``retry:`` field sets another.
+        reconnect: False: the first end of the stream is final. None (the
+            default) or True: reconnect (a request other than GET as ``resume`` says).
+        resume: How the stream of a request other than GET is resumed
+            once its head arrived, when it gave an event id: ``"get"``
+            (a GET to the stream's URL, or where a redirect led, with
+            the request's headers without ``Content-*``, plus
+            ``Last-Event-ID``, as MCP's Streamable HTTP does; no
+            credentials to another origin), ``"resend"`` (the request
+            again, as for a GET: only if running it twice is harmless),
+            None (never), or a callable given the last event ID that
+            returns the URL to GET (relative to the stream's). Default
+            ``"get"``; ignored for GET.
+        max_retries: Failed attempts in a row retried before
+            ``RetriesExhaustedError``; None (the default): no limit.
+        min_retry_delay: The backoff floor of consecutive failed
+            attempts in seconds (default 1), whatever ``retry:`` says.
+        max_retry_delay: The backoff ceiling in seconds (default 30).
+        retry_statuses: Statuses retried with backoff (honouring
+            ``Retry-After``); ``DEFAULT_RETRY_STATUSES`` by default.
+        read_timeout: Seconds without any byte (not even a comment) after
+            which the stream counts as dropped and reconnects (default 60,
+            or a ``timeout=`` ``Timeout``'s own ``read``); None: no limit.
+            It applies on a client of your own too, whatever that client's
+            read timeout says.
+        max_event_size: The longest line or event, in characters (default
+            ``16 * 1024 * 1024``); longer raises ``EventTooLargeError``.
+        on_open: Called when a stream opens. Each callback may be a
+            coroutine function in async use; an exception it raises is
+            logged and reported to ``on_error``, and the stream goes on.
+        on_message: Called with every event, whatever its type.
+        on_error: Called with every error; ``error.will_retry`` says what
+            follows.
+        on_close: Called once, when the source is closed.
+        on_comment: Called with each comment line's text (heartbeats).
+
+    Raises:
+        ValueError: An option that can never work (a URL that is no
+            absolute http(s) URL, ``json`` with ``content``, a read
+            timeout that is no duration, a negative or NaN delay, a negative
+            ``max_retries``, an
+            unknown ``resume`` string, a ``last_event_id`` that cannot be
+            sent, ``cookies`` or ``verify`` with ``client=``...).
+        TypeError: ``client=`` is no httpx or httpx2 client, ``auth=``
+            is another stack's, or ``resume`` is of no accepted type.
+        ImportError: ``http="httpx2"`` without httpx2 installed.
     """
 
     # Slots: a service may hold thousands of sources; a __dict__ each costs 1.6 KiB.
@@ -117,87 +207,6 @@ class EventSource:
         on_close: OnClose | None = None,
         on_comment: OnComment | None = None,
     ) -> None:
-        """Describe the stream; nothing is sent until the first use.
-
-        Args:
-            url: The stream's absolute ``http://`` or ``https://`` URL (relative
-                to a ``client=`` with a ``base_url``).
-            method: The request method. A request other than GET is sent
-                again only when it certainly did not run (no connection, or
-                a 408, 429 or 503 answer); once a stream head arrived, see
-                ``resume``.
-            headers: Extra request headers, or a callable returning them before
-                every attempt (a fresh token).
-            params: Query parameters, or a callable returning them before every
-                attempt.
-            json: A JSON request body (POST streams, as LLM APIs use).
-            content: A raw request body (bytes or str); not with ``json``.
-            cookies: Cookies for the source's own client (with ``client=``, set
-                them on your client).
-            auth: httpx's (or httpx2's) ``auth=``: a ``(user, password)`` tuple,
-                an ``Auth`` whose flow may refresh a token on a 401, or a
-                callable; run on every attempt and same-origin redirect hop.
-            client: Your own ``httpx`` / ``httpx2`` ``Client`` (sync use) or
-                ``AsyncClient`` (async use); the source never closes it.
-                Without one the source makes its own (the fast read).
-            http: The stack of the source's own client: ``"httpx"`` (the
-                default) or ``"httpx2"`` (the ``httpx2`` extra).
-            verify: TLS verification of the source's own client: True (the
-                stack's default CAs), a CA bundle's path, an
-                ``ssl.SSLContext`` (client certificates too), or False.
-            follow_redirects: Follow redirects (the default, as browsers do,
-                up to the client's ``max_redirects``); False makes a 3xx a
-                ``ResponseError``. A client of your own's ``follow_redirects``
-                is not consulted: the source follows them itself.
-            timeout: The source's own client's connect, write and pool
-                timeouts (seconds, or a ``Timeout``). A ``Timeout`` given its
-                own ``read`` (``Timeout(10, read=120)``, ``read=None`` for
-                none: its four values not all alike) sets the read timeout
-                when ``read_timeout`` is not given.
-            last_event_id: Resume from this id (sent as ``Last-Event-ID``).
-            retry: The reconnection time in seconds until the stream's
-                ``retry:`` field sets another.
-            reconnect: False: the first end of the stream is final. None or
-                True: reconnect (a request other than GET as ``resume`` says).
-            resume: How the stream of a request other than GET is resumed
-                once its head arrived, when it gave an event id: ``"get"``
-                (a GET to the stream's URL, or where a redirect led, with
-                the request's headers without ``Content-*``, plus
-                ``Last-Event-ID``, as MCP's Streamable HTTP does; no
-                credentials to another origin), ``"resend"`` (the request
-                again, as for a GET: only if running it twice is harmless),
-                None (never), or a callable given the last event ID that
-                returns the URL to GET (relative to the stream's). Ignored
-                for GET.
-            max_retries: Failed attempts in a row retried before
-                ``RetriesExhaustedError``; None: no limit.
-            min_retry_delay: The backoff floor of consecutive failed
-                attempts, whatever ``retry:`` says.
-            max_retry_delay: The backoff ceiling.
-            retry_statuses: Statuses retried with backoff (honouring
-                ``Retry-After``); ``DEFAULT_RETRY_STATUSES`` by default.
-            read_timeout: Seconds without any byte (not even a comment) after
-                which the stream counts as dropped and reconnects; None: no
-                limit. It applies on a client of your own too, whatever that
-                client's read timeout says.
-            max_event_size: The longest line or event, in characters; longer
-                raises ``EventTooLargeError``.
-            on_open: Called when a stream opens.
-            on_message: Called with every event, whatever its type.
-            on_error: Called with every error; ``error.will_retry`` says what
-                follows.
-            on_close: Called once, when the source is closed.
-            on_comment: Called with each comment line's text (heartbeats).
-
-        Raises:
-            ValueError: An option that can never work (a URL that is no
-                absolute http(s) URL, ``json`` with ``content``, a read
-                timeout that is no duration, ``cookies`` or ``verify`` with
-                ``client=``...).
-            TypeError: ``client=`` is no httpx or httpx2 client, or ``auth=``
-                is another stack's.
-            ImportError: ``http="httpx2"`` without httpx2 installed.
-        """
         if json is not None and content is not None:
             raise ValueError("give json or content, not both")
         if isinstance(resume, str) and resume not in ("get", "resend"):
@@ -289,14 +298,17 @@ class EventSource:
 
     @property
     def url(self) -> str:
+        """The stream's URL, as a str."""
         return str(self._spec.url)
 
     @property
     def ready_state(self) -> ReadyState:
+        """The source's state: CONNECTING, OPEN or CLOSED, as in browsers."""
         return self._machine.ready_state
 
     @property
     def is_connected(self) -> bool:
+        """Whether a stream is open (``ready_state`` is OPEN)."""
         return self._machine.ready_state is ReadyState.OPEN
 
     @property
@@ -306,12 +318,13 @@ class EventSource:
 
     @property
     def data(self) -> Any:
-        """The latest event's data, JSON-decoded when it is JSON, else the str
-        (None before the first event).
+        """The latest event's data: JSON-decoded when it is JSON, else the str.
 
-        A guess, as React's ``useEventSource`` hooks make it: data ``"null"``
-        also gives None, and ``"42"`` gives 42. Where the type matters, use
-        ``last_event.data`` (always the str) or ``last_event.json()``."""
+        None before the first event. A guess, as React's ``useEventSource``
+        hooks make it: data ``"null"`` also gives None, and ``"42"`` gives 42.
+        Where the type matters, use ``last_event.data`` (always the str) or
+        ``last_event.json()``.
+        """
         event = self._machine.last_event
         if event is None:
             return None
@@ -341,6 +354,7 @@ class EventSource:
 
     @property
     def events_received(self) -> int:
+        """How many events the source delivered so far, over every connection."""
         return self._machine.events_received
 
     @property
@@ -388,25 +402,45 @@ class EventSource:
     # --- listeners and control -------------------------------------------------------
 
     def add_listener(self, type: str, listener: Listener) -> None:
-        """Call ``listener(event)`` for every event of this type."""
+        """Call ``listener(event)`` for every event of this type.
+
+        Args:
+            type: The event type (the ``event:`` field; ``"message"`` for
+                events that name none).
+            listener: Called with each such event (after ``on_message``); a
+                coroutine function too in async use.
+        """
         self._callbacks.add_listener(type, listener)
 
     def remove_listener(self, type: str, listener: Listener) -> None:
-        """Stop calling a listener added for this type (no error if absent)."""
+        """Stop calling a listener added for this type (no error if absent).
+
+        Args:
+            type: The event type it was added for.
+            listener: The listener, as added.
+        """
         listeners = self._callbacks.listeners.get(type, [])
         if listener in listeners:
             listeners.remove(listener)
 
     def restart(self) -> None:
-        """Drop the current connection and reconnect at once, keeping the last
-        event ID (after a token refresh, say). Not an error."""
+        """Drop the current connection and reconnect at once.
+
+        The last event ID is kept (after a token refresh, say); not an error.
+        A request other than GET is resumed by GET if its stream gave an id
+        (or sent again with ``resume="resend"``), else the source ends with
+        an ``EventSourceError``: it may have run.
+        """
         if self._driver is not None:
             self._driver.restart()
 
     def close(self) -> None:
-        """Close the stream: ``ready_state`` is CLOSED when this returns. Never
-        blocks; safe from callbacks, other tasks and other threads. In async
-        code, ``await aclose()`` also waits until the connection is closed."""
+        """Close the stream: ``ready_state`` is CLOSED when this returns.
+
+        Never blocks; safe from callbacks, other tasks and other threads. In
+        async code, ``await aclose()`` also waits until the connection is
+        closed.
+        """
         driver = self._driver
         if driver is not None:
             driver.close()
@@ -473,8 +507,11 @@ class EventSource:
         return await driver.next()
 
     async def arun(self) -> None:
-        """Deliver events to the callbacks until the source closes; raise the
-        fatal error, if one ends it."""
+        """Deliver events to the callbacks until the source closes.
+
+        Raises:
+            EventSourceError: The fatal error that ended the stream, if one did.
+        """
         async with self:
             async for _ in self:
                 pass
@@ -486,12 +523,15 @@ class EventSource:
         *,
         until: Callable[[ServerSentEvent], object] | None = None,
     ) -> list[ServerSentEvent]:
-        """``collect()`` in async code (the same stops, errors and Args).
+        """``collect()`` in async code: the same stops, returns and errors.
 
         Args:
-            n: Stop after this many events (None: no count).
+            n: Stop after this many events (None: no count; 0 returns at once).
             timeout: Stop after this many seconds (None: no limit).
             until: Stop after the first event for which it returns true.
+
+        Returns:
+            The events collected; the source is closed.
         """
         return await _collect.acollect(self, self._machine, n, timeout, until)
 
@@ -518,8 +558,11 @@ class EventSource:
         return driver.next()
 
     def run(self) -> None:
-        """Deliver events to the callbacks until the source closes; raise the
-        fatal error, if one ends it."""
+        """Deliver events to the callbacks until the source closes.
+
+        Raises:
+            EventSourceError: The fatal error that ended the stream, if one did.
+        """
         with self:
             for _ in self:
                 pass
@@ -531,17 +574,25 @@ class EventSource:
         *,
         until: Callable[[ServerSentEvent], object] | None = None,
     ) -> list[ServerSentEvent]:
-        """Collect events until ``n`` arrived, ``until(event)`` is true (that
-        event included), ``timeout`` seconds passed or the stream ended, then
-        close the source and return them (for notebooks and quick scripts).
-        A fatal error is raised as from the iterator, and so is the last
-        error when no connection opened before the timeout; its
-        ``collected`` holds the events collected before it. RuntimeError on
-        a source already closed (make a new source).
+        """Collect events for a while, then close the source and return them.
+
+        For notebooks and quick scripts: it stops when ``n`` events arrived,
+        ``until(event)`` is true (that event included), ``timeout`` seconds
+        passed or the stream ended.
 
         Args:
-            n: Stop after this many events (None: no count).
+            n: Stop after this many events (None: no count; 0 returns at once).
             timeout: Stop after this many seconds (None: no limit).
             until: Stop after the first event for which it returns true.
+
+        Returns:
+            The events collected; the source is closed.
+
+        Raises:
+            EventSourceError: A fatal error, as from the iterator, or the last
+                error when no connection opened before the timeout; its
+                ``collected`` holds the events collected before it.
+            RuntimeError: The source is already closed (make a new source).
+            ValueError: ``n`` is negative.
         """
         return _collect.collect(self, self._machine, n, timeout, until)

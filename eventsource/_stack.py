@@ -1,11 +1,12 @@
-"""The HTTP stacks a source runs on: httpx on httpcore (the declared
-dependency) and httpx2 on httpcore2 (the ``httpx2`` extra; openai,
-anthropic, pydantic-ai and mcp use it). httpx2 continues httpx 0.x's API
-under another name, so one ``Stack`` object holds a stack's module and its
-core, and the transport layer (``_request``, ``_io``, ``_httpx``, ``_body``,
-``_transport``) takes every stack-specific name from it. The machine, the
-drivers and the public API know a stack only as the client a source was
-given or the one it makes (``http=``).
+"""The HTTP stacks a source runs on.
+
+httpx on httpcore (the declared dependency) and httpx2 on httpcore2 (the
+``httpx2`` extra; openai, anthropic, pydantic-ai and mcp use it). httpx2
+continues httpx 0.x's API under another name, so one ``Stack`` object holds a
+stack's module and its core, and the transport layer (``_request``, ``_io``,
+``_httpx``, ``_body``, ``_transport``) takes every stack-specific name from it.
+The machine, the drivers and the public API know a stack only as the client a
+source was given or the one it makes (``http=``).
 
 This module and ``_httpx`` are the only ones that name httpx2 or a core;
 httpx2 is imported when first asked for (a client of its own, ``http=``).
@@ -58,8 +59,11 @@ StackName: TypeAlias = Literal["httpx", "httpx2"]
 
 
 class Stack:
-    """One HTTP stack: ``http`` is its client module (httpx or httpx2; the
-    same public names), ``core`` its core's names."""
+    """One HTTP stack.
+
+    ``http`` is its client module (httpx or httpx2; the same public names),
+    ``core`` its core's names.
+    """
 
     __slots__ = ("core", "http", "lost", "name", "timeouts")
 
@@ -87,8 +91,10 @@ _lock = threading.Lock()
 
 
 def stack_named(name: str) -> Stack:
-    """The stack of that name, imported on first use. ImportError saying
-    what to install when httpx2 is not installed."""
+    """The stack of that name, imported on first use.
+
+    ImportError saying what to install when httpx2 is not installed.
+    """
     stack = _stacks.get(name)
     if stack is not None:
         return stack
@@ -121,9 +127,12 @@ def loaded_stacks() -> tuple[Stack, ...]:
 
 
 def in_stack(stack: Stack, *, timeout: Any, auth: Any) -> tuple[Any, Any]:
-    """``timeout=`` and ``auth=`` for a source on this stack: another
-    stack's ``Timeout`` converted field by field, another stack's ``Auth``
-    refused (TypeError: its flow is written against that stack's requests)."""
+    """``timeout=`` and ``auth=`` for a source on this stack.
+
+    Another stack's ``Timeout`` converted field by field, another stack's
+    ``Auth`` refused (TypeError: its flow is written against that stack's
+    requests).
+    """
     for other in loaded_stacks():
         if other.http is stack.http:
             continue
@@ -140,9 +149,11 @@ def in_stack(stack: Stack, *, timeout: Any, auth: Any) -> tuple[Any, Any]:
 
 
 def stack_of(thing: object) -> Stack | None:
-    """The stack of an httpx or httpx2 object (a client, sync or async, a
-    response, a request; a subclass of one, such as httpx-aiohttp's client);
-    None for anything else."""
+    """The stack of an httpx or httpx2 object; None for anything else.
+
+    A client, sync or async, a response, a request; a subclass of one, such as
+    httpx-aiohttp's client.
+    """
     root = type(thing).__module__.partition(".")[0]
     if root in ("httpx", "httpx2"):
         return stack_named(root)  # (imported already: the object is its)

@@ -1,6 +1,9 @@
-"""The connection machine's vocabulary: the states a source reports, the
-steps the machine hands its driver, the notices queued among the events,
-and the words of its log lines (``_machine`` holds the rules)."""
+"""The connection machine's vocabulary.
+
+The states a source reports, the steps the machine hands its driver, the
+notices queued among the events, and the words of its log lines (``_machine``
+holds the rules).
+"""
 
 from __future__ import annotations
 
@@ -24,8 +27,17 @@ __all__ = [
 
 
 class ReadyState(enum.IntEnum):
-    """The source's state, numbered as in browsers; it prints as its name
-    (``OPEN``) in logs and f-strings, and compares equal to its number."""
+    """The source's state, numbered as in browsers.
+
+    It prints as its name (``OPEN``) in logs and f-strings, and compares equal
+    to its number.
+
+    Attributes:
+        CONNECTING: Connecting, or waiting to reconnect (0).
+        OPEN: A stream is open: events arrive (1).
+        CLOSED: Closed for good: by ``close()``, a fatal error or the end of
+            a stream not reconnected (2).
+    """
 
     CONNECTING = 0
     OPEN = 1
@@ -99,8 +111,10 @@ def _cannot_restart(method: str) -> EventSourceError:
 
 
 def _cause(error: EventSourceError, url: object) -> str:
-    """What made an attempt fail, in words that fit it, for log lines: a
-    503 is no lost connection, a refused connect no dropped stream."""
+    """What made an attempt fail, in words that fit it, for log lines.
+
+    A 503 is no lost connection, a refused connect no dropped stream.
+    """
     text = str(error)
     if isinstance(error, ResponseError):
         return text  # "Server error '503 Service Unavailable' for GET url '…'"

@@ -287,8 +287,11 @@ class SyncDriver:
         self.reader.interrupt()
 
     def _settle(self) -> None:
-        """Finish a closed source when no thread iterates it (the iterating
-        thread calls this as it lowers ``busy``: one of the two finishes it)."""
+        """Finish a closed source when no thread iterates it.
+
+        The iterating thread calls this as it lowers ``busy``: one of the two
+        finishes it.
+        """
         machine = self.machine
         while machine.closed and not machine.ended:
             if not self._closer.acquire(blocking=False):

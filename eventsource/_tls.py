@@ -1,7 +1,8 @@
-"""TLS over one of our streams, in memory (``ssl.MemoryBIO``): every TLS
-connection on async, and on sync the cases the socket's own TLS cannot take
-(TLS inside a proxy's TLS; bytes already held when a CONNECT tunnel starts
-TLS, which go to this layer first). It cuts heads like the stream below
+"""TLS over one of our streams, in memory (``ssl.MemoryBIO``).
+
+Every TLS connection on async, and on sync the cases the socket's own TLS
+cannot take (TLS inside a proxy's TLS; bytes already held when a CONNECT tunnel
+starts TLS, which go to this layer first). It cuts heads like the stream below
 (``_backend.HeadCut``) and aborts through it.
 """
 
@@ -63,7 +64,7 @@ class _TLS(Cutting):
         return self._tls.selected_alpn_protocol() != "h2"
 
     def abort(self) -> None:
-        """The stream below's abort()."""
+        """Abort the stream below (its ``abort()``)."""
         self._raw.abort()
 
 
@@ -149,8 +150,10 @@ class SyncTLS(_TLS):
 
 
 class AsyncStartsTLS:
-    """``start_tls()`` of the async streams (a socket's, a TLS layer's: TLS
-    inside a proxy's TLS): our in-memory TLS over them."""
+    """``start_tls()`` of the async streams (a socket's, a TLS layer's: TLS inside a proxy's TLS).
+
+    Our in-memory TLS over them.
+    """
 
     async def start_tls(
         self,

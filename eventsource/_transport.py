@@ -1,7 +1,8 @@
-"""The httpx transports of the clients a source makes for itself: httpcore's
-public connection pool (or its proxy pools) on eventsource's network backend
-(``_backend`` / ``_abackend``), with httpcore's errors turned into httpx's as
-httpx's own transport turns them.
+"""The httpx transports of the clients a source makes for itself.
+
+httpcore's public connection pool (or its proxy pools) on eventsource's network
+backend (``_backend`` / ``_abackend``), with httpcore's errors turned into
+httpx's as httpx's own transport turns them.
 
 httpx reads the proxy environment (``HTTP_PROXY``, ``HTTPS_PROXY``,
 ``ALL_PROXY``, ``NO_PROXY``, through ``urllib.request.getproxies()``) only
@@ -111,9 +112,11 @@ _REDIRECTS = (301, 302, 303, 307, 308)
 
 
 def _refusal(response: Any, request: Any, stack: Stack) -> ResponseError | None:
-    """Why a source's own client refuses this response at once; None when
-    it does not: a redirect that cannot be followed, or a stream in a
-    coding that the client did not ask for (see ``_decode``)."""
+    """Why a source's own client refuses this response at once.
+
+    None when it does not: a redirect that cannot be followed, or a stream in a
+    coding that the client did not ask for (see ``_decode``).
+    """
     location = _unusable_location(response, stack)
     if location is not None:
         return ResponseError(f"redirect with an unusable Location: {location!r}", status_code=None)
@@ -135,9 +138,11 @@ def _asked_for(request: Any, coding: str) -> bool:
 
 
 def _unusable_location(response: Any, stack: Stack) -> str | None:
-    """The Location of a redirect that is no URL (httpx would refuse to
-    follow it with a RemoteProtocolError, as for a broken connection: a
-    source would retry for ever); None for any other response."""
+    """The Location of a redirect that is no URL; None for any other response.
+
+    httpx would refuse to follow it with a RemoteProtocolError, as for a broken
+    connection: a source would retry for ever.
+    """
     if response.status not in _REDIRECTS:
         return None
     for name, value in response.headers:
@@ -213,9 +218,11 @@ _kinds: dict[tuple[str, bool], Any] = {}
 
 
 def transport_class(stack: Stack, *, sync: bool) -> Any:
-    """The stack's transport class (its ``BaseTransport`` or
-    ``AsyncBaseTransport``, with bodies of its byte streams: httpx and
-    httpx2 check that a response's stream is theirs), made once."""
+    """The stack's transport class, made once.
+
+    Its ``BaseTransport`` or ``AsyncBaseTransport``, with bodies of its byte
+    streams: httpx and httpx2 check that a response's stream is theirs.
+    """
     kind = _kinds.get((stack.name, sync))
     if kind is None:
         http = stack.http
@@ -236,8 +243,10 @@ def transport_class(stack: Stack, *, sync: bool) -> Any:
 
 
 def environment_proxies() -> dict[str, str | None]:
-    """The proxy of each URL pattern that the environment names (None: no
-    proxy), as httpx reads it for a client made without a transport."""
+    """The proxy of each URL pattern that the environment names (None: no proxy).
+
+    As httpx reads it for a client made without a transport.
+    """
     found = urllib.request.getproxies()
     mounts: dict[str, str | None] = {}
     for scheme in ("http", "https", "all"):
@@ -310,9 +319,11 @@ def client_kwargs(
     trust_env: bool = True,
     stack: Stack = HTTPX,
 ) -> dict[str, Any]:
-    """``transport=`` and ``mounts=`` for the stack's ``Client`` (sync) or
-    ``AsyncClient`` on eventsource's backend, with the environment's proxies
-    when ``trust_env``."""
+    """``transport=`` and ``mounts=`` for a client on eventsource's backend.
+
+    For the stack's ``Client`` (sync) or ``AsyncClient``, with the environment's
+    proxies when ``trust_env``.
+    """
     kind = transport_class(stack, sync=sync)
     mounts: dict[str, Any] = {}
     if trust_env:

@@ -270,7 +270,10 @@ def _read_argument(value: str) -> bytes:
 
 def source_options(args: argparse.Namespace) -> dict[str, Any]:
     """EventSource's keyword arguments from the request and stream options.
-    Raises OSError or ValueError (a usage error) for a body that cannot be used."""
+
+    Raises OSError or ValueError (a usage error) for a body that cannot be
+    used.
+    """
     headers = httpx.Headers(args.headers)
     content: bytes | None = None
     if args.data is not None:
@@ -299,9 +302,11 @@ def source_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def tls_verify(args: argparse.Namespace) -> bool | ssl.SSLContext:
-    """httpx's ``verify``: False with -k, a context trusting --cacert's CA
-    bundle, else True. Raises ValueError (one line) for a file that cannot
-    be read or holds no certificate."""
+    """The ``verify`` for httpx: False with -k, a context trusting --cacert's CA bundle, else True.
+
+    Raises ValueError (one line) for a file that cannot be read or holds no
+    certificate.
+    """
     if args.insecure:
         return False
     if args.cacert is None:
@@ -314,8 +319,10 @@ def tls_verify(args: argparse.Namespace) -> bool | ssl.SSLContext:
 
 
 def check_http2() -> None:
-    """Raise ValueError (the line to show) when HTTP/2 cannot be offered:
-    httpx needs the h2 package for it."""
+    """Raise ValueError (the line to show) when HTTP/2 cannot be offered.
+
+    httpx needs the h2 package for it.
+    """
     try:
         importlib.import_module("h2")
     except ImportError:

@@ -1,5 +1,7 @@
-"""`python -m eventsource --demo`: a chat answer streamed from an embedded
-loopback server, with one forced disconnect that the client rides out.
+"""`python -m eventsource --demo`.
+
+A chat answer streamed from an embedded loopback server, with one forced
+disconnect that the client rides out.
 
 The server is the testing toolkit's SSEServer on 127.0.0.1, so the demo needs
 no network. A thread plays the answer into the server's history with small
@@ -49,8 +51,11 @@ def _play(server: SSEServer, stop: threading.Event) -> None:
 
 
 def run_demo(out: TextIO | None = None) -> int:
-    """Run the demo; return the process exit code (0: every event arrived
-    once and in order, and the answer is whole)."""
+    """Run the demo.
+
+    Return the process exit code (0: every event arrived once and in order, and
+    the answer is whole).
+    """
     out = sys.stdout if out is None else out
     stop = threading.Event()
     with SSEServer() as server:

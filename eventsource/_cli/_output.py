@@ -1,5 +1,8 @@
-"""The command line's output: events in the pretty, jsonl or raw format, colour,
-and the one-line description of an error that ended a stream."""
+"""The command line's output.
+
+Events in the pretty, jsonl or raw format, colour, and the one-line description
+of an error that ended a stream.
+"""
 
 from __future__ import annotations
 
@@ -43,8 +46,11 @@ PRETTY_ONE_LINE = 80  # JSON shorter than this (compact) stays on one line
 
 
 def use_colour(stream: TextIO, when: str = "auto") -> bool:
-    """Whether to colour output to `stream`: --color always / never, or (auto)
-    on a terminal when NO_COLOR is unset or empty."""
+    """Whether to colour output to `stream`.
+
+    --color always / never, or (auto) on a terminal when NO_COLOR is unset or
+    empty.
+    """
     if when != "auto":
         return when == "always"
     isatty = getattr(stream, "isatty", None)
@@ -71,9 +77,12 @@ _C1 = re.compile("[\x7f-\x9f]")
 
 
 def visible(text: str) -> str:
-    """Text a server chose, made safe for a terminal: its control
-    characters (an escape sequence that sets the title, clears the screen or
-    asks the terminal to type a reply) shown as ``\\x1b``, not acted on."""
+    r"""Text a server chose, made safe for a terminal.
+
+    Its control characters (an escape sequence that sets the title, clears the
+    screen or asks the terminal to type a reply) shown as ``\x1b``, not acted
+    on.
+    """
     return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
@@ -172,8 +181,7 @@ def _decoded(data: str) -> Any:
 
 
 def _pretty_data(data: str) -> str:
-    """JSON objects and arrays pretty-printed (on one line when short), other
-    data as it is."""
+    """JSON objects and arrays pretty-printed (on one line when short), other data as it is."""
     if data[:1] not in ("{", "["):
         return data
     try:
@@ -241,8 +249,11 @@ def _describe_error(error: BaseException, url: str) -> str:
 
 
 def _short_error(error: BaseException) -> str:
-    """An error in a few words: the status of a ResponseError, the network
-    error behind a failed connection."""
+    """An error in a few words.
+
+    The status of a ResponseError, the network error behind a failed
+    connection.
+    """
     if isinstance(error, ResponseError) and error.status_code not in (None, 200):
         assert error.status_code is not None
         return reason(error.status_code, error.response)
@@ -253,9 +264,11 @@ def _short_error(error: BaseException) -> str:
 
 
 def _cause_words(error: BaseException) -> str:
-    """What made an attempt fail, in a few words, for ``retrying in N s:``
-    lines: "503 Service Unavailable", "connection refused", "certificate
-    verify failed: …", "timed out connecting", "no data for 60 s"."""
+    """What made an attempt fail, in a few words, for ``retrying in N s:`` lines.
+
+    "503 Service Unavailable", "connection refused", "certificate verify
+    failed: …", "timed out connecting", "no data for 60 s".
+    """
     if isinstance(error, ResponseError) and error.status_code not in (None, 200):
         assert error.status_code is not None
         return reason(error.status_code, error.response)
@@ -290,8 +303,10 @@ def _cause_words(error: BaseException) -> str:
 
 
 def describe_error(error: BaseException, url: str) -> str:
-    """One line naming what ended the stream, for ``error: ...`` (what the
-    server chose in it shown, not acted on: see ``visible``)."""
+    """One line naming what ended the stream, for ``error: ...``.
+
+    What the server chose in it is shown, not acted on: see ``visible``.
+    """
     return visible(_describe_error(error, url))
 
 
@@ -299,9 +314,11 @@ _SAID = 200  # characters of a refused body shown when it is no JSON message
 
 
 def _api_message(error: ResponseError) -> str:
-    """What the API said in its refused body: ``error.message`` (OpenAI's,
-    Anthropic's shape) or ``message`` of a JSON object, else the start of
-    the text, on one line."""
+    """What the API said in its refused body.
+
+    ``error.message`` (OpenAI's, Anthropic's shape) or ``message`` of a JSON
+    object, else the start of the text, on one line.
+    """
     try:
         value = error.json()
     except (ValueError, RecursionError):  # (json() turns the latter into the former)
@@ -324,20 +341,27 @@ def _api_message(error: ResponseError) -> str:
 
 
 def short_error(error: BaseException) -> str:
-    """An error in a few words: the status of a ResponseError, the network
-    error behind a failed connection."""
+    """An error in a few words.
+
+    The status of a ResponseError, the network error behind a failed
+    connection.
+    """
     return visible(_short_error(error))
 
 
 def cause_words(error: BaseException) -> str:
-    """What made an attempt fail, in a few words, for ``retrying in N s:``
-    lines (see ``_cause_words``)."""
+    """What made an attempt fail, in a few words, for ``retrying in N s:`` lines.
+
+    See ``_cause_words``.
+    """
     return visible(_cause_words(error))
 
 
 def tolerant(stream: TextIO) -> None:
-    """Let a terminal that cannot show a character show a replacement instead
-    of ending the run with UnicodeEncodeError."""
+    """Let a terminal that cannot show a character show a replacement.
+
+    Instead of ending the run with UnicodeEncodeError.
+    """
     reconfigure = getattr(stream, "reconfigure", None)
     if reconfigure is not None:
         try:

@@ -69,8 +69,11 @@ class _LifeLines(logging.Handler):
 
 
 class Session:
-    """One run of the command: a source iterated in a worker thread, printed,
-    and stopped by the stream, ``max_events``, ``timeout`` or Ctrl-C."""
+    """One run of the command.
+
+    A source iterated in a worker thread, printed, and stopped by the stream,
+    ``max_events``, ``timeout`` or Ctrl-C.
+    """
 
     def __init__(
         self,
@@ -116,8 +119,11 @@ class Session:
         self._err_style = Style(use_colour(err) if verbose else False)
 
     def run(self) -> int:
-        """Run to the end; return the exit code. Ctrl-C (KeyboardInterrupt in
-        this thread) closes the source and returns 130."""
+        """Run to the end; return the exit code.
+
+        Ctrl-C (KeyboardInterrupt in this thread) closes the source and returns
+        130.
+        """
         logger = logging.getLogger("eventsource")
         saved = (logger.level, logger.propagate)
         handler: logging.Handler = _LifeLines(self._say) if self.verbose else logging.NullHandler()
@@ -244,8 +250,10 @@ class Session:
         self._delivered = True
 
     def _on_error(self, error: EventSourceError) -> None:
-        """Without -v: one line per failed attempt that will be retried (a
-        connection that delivered events and then ended is no failure)."""
+        """Without -v: one line per failed attempt that will be retried.
+
+        A connection that delivered events and then ended is no failure.
+        """
         delivered, self._delivered = self._delivered, False
         if self.verbose or not error.will_retry or delivered:
             return
@@ -274,8 +282,10 @@ def _seconds(delay: float) -> str:
 
 
 def _silence_stdout() -> None:
-    """After a broken pipe, point stdout at devnull so the interpreter's final
-    flush does not report the error again."""
+    """After a broken pipe, point stdout at devnull.
+
+    So that the interpreter's final flush does not report the error again.
+    """
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

@@ -1,6 +1,8 @@
-"""Test code that consumes Server-Sent Events: a real loopback server with
-fault injection, mock responses, an ASGI transport that streams, and a pytest
-plugin (fixtures ``sse_server``, ``sse_server_sync``, ``sse_mock``).
+"""Test code that consumes Server-Sent Events.
+
+A real loopback server with fault injection, mock responses, an ASGI transport
+that streams, and a pytest plugin (fixtures ``sse_server``,
+``sse_server_sync``, ``sse_mock``).
 
 - :class:`SSEServer`: an SSE server on 127.0.0.1 that a test drives (send,
   drop, stall, answer 503...) and that records every request.

@@ -1,6 +1,7 @@
-"""ASGIStreamTransport: an httpx (and httpx2) transport that runs an ASGI app
-in-process and streams its response, so endless SSE endpoints can be tested
-without a server.
+"""ASGIStreamTransport.
+
+An httpx (and httpx2) transport that runs an ASGI app in-process and streams
+its response, so endless SSE endpoints can be tested without a server.
 
 httpx's own ``ASGITransport`` runs the app to completion and buffers the body,
 which hangs on a stream that never ends. This one returns the response as soon
@@ -94,7 +95,10 @@ class ASGIStreamTransport(httpx.AsyncBaseTransport):
         root_path: The scope's ``root_path``.
         client: The scope's ``client`` (host, port).
         disconnect_timeout: Seconds an app may take to return after
-            ``http.disconnect`` before it is cancelled.
+            ``http.disconnect`` before it is cancelled (default 1).
+
+    Raises:
+        ValueError: A negative ``disconnect_timeout``.
     """
 
     def __init__(
@@ -151,6 +155,13 @@ class ASGIStreamTransport(httpx.AsyncBaseTransport):
 
         Returns:
             A response of the request's stack, its body streaming.
+
+        Raises:
+            TypeError: The request body is not an async stream.
+            ReadTimeout: The stack's, when the app starts no response within
+                the request's read timeout.
+            Exception: What the app raised before it started its response.
+            RuntimeError: The app returned without starting a response.
         """
         stack = stack_of(request) or HTTPX
         if not isinstance(request.stream, stack.http.AsyncByteStream):
@@ -225,8 +236,10 @@ class ASGIStreamTransport(httpx.AsyncBaseTransport):
 
 
 class _Body:
-    """An exchange's response body, as its stack's ``AsyncByteStream``
-    (``_body_class``): iterating it reads the exchange."""
+    """An exchange's response body, as its stack's ``AsyncByteStream`` (``_body_class``).
+
+    Iterating it reads the exchange.
+    """
 
     def __init__(self, exchange: _Exchange) -> None:
         self.exchange = exchange
@@ -251,8 +264,11 @@ def _body_class(stack: Stack) -> type[_Body]:
 
 
 class _Exchange:
-    """One request: the app's task and ASGI channels, and the response body
-    iterator the client reads (an iterator class, so closing is deterministic)."""
+    """One request: the app's task and ASGI channels, and the response body.
+
+    The body iterator the client reads (an iterator class, so closing is
+    deterministic).
+    """
 
     def __init__(
         self,
@@ -385,8 +401,10 @@ class _Exchange:
         self._send_body.close()
 
     async def aclose(self) -> None:
-        """Disconnect, and wait (shielded) until the app task has finished:
-        by itself within the grace period, else cancelled."""
+        """Disconnect, and wait (shielded) until the app task has finished.
+
+        By itself within the grace period, else cancelled.
+        """
         self.disconnect()
         with anyio.CancelScope(shield=True):
             with anyio.CancelScope(deadline=self._deadline):

@@ -15,8 +15,11 @@ _FIELDS = ("type", "data", "id", "retry")
 
 
 class _Any:
-    """Equal to everything: a wildcard for a whole event, a field, or a value
-    anywhere in the expected data."""
+    """Equal to everything.
+
+    A wildcard for a whole event, a field, or a value anywhere in the expected
+    data.
+    """
 
     def __eq__(self, other: object) -> bool:
         return True
@@ -31,10 +34,13 @@ class _Any:
         return "ANY"
 
 
-#: Matches any event (in the expected list), any field value, or any value in
-#: expected data: ``{"data": {"id": ANY, "object": "chat.completion.chunk"}}``.
-#: A key given with ANY must still be present. ``unittest.mock.ANY`` works too.
 ANY: Any = _Any()
+"""Matches any event (in the expected list), any field value, or any value.
+
+Any value in expected data too:
+``{"data": {"id": ANY, "object": "chat.completion.chunk"}}``. A key given with
+ANY must still be present. ``unittest.mock.ANY`` works too.
+"""
 
 #: What an expected event may be: ANY (any event); a str (the event type); a
 #: dict of some of type / data / id / retry (only those compared; dict or list
@@ -52,8 +58,11 @@ def _key(key: object) -> str:
 
 
 def _diff(path: str, got: Any, want: Any, exact: bool) -> list[str]:
-    """Every difference between JSON values: dicts match on the expected keys
-    (all keys when ``exact``), lists item by item."""
+    """Every difference between JSON values.
+
+    Dicts match on the expected keys (all keys when ``exact``), lists item by
+    item.
+    """
     if _is_any(want):
         return []
     if isinstance(want, Mapping) and isinstance(got, Mapping):

@@ -8,9 +8,12 @@ from typing import Any
 from .._encoder import format_event
 from .._event import ServerSentEvent
 
-#: An event to send: a ServerSentEvent, a dict of format_event() keywords, a
-#: str (the data of a "message" event) or bytes (sent as they are).
 EventLike = ServerSentEvent | Mapping[str, Any] | str | bytes
+"""An event to send.
+
+A ServerSentEvent, a dict of ``format_event()`` keywords, a str (the data of a
+"message" event) or bytes (sent as they are).
+"""
 
 
 def format_kwargs(event: EventLike) -> dict[str, Any] | None:

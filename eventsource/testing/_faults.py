@@ -1,6 +1,8 @@
-"""SSEServer's fault plans: what a connection's outbox may hold besides data,
-the faults armed for the next connections, canned answers, and where
-``drop_mid_event()`` cuts a block."""
+"""SSEServer's fault plans.
+
+What a connection's outbox may hold besides data, the faults armed for the next
+connections, canned answers, and where ``drop_mid_event()`` cuts a block.
+"""
 
 from __future__ import annotations
 
@@ -24,11 +26,13 @@ END = "end"  # end the response normally
 
 @dataclass
 class Plan:
-    """A fault armed for the next event-stream connection: after ``after``
-    events, drop, cut the next block at ``at`` ("mid"), stall, or end. A
-    ``drop()`` / ``stall()`` / ``end()`` called while no stream was open is
-    armed at a ``position`` of the history instead: the connection gets the
-    history up to there (``after`` is set when it opens)."""
+    """A fault armed for the next event-stream connection.
+
+    After ``after`` events, drop, cut the next block at ``at`` ("mid"), stall,
+    or end. A ``drop()`` / ``stall()`` / ``end()`` called while no stream was
+    open is armed at a ``position`` of the history instead: the connection gets
+    the history up to there (``after`` is set when it opens).
+    """
 
     kind: Literal["drop", "mid", "stall", "end"]
     after: int

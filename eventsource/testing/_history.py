@@ -1,5 +1,8 @@
-"""SSEServer's history: the wire blocks of every event sent, and where a
-client that sends ``Last-Event-ID`` resumes."""
+"""SSEServer's history.
+
+The wire blocks of every event sent, and where a client that sends
+``Last-Event-ID`` resumes.
+"""
 
 from __future__ import annotations
 
@@ -52,11 +55,13 @@ def history_item(event: EventLike, line_ending: LineEnding = "\n") -> HistoryIte
 
 
 class History:
-    """The blocks in order, with an index from each id to the position after
-    its last block, and the running total of their sizes. A connection reads
-    it through a cursor (``start()``, ``block()``): nothing is copied per
-    connection, and resuming is a dict lookup. Not thread-safe: the server
-    holds its lock."""
+    """The blocks in order, with an index from each id, and their sizes.
+
+    The index maps each id to the position after its last block; the sizes are
+    a running total. A connection reads it through a cursor (``start()``,
+    ``block()``): nothing is copied per connection, and resuming is a dict
+    lookup. Not thread-safe: the server holds its lock.
+    """
 
     def __init__(self, items: list[HistoryItem]) -> None:
         self._blocks: list[bytes] = []
@@ -83,9 +88,11 @@ class History:
                 self._after[item.id] = len(self._blocks)
 
     def start(self, last_event_id: str | None, replay: bool) -> int:
-        """Where a new connection starts reading: after ``last_event_id`` when
-        the history holds it; else at the beginning, or at the end unless
-        ``replay``."""
+        """Where a new connection starts reading.
+
+        After ``last_event_id`` when the history holds it; else at the
+        beginning, or at the end unless ``replay``.
+        """
         start = self._after.get(last_event_id) if last_event_id else None
         if start is None:
             start = 0 if replay else len(self._blocks)

@@ -61,8 +61,11 @@ class Incoming:
 
 
 class Peer:
-    """One TCP connection: reads requests off it, keeping any bytes that came
-    early (the next request), and sees the client hang up."""
+    """One TCP connection.
+
+    Reads requests off it, keeping any bytes that came early (the next
+    request), and sees the client hang up.
+    """
 
     def __init__(self, stream: anyio.abc.ByteStream, index: int) -> None:
         self.stream = stream
@@ -77,9 +80,11 @@ class Peer:
         await self.stream.send(data)
 
     async def read_request(self) -> Incoming | None:
-        """The next request, whole (body included); None when the client
-        hangs up before one, or sends something h11 does not accept (answered
-        with 400 and h11's reason)."""
+        """The next request, whole (body included).
+
+        None when the client hangs up before one, or sends something h11 does
+        not accept (answered with 400 and h11's reason).
+        """
         parser = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
         if self._buffer:  # bytes that came early (b"" would mean EOF to h11)
             parser.receive_data(bytes(self._buffer))
@@ -119,8 +124,10 @@ class Peer:
         return Incoming(request, http11, http11 and not closing)
 
     async def watch(self) -> None:
-        """Read until the client hangs up (what it sends is kept for
-        ``read_request``); returns then."""
+        """Read until the client hangs up (what it sends is kept for ``read_request``).
+
+        Returns then.
+        """
         while not self.eof:
             data = await self._receive()
             if len(self._buffer) < MAX_HEAD:

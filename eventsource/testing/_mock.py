@@ -42,8 +42,10 @@ def encode_events(events: Iterable[EventLike]) -> bytes:
 
 
 class _Chunks:
-    """A body for sync and async readers alike, optionally ending in a drop
-    (``error``: the ReadError of the layer that reads it)."""
+    """A body for sync and async readers alike, optionally ending in a drop.
+
+    ``error``: the ReadError of the layer that reads it.
+    """
 
     def __init__(self, chunks: list[bytes], drop: bool, error: type[Exception]) -> None:
         self._chunks = chunks
@@ -72,8 +74,10 @@ _bodies: dict[str, type[_Chunks]] = {}
 
 
 def _body_class(stack: Stack) -> type[_Chunks]:
-    """``_Chunks`` as the stack's Sync- and AsyncByteStream (httpx and httpx2
-    each check that a response's stream is theirs), made once."""
+    """``_Chunks`` as the stack's Sync- and AsyncByteStream, made once.
+
+    httpx and httpx2 each check that a response's stream is theirs.
+    """
     kind = _bodies.get(stack.name)
     if kind is None:
         bases = (_Chunks, stack.http.SyncByteStream, stack.http.AsyncByteStream)
@@ -111,9 +115,11 @@ _NO_BODY: Any = object()
 
 
 def plain_body(json: Any = _NO_BODY, text: str | None = None) -> tuple[bytes, str] | None:
-    """The body and content type of ``json=`` (any JSON value) or ``text=``,
-    the vocabulary of ``respond_with()``, ``respond()`` and
-    ``sse_response()``; None when neither is given. ValueError for both."""
+    """The body and content type of ``json=`` (any JSON value) or ``text=``.
+
+    The vocabulary of ``respond_with()``, ``respond()`` and ``sse_response()``;
+    None when neither is given. ValueError for both.
+    """
     if json is not _NO_BODY and text is not None:
         raise ValueError("give json= or text=, not both")
     if json is not _NO_BODY:
@@ -215,6 +221,11 @@ def sse_response(
 
     Returns:
         An ``httpx.Response`` or ``httpx2.Response`` with a streaming body.
+
+    Raises:
+        ValueError: ``events`` with ``json`` or ``text``, or an event
+            ``format_event()`` refuses.
+        ImportError: ``http="httpx2"`` without httpx2 installed.
     """
     events = list(events)
     plain = plain_body(json, text)
@@ -266,8 +277,8 @@ class SSEMock:
             ``httpx2.Request`` (the client's stack), body read.
     """
 
-    #: The hosts passed through by default.
     LOOPBACK = ("127.0.0.1", "::1", "localhost")
+    """The hosts passed through by default."""
 
     def __init__(
         self,
@@ -311,6 +322,10 @@ class SSEMock:
 
         Returns:
             This mock.
+
+        Raises:
+            ValueError: ``events`` with ``json`` or ``text``, or an event
+                ``format_event()`` refuses.
         """
         events = list(events)
         plain = plain_body(json, text)
@@ -355,6 +370,10 @@ class SSEMock:
 
         Returns:
             This mock.
+
+        Raises:
+            ModuleNotFoundError: httpx is intercepted and respx is not
+                installed (the ``testing`` extra).
         """
         stacks = self._stacks()
         if HTTPX in stacks:

@@ -1,11 +1,13 @@
-"""How SSEMock intercepts httpx2: respx patches httpcore's connection pools,
-so it never sees a request of httpx2, which runs on httpcore2. While an
-SSEMock for httpx2 runs, this module replaces the request method of
-httpcore2's two public pool classes (``ConnectionPool.handle_request``,
+"""How SSEMock intercepts httpx2.
+
+respx patches httpcore's connection pools, so it never sees a request of
+httpx2, which runs on httpcore2. While an SSEMock for httpx2 runs, this module
+replaces the request method of httpcore2's two public pool classes
+(``ConnectionPool.handle_request``,
 ``AsyncConnectionPool.handle_async_request``; its HTTP and SOCKS proxies are
 pools too) with one that asks the running mocks first, as respx does for
-httpcore. Everything above the pool runs for real: the client, its
-transport, its error mapping and decoding, eventsource's own transport.
+httpcore. Everything above the pool runs for real: the client, its transport,
+its error mapping and decoding, eventsource's own transport.
 
 The patch is public API only (two public methods of two public classes,
 through ``unittest.mock.patch.object``), applied once for all the mocks of
@@ -44,9 +46,11 @@ class _Route:
         self.answer = answer
 
     def matches(self, url: Any, http: Any) -> bool:
-        """Whether a request URL is this route's, as respx's ``url=`` decides:
-        scheme and host; the port, path and query only when the route's URL
-        gives them (the query as parameters, in any order)."""
+        """Whether a request URL is this route's, as respx's ``url=`` decides.
+
+        Scheme and host; the port, path and query only when the route's URL
+        gives them (the query as parameters, in any order).
+        """
         mine = self.url
         return (
             url.scheme == mine.scheme
@@ -70,8 +74,10 @@ class PoolPatch:
         self.patches: list[Any] = []
 
     def add(self, owner: object, url: str, passthrough: tuple[str, ...], answer: Answer) -> None:
-        """Route ``url`` to ``answer`` (and ``passthrough`` hosts to the
-        network) until ``remove(owner)``; patches the pools for the first."""
+        """Route ``url`` to ``answer`` until ``remove(owner)``.
+
+        And ``passthrough`` hosts to the network; patches the pools for the first.
+        """
         route = _Route(owner, self.stack.http.URL(url), passthrough, answer, url)
         with self.lock:
             if not self.routes:
@@ -86,8 +92,11 @@ class PoolPatch:
                 self.stop()
 
     def route(self, request: Any) -> Answer | None:
-        """The answer for a core request; None: pass it to the network.
-        AssertionError (as respx's) for a request no mock takes."""
+        """The answer for a core request.
+
+        None: pass it to the network. AssertionError (as respx's) for a request
+        no mock takes.
+        """
         http = self.stack.http
         url = http.URL(
             scheme=request.url.scheme.decode("ascii"),

@@ -1,5 +1,6 @@
-"""The pytest plugin, registered by installing the package (entry point
-``pytest11``): fixtures for testing SSE code.
+"""The pytest plugin, registered by installing the package (entry point ``pytest11``).
+
+Fixtures for testing SSE code.
 
 - ``sse_server``: a running :class:`SSEServer`, for any test: async under
   anyio's plugin (``@pytest.mark.anyio``, asyncio or trio) or pytest-asyncio
@@ -39,7 +40,11 @@ EXTRA = 'pip install "eventsource-client[testing]"'
 
 @pytest.fixture
 def sse_server() -> Iterator[SSEServer]:
-    """A running SSEServer (in a background thread), for async and sync tests."""
+    """A running SSEServer (in a background thread), for async and sync tests.
+
+    Yields:
+        The server; it stops when the test ends.
+    """
     from ._server import SSEServer
 
     with SSEServer() as server:
@@ -48,7 +53,11 @@ def sse_server() -> Iterator[SSEServer]:
 
 @pytest.fixture
 def sse_server_sync() -> Iterator[SSEServer]:
-    """A running SSEServer in a background thread (the same as ``sse_server``)."""
+    """A running SSEServer in a background thread (the same as ``sse_server``).
+
+    Yields:
+        The server; it stops when the test ends.
+    """
     from ._server import SSEServer
 
     with SSEServer() as server:
@@ -57,9 +66,15 @@ def sse_server_sync() -> Iterator[SSEServer]:
 
 @pytest.fixture
 def sse_mock() -> Iterator[SSEMock]:
-    """An SSEMock intercepting ``sse_mock.url`` on httpx and httpx2 (when
-    installed): script it with ``respond()``. Requests to loopback addresses
-    (an SSEServer) pass through."""
+    """An SSEMock intercepting ``sse_mock.url`` on httpx and httpx2 (when installed).
+
+    Script it with ``respond()``. Requests to loopback addresses (an SSEServer)
+    pass through. Needs respx (the ``testing`` extra): the test fails, saying
+    what to install, without it.
+
+    Yields:
+        The mock; it stops intercepting when the test ends.
+    """
     require("respx", "sse_mock")
     from ._mock import SSEMock
 

@@ -18,20 +18,28 @@ __all__ = ["RecordedConnection", "RecordedRequest"]
 
 @dataclass(frozen=True)
 class RecordedRequest:
-    """A request the server received."""
+    """A request the server received.
+
+    Attributes:
+        method: The request method (``"GET"``, ``"POST"``...).
+        path: The request target as sent: path and query string.
+        headers: The request headers, case-insensitive:
+            ``request.headers["last-event-id"]``; the bytes as received are in
+            ``request.headers.raw``.
+        body: The request body.
+    """
 
     method: str
-    #: The request target as sent: path and query string.
     path: str
-    #: Case-insensitive: ``request.headers["last-event-id"]``; the bytes as
-    #: received are in ``request.headers.raw``.
     headers: httpx.Headers
     body: bytes
 
     @property
     def last_event_id(self) -> str | None:
-        """The ``Last-Event-ID`` header decoded as UTF-8 (as a client sends an
-        id it received), or None when it was not sent."""
+        """The ``Last-Event-ID`` header decoded as UTF-8, or None when it was not sent.
+
+        Decoded as a client sends an id it received.
+        """
         values = [
             value.decode("utf-8", "replace")
             for name, value in self.headers.raw
@@ -42,40 +50,50 @@ class RecordedRequest:
 
 @dataclass(eq=False)
 class RecordedConnection:
-    """One request and its answer: the event stream or a ``respond_with()``
-    response. Several can share a TCP connection (keep-alive): ``tcp_index``
-    tells which.
+    """One request and its answer.
+
+    The event stream or a ``respond_with()`` response. Several can share a TCP
+    connection (keep-alive): ``tcp_index`` tells which.
 
     The flags are updated by the server; wait on them with
     ``server.wait_until(lambda: conn.closed)`` (in async code:
     ``await server.await_until(...)``).
+
+    Attributes:
+        request: The request.
+        status: The status the server answered (200 for an event stream).
+        tcp_index: Which TCP connection carried the request: 0 for the first
+            the server accepted, 1 for the next...; requests on one keep-alive
+            connection share it.
+        events_sent: Events (history blocks) written completely.
+        bytes_sent: Body bytes written (head and chunk framing not counted),
+            partial blocks included.
+        complete: The whole response was sent: the last chunk, the whole
+            Content-Length, a ``respond_with()`` answer, or ``end()`` in
+            "close" framing.
+        closed: The exchange is over: the response is complete or the
+            connection closed (by either side). A complete response on a
+            keep-alive connection leaves the TCP connection open for the next
+            request.
+        closed_by_client: The client hung up before the response was complete
+            (the server saw EOF or a reset).
+        held: The request was held by ``hold()`` and no response head was sent
+            yet; stays True if the connection closed while held (it never got
+            an answer).
+        opened_at: ``time.monotonic()`` when the request was received.
+        closed_at: ``time.monotonic()`` when the exchange ended; None until
+            then.
     """
 
     request: RecordedRequest
-    #: The status the server answered (200 for an event stream).
     status: int = 200
-    #: Which TCP connection carried the request: 0 for the first the server
-    #: accepted, 1 for the next...; requests on one keep-alive connection share it.
     tcp_index: int = 0
-    #: Events (history blocks) written completely.
     events_sent: int = 0
-    #: Body bytes written (head and chunk framing not counted), partial blocks
-    #: included.
     bytes_sent: int = 0
-    #: The whole response was sent: the last chunk, the whole Content-Length, a
-    #: ``respond_with()`` answer, or ``end()`` in "close" framing.
     complete: bool = False
-    #: The exchange is over: the response is complete or the connection closed
-    #: (by either side). A complete response on a keep-alive connection leaves
-    #: the TCP connection open for the next request.
     closed: bool = False
-    #: The client hung up before the response was complete (the server saw EOF
-    #: or a reset).
     closed_by_client: bool = False
-    #: The request was held by ``hold()`` and no response head was sent yet;
-    #: stays True if the connection closed while held (it never got an answer).
     held: bool = False
-    #: ``time.monotonic()`` when the request was received / the exchange ended.
     opened_at: float = field(default_factory=time.monotonic)
     closed_at: float | None = None
     # What the writer sends: first the history from _cursor to _replay_end

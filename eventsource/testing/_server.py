@@ -10,7 +10,7 @@ the test script calls the control methods, and its task writes them out. So
 ``server.send("a"); server.drop()`` delivers "a", then hangs up,
 deterministically. The connection tasks are in ``_serving``, the history and
 resuming in ``_history``, the faults in ``_faults``, the records in
-``_records``, the waits in ``_waiting``.
+``_records``, the waits in ``_waiting``, its asyncio task in ``_hosting``.
 
 ``hold()`` makes the next request(s) wait without any answer (the client stays
 connecting) until ``release()``; the server still reads the held connection,
@@ -24,21 +24,20 @@ runs (``async with``: in the current event loop; ``with``: in its own thread).
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 from collections.abc import Iterable
-from contextlib import AbstractAsyncContextManager, AbstractContextManager
+from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Any, Literal
 
 import anyio
 import anyio.from_thread
 
-from .._abackend import _on_trio
 from .._encoder import format_event
 from ._events import EventLike
 from ._faults import DROP, END, EVENT, RAW, STALL, Canned, CutPoint, Plan, count
 from ._history import HistoryItem, LineEnding, check_line_ending, history_item, with_line_ending
+from ._hosting import Hosted, on_asyncio
 from ._http import FRAMINGS, Framing, HeadersLike, header_pairs
 from ._mock import _NO_BODY, plain_body
 from ._records import RecordedConnection, RecordedRequest
@@ -47,57 +46,8 @@ from ._serving import Serving
 __all__ = ["RecordedConnection", "RecordedRequest", "SSEServer"]
 
 
-def _on_asyncio() -> bool:
-    """asyncio runs this task (trio in guest mode runs inside an asyncio loop:
-    it is asked first)."""
-    return not _on_trio()
-
-
-_STOP_TIMEOUT = 10.0  # seconds a hosted server may take to stop, at most
-
-
-class _Hosted:
-    """A server's ``_serve()`` run in an asyncio task of its own, so that
-    any task may stop it (asyncio only: trio's tasks live in nurseries)."""
-
-    def __init__(self, task: asyncio.Task[None], stop: asyncio.Event) -> None:
-        self._task = task
-        self._stop = stop
-
-    @classmethod
-    async def start(cls, serving: AbstractAsyncContextManager[None]) -> _Hosted:
-        started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        stop = asyncio.Event()
-
-        async def host() -> None:
-            async with serving:
-                started.set_result(None)
-                await stop.wait()
-
-        task = asyncio.get_running_loop().create_task(host())
-        try:
-            await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)
-        except BaseException:
-            task.cancel()
-            with anyio.CancelScope(shield=True), anyio.move_on_after(_STOP_TIMEOUT):
-                await asyncio.wait({task})  # its listener closed before we go on
-            raise
-        if task.done():
-            task.result()  # the server failed to start: its error
-        return cls(task, stop)
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        with anyio.CancelScope(shield=True), anyio.move_on_after(_STOP_TIMEOUT):
-            await asyncio.wait({self._task})
-        if not self._task.done():  # a shutdown stuck past the deadline
-            self._task.cancel()
-            return
-        self._task.result()  # an error of the server's shutdown
-
-
 class SSEServer(Serving):
-    """A real SSE server on 127.0.0.1 (a random free port) that tests control.
+    r"""A real SSE server on 127.0.0.1 (a random free port) that tests control.
 
     ``async with SSEServer() as server:`` runs it in the current event loop
     (asyncio or trio); ``with SSEServer() as server:`` runs it in a background
@@ -107,23 +57,13 @@ class SSEServer(Serving):
 
     Every event given in ``events`` or later with ``send()`` / ``broadcast()``
     is kept in a history. A new request receives the history (only what
-    follows its ``Last-Event-ID`` when it sends one that the history holds;
-    with ``replay=False`` nothing from before it came, unless it resumes),
+    follows its ``Last-Event-ID`` when it sends one that the history holds),
     then every event sent while it is connected. Any method and path are
-    accepted. ``headers`` are added to every event-stream response (those that
-    frame the body, such as Content-Length, are the server's). A request held
-    by ``hold()`` gets no answer until ``release()``. With ``tls`` (a
-    server-side ``ssl.SSLContext``, e.g. from trustme) it serves HTTPS.
-
-    ``framing``: "chunked" (the default) sends the stream in chunks on a
-    keep-alive connection; "close" sends a body that ends with the connection
-    (``Connection: close``); "content-length" sends a finite stream: the
-    body, its length in ``Content-Length``, is fixed when the response starts,
-    the history replayed for the request plus what was sent while it was held;
-    events sent later go to the client's next request. In the keep-alive
-    framings a complete response (``end()``, a whole Content-Length, a
-    ``respond_with()`` answer) leaves the connection open for the next request;
-    a drop closes it mid-body (mid-chunk for a cut event).
+    accepted. A request held by ``hold()`` gets no answer until ``release()``.
+    In the keep-alive framings a complete response (``end()``, a whole
+    Content-Length, a ``respond_with()`` answer) leaves the connection open
+    for the next request; a drop closes it mid-body (mid-chunk for a cut
+    event).
 
     The control methods are plain (no ``await``) and thread-safe, and apply in
     the order they are called. A fault is never a no-op: ``drop()``,
@@ -141,9 +81,33 @@ class SSEServer(Serving):
     resumes it with ``Last-Event-ID`` gets the rest, and only the rest
     (``requests`` holds each one's method, headers and body).
 
-    ``line_ending``: the line ends of the events and comments it writes ("\\n",
-    "\\r\\n" or "\\r"; ``send(..., line_ending=...)`` for one event; raw bytes
-    are sent as they are). ``drop_mid_event(at="crlf")`` needs CRLF events.
+    Args:
+        events: The history to start with (dicts of ``format_event()``
+            keywords, ``ServerSentEvent``, str data or raw bytes).
+        replay: False: a new request gets nothing from before it came, unless
+            it resumes with a ``Last-Event-ID``. Default True.
+        headers: Added to every event-stream response (those that frame the
+            body, such as Content-Length, are the server's).
+        backend: The event loop of the background thread of ``with``:
+            ``"asyncio"`` (the default) or ``"trio"`` (anyio's backend names).
+            ``async with`` runs in the current loop whatever it says.
+        tls: A server-side ``ssl.SSLContext`` (e.g. from trustme): the server
+            serves HTTPS. None (the default): plain HTTP.
+        framing: ``"chunked"`` (the default) sends the stream in chunks on a
+            keep-alive connection; ``"close"`` sends a body that ends with the
+            connection (``Connection: close``); ``"content-length"`` sends a
+            finite stream: the body, its length in ``Content-Length``, is fixed
+            when the response starts (the history replayed for the request
+            plus what was sent while it was held); events sent later go to the
+            client's next request.
+        line_ending: The line ends of the events and comments it writes:
+            ``"\n"`` (the default), ``"\r\n"`` or ``"\r"``
+            (``send(..., line_ending=...)`` for one event; raw bytes are sent as
+            they are). ``drop_mid_event(at="crlf")`` needs CRLF events.
+
+    Raises:
+        ValueError: An unknown ``framing`` or ``line_ending``.
+        TypeError: An event of no accepted type.
     """
 
     def __init__(
@@ -176,8 +140,11 @@ class SSEServer(Serving):
 
     @property
     def url(self) -> str:
-        """``http://127.0.0.1:PORT/stream`` (``https`` with ``tls``; any path
-        is served)."""
+        """``http://127.0.0.1:PORT/stream`` (``https`` with ``tls``; any path is served).
+
+        Raises:
+            RuntimeError: The server is not running.
+        """
         if self._port is None:
             raise RuntimeError("the server is not running: use `with` or `async with`")
         scheme = "https" if self._tls is not None else "http"
@@ -185,7 +152,11 @@ class SSEServer(Serving):
 
     @property
     def port(self) -> int:
-        """The port the server listens on."""
+        """The port the server listens on.
+
+        Raises:
+            RuntimeError: The server is not running.
+        """
         if self._port is None:
             raise RuntimeError("the server is not running: use `with` or `async with`")
         return self._port
@@ -198,11 +169,11 @@ class SSEServer(Serving):
     async def __aenter__(self) -> SSEServer:
         if self._async_cm is not None or self._sync_cm is not None:
             raise RuntimeError("this SSEServer is already running")
-        if _on_asyncio():
+        if on_asyncio():
             # A task of its own: pytest-asyncio enters an async fixture in one
             # task and leaves it in another, and a task group (a cancel scope)
             # must be left by the task that entered it.
-            self._async_cm = await _Hosted.start(self._serve())
+            self._async_cm = await Hosted.start(self._serve())
         else:
             cm = self._serve()
             await cm.__aenter__()
@@ -258,8 +229,10 @@ class SSEServer(Serving):
 
     @property
     def connections(self) -> list[RecordedConnection]:
-        """A record of every request and its answer, in order, over or not (a
-        copy); ``tcp_index`` tells the TCP connection that carried it."""
+        """A record of every request and its answer, in order, over or not (a copy).
+
+        ``tcp_index`` tells the TCP connection that carried it.
+        """
         with self._lock:
             return list(self._connections)
 
@@ -286,9 +259,22 @@ class SSEServer(Serving):
         retry: int | None = None,
         line_ending: LineEnding | None = None,
     ) -> None:
-        """Send one event to every connected client and add it to the history
-        (``format_event`` keywords: non-str data is sent as JSON; line ends
-        the server's unless ``line_ending`` is given)."""
+        r"""Send one event to every connected client and add it to the history.
+
+        Args:
+            data: The event's data: a str, or any other value, sent as JSON;
+                None: no data line.
+            event: The event type; None: none (a "message").
+            id: The event ID; None: none.
+            retry: The client's reconnection time in milliseconds; None: none.
+            line_ending: This event's line ends (``"\n"``, ``"\r\n"`` or
+                ``"\r"``); None: the server's.
+
+        Raises:
+            ValueError: What ``format_event()`` refuses (a CR in ``event``,
+                an id a client cannot send back, nothing to send...), or an
+                unknown ``line_ending``.
+        """
         fields = {"data": data, "event": event, "id": id, "retry": retry}
         if line_ending is None:
             self.broadcast(fields)
@@ -296,8 +282,16 @@ class SSEServer(Serving):
             self._add([history_item(fields, check_line_ending(line_ending))])
 
     def broadcast(self, *events: EventLike) -> None:
-        """Send several events (dicts, ServerSentEvents, str data or raw bytes)
-        to every connected client and add them to the history."""
+        """Send several events to every connected client and add them to the history.
+
+        Args:
+            *events: The events, in order: dicts of ``format_event()``
+                keywords, ``ServerSentEvent``, str data or raw bytes.
+
+        Raises:
+            ValueError: An event ``format_event()`` refuses.
+            TypeError: An event of no accepted type.
+        """
         self._add([history_item(event, self._line_ending) for event in events])
 
     def _add(self, items: list[HistoryItem]) -> None:
@@ -308,12 +302,19 @@ class SSEServer(Serving):
         self._poke()
 
     def comment(self, text: str = "") -> None:
-        """Send a comment (a heartbeat) to every connected client; not kept."""
+        """Send a comment (a heartbeat) to every connected client; not kept.
+
+        Args:
+            text: The comment's text (``""``: an empty ``:`` line).
+        """
         self.send_raw(with_line_ending(format_event(comment=text), self._line_ending))
 
     def send_raw(self, data: bytes) -> None:
-        """Send bytes as they are to every connected client (malformed input,
-        partial lines); not kept in the history."""
+        """Send bytes as they are to every connected client; not kept.
+
+        Args:
+            data: The bytes (malformed input, partial lines...).
+        """
         self._to_live((RAW, bytes(data)))
 
     def _to_live(self, item: tuple[str, bytes]) -> None:
@@ -325,30 +326,41 @@ class SSEServer(Serving):
     # --- ending and faults ---------------------------------------------------------------
 
     def end(self) -> None:
-        """End every open event stream normally, after what was already queued
-        for it: the last chunk ("chunked"; the connection then carries the
-        next request) or a close ("close"). No effect in "content-length"
-        framing, where the body ends at its length. With no event stream
-        open, it applies to the next one (see ``drop()``)."""
+        """End every open event stream normally, after what was already queued for it.
+
+        The last chunk ("chunked"; the connection then carries the next
+        request) or a close ("close"). No effect in "content-length" framing,
+        where the body ends at its length. With no event stream open, it
+        applies to the next one (see ``drop()``).
+        """
         with self._lock:
             self._queue_or_arm((END, b""), "end", open_any=False)
         self._poke()
 
     def end_after(self, n: int) -> None:
-        """End the next event-stream response normally after n events (see
-        ``end()``; armed like ``drop_after``)."""
+        """End the next event-stream response normally after n events.
+
+        See ``end()``; armed like ``drop_after()``.
+
+        Args:
+            n: The events it receives first (an int >= 0).
+
+        Raises:
+            ValueError: ``n`` is no int >= 0.
+        """
         self._arm(Plan("end", count(n)))
 
     def drop(self) -> None:
-        """Hang up every open connection (after what was already queued for it;
-        stalled ones too; held ones and idle keep-alive ones at once, without
-        any answer).
+        """Hang up every open connection.
 
-        With no connection open (before the client connects, or while it
+        After what was already queued for it; stalled ones too; held ones and
+        idle keep-alive ones at once, without any answer. With no connection
+        open (before the client connects, or while it
         reconnects) it applies to the next event stream instead, at this
         point of the script: ``send("a"); drop(); send("b")`` gives the next
         connection "a", then hangs up; the one after resumes with "b". It is
-        never a no-op."""
+        never a no-op.
+        """
         with self._lock:
             for conn in self._holding:
                 if conn.held:  # not those released already
@@ -358,10 +370,12 @@ class SSEServer(Serving):
         self._poke()
 
     def stall(self) -> None:
-        """Make every open event stream go silent (the socket stays open) until
-        ``drop()`` or the server stops; later events wait in the history.
-        With no event stream open it applies to the next one, at this point of
-        the script (see ``drop()``)."""
+        """Make every open event stream go silent; the socket stays open.
+
+        Until ``drop()`` or the server stops; later events wait in the
+        history. With no event stream open it applies to the next one, at this
+        point of the script (see ``drop()``).
+        """
         with self._lock:
             self._queue_or_arm((STALL, b""), "stall", open_any=False)
         self._poke()
@@ -369,9 +383,12 @@ class SSEServer(Serving):
     def _queue_or_arm(
         self, item: tuple[str, bytes], kind: Literal["drop", "stall", "end"], *, open_any: bool
     ) -> None:
-        """Queue ``item`` to the open event streams; with none (and not
-        ``open_any``: other connections it acted on), arm it for the next one
-        at the history's current end. The caller holds the lock."""
+        """Queue ``item`` to the open event streams.
+
+        With none (and not ``open_any``: other connections it acted on), arm it
+        for the next one at the history's current end. The caller holds the
+        lock.
+        """
         if self._live or open_any:
             for conn in self._live:
                 conn._outbox.append(item)
@@ -379,27 +396,50 @@ class SSEServer(Serving):
             self._plans.append(Plan(kind, 0, position=len(self._history)))
 
     def drop_after(self, n: int) -> None:
-        """Hang up the next event-stream connection after it received n events
-        (faults armed this way apply to successive event streams, in order)."""
+        """Hang up the next event-stream connection after it received n events.
+
+        Faults armed this way apply to successive event streams, in order.
+
+        Args:
+            n: The events it receives first (an int >= 0).
+
+        Raises:
+            ValueError: ``n`` is no int >= 0.
+        """
         self._arm(Plan("drop", count(n)))
 
     def stall_after(self, n: int) -> None:
-        """Make the next event-stream connection go silent after n events."""
+        """Make the next event-stream connection go silent after n events.
+
+        Args:
+            n: The events it receives first (an int >= 0).
+
+        Raises:
+            ValueError: ``n`` is no int >= 0.
+        """
         self._arm(Plan("stall", count(n)))
 
     def drop_mid_event(self, n: int, *, at: CutPoint = "line") -> None:
-        """After n events, send part of the next block on the next event-stream
-        connection, then hang up (inside its chunk, or short of the
-        Content-Length).
+        r"""Cut the next event-stream connection inside an event, then hang up.
 
-        ``at``: a byte offset into the block (negative: from its end); "line":
-        in the middle of its last non-empty line; "utf8": inside its first
-        multi-byte UTF-8 character; "crlf": between the CR and LF of its first
-        CRLF. ``at="crlf"`` is refused at once (ValueError) while no event
-        has a CRLF: send them with ``SSEServer(line_ending="\\r\\n")`` or
-        ``send(..., line_ending="\\r\\n")`` (or as raw CRLF bytes) first. A
-        block without the cut point is an error raised when the server stops
-        (the connection is dropped before the block).
+        After n events, part of the next block is sent (inside its chunk, or
+        short of the Content-Length). A block without the cut point is an
+        error raised when the server stops (the connection is dropped before
+        the block).
+
+        Args:
+            n: The whole events it receives first (an int >= 0).
+            at: Where the block is cut: a byte offset into it (negative: from
+                its end); ``"line"`` (the default): in the middle of its last
+                non-empty line; ``"utf8"``: inside its first multi-byte UTF-8
+                character; ``"crlf"``: between the CR and LF of its first CRLF.
+
+        Raises:
+            ValueError: ``n`` is no int >= 0, ``at`` is none of these, or
+                ``at="crlf"`` while no event has a CRLF: send them with
+                ``SSEServer(line_ending="\r\n")`` or
+                ``send(..., line_ending="\r\n")`` (or as raw CRLF bytes)
+                first.
         """
         if not isinstance(at, int) and at not in ("line", "utf8", "crlf"):
             raise ValueError(f"at must be an int, 'line', 'utf8' or 'crlf', not {at!r}")
@@ -422,15 +462,29 @@ class SSEServer(Serving):
         text: str | None = None,
         times: int | None = 1,
     ) -> None:
-        """Answer the next ``times`` requests (None: every request until
-        ``clear_faults()``) with this status, headers and body. A body of
-        exact length (Content-Length is added when missing) leaves a
+        """Answer the next requests with this status, headers and body.
+
+        A body of exact length (Content-Length is added when missing) leaves a
         keep-alive connection open for the next request; otherwise, and in
-        "close" framing, the server hangs up after it.
-        E.g. ``respond_with(503, {"Retry-After": "1"})``, ``respond_with(204)``,
-        ``respond_with(200, {"Content-Type": "application/json"}, b"{}")``;
-        ``json=`` (a JSON value, sent as ``application/json``) or ``text=``
-        (``text/plain``) instead of ``body``: ``respond_with(401, json={...})``."""
+        "close" framing, the server hangs up after it. E.g.
+        ``respond_with(503, {"Retry-After": "1"})``, ``respond_with(204)``,
+        ``respond_with(200, {"Content-Type": "application/json"}, b"{}")``,
+        ``respond_with(401, json={...})``.
+
+        Args:
+            status: The status code.
+            headers: The response headers.
+            body: The body (a str is sent as UTF-8).
+            json: Instead of ``body``: a JSON value, sent as
+                ``application/json``.
+            text: Instead of ``body``: text, sent as ``text/plain``.
+            times: How many requests get this answer (default 1); None: every
+                request until ``clear_faults()``.
+
+        Raises:
+            ValueError: ``times`` below 1, or more than one of ``body``,
+                ``json`` and ``text``.
+        """
         if times is not None and times < 1:
             raise ValueError("times must be at least 1, or None")
         plain = plain_body(json, text)
@@ -458,15 +512,23 @@ class SSEServer(Serving):
             self._canned.append(Canned(status, pairs, payload, times, reusable))
 
     def hold(self, times: int | None = 1) -> None:
-        """Hold the next ``times`` requests (None: every request until
-        ``clear_faults()``): each is received and recorded (``conn.held`` is
-        True) but gets no answer, not even a status line, so the client stays
-        connecting, until ``release()``. Then it is answered as it would have
-        been (a ``respond_with()`` answer, or the event stream with the events
-        sent meanwhile). Meanwhile the server still reads the connection: a
-        client that gives up is seen (``conn.closed_by_client``). ``drop()``
-        hangs up a held connection without an answer; stopping the server
-        closes it."""
+        """Hold the next requests: no answer until ``release()``.
+
+        Each is received and recorded (``conn.held`` is True) but gets no
+        answer, not even a status line, so the client stays connecting, until
+        ``release()``. Then it is answered as it would have been (a
+        ``respond_with()`` answer, or the event stream with the events sent
+        meanwhile). Meanwhile the server still reads the connection: a client
+        that gives up is seen (``conn.closed_by_client``). ``drop()`` hangs up
+        a held connection without an answer; stopping the server closes it.
+
+        Args:
+            times: How many requests to hold (default 1); None: every request
+                until ``clear_faults()``.
+
+        Raises:
+            ValueError: ``times`` is no int >= 1 nor None.
+        """
         if times is not None and (
             isinstance(times, bool) or not isinstance(times, int) or times < 1
         ):
@@ -478,8 +540,11 @@ class SSEServer(Serving):
                 self._hold_next += times
 
     def release(self) -> None:
-        """Answer every request held now (see ``hold()``); requests that come
-        later are held as armed. Harmless when nothing is held."""
+        """Answer every request held now (see ``hold()``).
+
+        Requests that come later are held as armed. Harmless when nothing is
+        held.
+        """
         with self._lock:
             for conn in self._holding:
                 conn.held = False
@@ -487,18 +552,27 @@ class SSEServer(Serving):
         self._notify()
 
     def slow_drip(self, delay: float | None) -> None:
-        """Write every body one byte at a time (chunk framing too), ``delay``
-        seconds apart, on open and future connections; ``slow_drip(None)``
-        ends it."""
+        """Write every body one byte at a time, on open and future connections.
+
+        Chunk framing too is written byte by byte.
+
+        Args:
+            delay: The seconds between two bytes; None ends the drip.
+
+        Raises:
+            ValueError: A negative ``delay``.
+        """
         if delay is not None and delay < 0:
             raise ValueError("delay must be >= 0 or None")
         with self._lock:
             self._drip = delay
 
     def clear_faults(self) -> None:
-        """Forget armed faults and ends, pending ``respond_with`` answers and
-        holds, and slow drip (connections already stalled stay stalled, held
-        ones stay held until ``release()``)."""
+        """Forget armed faults and ends, pending answers and holds, and slow drip.
+
+        Pending answers are those of ``respond_with()``. Connections already
+        stalled stay stalled, held ones stay held until ``release()``.
+        """
         with self._lock:
             self._plans.clear()
             self._canned.clear()

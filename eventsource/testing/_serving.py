@@ -1,8 +1,10 @@
-"""How SSEServer serves: one task per TCP connection reads its requests (h11,
-see ``_http``) and answers each in turn: a ``respond_with()`` answer, or the
-event stream written from the request's outbox, faults applied in order. A
-complete response on a keep-alive connection loops back to read the next
-request; a fault, "close" framing or the client's hang-up ends the task.
+"""How SSEServer serves.
+
+One task per TCP connection reads its requests (h11, see ``_http``) and answers
+each in turn: a ``respond_with()`` answer, or the event stream written from the
+request's outbox, faults applied in order. A complete response on a keep-alive
+connection loops back to read the next request; a fault, "close" framing or the
+client's hang-up ends the task.
 """
 
 from __future__ import annotations
@@ -38,8 +40,11 @@ _GONE = (anyio.BrokenResourceError, anyio.ClosedResourceError)
 
 
 class Serving(Waiting):
-    """The server's state and its connection tasks (SSEServer adds the
-    public face: running it, the record, the control methods)."""
+    """The server's state and its connection tasks.
+
+    SSEServer adds the public face: running it, the record, the control
+    methods.
+    """
 
     def __init__(
         self,
@@ -140,8 +145,10 @@ class Serving(Waiting):
     # --- serving -------------------------------------------------------------------------
 
     async def _handle(self, stream: anyio.abc.SocketStream) -> None:
-        """Serve one TCP connection: its requests one after another, while
-        each answer leaves it open."""
+        """Serve one TCP connection.
+
+        Its requests one after another, while each answer leaves it open.
+        """
         conn: RecordedConnection | None = None
         with self._lock:
             peer = Peer(stream, self._peers)
@@ -228,8 +235,10 @@ class Serving(Waiting):
         return conn, canned
 
     async def _hold(self, conn: RecordedConnection, peer: Peer) -> bool:
-        """Answer nothing until ``release()``: True then; False when the client
-        hung up or ``drop()`` hung up on it."""
+        """Answer nothing until ``release()``.
+
+        True then; False when the client hung up or ``drop()`` hung up on it.
+        """
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._watch_client, conn, peer)
             while True:
@@ -244,8 +253,10 @@ class Serving(Waiting):
         return not peer.eof and not conn._hung_up
 
     async def _watch_client(self, conn: RecordedConnection, peer: Peer) -> None:
-        """Read until the client hangs up, then wake the writer (which is not
-        cancelled: what it handed to the socket counts as sent)."""
+        """Read until the client hangs up, then wake the writer.
+
+        The writer is not cancelled: what it handed to the socket counts as sent.
+        """
         await peer.watch()
         with self._lock:
             wakeup = conn._wakeup
@@ -255,8 +266,7 @@ class Serving(Waiting):
     async def _answer(
         self, conn: RecordedConnection, canned: Canned, peer: Peer, keep_alive: bool
     ) -> bool:
-        """Send a ``respond_with()`` answer; True when the connection can
-        carry the next request."""
+        """Send a ``respond_with()`` answer; True when the connection can carry the next request."""
         again = (
             keep_alive
             and canned.reusable
@@ -276,8 +286,11 @@ class Serving(Waiting):
     async def _respond(
         self, conn: RecordedConnection, peer: Peer, framing: Framing, keep_alive: bool
     ) -> bool:
-        """Write the event stream while watching for the client's close; True
-        when it ended normally and the connection can carry the next request."""
+        """Write the event stream while watching for the client's close.
+
+        True when it ended normally and the connection can carry the next
+        request.
+        """
         again = False
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._watch_client, conn, peer)
@@ -290,8 +303,11 @@ class Serving(Waiting):
     async def _stream(
         self, conn: RecordedConnection, peer: Peer, framing: Framing, keep_alive: bool
     ) -> bool:
-        """Write the event stream until its end, a fault or the client's close;
-        True when it ended normally and the connection can carry another request."""
+        """Write the event stream until its end, a fault or the client's close.
+
+        True when it ended normally and the connection can carry another
+        request.
+        """
         try:
             headers = [*_STREAM_HEADERS, *self._extra_headers]
             left: int | None = None  # body bytes still to send ("content-length")
@@ -370,8 +386,7 @@ class Serving(Waiting):
             await wakeup.wait()
 
     async def _stall(self, conn: RecordedConnection, peer: Peer) -> None:
-        """Send nothing until a drop is queued, the client hangs up (or the
-        server stops)."""
+        """Send nothing until a drop is queued, the client hangs up (or the server stops)."""
         while True:
             with self._lock:
                 if peer.eof or any(kind == DROP for kind, _ in conn._outbox):
@@ -387,8 +402,10 @@ class Serving(Waiting):
         data: bytes,
         cut: int | None = None,
     ) -> None:
-        """Write ``data`` (its first ``cut`` bytes only: then a chunk stays
-        unfinished) in the framing; count the data bytes."""
+        """Write ``data`` in the framing; count the data bytes.
+
+        Its first ``cut`` bytes only, when given: then a chunk stays unfinished.
+        """
         if not data:
             return  # an empty chunk would end the body
         before, after = chunk_frame(len(data)) if framing == "chunked" else (b"", b"")

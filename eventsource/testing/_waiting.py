@@ -1,5 +1,8 @@
-"""SSEServer's waits: a test blocks until a condition on the server's state
-holds, woken each time the state changes, never by polling or sleeping."""
+"""SSEServer's waits.
+
+A test blocks until a condition on the server's state holds, woken each time
+the state changes, never by polling or sleeping.
+"""
 
 from __future__ import annotations
 
@@ -17,8 +20,11 @@ __all__ = ["Waiting"]
 
 
 class Waiting:
-    """The lock that guards the server's state, the waiters woken on each
-    change (``_notify``), and the wait methods."""
+    """The wait methods, and the lock and waiters behind them.
+
+    The lock guards the server's state; the waiters are woken on each change
+    (``_notify``).
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -33,9 +39,20 @@ class Waiting:
         condition: Callable[[], object],
         timeout: float = 5.0,  # noqa: ASYNC109
     ) -> None:
-        """Wait until ``condition()`` is true; it is checked each time the
-        server's state changes (a request, an event written, a close).
-        Raises TimeoutError after ``timeout`` seconds."""
+        """Wait until ``condition()`` is true.
+
+        It is checked each time the server's state changes (a request, an event
+        written, a close).
+
+        Args:
+            condition: Called with no argument (``lambda: conn.closed``); the
+                wait ends when it returns a true value.
+            timeout: The most seconds to wait (default 5).
+
+        Raises:
+            TimeoutError: ``condition()`` is still false after ``timeout``
+                seconds.
+        """
         deadline = anyio.current_time() + timeout
         while True:
             event = anyio.Event()
@@ -56,8 +73,22 @@ class Waiting:
             raise TimeoutError(f"SSEServer: {_describe(condition)} still false after {timeout} s")
 
     def wait_until(self, condition: Callable[[], object], timeout: float = 5.0) -> None:
-        """Block the calling thread until ``condition()`` is true (see
-        ``await_until``); not from the thread running the server's event loop."""
+        """Block the calling thread until ``condition()`` is true.
+
+        The sync ``await_until()``: not from the thread running the server's
+        event loop.
+
+        Args:
+            condition: Called with no argument (``lambda: conn.closed``); the
+                wait ends when it returns a true value.
+            timeout: The most seconds to wait (default 5).
+
+        Raises:
+            TimeoutError: ``condition()`` is still false after ``timeout``
+                seconds.
+            RuntimeError: Called from the server's event loop thread (use
+                ``await server.await_until(...)`` there).
+        """
         if threading.get_ident() == self._loop_thread:
             raise RuntimeError(
                 "wait_until() would block the server's event loop: "
@@ -85,8 +116,21 @@ class Waiting:
         n: int = 1,
         timeout: float = 5.0,  # noqa: ASYNC109
     ) -> RecordedConnection:
-        """Wait until n requests came in all (each has its record in
-        ``server.connections``, keep-alive or not); return the n-th record."""
+        """Wait until n requests came in all.
+
+        Each has its record in ``server.connections``, keep-alive or not.
+
+        Args:
+            n: The number of requests (default 1).
+            timeout: The most seconds to wait (default 5).
+
+        Returns:
+            The n-th request's record.
+
+        Raises:
+            TimeoutError: Fewer than n requests came in ``timeout`` seconds.
+            ValueError: ``n`` is no int >= 1.
+        """
         _count(n, minimum=1)
         try:
             await self.await_until(lambda: len(self._connections) >= n, timeout)
@@ -95,8 +139,20 @@ class Waiting:
         return self._connections[n - 1]
 
     def wait_for_connections(self, n: int = 1, timeout: float = 5.0) -> RecordedConnection:
-        """Block until n requests came in all (see ``await_for_connections``);
-        return the n-th."""
+        """Block until n requests came in all (the sync ``await_for_connections()``).
+
+        Args:
+            n: The number of requests (default 1).
+            timeout: The most seconds to wait (default 5).
+
+        Returns:
+            The n-th request's record.
+
+        Raises:
+            TimeoutError: Fewer than n requests came in ``timeout`` seconds.
+            ValueError: ``n`` is no int >= 1.
+            RuntimeError: Called from the server's event loop thread.
+        """
         _count(n, minimum=1)
         try:
             self.wait_until(lambda: len(self._connections) >= n, timeout)
@@ -122,8 +178,10 @@ def _describe(condition: Callable[[], object]) -> str:
 
 
 def _threadsafe_setter(set_event: Callable[[], None]) -> Callable[[], None]:
-    """A function that runs ``set_event`` in the current event loop's thread,
-    whichever thread calls it."""
+    """A function that runs ``set_event`` in the current event loop's thread.
+
+    Whichever thread calls it.
+    """
     owner = threading.get_ident()
     call_soon = _loop_call_soon()
 
