@@ -289,7 +289,7 @@ class AsyncDriver:
                 follow_redirects=self.spec.follow_redirects,
             )
         except Exception as exc:
-            where = probe_target(exc, opened=machine.opens > 0) if not self._checked_tls else None
+            where = None if self._checked_tls else probe_target(exc, machine)
             if where is not None:
                 self._checked_tls = True  # once a source: a check, never a storm
                 if await reader.speaks_tls(*where):

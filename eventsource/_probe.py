@@ -14,11 +14,14 @@ from __future__ import annotations
 import ipaddress
 import ssl
 import urllib.request
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._backend import TLS_RECORD
 from ._errors import ConnectError
 from ._httpx import never_sent
+
+if TYPE_CHECKING:
+    from ._machine import Machine
 
 __all__ = ["PROBE_TIMEOUT", "answers_tls", "client_hello", "speaks_tls_error", "target"]
 
@@ -56,15 +59,19 @@ def answers_tls(data: bytes) -> bool:
     return TLS_RECORD.match(data) is not None
 
 
-def target(exc: BaseException, *, opened: bool) -> tuple[str, int] | None:
+def target(exc: BaseException, machine: Machine) -> tuple[str, int] | None:
     """The host and port to ask, for a request that failed with this.
 
-    None when there is nothing to ask: the source opened before, no
-    connection was made, the URL is not ``http://``, the failure is no
-    hang-up without an answer, or a proxy from the environment stands
-    between (the port seen is the proxy's).
+    None when there is nothing to ask: the source opened before, it would
+    not try again anyway (``reconnect=False``, a request other than GET:
+    the failure is final, and asking would only delay it), no connection
+    was made, the URL is not ``http://``, the failure is no hang-up without
+    an answer, or a proxy from the environment stands between (the port
+    seen is the proxy's).
     """
-    if opened or never_sent(exc):
+    if machine.opens or machine.policy.reconnect is False or not machine.resend:
+        return None
+    if never_sent(exc):
         return None
     from ._stack import loaded_stacks  # (it imports _httpx, which this module does)
 

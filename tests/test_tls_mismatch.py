@@ -295,3 +295,19 @@ def test_the_command_line_says_what_to_do(
     err = capsys.readouterr().err
     assert err.startswith(f"error: cannot connect to {url}: "), err
     assert advice in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("options", [{"reconnect": False}, {"method": "POST"}])
+def test_a_failure_that_is_final_anyway_is_not_delayed_by_a_check(
+    stack: str, tls: Any, options: dict[str, Any]
+) -> None:
+    """reconnect=False, or a POST (it may have run): the hang-up is the end
+    at once; the port is not asked (the check could only delay the end)."""
+    with tls_port(tls.server) as server:
+        source = EventSource(f"http://127.0.0.1:{server.port}/", http=stack, **options)  # type: ignore[arg-type]
+        started = time.monotonic()
+        with pytest.raises(eventsource.ConnectionLostError):
+            source.collect(timeout=4)
+        took = time.monotonic() - started
+    assert took < 1.5
+    assert len(server.handshakes) == 1, server.handshakes  # type: ignore[attr-defined]
