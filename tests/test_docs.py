@@ -1,0 +1,38 @@
+"""Docs that run: every ```python block of every page under docs/ is executed
+here, as tests/test_readme.py runs the README's (the machinery and the
+markers for a block that cannot run: tests/_blocks.py)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests._blocks import ROOT, Block, blocks, cases, compile_block, run_block
+
+DOCS = ROOT / "docs"
+PAGES = sorted(DOCS.rglob("*.md"))
+BLOCKS = [block for page in PAGES for block in blocks(page)]
+
+
+@pytest.mark.parametrize(("block", "backend"), list(cases(BLOCKS)))
+def test_docs_block(block: Block, backend: str, capsys: pytest.CaptureFixture[str]) -> None:
+    run_block(block, backend)
+
+
+def test_every_page_is_read() -> None:
+    names = {page.relative_to(DOCS).as_posix() for page in PAGES}
+    assert {"index.md", "guides/testing.md", "migrating/httpx-sse.md"} <= names
+    assert len(BLOCKS) >= 30
+    assert all(compile_block(block) for block in BLOCKS)  # marked ones are valid Python too
+
+
+def test_a_block_that_does_not_run_says_why() -> None:
+    # The marker must be the line right before the fence, and give a reason.
+    for page in PAGES:
+        text = page.read_text(encoding="utf-8")
+        for match in re.finditer(r"not run", text):
+            line = text[text.rfind("\n", 0, match.start()) + 1 : text.find("\n", match.end())]
+            if line.startswith("<!--"):
+                after = text[text.find("\n", match.end()) + 1 :]
+                assert after.startswith("```python"), f"{page}: a marker not before a block"
