@@ -48,7 +48,8 @@ from eventsource.testing import SSEMock, SSEServer
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_URL = "https://example.com/stream"
-FENCE = re.compile(r"^```python[ \t]*\n(.*?)^```[ \t]*$", re.S | re.M)
+# ```python, optionally with attributes (```python title="httpx-sse 0.4.3").
+FENCE = re.compile(r"^```python(?:[ \t][^\n]*)?\n(.*?)^```[ \t]*$", re.S | re.M)
 MARKER = re.compile(r"<!--\s*not run:\s*(.+?)\s*-->|^#\s*not run:\s*(.+)$")
 
 EVENTS = [

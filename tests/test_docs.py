@@ -5,6 +5,7 @@ markers for a block that cannot run: tests/_blocks.py)."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -36,3 +37,16 @@ def test_a_block_that_does_not_run_says_why() -> None:
             if line.startswith("<!--"):
                 after = text[text.find("\n", match.end()) + 1 :]
                 assert after.startswith("```python"), f"{page}: a marker not before a block"
+
+
+def test_a_fence_with_a_title_is_a_block(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text('```python title="httpx-sse 0.4.3"\nx = 1\n```\n\n```pythonic\ny\n```\n')
+    assert [(b.line, b.code) for b in blocks(page)] == [(2, "x = 1\n")]
+
+
+def test_no_python_block_hides_under_another_name() -> None:
+    # ```py or ```python3 would be highlighted as Python but never run.
+    for page in PAGES:
+        for fence in re.findall(r"^```(\w+)", page.read_text(encoding="utf-8"), re.M):
+            assert fence == "python" or "py" not in fence, f"{page}: ```{fence}"
