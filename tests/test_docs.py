@@ -50,3 +50,15 @@ def test_no_python_block_hides_under_another_name() -> None:
     for page in PAGES:
         for fence in re.findall(r"^```(\w+)", page.read_text(encoding="utf-8"), re.M):
             assert fence == "python" or "py" not in fence, f"{page}: ```{fence}"
+
+
+def test_the_reference_documents_every_public_name() -> None:
+    import eventsource
+    import eventsource.testing
+
+    text = "".join(page.read_text(encoding="utf-8") for page in (DOCS / "reference").glob("*.md"))
+    documented = set(re.findall(r"^::: ([\w.]+)$", text, re.M))
+    public = {f"eventsource.{name}" for name in eventsource.__all__ if name != "__version__"}
+    public |= {f"eventsource.testing.{name}" for name in eventsource.testing.__all__}
+    assert public - documented == set()
+    assert documented - public == set()  # nothing private, nothing renamed away
