@@ -78,7 +78,8 @@ class EventSource:
 
     Use it async (``async with`` / ``async for`` / ``await arun()``, on asyncio
     or trio) or sync (``with`` / ``for`` / ``run()``); not both with one
-    instance. Options are in seconds. See the README for the full contract.
+    instance. Options are in seconds; the guide "Reconnecting and errors" has the
+    full contract.
     The constructor describes the stream; nothing is sent until the first use.
 
     ``client=`` may be an httpx or an httpx2 client; without one, the source
