@@ -202,7 +202,13 @@ class AsyncioStream(_AsyncSocketStream):
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         if not self._held:
-            self._held = await self.receive(timeout)
+            try:
+                self._held = await self.receive(timeout)
+            except self.core.read_error:
+                await self._acheck_tls()
+                raise
+            if not self._held:
+                await self._acheck_tls()
         return self._hand(self._take_held(max_bytes))
 
     async def receive(self, timeout: float | None) -> bytes:
@@ -355,7 +361,14 @@ class TrioStream(_AsyncSocketStream):
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         if self._held:
             return self._hand(self._take_held(max_bytes))
-        return self._hand(await self._recv(max_bytes, timeout))
+        try:
+            data = await self._recv(max_bytes, timeout)
+        except self.core.read_error:
+            await self._acheck_tls()
+            raise
+        if not data:
+            await self._acheck_tls()
+        return self._hand(data)
 
     async def receive(self, timeout: float | None) -> bytes:
         """The next bytes (b"" at the end)."""

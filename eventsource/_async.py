@@ -23,8 +23,7 @@ from ._httpx import classify, never_sent
 from ._io import AsyncReader
 from ._loop import running_loop
 from ._machine import CONNECT, FINISH, OPENED, READ, RELEASE, Comment, Failure, Machine, Output
-from ._probe import speaks_tls_error
-from ._probe import target as probe_target
+from ._probe import CHECK_TLS, TLSCheck, for_send
 from ._request import RequestSpec
 from ._stack import AsyncClient, Response
 
@@ -52,7 +51,7 @@ class AsyncDriver:
     __slots__ = (
         "_call_soon",
         "_callback_task",
-        "_checked_tls",
+        "_tls_check",
         "_closer",
         "_current_task",
         "_done",
@@ -90,7 +89,7 @@ class AsyncDriver:
         # bound again whenever another loop drives it (per-test loops, notebooks).
         self._loop: object = None
         self._probe: Callable[[], object] = _no_task
-        self._checked_tls = False  # the port asked whether it speaks TLS (_probe)
+        self._tls_check = TLSCheck()  # the source's one check of a port (_probe)
         self._call_soon: Callable[[Callable[[], None]], object] | None = None
         self._current_task = _current_task_function()
         self._in_callback = 0  # depth of callbacks running in the iterating task
@@ -276,6 +275,7 @@ class AsyncDriver:
             # Nothing was sent. The same id every time: fatal.
             machine.fail(exc, fatal=isinstance(exc, EventIdError), unsent=True)
             return
+        checking = CHECK_TLS.set(for_send(self._tls_check, machine))
         try:
             # Only a client of the source's own is gated: a shared client's
             # pool does work for every connection it holds on each request,
@@ -289,17 +289,13 @@ class AsyncDriver:
                 follow_redirects=self.spec.follow_redirects,
             )
         except Exception as exc:
-            where = None if self._checked_tls else probe_target(exc, machine)
-            if where is not None:
-                self._checked_tls = True  # once a source: a check, never a storm
-                if await reader.speaks_tls(*where):
-                    machine.fail(speaks_tls_error(exc), fatal=True)
-                    return
             self._failed(exc, sending=True)
             return
         except BaseException:
             machine.in_doubt()  # a caller's cancel: a request other than GET may have run
             raise
+        finally:
+            CHECK_TLS.reset(checking)
         if response is None:
             machine.fail(ConnectionLostError("interrupted"))
         elif machine.response(

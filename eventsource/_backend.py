@@ -42,7 +42,9 @@ import sys
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from . import _probe
 from ._httpx import HTTPCORE, Core, SpeaksTLS
+from ._probe import TLS_RECORD
 
 if TYPE_CHECKING:
     from ._tls import SyncTLS
@@ -75,9 +77,6 @@ _REQUEST_HEAD = re.compile(rb"[A-Z]+ [^ \r\n]+ HTTP/1\.[01]\r?\n")
 _HEAD_END = re.compile(rb"\n\r?\n")
 _STATUS = re.compile(rb"HTTP/1\.[01] +([0-9]{3})")
 _STATUS_BYTES = 16  # enough of a head's start to hold its status code
-# A TLS record's first bytes: an alert (21) or a handshake (22), version 3.x.
-# An HTTP/1.x answer starts with "HTTP/": these can only be a TLS server's.
-TLS_RECORD = re.compile(rb"[\x15\x16]\x03")
 
 
 class HeadCut:
@@ -87,12 +86,13 @@ class HeadCut:
     docstring).
     """
 
-    __slots__ = ("_start", "_tail", "body_fresh", "connect", "heads", "tunnel")
+    __slots__ = ("_start", "_tail", "body_fresh", "connect", "heads", "heard", "tunnel")
 
     def __init__(self) -> None:
         self.heads = False  # cutting: a response head is due
         self.connect = False  # the request due an answer is a CONNECT
         self.tunnel = False  # a CONNECT was answered: raw bytes from now on
+        self.heard = False  # a byte of a head was read on the connection
         # The last head was a final one and no byte after it was read yet.
         self.body_fresh = False
         # The head read so far, across reads: its last bytes (an end may be
@@ -115,9 +115,10 @@ class HeadCut:
         Up to the end of the head, or all when it does not end in them.
         SpeaksTLS when the answer is a TLS record (see TLS_RECORD).
         """
+        self.heard = True
         tail = self._tail
         if not self._start and not tail and TLS_RECORD.match(data):
-            raise SpeaksTLS("the server answered a plain HTTP request with TLS")
+            raise SpeaksTLS("the server answered with TLS")
         end = _HEAD_END.search(tail + data if tail else data)
         if len(self._start) < _STATUS_BYTES:
             self._start += data[: _STATUS_BYTES - len(self._start)]
@@ -161,7 +162,7 @@ class Cutting:
             try:
                 n = cut.cut(data)
             except SpeaksTLS as exc:
-                raise self.core.connect_error(str(exc)) from exc
+                raise self.core.speaks_tls(str(exc)) from exc
             if n < len(data):
                 self._held = data[n:] + self._held
                 return data[:n]
@@ -192,6 +193,16 @@ class SocketStream(Cutting):
     _sock: Any
     _pid: int  # the process that connected
     aborted = False
+    _asking: socket.socket | None = None  # the socket of a TLS check (_probe)
+    _peer: Any = None  # the address connected to, once a request was written
+
+    def _wrote(self, data: bytes) -> None:
+        if self._peer is None:  # (read now: once the peer hung up, it is gone)
+            try:
+                self._peer = self._sock.getpeername()
+            except OSError:
+                pass
+        super()._wrote(data)
 
     def abort(self) -> None:
         """End the read, write or head wait in progress, and every later one.
@@ -201,6 +212,58 @@ class SocketStream(Cutting):
         self.aborted = True
         if os.getpid() == self._pid:
             _shutdown(self._sock)
+            asking = self._asking
+            if asking is not None:
+                _shutdown(asking)
+
+    # A plain connection that ended where a response head was due (see _probe)
+
+    def _hung_up(self) -> _probe.TLSCheck | None:
+        """The source's TLS check, when it is due here; else None.
+
+        Due when this connection ended or broke where a response head was
+        due, nothing of any head read on it.
+        """
+        cut = self._cut
+        if self.aborted or not cut.heads or cut.tunnel or cut.heard:
+            return None
+        check = _probe.CHECK_TLS.get()
+        return check if check is not None and not check.done else None
+
+    def _answered_tls(self, peer: Any) -> Exception:
+        where = f"{peer[0]}:{peer[1]}" if ":" not in peer[0] else f"[{peer[0]}]:{peer[1]}"
+        return self.core.speaks_tls(f"the server at {where} answered with TLS")
+
+    def _check_tls(self) -> None:
+        """Raise the core's ConnectError when the peer speaks TLS (blocking)."""
+        check = self._hung_up()
+        peer = self._peer
+        if check is None or peer is None:
+            return
+        tls = _probe.ask(peer, self._sock.family, self._hold_asking)
+        if self.aborted:
+            return  # interrupted: asked again on a later attempt
+        check.done = True
+        if tls:
+            raise self._answered_tls(peer)
+
+    async def _acheck_tls(self) -> None:
+        """Raise the core's ConnectError when the peer speaks TLS."""
+        check = self._hung_up()
+        peer = self._peer
+        if check is None or peer is None:
+            return
+        tls = await _probe.ask_async(peer)
+        if self.aborted:
+            return
+        check.done = True
+        if tls:
+            raise self._answered_tls(peer)
+
+    def _hold_asking(self, sock: socket.socket | None) -> None:
+        self._asking = sock
+        if sock is not None and self.aborted:
+            _shutdown(sock)  # aborted before it was held
 
 
 # --- blocking ------------------------------------------------------------------------
@@ -226,7 +289,15 @@ class SyncStream(SocketStream):
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         if self._held:
             return self._hand(self._take_held(max_bytes))
-        return self._hand(self._recv(max_bytes, timeout))
+        try:
+            data = self._recv(max_bytes, timeout)
+        except self.core.read_error:
+            if self._plain:
+                self._check_tls()
+            raise
+        if not data and self._plain:
+            self._check_tls()
+        return self._hand(data)
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
         self._wrote(buffer)

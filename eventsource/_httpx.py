@@ -74,6 +74,15 @@ CLOSE_TIMEOUT = 5.0  # seconds that closing a response or a client may take, at 
 # --- the HTTP cores (httpcore; httpcore2 with httpx2) ----------------------------------
 
 
+class SpeaksTLS(Exception):
+    """A TLS record arrived where the answer to a plain HTTP request was due.
+
+    eventsource's network backend read it, or the peer that hung up on the
+    request answered a TLS ClientHello (``_probe``): an http:// URL to a TLS
+    port. Raised as the core's ``speaks_tls``: its ConnectError and this.
+    """
+
+
 class Core:
     """The names of one HTTP core the transport raises and builds on."""
 
@@ -86,6 +95,7 @@ class Core:
         "protocol_error",
         "read_error",
         "read_timeout",
+        "speaks_tls",
         "unsupported_protocol",
         "write_error",
         "write_timeout",
@@ -95,6 +105,11 @@ class Core:
         self.module = module
         self.name: str = module.__name__
         self.connect_error: type[Exception] = module.ConnectError
+        # A ConnectError of the core that says why (its cause may be lost:
+        # httpcore's pool re-raises "from None").
+        self.speaks_tls: type[Exception] = type(
+            "SpeaksTLSError", (module.ConnectError, SpeaksTLS), {"__module__": __name__}
+        )
         self.connect_timeout: type[Exception] = module.ConnectTimeout
         self.read_error: type[Exception] = module.ReadError
         self.read_timeout: type[Exception] = module.ReadTimeout
@@ -174,14 +189,6 @@ _CLIENT_CERT_ADVICE = (
 )
 
 
-class SpeaksTLS(Exception):
-    """A TLS record arrived where the answer to a plain HTTP request was due.
-
-    eventsource's network backend read it: an http:// URL to a TLS port.
-    (Raised as the core's ConnectError, this as its cause.)
-    """
-
-
 def _unfixable(exc: BaseException) -> tuple[str, str] | None:
     """What retrying cannot fix in an exception's chain.
 
@@ -215,7 +222,7 @@ def _unfixable(exc: BaseException) -> tuple[str, str] | None:
         if isinstance(link, ssl.SSLError) and reason in _REFUSED:
             return f"the server refused the TLS handshake ({reason})", _CLIENT_CERT_ADVICE
         if isinstance(link, SpeaksTLS):
-            return "the server answered with TLS", "use https:// for a TLS port"
+            return str(link), "use https:// for a TLS port"  # (which server: _probe)
         # The context too, even where it was suppressed ("from None"): the
         # certificate's error is often only there (httpcore re-raises so).
         link = link.__cause__ or link.__context__
@@ -278,13 +285,22 @@ def classify(
                 verb = "cannot connect"
             else:  # the request went out: it may have been processed
                 verb = "connection lost before the response"
-            error = ConnectionLostError(f"{verb}: {exc!r}")
+            error = ConnectionLostError(f"{verb}: {_said(exc)}")
     elif isinstance(exc, (anyio.EndOfStream, anyio.ClosedResourceError)):
-        error = ConnectionLostError(f"connection lost: {exc!r}")
+        error = ConnectionLostError(f"connection lost: {_said(exc)}")
     else:
         return None
     error.__cause__ = exc
     return error, False
+
+
+def _said(exc: BaseException) -> str:
+    """What an exception says, without its class.
+
+    httpx's ``ConnectError`` in a message would read as eventsource's (which
+    is never retried).
+    """
+    return str(exc) or type(exc).__name__
 
 
 def never_sent(exc: BaseException) -> bool:

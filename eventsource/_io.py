@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -29,7 +28,6 @@ from ._body import (
 )
 from ._errors import ConnectionLostError, ResponseError
 from ._httpx import Interrupter, aclose_response, close_response, fix_request
-from ._probe import PROBE_TIMEOUT, answers_tls, client_hello
 from ._request import NO_CREDENTIALS, check_url, same_origin
 from ._stack import HTTPX, Response, stack_of
 
@@ -162,26 +160,6 @@ class AsyncReader:
         body = self._body
         if body is not None and not body.resumable:
             self._broken = True
-
-    async def speaks_tls(self, host: str, port: int) -> bool:
-        """Whether the port answers a TLS ClientHello with TLS (``_probe``).
-
-        False when it does not in ``PROBE_TIMEOUT`` or is interrupted.
-        """
-        if self._interrupter.fired:
-            return False
-        data = b""
-        try:
-            with anyio.CancelScope(deadline=anyio.current_time() + PROBE_TIMEOUT) as self._scope:
-                async with await anyio.connect_tcp(host, port) as stream:
-                    await stream.send(client_hello(host))
-                    while len(data) < 2:
-                        data += await stream.receive(16)
-        except (OSError, anyio.EndOfStream, anyio.BrokenResourceError):
-            pass
-        finally:
-            self._scope = None
-        return answers_tls(data)
 
     async def send(
         self,
@@ -380,36 +358,6 @@ class SyncReader:
         finally:
             self._sleeper = None
 
-    def speaks_tls(self, host: str, port: int) -> bool:
-        """Whether the port answers a TLS ClientHello with TLS (``_probe``).
-
-        False when it does not in ``PROBE_TIMEOUT`` or is interrupted (a
-        close() from another thread shuts the check's socket down).
-        """
-        if self._interrupter.fired:
-            return False
-        deadline = time.monotonic() + PROBE_TIMEOUT
-        try:
-            sock = socket.create_connection((host, port), timeout=PROBE_TIMEOUT)
-        except OSError:
-            return False
-        data = b""
-        self._interrupter.arm(_Probe(sock))
-        try:
-            sock.sendall(client_hello(host))
-            while len(data) < 2 and (left := deadline - time.monotonic()) > 0:
-                sock.settimeout(left)
-                chunk = sock.recv(16)
-                if not chunk:
-                    break
-                data += chunk
-        except OSError:
-            pass
-        finally:
-            self._interrupter.disarm()
-            sock.close()
-        return answers_tls(data)
-
     def send(
         self,
         client: Any,
@@ -499,19 +447,3 @@ class SyncReader:
         finally:
             self._interrupter.disarm()
             close_response(response, body)
-
-
-class _Probe:
-    """The check's socket, as the interrupter aborts a stream."""
-
-    __slots__ = ("_sock",)
-    abortable = True
-
-    def __init__(self, sock: socket.socket) -> None:
-        self._sock = sock
-
-    def abort(self) -> None:
-        try:
-            self._sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass

@@ -1,52 +1,88 @@
-"""Is the port an ``http://`` URL named a TLS port?
+"""Does the peer that hung up on a plain HTTP request speak TLS?
 
-Asked once, before a source ever opened, when the server hung up on the plain request without an
-answer: OpenSSL's servers (uvicorn, hypercorn) do so when the first bytes
-are no TLS record, and on a client of the user's own h11 hides a TLS alert
-the same way. Retrying cannot fix a wrong scheme, so the source asks the
-port with a TLS ClientHello (no request, no certificate checked) and fails
-at once with a ConnectError when a TLS record comes back. The sans-IO parts
-are here; the readers (``_io``) connect.
+OpenSSL's servers (uvicorn, hypercorn) close the connection without a word
+when the first bytes of a connection are no TLS record: to a client, an
+``http://`` URL to their TLS port looks like a dropped connection, retried
+for ever. Retrying cannot fix a wrong scheme, so before a source ever
+opened, a stream of eventsource's network backend whose plain connection
+ended where a response head was due (nothing of it read) asks the address it
+was connected to, once a source, with a TLS ClientHello (no request, no
+certificate checked). A TLS record in answer is a ``SpeaksTLS`` (a fatal
+``ConnectError``, "use https://").
+
+The check runs inside the request's send, so the request's interruption,
+cancellation and the origin's gate cover it, and it asks the peer the
+request went to (a proxy's address when one is in the way). A client of the
+caller's own (httpcore's backend), mocks and ASGI apps are never checked.
+The driver hands the check to the send in ``CHECK_TLS`` (a context
+variable), only while the source would try again (a failure that ends it
+anyway is not delayed by a check).
 """
 
 from __future__ import annotations
 
-import ipaddress
+import contextvars
+import re
+import socket
 import ssl
-import urllib.request
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ._backend import TLS_RECORD
-from ._errors import ConnectError
-from ._httpx import never_sent
+import anyio
 
 if TYPE_CHECKING:
     from ._machine import Machine
 
-__all__ = ["PROBE_TIMEOUT", "answers_tls", "client_hello", "speaks_tls_error", "target"]
+__all__ = ["CHECK_TLS", "PROBE_TIMEOUT", "TLS_RECORD", "TLSCheck", "ask", "ask_async", "for_send"]
 
 #: Seconds the check may take, connect and answer together: a TLS server
-#: answers a ClientHello at once; a slower port is taken for no TLS one.
+#: answers a ClientHello at once; a slower peer is taken for no TLS one.
 PROBE_TIMEOUT = 2.0
+
+# A TLS record's first bytes: an alert (21) or a handshake (22), version 3.x.
+# An HTTP/1.x answer starts with "HTTP/": these can only be a TLS server's.
+TLS_RECORD = re.compile(rb"[\x15\x16]\x03")
+
+
+class TLSCheck:
+    """A source's one check: ``done`` once a check had its answer."""
+
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = False
+
+
+CHECK_TLS: contextvars.ContextVar[TLSCheck | None] = contextvars.ContextVar(
+    "eventsource_check_tls", default=None
+)
+
+
+def for_send(check: TLSCheck, machine: Machine) -> TLSCheck | None:
+    """What a driver puts in ``CHECK_TLS`` for its next send.
+
+    The source's check while the source never opened and would try again (a
+    GET, or ``resume="resend"``, and reconnecting), else None.
+    """
+    if check.done or machine.opens or not machine.resend or machine.policy.reconnect is False:
+        return None
+    return check
+
 
 _context: ssl.SSLContext | None = None
 
 
-def client_hello(host: str) -> bytes:
-    """A TLS ClientHello for this host (SNI unless it is an IP address)."""
+def _client_hello() -> bytes:
+    """A TLS ClientHello (no SNI: the peer is asked by its address)."""
     global _context
     if _context is None:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE  # only whether TLS answers is asked
         _context = context
-    try:
-        ipaddress.ip_address(host)
-        name: str | None = None
-    except ValueError:
-        name = host
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    tls = _context.wrap_bio(incoming, outgoing, server_hostname=name)
+    tls = _context.wrap_bio(incoming, outgoing)
     try:
         tls.do_handshake()
     except ssl.SSLWantReadError:
@@ -54,45 +90,48 @@ def client_hello(host: str) -> bytes:
     return outgoing.read()
 
 
-def answers_tls(data: bytes) -> bool:
-    """Whether a port's first bytes in answer to a ClientHello are TLS's."""
+def ask(peer: Any, family: int, holding: Callable[[socket.socket | None], None]) -> bool:
+    """Ask the peer (blocking) whether it speaks TLS.
+
+    False when it does not answer so in ``PROBE_TIMEOUT``, or when the check
+    was shut down (``holding`` gets the check's socket while it runs, for
+    ``abort()``).
+    """
+    deadline = time.monotonic() + PROBE_TIMEOUT
+    data = b""
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    holding(sock)
+    try:
+        sock.settimeout(PROBE_TIMEOUT)
+        sock.connect(peer)
+        sock.sendall(_client_hello())
+        while len(data) < 2 and (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
+            chunk = sock.recv(16)
+            if not chunk:
+                break
+            data += chunk
+    except OSError:  # TimeoutError too
+        pass
+    finally:
+        holding(None)
+        sock.close()
     return TLS_RECORD.match(data) is not None
 
 
-def target(exc: BaseException, machine: Machine) -> tuple[str, int] | None:
-    """The host and port to ask, for a request that failed with this.
+async def ask_async(peer: Any) -> bool:
+    """Ask the peer whether it speaks TLS.
 
-    None when there is nothing to ask: the source opened before, it would
-    not try again anyway (``reconnect=False``, a request other than GET:
-    the failure is final, and asking would only delay it), no connection
-    was made, the URL is not ``http://``, the failure is no hang-up without
-    an answer, or a proxy from the environment stands between (the port
-    seen is the proxy's).
+    False when it does not answer so in ``PROBE_TIMEOUT``. A cancel of the
+    caller's ends it (raised).
     """
-    if machine.opens or machine.policy.reconnect is False or not machine.resend:
-        return None
-    if never_sent(exc):
-        return None
-    from ._stack import loaded_stacks  # (it imports _httpx, which this module does)
-
-    stacks = loaded_stacks()
-    if not any(isinstance(exc, (s.http.RemoteProtocolError, s.http.ReadError)) for s in stacks):
-        return None
-    try:
-        url: Any = exc.request.url  # type: ignore[attr-defined]
-    except (AttributeError, RuntimeError):  # httpx's .request raises when unset
-        return None
-    if url.scheme != "http" or not url.host:
-        return None
-    proxies = urllib.request.getproxies_environment()
-    if (proxies.get("http") or proxies.get("all")) and not urllib.request.proxy_bypass(url.host):
-        return None
-    return url.host, url.port or 80
-
-
-def speaks_tls_error(exc: BaseException) -> ConnectError:
-    """The error for an ``http://`` URL whose port answered TLS."""
-    detail = "the server answered with TLS"
-    error = ConnectError(f"{detail}: use https:// for a TLS port", detail=detail)
-    error.__cause__ = exc
-    return error
+    data = b""
+    with anyio.move_on_after(PROBE_TIMEOUT):
+        try:
+            async with await anyio.connect_tcp(peer[0], peer[1]) as stream:
+                await stream.send(_client_hello())
+                while len(data) < 2:
+                    data += await stream.receive(16)
+        except (OSError, anyio.EndOfStream, anyio.BrokenResourceError):
+            pass
+    return TLS_RECORD.match(data) is not None

@@ -19,8 +19,7 @@ from ._event import ServerSentEvent
 from ._httpx import classify, never_sent
 from ._io import SyncReader
 from ._machine import CONNECT, FINISH, OPENED, READ, RELEASE, Comment, Failure, Machine, Output
-from ._probe import speaks_tls_error
-from ._probe import target as probe_target
+from ._probe import CHECK_TLS, TLSCheck, for_send
 from ._request import RequestSpec
 from ._stack import Client, Response
 
@@ -48,7 +47,7 @@ class SyncDriver:
 
     __slots__ = (
         "_closer",
-        "_checked_tls",
+        "_tls_check",
         "_closing",
         "_wake_at",
         "busy",
@@ -78,7 +77,7 @@ class SyncDriver:
         self._closer = threading.RLock()
         self._closing = False
         self._wake_at: float | None = None  # when the current reconnect wait ends
-        self._checked_tls = False  # the port asked whether it speaks TLS (_probe)
+        self._tls_check = TLSCheck()  # the source's one check of a port (_probe)
 
     @property
     def response(self) -> Response | None:
@@ -185,6 +184,7 @@ class SyncDriver:
             # Nothing was sent. The same id every time: fatal.
             machine.fail(exc, fatal=isinstance(exc, EventIdError), unsent=True)
             return
+        checking = CHECK_TLS.set(for_send(self._tls_check, machine))
         try:
             response = reader.send(
                 client,
@@ -193,17 +193,13 @@ class SyncDriver:
                 follow_redirects=self.spec.follow_redirects,
             )
         except Exception as exc:
-            where = None if self._checked_tls else probe_target(exc, machine)
-            if where is not None:
-                self._checked_tls = True  # once a source: a check, never a storm
-                if reader.speaks_tls(*where):
-                    machine.fail(speaks_tls_error(exc), fatal=True)
-                    return
             self._failed(exc, sending=True)
             return
         except BaseException:
             machine.in_doubt()  # KeyboardInterrupt: a request other than GET may have run
             raise
+        finally:
+            CHECK_TLS.reset(checking)
         if machine.response(
             response.status_code,
             response.headers,

@@ -16,13 +16,7 @@ from eventsource.testing import SSEServer
 
 pytestmark = pytest.mark.usefixtures("loopback_only")
 
-WAITS_FOR_A_CHANGE = pytest.mark.xfail(
-    strict=True,
-    reason="issue 23: await_until/wait_until re-check only on a server state change",
-)
 
-
-@WAITS_FOR_A_CHANGE
 @pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
 @pytest.mark.anyio
 async def test_await_until_a_client_side_condition(anyio_backend: str) -> None:
@@ -59,7 +53,6 @@ async def test_await_until_events_a_source_received(anyio_backend: str) -> None:
     assert got == ["a"]
 
 
-@WAITS_FOR_A_CHANGE
 def test_wait_until_a_condition_another_thread_sets() -> None:
     flag = threading.Event()
     with SSEServer() as server:

@@ -18,6 +18,10 @@ from ._records import RecordedConnection
 
 __all__ = ["Waiting"]
 
+# Seconds between checks of a wait's condition when nothing on the server
+# changed: a condition may hold state of the test's own (events received).
+_POLL = 0.02
+
 
 class Waiting:
     """The wait methods, and the lock and waiters behind them.
@@ -42,7 +46,8 @@ class Waiting:
         """Wait until ``condition()`` is true.
 
         It is checked each time the server's state changes (a request, an event
-        written, a close).
+        written, a close), and every 20 ms: a condition on the client's side
+        (the events a test collected) ends the wait as soon.
 
         Args:
             condition: Called with no argument (``lambda: conn.closed``); the
@@ -62,15 +67,15 @@ class Waiting:
             try:
                 if condition():
                     return
-                with anyio.move_on_after(deadline - anyio.current_time()):
+                left = deadline - anyio.current_time()
+                if left <= 0:
+                    break
+                with anyio.move_on_after(min(left, _POLL)):
                     await event.wait()
-                    continue
             finally:
                 with self._lock:
                     self._waiters.remove(waker)
-            if condition():
-                return
-            raise TimeoutError(f"SSEServer: {_describe(condition)} still false after {timeout} s")
+        raise TimeoutError(f"SSEServer: {_describe(condition)} still false after {timeout} s")
 
     def wait_until(self, condition: Callable[[], object], timeout: float = 5.0) -> None:
         """Block the calling thread until ``condition()`` is true.
@@ -105,7 +110,7 @@ class Waiting:
                     raise TimeoutError(
                         f"SSEServer: {_describe(condition)} still false after {timeout} s"
                     )
-                event.wait(remaining)
+                event.wait(min(remaining, _POLL))
                 event.clear()
         finally:
             with self._lock:
