@@ -1,0 +1,299 @@
+"""Review of issue 23's TLS check of an ``http://`` port (``_probe``): defects
+found, each a strict xfail until fixed."""
+
+from __future__ import annotations
+
+import importlib
+import socket
+import ssl
+import threading
+import time
+from typing import Any
+
+import anyio
+import pytest
+
+import eventsource
+from eventsource import EventSource
+
+from ._servers import RawListener
+
+pytestmark = pytest.mark.usefixtures("loopback_only")
+
+EVENT = b"data: a\n\n"
+OK = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: %d\r\n\r\n%s" % (
+    len(EVENT),
+    EVENT,
+)
+
+
+def _is_client_hello(sock: socket.socket) -> bool:
+    """Whether the connection starts with a TLS handshake record (the check)."""
+    sock.settimeout(5)
+    try:
+        return sock.recv(2, socket.MSG_PEEK) == b"\x16\x03"
+    except OSError:
+        return False
+
+
+def _hang_up(sock: socket.socket) -> None:
+    """Read the request and close without an answer (a drop)."""
+    try:
+        sock.recv(65536)
+    except OSError:
+        pass
+
+
+class Seen:
+    """What a listener was sent: plain requests (their first line) and checks."""
+
+    def __init__(self) -> None:
+        self.requests: list[bytes] = []
+        self.hellos = 0
+        self.lock = threading.Lock()
+
+    def note(self, sock: socket.socket) -> bool:
+        """Record the connection; True when it is the TLS check."""
+        hello = _is_client_hello(sock)
+        with self.lock:
+            if hello:
+                self.hellos += 1
+            else:
+                try:
+                    line = sock.recv(65536, socket.MSG_PEEK).split(b"\r\n", 1)[0]
+                except OSError:
+                    line = b""
+                self.requests.append(line)
+        return hello
+
+
+# --- the check does not go where the request went ---------------------------------------------
+
+BYPASS = (
+    "the TLS check connects straight to the URL's host and port with a socket of its "
+    "own: it ignores the client's transport (mounts=, transport=, MockTransport, uds=) "
+    "and proxy= settings, so it reaches a server the request never went to"
+)
+
+
+@pytest.mark.xfail(strict=True, reason=BYPASS)
+def test_the_check_does_not_bypass_a_user_client_s_mock_transport(stack: str) -> None:
+    """A test suite mocks the network (httpx.MockTransport, respx): a mocked
+    'server disconnected' must not make a real connection to the URL."""
+    http = importlib.import_module(stack)
+    seen = Seen()
+    with RawListener(lambda sock, i, p: seen.note(sock)) as origin:
+
+        def disconnected(request: Any) -> Any:
+            raise http.RemoteProtocolError(
+                "Server disconnected without sending a response.", request=request
+            )
+
+        client = http.Client(transport=http.MockTransport(disconnected))
+        try:
+            source = EventSource(
+                f"http://127.0.0.1:{origin.port}/",
+                client=client,
+                retry=0.05,
+                min_retry_delay=0.05,
+                max_retries=1,
+            )
+            with pytest.raises(eventsource.EventSourceError):
+                source.collect(timeout=4)
+        finally:
+            client.close()
+    assert seen.hellos == 0 and seen.requests == [], (seen.hellos, seen.requests)
+
+
+@pytest.mark.xfail(strict=True, reason=BYPASS)
+def test_the_check_does_not_bypass_a_user_client_s_proxy(stack: str) -> None:
+    """A client with proxy= reaches the origin only through the proxy."""
+    http = importlib.import_module(stack)
+    at_origin = Seen()
+    at_proxy = Seen()
+
+    def proxy(sock: socket.socket, index: int, peer: int) -> None:
+        at_proxy.note(sock)
+        _hang_up(sock)  # the proxy drops the request
+
+    with (
+        RawListener(lambda sock, i, p: at_origin.note(sock)) as origin,
+        RawListener(proxy) as proxy_port,
+    ):
+        client = http.Client(proxy=f"http://127.0.0.1:{proxy_port.port}", trust_env=False)
+        try:
+            source = EventSource(
+                f"http://127.0.0.1:{origin.port}/",
+                client=client,
+                retry=0.05,
+                min_retry_delay=0.05,
+                max_retries=1,
+            )
+            with pytest.raises(eventsource.EventSourceError):
+                source.collect(timeout=4)
+        finally:
+            client.close()
+    assert len(at_proxy.requests) == 2  # (the test's premise: both attempts went there)
+    assert at_origin.hellos == 0, "the check went around the proxy to the origin"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the check decides 'no proxy' with urllib.request.proxy_bypass, the own client "
+    "with httpx's patterns (_transport.environment_proxies): NO_PROXY=.localhost bypasses "
+    "the proxy for 'localhost' in urllib, not in httpx, so the check goes around the "
+    "proxy the request went through",
+)
+def test_the_check_of_an_own_client_follows_its_environment_proxy(
+    stack: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at_origin = Seen()
+    at_proxy = Seen()
+
+    def proxy(sock: socket.socket, index: int, peer: int) -> None:
+        at_proxy.note(sock)
+        _hang_up(sock)
+
+    with (
+        RawListener(lambda sock, i, p: at_origin.note(sock)) as origin,
+        RawListener(proxy) as proxy_port,
+    ):
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy_port.port}")
+        monkeypatch.setenv("NO_PROXY", ".localhost")  # subdomains of localhost only (httpx)
+        source = EventSource(
+            f"http://localhost:{origin.port}/",
+            http=stack,  # type: ignore[arg-type]
+            retry=0.05,
+            min_retry_delay=0.05,
+            max_retries=1,
+        )
+        with pytest.raises(eventsource.EventSourceError):
+            source.collect(timeout=4)
+    assert len(at_proxy.requests) == 2  # (the premise: the requests went to the proxy)
+    assert at_origin.hellos == 0, "the check went around the proxy to the origin"
+
+
+# --- false alarm: a port that speaks both -------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a port that serves plain HTTP and TLS both (protocol detection: Envoy's "
+    "tls_inspector, sslh, cmux, Twisted/Kestrel-style sniffing) and dropped the first "
+    "request (a restart, overload) is failed for ever with ConnectError 'use https://' "
+    "although http:// works: one dropped request is taken for proof of a wrong scheme",
+)
+def test_a_port_that_speaks_plain_http_and_tls_and_drops_once_is_retried(
+    stack: str, tls: Any
+) -> None:
+    seen = Seen()
+
+    def handle(sock: socket.socket, index: int, peer: int) -> None:
+        if seen.note(sock):
+            try:
+                with tls.server.wrap_socket(sock, server_side=True):
+                    pass
+            except (ssl.SSLError, OSError):
+                pass  # the check hangs up after the server's first record
+            return
+        _hang_up(sock)  # (read the request)
+        if len(seen.requests) > 1:  # the first request was dropped, the others served
+            sock.sendall(OK)
+
+    with RawListener(handle) as server:
+        source = EventSource(
+            f"http://127.0.0.1:{server.port}/",
+            http=stack,  # type: ignore[arg-type]
+            retry=0.05,
+            min_retry_delay=0.05,
+            max_retries=3,
+        )
+        events = source.collect(n=1, timeout=4)
+    assert [e.data for e in events] == ["a"]
+
+
+# --- interruptions during the check -------------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a caller's cancel during the check escapes the `except BaseException: "
+    "machine.in_doubt()` of _connect (the check runs inside the `except Exception` "
+    "handler): the attempt stays CONNECTING and the next __anext__ sends the POST again, "
+    "which the rule 'a request other than GET is never sent twice' forbids (a cancel "
+    "during the send itself ends the source instead)",
+)
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+@pytest.mark.anyio
+async def test_a_cancel_during_the_check_does_not_send_a_post_again(
+    stack: str, anyio_backend: str
+) -> None:
+    seen = Seen()
+    release = threading.Event()
+
+    def handle(sock: socket.socket, index: int, peer: int) -> None:
+        if seen.note(sock):
+            release.wait(5)  # the check waits for an answer (PROBE_TIMEOUT)
+        else:
+            _hang_up(sock)  # the POST: no answer
+
+    with RawListener(handle) as server:
+        source = EventSource(
+            f"http://127.0.0.1:{server.port}/",
+            http=stack,  # type: ignore[arg-type]
+            method="POST",
+            json={"q": 1},
+            retry=0.05,
+            min_retry_delay=0.05,
+        )
+        try:
+            # The POST fails at once; the check then waits up to 2 s: cancelled in it.
+            with anyio.move_on_after(1.0) as waited:
+                await source.__anext__()
+            assert waited.cancelled_caught and seen.hellos == 1  # (the premise)
+            with anyio.fail_after(5), pytest.raises(eventsource.EventSourceError):
+                await source.__anext__()
+        finally:
+            release.set()
+            await source.aclose()
+    assert len(seen.requests) == 1, seen.requests
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a restart() during the check interrupts it, but _checked_tls is already set: "
+    "the port is never asked again and the source retries a TLS port for ever",
+)
+def test_a_restart_during_the_check_does_not_lose_it(stack: str, tls: Any) -> None:
+    seen = Seen()
+    holder: list[EventSource] = []
+
+    def handle(sock: socket.socket, index: int, peer: int) -> None:
+        if seen.note(sock):
+            if seen.hellos == 1:
+                holder[0].restart()  # (from another thread: thread-safe)
+                time.sleep(0.3)
+            try:
+                with tls.server.wrap_socket(sock, server_side=True):
+                    pass
+            except (ssl.SSLError, OSError):
+                pass
+            return
+        try:  # an OpenSSL server: plain HTTP fails its handshake, it hangs up
+            tls.server.wrap_socket(sock, server_side=True).close()
+        except (ssl.SSLError, OSError):
+            pass
+
+    with RawListener(handle) as server:
+        source = EventSource(
+            f"http://127.0.0.1:{server.port}/",
+            http=stack,  # type: ignore[arg-type]
+            retry=0.05,
+            min_retry_delay=0.05,
+            max_retries=3,
+        )
+        holder.append(source)
+        with pytest.raises(eventsource.EventSourceError) as raised:
+            source.collect(timeout=4)
+    assert seen.hellos >= 1  # (the premise: the check ran and was restarted)
+    assert type(raised.value) is eventsource.ConnectError, repr(raised.value)
