@@ -175,6 +175,46 @@ def test_the_check_of_an_own_client_follows_its_environment_proxy(
 
 @pytest.mark.xfail(
     strict=True,
+    reason="the check reads proxies with urllib.request.getproxies_environment(), the "
+    "own client (_transport.environment_proxies) and httpx with getproxies(), which on "
+    "macOS and Windows adds the system's proxy settings: there the check goes around "
+    "the system proxy the request went through (simulated: getproxies() as on macOS)",
+)
+def test_the_check_follows_a_system_proxy_as_the_client_does(
+    stack: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import urllib.request
+
+    at_origin = Seen()
+    at_proxy = Seen()
+
+    def proxy(sock: socket.socket, index: int, peer: int) -> None:
+        at_proxy.note(sock)
+        _hang_up(sock)
+
+    with (
+        RawListener(lambda sock, i, p: at_origin.note(sock)) as origin,
+        RawListener(proxy) as proxy_port,
+    ):
+        # The system's setting, as urllib reads it on macOS (SystemConfiguration)
+        # or Windows (the registry); no variable in the environment.
+        system = {"http": f"http://127.0.0.1:{proxy_port.port}"}
+        monkeypatch.setattr(urllib.request, "getproxies", lambda: dict(system))
+        source = EventSource(
+            f"http://127.0.0.1:{origin.port}/",
+            http=stack,  # type: ignore[arg-type]
+            retry=0.05,
+            min_retry_delay=0.05,
+            max_retries=1,
+        )
+        with pytest.raises(eventsource.EventSourceError):
+            source.collect(timeout=4)
+    assert len(at_proxy.requests) == 2  # (the premise: the requests went to the proxy)
+    assert at_origin.hellos == 0, "the check went around the proxy to the origin"
+
+
+@pytest.mark.xfail(
+    strict=True,
     reason="the check is skipped whenever the environment names a proxy, even for a "
     "user's client made with trust_env=False, which never uses it: that client's "
     "http:// to a TLS port is retried for ever (CHANGELOG: 'on any client')",
