@@ -338,6 +338,68 @@ async def test_a_cancel_during_the_check_does_not_send_a_post_again(
     assert len(seen.requests) == 1, seen.requests
 
 
+class _Interrupted(BaseException):
+    """What a signal handler raises (as KeyboardInterrupt does)."""
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the sync twin: a KeyboardInterrupt (here a signal handler's BaseException) "
+    "during the check escapes `except BaseException: machine.in_doubt()`, and the next "
+    "next() sends the POST again",
+)
+def test_an_interrupt_during_the_sync_check_does_not_send_a_post_again(stack: str) -> None:
+    import signal
+
+    seen = Seen()
+    release = threading.Event()
+    hello = threading.Event()
+
+    def handle(sock: socket.socket, index: int, peer: int) -> None:
+        if seen.note(sock):
+            hello.set()
+            release.wait(5)  # the check waits for an answer (PROBE_TIMEOUT)
+        else:
+            _hang_up(sock)  # the POST: no answer
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise _Interrupted
+
+    previous = signal.signal(signal.SIGUSR1, interrupt)
+    main = threading.get_ident()
+
+    def interrupt_in_the_check() -> None:
+        if hello.wait(5):
+            time.sleep(0.2)  # the check waits in recv()
+            signal.pthread_kill(main, signal.SIGUSR1)
+
+    try:
+        with RawListener(handle) as server:
+            source = EventSource(
+                f"http://127.0.0.1:{server.port}/",
+                http=stack,  # type: ignore[arg-type]
+                method="POST",
+                json={"q": 1},
+                retry=0.05,
+                min_retry_delay=0.05,
+            )
+            killer = threading.Thread(target=interrupt_in_the_check, daemon=True)
+            killer.start()
+            try:
+                with pytest.raises(_Interrupted):
+                    next(source)
+                killer.join(5)
+                assert seen.hellos == 1  # (the premise: interrupted in the check)
+                with pytest.raises(eventsource.EventSourceError):
+                    next(source)
+            finally:
+                release.set()
+                source.close()
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert len(seen.requests) == 1, seen.requests
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="a restart() during the check interrupts it, but _checked_tls is already set: "
