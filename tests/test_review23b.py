@@ -440,6 +440,59 @@ def test_a_restart_during_the_check_does_not_lose_it(stack: str, tls: Any) -> No
     assert type(raised.value) is eventsource.ConnectError, repr(raised.value)
 
 
+# --- handshake refusals -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", ["unknown-ca", "expired"])
+@pytest.mark.xfail(
+    strict=True,
+    reason="_REFUSED names certificate_required, bad_certificate and handshake_failure "
+    "only: a client certificate the server rejects (TLSV1_ALERT_UNKNOWN_CA, "
+    "SSLV3_ALERT_CERTIFICATE_EXPIRED; also certificate_unknown, access_denied, "
+    "certificate_revoked...) is retried for ever, while a missing one fails at once",
+)
+def test_a_client_certificate_the_server_rejects_fails_at_once(
+    stack: str, case: str, tls: Any
+) -> None:
+    import datetime
+
+    import trustme
+
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.ca.issue_cert("127.0.0.1").configure_cert(server)
+    server.verify_mode = ssl.CERT_REQUIRED
+    tls.ca.configure_trust(server)
+    client = ssl.create_default_context()
+    tls.ca.configure_trust(client)
+    if case == "unknown-ca":  # signed by a CA the server does not trust
+        trustme.CA().issue_cert("client@example.test").configure_cert(client)
+    else:
+        expired = datetime.datetime(2020, 1, 1)
+        tls.ca.issue_cert("client@example.test", not_after=expired).configure_cert(client)
+
+    def handle(sock: socket.socket, index: int, peer: int) -> None:
+        sock.settimeout(5)
+        try:
+            with server.wrap_socket(sock, server_side=True) as conn:
+                conn.recv(65536)
+                conn.sendall(OK)
+        except (ssl.SSLError, OSError):
+            pass  # the server refuses the client's certificate
+
+    with RawListener(handle) as port:
+        source = EventSource(
+            f"https://127.0.0.1:{port.port}/",
+            http=stack,  # type: ignore[arg-type]
+            verify=client,
+            retry=0.05,
+            min_retry_delay=0.05,
+            max_retries=2,
+        )
+        with pytest.raises(eventsource.EventSourceError) as raised:
+            source.collect(timeout=4)
+    assert type(raised.value) is eventsource.ConnectError, repr(raised.value)
+
+
 # --- the command line ---------------------------------------------------------------------------
 
 
