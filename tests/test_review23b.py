@@ -133,7 +133,7 @@ def test_the_check_does_not_bypass_a_user_client_s_proxy(stack: str) -> None:
                 source.collect(timeout=4)
         finally:
             client.close()
-    assert len(at_proxy.requests) == 2  # (the test's premise: both attempts went there)
+    assert len(at_proxy.requests) >= 2  # (the premise: both attempts went there)
     assert at_origin.hellos == 0, "the check went around the proxy to the origin"
 
 
@@ -169,7 +169,7 @@ def test_the_check_of_an_own_client_follows_its_environment_proxy(
         )
         with pytest.raises(eventsource.EventSourceError):
             source.collect(timeout=4)
-    assert len(at_proxy.requests) == 2  # (the premise: the requests went to the proxy)
+    assert len(at_proxy.requests) >= 2  # (the premise: the requests went to the proxy)
     assert at_origin.hellos == 0, "the check went around the proxy to the origin"
 
 
@@ -209,7 +209,7 @@ def test_the_check_follows_a_system_proxy_as_the_client_does(
         )
         with pytest.raises(eventsource.EventSourceError):
             source.collect(timeout=4)
-    assert len(at_proxy.requests) == 2  # (the premise: the requests went to the proxy)
+    assert len(at_proxy.requests) >= 2  # (the premise: the requests went to the proxy)
     assert at_origin.hellos == 0, "the check went around the proxy to the origin"
 
 
