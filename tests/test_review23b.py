@@ -66,6 +66,10 @@ class Seen:
                 self.requests.append(line)
         return hello
 
+    def handle(self, sock: socket.socket, index: int, peer: int) -> None:
+        """A RawListener handler that only records."""
+        self.note(sock)
+
 
 # --- the check does not go where the request went ---------------------------------------------
 
@@ -82,7 +86,7 @@ def test_the_check_does_not_bypass_a_user_client_s_mock_transport(stack: str) ->
     'server disconnected' must not make a real connection to the URL."""
     http = importlib.import_module(stack)
     seen = Seen()
-    with RawListener(lambda sock, i, p: seen.note(sock)) as origin:
+    with RawListener(seen.handle) as origin:
 
         def disconnected(request: Any) -> Any:
             raise http.RemoteProtocolError(
@@ -117,7 +121,7 @@ def test_the_check_does_not_bypass_a_user_client_s_proxy(stack: str) -> None:
         _hang_up(sock)  # the proxy drops the request
 
     with (
-        RawListener(lambda sock, i, p: at_origin.note(sock)) as origin,
+        RawListener(at_origin.handle) as origin,
         RawListener(proxy) as proxy_port,
     ):
         client = http.Client(proxy=f"http://127.0.0.1:{proxy_port.port}", trust_env=False)
@@ -155,7 +159,7 @@ def test_the_check_of_an_own_client_follows_its_environment_proxy(
         _hang_up(sock)
 
     with (
-        RawListener(lambda sock, i, p: at_origin.note(sock)) as origin,
+        RawListener(at_origin.handle) as origin,
         RawListener(proxy) as proxy_port,
     ):
         monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy_port.port}")
@@ -193,7 +197,7 @@ def test_the_check_follows_a_system_proxy_as_the_client_does(
         _hang_up(sock)
 
     with (
-        RawListener(lambda sock, i, p: at_origin.note(sock)) as origin,
+        RawListener(at_origin.handle) as origin,
         RawListener(proxy) as proxy_port,
     ):
         # The system's setting, as urllib reads it on macOS (SystemConfiguration)
