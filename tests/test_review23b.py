@@ -406,6 +406,60 @@ def test_an_interrupt_during_the_sync_check_does_not_send_a_post_again(stack: st
 
 @pytest.mark.xfail(
     strict=True,
+    reason="the check is a connection to the origin made outside its gate (_gate: at most "
+    "LIMIT attempts to one origin in flight): sources whose first attempts a server "
+    "drops all check the port at once, however many (the burst the gate exists to "
+    "prevent: listen backlog, a server that is already failing)",
+)
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+@pytest.mark.anyio
+async def test_the_checks_of_many_sources_keep_to_the_origin_s_gate(
+    stack: str, anyio_backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from eventsource import _gate
+
+    monkeypatch.setattr(_gate, "LIMIT", 2)
+    monkeypatch.setattr(_gate, "STALL", 30.0)  # (no widening during the test)
+    lock = threading.Lock()
+    checks = [0, 0]  # in flight, most at once
+    stop = threading.Event()
+
+    def handle(sock: socket.socket, index: int, peer: int) -> None:
+        if not _is_client_hello(sock):
+            _hang_up(sock)
+            return
+        with lock:
+            checks[0] += 1
+            checks[1] = max(checks)
+        stop.wait(1.0)  # a plain server waiting for a line end: no answer
+        with lock:
+            checks[0] -= 1
+
+    with RawListener(handle) as server:
+
+        async def one() -> None:
+            source = EventSource(
+                f"http://127.0.0.1:{server.port}/",
+                http=stack,  # type: ignore[arg-type]
+                retry=0.05,
+                min_retry_delay=0.05,
+                max_retries=1,
+            )
+            with pytest.raises(eventsource.RetriesExhaustedError):
+                await source.acollect(timeout=8)
+
+        try:
+            with anyio.fail_after(10):
+                async with anyio.create_task_group() as group:
+                    for _ in range(8):
+                        group.start_soon(one)
+        finally:
+            stop.set()
+    assert checks[1] <= 2, f"{checks[1]} checks of the port at once (the gate: 2)"
+
+
+@pytest.mark.xfail(
+    strict=True,
     reason="a restart() during the check interrupts it, but _checked_tls is already set: "
     "the port is never asked again and the source retries a TLS port for ever",
 )
