@@ -295,6 +295,44 @@ def test_a_port_that_speaks_plain_http_and_tls_and_drops_once_is_retried(
     assert [e.data for e in events] == ["a"]
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="after a redirect, the ConnectError says 'use https:// for a TLS port' without "
+    "saying which URL answered TLS: the user's own http:// URL is right (the command "
+    "line even names it: 'cannot connect to <the source's URL>: ... check the URL's "
+    "scheme'); the redirect's target is the one to fix",
+)
+def test_the_error_names_the_redirect_target_that_answered_tls(stack: str, tls: Any) -> None:
+    def openssl_server(sock: socket.socket, index: int, peer: int) -> None:
+        sock.settimeout(5)
+        try:
+            tls.server.wrap_socket(sock, server_side=True).close()
+        except (ssl.SSLError, OSError):
+            pass
+
+    with RawListener(openssl_server) as target:
+        moved = (
+            b"HTTP/1.1 307 Temporary Redirect\r\nlocation: http://127.0.0.1:%d/\r\n"
+            b"content-length: 0\r\n\r\n" % target.port
+        )
+
+        def plain(sock: socket.socket, index: int, peer: int) -> None:
+            _hang_up(sock)
+            sock.sendall(moved)
+
+        with RawListener(plain) as first:
+            source = EventSource(
+                f"http://127.0.0.1:{first.port}/",
+                http=stack,  # type: ignore[arg-type]
+                retry=0.05,
+                min_retry_delay=0.05,
+                max_retries=1,
+            )
+            with pytest.raises(eventsource.ConnectError) as raised:
+                source.collect(timeout=4)
+    assert f"127.0.0.1:{target.port}" in str(raised.value), str(raised.value)
+
+
 # --- interruptions during the check -------------------------------------------------------------
 
 
