@@ -202,7 +202,11 @@ def main() -> None:
     gc.collect()
     time.sleep(0.1)
     gc.collect()
-    print(kind, n, "iterations in %.1f s; checks %d, plain %d" % (time.monotonic() - t0, probes, plain))
+    print(
+        kind,
+        n,
+        "iterations in %.1f s; checks %d, plain %d" % (time.monotonic() - t0, probes, plain),
+    )
     print("outcomes:", sorted(outcomes.items()))
     print("problems:", problems[:20], len(problems))
     print("unraisable:", unraisable[:5], len(unraisable))

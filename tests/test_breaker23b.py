@@ -292,3 +292,22 @@ def test_an_interrupt_during_the_check_does_not_send_a_post_twice() -> None:
     finally:
         signal.signal(signal.SIGUSR1, previous)
     assert requests == [b"POST / HTTP/1.1"], requests
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the sync check catches OSError only: a host that the socket module cannot "
+    "encode (a label over 63 characters, IDNA) raises UnicodeError out of the source "
+    "(reached when the request went through a client's transport or proxy=)",
+)
+def test_a_host_the_check_cannot_encode_raises_a_library_error() -> None:
+    # No lookup happens: the socket module's IDNA encoding fails first.
+    def hang_up(request: httpx.Request) -> httpx.Response:
+        raise httpx.RemoteProtocolError("Server disconnected", request=request)
+
+    with httpx.Client(transport=httpx.MockTransport(hang_up), trust_env=False) as client:
+        source = EventSource(
+            "http://" + "a" * 64 + ".invalid/", client=client, retry=0.05, max_retries=1
+        )
+        with pytest.raises(eventsource.EventSourceError):
+            source.collect(timeout=3)
