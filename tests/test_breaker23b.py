@@ -311,3 +311,34 @@ def test_a_host_the_check_cannot_encode_raises_a_library_error() -> None:
         )
         with pytest.raises(eventsource.EventSourceError):
             source.collect(timeout=3)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="restart() from another thread during the sync check aborts it and leaves "
+    "_checked_tls set: the port is never asked again, and a TLS port is retried as a drop "
+    "(RetriesExhaustedError, or for ever) instead of the ConnectError a source gets "
+    "without the restart",
+)
+def test_a_restart_during_the_check_does_not_give_it_up(tls: Any) -> None:
+    sources: list[EventSource] = []
+    restarted = threading.Event()
+
+    def handle(sock: socket.socket) -> None:
+        if sock.recv(1, socket.MSG_PEEK) == b"\x16" and not restarted.is_set():
+            restarted.set()
+            sources[0].restart()  # while the check waits for this answer
+            sock.recv(1)  # the check's socket, shut down by the restart
+            return
+        _tls_handshake(tls.server)(sock)
+
+    with _counting(handle) as (port, seen):
+        sources.append(
+            EventSource(
+                f"http://127.0.0.1:{port}/", retry=0.05, min_retry_delay=0.05, max_retries=3
+            )
+        )
+        with pytest.raises(eventsource.EventSourceError) as caught:
+            sources[0].collect(timeout=4)
+    assert restarted.is_set()
+    assert type(caught.value) is eventsource.ConnectError, repr(caught.value)
