@@ -342,3 +342,54 @@ def test_a_restart_during_the_check_does_not_give_it_up(tls: Any) -> None:
             sources[0].collect(timeout=4)
     assert restarted.is_set()
     assert type(caught.value) is eventsource.ConnectError, repr(caught.value)
+
+
+# --- many sources at once ---------------------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the check connects outside the origin's gate (_gate: at most LIMIT attempts to "
+    "one origin in flight per event loop): many async sources starting at once against a "
+    "port that hangs up open one check each, all at the same time",
+)
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+@pytest.mark.anyio
+async def test_the_checks_of_many_sources_go_through_the_origins_gate(
+    anyio_backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from eventsource import _gate
+
+    monkeypatch.setattr(_gate, "LIMIT", 4)  # (256 by default: the same with 300 sources)
+    lock = threading.Lock()
+    now = [0]
+    most = [0]
+
+    def handle(sock: socket.socket) -> None:
+        with lock:
+            now[0] += 1
+            most[0] = max(most[0], now[0])
+        try:
+            if sock.recv(65536)[:1] == b"\x16":
+                threading.Event().wait(0.2)  # a server slow to answer the check
+                sock.sendall(b"\x15\x03\x03\x00\x02\x02\x28")  # a TLS alert
+        finally:
+            with lock:
+                now[0] -= 1
+
+    errors: list[BaseException] = []
+    with _counting(handle) as (port, seen):
+        sources = [EventSource(f"http://127.0.0.1:{port}/", retry=5) for _ in range(24)]
+
+        async def run(source: EventSource) -> None:
+            try:
+                await source.acollect(timeout=8)
+            except eventsource.EventSourceError as exc:
+                errors.append(exc)
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as group:
+                for source in sources:
+                    group.start_soon(run, source)
+    assert len(errors) == 24 and all(type(e) is eventsource.ConnectError for e in errors)
+    assert most[0] <= 4, f"{most[0]} connections to the origin at once (gate: 4)"
