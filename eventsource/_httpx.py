@@ -174,18 +174,25 @@ _NO_SHARED_VERSION = frozenset(
     {"TLSV1_ALERT_PROTOCOL_VERSION", "UNSUPPORTED_PROTOCOL", "NO_PROTOCOLS_AVAILABLE"}
 )
 # ... for a server that refuses the handshake: it requires a client
-# certificate (TLS 1.3's alert, or TLS 1.2's bad_certificate / handshake
-# failure, which also says that no cipher is shared).
+# certificate (TLS 1.3's alert, or TLS 1.2's handshake failure, which also
+# says that no cipher is shared), or refuses the one presented (the alerts a
+# server sends about the client's certificate).
 _REFUSED = frozenset(
     {
         "TLSV13_ALERT_CERTIFICATE_REQUIRED",
-        "SSLV3_ALERT_BAD_CERTIFICATE",
         "SSLV3_ALERT_HANDSHAKE_FAILURE",
+        "SSLV3_ALERT_BAD_CERTIFICATE",
+        "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE",
+        "SSLV3_ALERT_CERTIFICATE_REVOKED",
+        "SSLV3_ALERT_CERTIFICATE_EXPIRED",
+        "SSLV3_ALERT_CERTIFICATE_UNKNOWN",
+        "TLSV1_ALERT_UNKNOWN_CA",
+        "TLSV1_ALERT_ACCESS_DENIED",
     }
 )
 _CLIENT_CERT_ADVICE = (
     "if the server requires a client certificate, pass verify= an ssl.SSLContext "
-    "with load_cert_chain()"
+    "with load_cert_chain() that it trusts (on a client of your own: its verify=)"
 )
 
 
@@ -217,7 +224,7 @@ def _unfixable(exc: BaseException) -> tuple[str, str] | None:
             return (
                 f"no TLS version is shared with the server ({reason})",
                 "pass verify= an ssl.SSLContext whose minimum_version and "
-                "maximum_version allow the server's",
+                "maximum_version allow the server's (on a client of your own: its verify=)",
             )
         if isinstance(link, ssl.SSLError) and reason in _REFUSED:
             return f"the server refused the TLS handshake ({reason})", _CLIENT_CERT_ADVICE

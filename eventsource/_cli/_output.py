@@ -12,6 +12,7 @@ import os
 import re
 import socket
 import ssl
+import unicodedata
 from datetime import datetime
 from typing import Any, TextIO
 
@@ -332,9 +333,10 @@ def _api_message(error: ResponseError) -> str:
             if isinstance(said, str) and said.strip():
                 return " ".join(said.split())[: _SAID * 2]
     text = " ".join(error.body.split())
-    # A body that is mostly control characters or undecodable bytes would
+    # A body that is mostly control characters or undecodable bytes (not
+    # format characters: right-to-left marks, emoji joiners are text) would
     # fill the line with escapes: say what it is instead.
-    odd = sum(1 for c in text[:_SAID] if c == "\ufffd" or not c.isprintable())
+    odd = sum(1 for c in text[:_SAID] if c == "\ufffd" or unicodedata.category(c) == "Cc")
     if odd * 10 > min(len(text), _SAID):
         return f"({len(error.body)} characters, not text)"
     return text if len(text) <= _SAID else text[:_SAID] + "…"
