@@ -65,9 +65,6 @@ def test_wait_until_a_condition_another_thread_sets() -> None:
     assert took < 1.0, took
 
 
-@pytest.mark.xfail(
-    strict=True, reason="issue 23's trial: SSEServer(tls=) logs every failed handshake at ERROR"
-)
 def test_a_tls_server_is_quiet_about_a_client_s_failed_handshake(
     tls: object, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -9,6 +9,7 @@ client's hang-up ends the task.
 
 from __future__ import annotations
 
+import logging
 import socket
 import ssl
 import threading
@@ -88,7 +89,7 @@ class Serving(Waiting):
         if self._tls is not None:
             # No close_notify is required: an SSE body ends when the connection
             # does, and clients often close without one.
-            listener = TLSListener(tcp, self._tls, standard_compatible=False)
+            listener = _QuietTLSListener(tcp, self._tls, standard_compatible=False)
         self._loop_thread = threading.get_ident()
         self._call_soon = _loop_call_soon()
         body_error: BaseException | None = None
@@ -433,3 +434,18 @@ class Serving(Waiting):
                 raise anyio.BrokenResourceError("the client hung up")
             await peer.send(data[index : index + 1])
             await anyio.sleep(delay)
+
+
+class _QuietTLSListener(TLSListener):
+    """anyio's TLS listener, quiet about handshakes that clients failed.
+
+    Logged at DEBUG, not as an ERROR traceback: tests of TLS failures (plain
+    HTTP to the TLS port, an untrusted certificate) make them on purpose.
+    """
+
+    @staticmethod
+    async def handle_handshake_error(exc: BaseException, stream: Any) -> None:
+        await anyio.aclose_forcefully(stream)
+        if isinstance(exc, anyio.get_cancelled_exc_class()) or not isinstance(exc, Exception):
+            raise exc
+        logging.getLogger("eventsource.testing").debug("TLS handshake failed: %r", exc)
