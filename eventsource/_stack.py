@@ -109,7 +109,8 @@ def stack_named(name: str) -> Stack:
             core = core_named("httpcore2")
         except ImportError as exc:
             raise ImportError(
-                "http='httpx2' needs httpx2: pip install 'eventsource-client[httpx2]'"
+                "http='httpx2' needs httpx2: "
+                "pip install -e '.[httpx2]' in a checkout of eventsource"
             ) from exc
         # httpx2's alias_httpx() makes "httpx" httpx2 itself: one stack.
         stack = _stacks[name] = HTTPX if module is httpx else Stack(module, core)

@@ -522,7 +522,8 @@ def test_http2_without_h2_is_one_line_and_exit_2(
     assert main(["https://127.0.0.1:1/stream", "--http2"]) == 2
     assert capsys.readouterr() == (
         "",
-        "error: --http2 needs the http2 extra: pip install 'eventsource-client[http2]'\n",
+        "error: --http2 needs the http2 extra: "
+        "pip install -e '.[http2]' in a checkout of eventsource\n",
     )
 
 

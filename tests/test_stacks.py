@@ -79,7 +79,7 @@ def test_http_httpx2_without_httpx2_says_what_to_install() -> None:
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
-    assert "pip install 'eventsource-client[httpx2]'" in out.stdout
+    assert "pip install -e '.[httpx2]'" in out.stdout
 
 
 # --- each stack's own types and errors --------------------------------------------------------

@@ -302,7 +302,7 @@ async def test_by_default_a_mock_takes_both_stacks(mode: str) -> None:
 def test_sse_mock_without_respx(monkeypatch: pytest.MonkeyPatch, http: StackName) -> None:
     # respx is needed for httpx (and so by default), not for httpx2 alone.
     monkeypatch.setitem(sys.modules, "respx", None)  # as if not installed
-    extra = r'pip install "eventsource-client\[testing\]"'
+    extra = r'pip install -e "\.\[testing\]" in a checkout'
     with pytest.raises(ModuleNotFoundError, match=extra):
         SSEMock().start()
     mock = SSEMock(http=http)

@@ -222,7 +222,7 @@ def without_respx(monkeypatch):
     result = run(pytester)
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(
-        ['*the sse_mock fixture needs respx: pip install "eventsource-client[[]testing[]]"*']
+        ['*the sse_mock fixture needs respx: pip install -e ".[[]testing[]]" in a checkout*']
     )
     assert "Traceback" not in result.stdout.str()
 

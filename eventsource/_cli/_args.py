@@ -17,7 +17,9 @@ from ._output import FORMATS
 
 __all__ = ["build_parser", "check_http2", "source_options", "tls_verify"]
 
-HTTP2_MISSING = "--http2 needs the http2 extra: pip install 'eventsource-client[http2]'"
+HTTP2_MISSING = (
+    "--http2 needs the http2 extra: pip install -e '.[http2]' in a checkout of eventsource"
+)
 
 DESCRIPTION = """\
 Connect to a Server-Sent Events stream and print its events as they arrive.
@@ -162,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--http2",
         action="store_true",
         help="offer HTTP/2 (over TLS; needs the http2 extra: "
-        "pip install 'eventsource-client[http2]')",
+        "pip install -e '.[http2]' in a checkout)",
     )
 
     stream = parser.add_argument_group("stream")

@@ -392,7 +392,8 @@ class SSEMock:
             if exc.name != "respx":
                 raise
             raise ModuleNotFoundError(
-                'SSEMock needs respx: pip install "eventsource-client[testing]"', name="respx"
+                'SSEMock needs respx: pip install -e ".[testing]" in a checkout of eventsource',
+                name="respx",
             ) from None
 
         self._router = respx.mock(assert_all_called=False)

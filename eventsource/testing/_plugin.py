@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from ._server import SSEServer
 
 #: What to install for a fixture's optional dependency.
-EXTRA = 'pip install "eventsource-client[testing]"'
+EXTRA = 'pip install -e ".[testing]" in a checkout of eventsource'
 
 
 @pytest.fixture
