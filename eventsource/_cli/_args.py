@@ -53,7 +53,7 @@ examples:
   eventsource -v -n 5 --type chunk https://example.com/stream
   eventsource --json '{"prompt": "Hi"}' -H 'Authorization: Bearer T' https://example.com/chat
   eventsource https://example.com/stream | jq -r '.data'
-  eventsource --json '{"stream": true}' --until-data '[DONE]' -f jsonl --json-data \
+  eventsource --json '{"stream": true}' --until-data '[DONE]' -f jsonl --json-data \\
       https://example.com/v1/chat | jq '.data.content'
   eventsource --cacert ca.pem --http2 https://localhost:8443/stream
   python -m eventsource --demo"""
