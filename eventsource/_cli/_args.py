@@ -228,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-event-size",
         type=_positive_int,
         metavar="CHARS",
-        help="fail on an event or line longer than this (default: 16 MiB)",
+        help="fail on an event or line longer than this many characters (default: 16 Mi)",
     )
 
     output = parser.add_argument_group("output")
