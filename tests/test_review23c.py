@@ -1,0 +1,159 @@
+"""Review of issue 23's TLS check moved into the network backend (``_probe``,
+``SocketStream._check_tls``): defects found, each a strict xfail until fixed."""
+
+from __future__ import annotations
+
+import re
+import socket
+import ssl
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import eventsource
+from eventsource import EventSource
+
+from ._servers import RawListener
+
+pytestmark = pytest.mark.usefixtures("loopback_only")
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _tls_server(context: ssl.SSLContext) -> Any:
+    """A handler as OpenSSL's servers behave: a failed handshake hangs up."""
+
+    def handle(sock: socket.socket, index: int, peer: int) -> None:
+        sock.settimeout(5)
+        try:
+            context.wrap_socket(sock, server_side=True).close()
+        except (ssl.SSLError, OSError):
+            pass
+
+    return handle
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a TLS answer of the PROXY (HTTPS_PROXY=http:// to a TLS proxy port) is reported "
+    "as the source's own mistake: 'the server at <proxy> answered with TLS: use https:// for "
+    "a TLS port', on a source whose URL is https:// already; nothing says that the address is "
+    "the proxy's, whose URL (the environment's) is the one to fix",
+)
+def test_a_proxy_that_answers_tls_is_named_as_the_proxy(
+    stack: str, tls: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with RawListener(_tls_server(tls.server)) as proxy:
+        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy.port}")
+        source = EventSource(
+            "https://127.0.0.1:9/",
+            http=stack,  # type: ignore[arg-type]
+            verify=tls.client,
+            retry=0.1,
+            min_retry_delay=0.1,
+        )
+        with pytest.raises(eventsource.ConnectError) as caught:
+            source.collect(timeout=4)
+    message = str(caught.value)
+    assert f"127.0.0.1:{proxy.port} answered with TLS" in message, message  # the check ran
+    assert "proxy" in message.lower(), message
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="with max_retries=0 the first failure is final, yet the TLS check still runs "
+    "(for_send() looks at reconnect=False only): a plain server that hangs up and holds the "
+    "check's connection delays the RetriesExhaustedError by PROBE_TIMEOUT (2 s), against "
+    "the rule 'a failure that ends the source anyway is not delayed by a check'",
+)
+def test_max_retries_0_is_not_delayed_by_the_check(stack: str) -> None:
+    def handle(sock: socket.socket, index: int, peer: int) -> None:
+        sock.settimeout(5)
+        try:
+            first = sock.recv(65536)
+            if first[:2] == b"\x16\x03":
+                sock.recv(1)  # the check: held unanswered until the client leaves
+        except OSError:
+            pass  # a plain request: hung up on
+
+    with RawListener(handle) as server:
+        source = EventSource(f"http://127.0.0.1:{server.port}/", http=stack, max_retries=0)  # type: ignore[arg-type]
+        started = time.monotonic()
+        with pytest.raises(eventsource.RetriesExhaustedError):
+            source.collect(timeout=5)
+        took = time.monotonic() - started
+    assert took < 1.0, f"{took:.2f} s"  # a hang-up without the check: milliseconds
+
+
+def _sni_front(context: ssl.SSLContext, name: bytes) -> Any:
+    """A TLS front that routes by SNI (Envoy / Istio gateways, HAProxy on
+    req.ssl_sni): a ClientHello without the name, or plain HTTP, is closed
+    without a word; with it, the handshake is answered."""
+
+    def handle(sock: socket.socket, index: int, peer: int) -> None:
+        sock.settimeout(5)
+        try:
+            head = sock.recv(5, socket.MSG_PEEK | socket.MSG_WAITALL)
+            if head[:2] != b"\x16\x03":
+                sock.recv(65536)
+                return  # plain HTTP: hung up on
+            size = 5 + int.from_bytes(head[3:5], "big")
+            hello = sock.recv(size, socket.MSG_PEEK | socket.MSG_WAITALL)
+            if name not in hello:
+                return  # no route for this SNI: closed
+            context.wrap_socket(sock, server_side=True).close()
+        except (ssl.SSLError, OSError):
+            pass
+
+    return handle
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the check's ClientHello carries no SNI, so a TLS front that routes by SNI "
+    "(Envoy / Istio gateways, HAProxy on req.ssl_sni: closed without an alert when no route "
+    "matches) looks like a plain server: http:// to it stays retried for ever although the "
+    "URL's host (ASCII here, no IDNA) could be sent when no proxy is in the way",
+)
+def test_a_tls_front_that_routes_by_sni_is_recognised(tls: Any) -> None:
+    with RawListener(_sni_front(tls.server, b"localhost")) as front:
+        source = EventSource(
+            f"http://localhost:{front.port}/", http="httpx", retry=0.1, min_retry_delay=0.1
+        )
+        with pytest.raises(eventsource.EventSourceError) as caught:
+            source.collect(timeout=1.5)
+    assert type(caught.value) is eventsource.ConnectError, repr(caught.value)
+
+
+def _unreleased() -> str:
+    text = (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
+    return text.split("## [Unreleased]", 1)[1].split("\n## [", 1)[0]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="CHANGELOG 'Unreleased' still describes the earlier design: 'on any client' (a "
+    "client of the user's own is never checked: tests/test_tls_mismatch.py's USER_CLIENT "
+    "limit), 'not when an environment proxy is in the way' (the check now asks the proxy's "
+    "address), and the message 'the server answered with TLS: use https://' (now 'the "
+    "server at ADDR answered with TLS: use https:// for a TLS port')",
+)
+def test_changelog_describes_the_check_as_it_is() -> None:
+    unreleased = re.sub(r"\s+", " ", _unreleased())
+    assert "on any client" not in unreleased
+    assert "not when an environment proxy is in the way" not in unreleased
+    assert '"the server answered with TLS: use https://"' not in unreleased
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="docs/guides/reconnecting.md's table says a server that hangs up on the plain "
+    "request is asked whether it speaks TLS, without the limit that only the source's own "
+    "client is checked (on client= such a port stays retried for ever)",
+)
+def test_reconnecting_table_names_the_own_client_limit() -> None:
+    guide = (ROOT / "docs" / "guides" / "reconnecting.md").read_text(encoding="utf-8")
+    row = next(line for line in guide.splitlines() if "asked once" in line)
+    assert "own" in row or "client=" in row, row
