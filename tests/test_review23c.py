@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import eventsource
-from eventsource import EventSource
+from eventsource import EventSource, _backend
 
 from ._servers import RawListener
 
@@ -124,6 +124,60 @@ def test_a_tls_front_that_routes_by_sni_is_recognised(tls: Any) -> None:
         )
         with pytest.raises(eventsource.EventSourceError) as caught:
             source.collect(timeout=1.5)
+    assert type(caught.value) is eventsource.ConnectError, repr(caught.value)
+
+
+RESTART_LOSES_VERDICT = (
+    "a restart() that lands after the check had its TLS answer (past the stream's "
+    "'aborted' test, before the machine saw the SpeaksTLSError) turns the fatal error into "
+    "a reconnect, but the check is already counted done: the TLS port is then retried for "
+    "ever. Found by restart() from a thread at random times (setswitchinterval(1e-6)): "
+    "async about 1 run in 10 on asyncio, 1 in 25 on trio; here the restart is placed in "
+    "that window"
+)
+
+
+def _restart_after_the_answer(monkeypatch: pytest.MonkeyPatch, source: EventSource) -> None:
+    """source.restart() once, right after the check's TLS answer was taken as done."""
+    answered = _backend.SocketStream._answered_tls
+    restarted: list[bool] = []
+
+    def answered_then_restarted(self: Any, peer: Any) -> Exception:
+        if not restarted:
+            restarted.append(True)
+            source.restart()
+        return answered(self, peer)
+
+    monkeypatch.setattr(_backend.SocketStream, "_answered_tls", answered_then_restarted)
+
+
+@pytest.mark.xfail(strict=True, reason=RESTART_LOSES_VERDICT)
+def test_a_restart_after_the_answer_keeps_the_verdict(
+    tls: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with RawListener(_tls_server(tls.server)) as server:
+        source = EventSource(
+            f"http://127.0.0.1:{server.port}/", http="httpx", retry=0.05, min_retry_delay=0.05
+        )
+        _restart_after_the_answer(monkeypatch, source)
+        with pytest.raises(eventsource.EventSourceError) as caught:
+            source.collect(timeout=1.5)
+    assert type(caught.value) is eventsource.ConnectError, repr(caught.value)
+
+
+@pytest.mark.xfail(strict=True, reason=RESTART_LOSES_VERDICT)
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+@pytest.mark.anyio
+async def test_a_restart_after_the_answer_keeps_the_verdict_in_async_code(
+    tls: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with RawListener(_tls_server(tls.server)) as server:
+        source = EventSource(
+            f"http://127.0.0.1:{server.port}/", http="httpx", retry=0.05, min_retry_delay=0.05
+        )
+        _restart_after_the_answer(monkeypatch, source)
+        with pytest.raises(eventsource.EventSourceError) as caught:
+            await source.acollect(timeout=1.5)
     assert type(caught.value) is eventsource.ConnectError, repr(caught.value)
 
 
