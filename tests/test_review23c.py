@@ -254,3 +254,34 @@ def test_the_error_names_the_redirect_target_that_answered_with_a_tls_alert(stac
             with pytest.raises(eventsource.ConnectError) as raised:
                 source.collect(timeout=4)
     assert f"127.0.0.1:{target.port}" in str(raised.value), str(raised.value)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the check counts as done whatever happened to it: a check whose connection is "
+    "closed without a byte (or refused, or timed out) is no answer, yet the source never "
+    "asks again. A TLS service that is not up yet behind something that accepts and closes "
+    "(Docker's published port before the container listens, a TCP load balancer without a "
+    "ready backend) spends the source's one check, and once the service is up its http:// "
+    "URL is retried for ever",
+)
+def test_a_check_that_got_no_answer_is_asked_again(stack: str, tls: Any) -> None:
+    def starting(sock: socket.socket, index: int, peer: int) -> None:
+        if index < 2:
+            return  # not up yet: accepted and closed (the request, then the check)
+        sock.settimeout(5)
+        try:
+            tls.server.wrap_socket(sock, server_side=True).close()
+        except (ssl.SSLError, OSError):
+            pass  # up: OpenSSL hangs up on plain HTTP
+
+    with RawListener(starting) as server:
+        source = EventSource(
+            f"http://127.0.0.1:{server.port}/",
+            http=stack,  # type: ignore[arg-type]
+            retry=0.05,
+            min_retry_delay=0.05,
+        )
+        with pytest.raises(eventsource.EventSourceError) as caught:
+            source.collect(timeout=1.5)
+    assert type(caught.value) is eventsource.ConnectError, repr(caught.value)
