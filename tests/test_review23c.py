@@ -132,8 +132,8 @@ RESTART_LOSES_VERDICT = (
     "'aborted' test, before the machine saw the SpeaksTLSError) turns the fatal error into "
     "a reconnect, but the check is already counted done: the TLS port is then retried for "
     "ever. Found by restart() from a thread at random times (setswitchinterval(1e-6)): "
-    "async about 1 run in 10 on asyncio, 1 in 25 on trio; here the restart is placed in "
-    "that window"
+    "about 1 source in 10 on asyncio, 1 in 25 on trio, and sync sources hung retrying in 3 "
+    "of 5 runs of 200; here the restart is placed in that window"
 )
 
 
