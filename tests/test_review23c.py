@@ -133,7 +133,7 @@ RESTART_LOSES_VERDICT = (
     "a reconnect, but the check is already counted done: the TLS port is then retried for "
     "ever. Found by restart() from a thread at random times (setswitchinterval(1e-6)): "
     "about 1 source in 10 on asyncio, 1 in 25 on trio, and sync sources hung retrying in 3 "
-    "of 5 runs of 200; here the restart is placed in that window"
+    "of 4 runs of 200; here the restart is placed in that window"
 )
 
 
