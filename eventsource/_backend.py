@@ -73,7 +73,8 @@ ARMING: contextvars.ContextVar[Arming | None] = contextvars.ContextVar(
     "eventsource_arming", default=None
 )
 
-_REQUEST_HEAD = re.compile(rb"[A-Z]+ [^ \r\n]+ HTTP/1\.[01]\r?\n")
+_REQUEST_HEAD = re.compile(rb"[A-Z]+ ([^ \r\n]+) HTTP/1\.[01]\r?\n")
+_HOST = re.compile(rb"\r?\n[Hh][Oo][Ss][Tt]:[ \t]*([A-Za-z0-9.-]+)")
 _HEAD_END = re.compile(rb"\n\r?\n")
 _STATUS = re.compile(rb"HTTP/1\.[01] +([0-9]{3})")
 _STATUS_BYTES = 16  # enough of a head's start to hold its status code
@@ -86,13 +87,29 @@ class HeadCut:
     docstring).
     """
 
-    __slots__ = ("_start", "_tail", "body_fresh", "connect", "heads", "heard", "tunnel")
+    __slots__ = (
+        "_start",
+        "_tail",
+        "body_fresh",
+        "connect",
+        "heads",
+        "heard",
+        "host",
+        "preamble",
+        "proxied",
+        "tunnel",
+    )
 
     def __init__(self) -> None:
         self.heads = False  # cutting: a response head is due
         self.connect = False  # the request due an answer is a CONNECT
         self.tunnel = False  # a CONNECT was answered: raw bytes from now on
         self.heard = False  # a byte of a head was read on the connection
+        # What the first request head said of the peer (for _probe): bytes
+        # before it (a SOCKS handshake), a proxy's request form, the Host.
+        self.preamble = False
+        self.proxied = False
+        self.host: str | None = None
         # The last head was a final one and no byte after it was read yet.
         self.body_fresh = False
         # The head read so far, across reads: its last bytes (an end may be
@@ -102,12 +119,18 @@ class HeadCut:
 
     def wrote(self, data: bytes | bytearray | memoryview) -> None:
         """A write: a request head starts the cutting."""
-        if not self.tunnel and _REQUEST_HEAD.match(data):
+        if not self.tunnel and (head := _REQUEST_HEAD.match(data)):
             if not self.heads:
                 self._tail = self._start = b""
             self.heads = True
             self.connect = bytes(data[:8]) == b"CONNECT "
             self.body_fresh = False
+            if self.host is None:  # the connection's first request
+                self.proxied = self.connect or head.group(1).startswith(b"http")
+                host = _HOST.search(data)
+                self.host = host.group(1).decode("ascii", "replace") if host else ""
+        elif self.host is None and data:
+            self.preamble = True
 
     def cut(self, data: bytes) -> int:
         """How many of these bytes (read while a head is due) to hand over.
@@ -154,6 +177,19 @@ class Cutting:
     _held: bytes
     _cut: HeadCut
     core: Core
+    _peer: Any = None  # the address connected to, once a request was written (sockets)
+
+    def _answered_tls(self) -> Exception:
+        """The core's SpeaksTLSError for this connection's peer."""
+        peer = self._peer
+        what = "the proxy" if self._cut.proxied else "the server"
+        if peer is not None:
+            where = f"[{peer[0]}]:{peer[1]}" if ":" in peer[0] else f"{peer[0]}:{peer[1]}"
+            what = f"{what} at {where}"
+        error = self.core.speaks_tls(f"{what} answered with TLS")
+        if self._cut.proxied:
+            error.advice = "use an https:// URL for a TLS proxy"  # type: ignore[attr-defined]
+        return error
 
     def _hand(self, data: bytes) -> bytes:
         """Read bytes as httpcore may have them (the rest is held)."""
@@ -162,7 +198,7 @@ class Cutting:
             try:
                 n = cut.cut(data)
             except SpeaksTLS as exc:
-                raise self.core.speaks_tls(str(exc)) from exc
+                raise self._answered_tls() from exc
             if n < len(data):
                 self._held = data[n:] + self._held
                 return data[:n]
@@ -194,7 +230,6 @@ class SocketStream(Cutting):
     _pid: int  # the process that connected
     aborted = False
     _asking: socket.socket | None = None  # the socket of a TLS check (_probe)
-    _peer: Any = None  # the address connected to, once a request was written
 
     def _wrote(self, data: bytes) -> None:
         if self._peer is None:  # (read now: once the peer hung up, it is gone)
@@ -221,44 +256,47 @@ class SocketStream(Cutting):
     def _hung_up(self) -> _probe.TLSCheck | None:
         """The source's TLS check, when it is due here; else None.
 
-        Due when this connection ended or broke where a response head was
-        due, nothing of any head read on it.
+        Due when this connection (to the server, not through a SOCKS
+        handshake) ended or broke where a response head was due, nothing of
+        any head read on it.
         """
         cut = self._cut
-        if self.aborted or not cut.heads or cut.tunnel or cut.heard:
+        if self.aborted or not cut.heads or cut.tunnel or cut.heard or cut.preamble:
             return None
         check = _probe.CHECK_TLS.get()
-        return check if check is not None and not check.done else None
+        return check if check is not None and check.due else None
 
-    def _answered_tls(self, peer: Any) -> Exception:
-        where = f"{peer[0]}:{peer[1]}" if ":" not in peer[0] else f"[{peer[0]}]:{peer[1]}"
-        return self.core.speaks_tls(f"the server at {where} answered with TLS")
+    def _sni(self) -> str | None:
+        host = self._cut.host
+        if not host or self._cut.proxied or host.replace(".", "").isdigit():
+            return None
+        return host
 
     def _check_tls(self) -> None:
-        """Raise the core's ConnectError when the peer speaks TLS (blocking)."""
+        """Raise the core's SpeaksTLSError when the peer speaks TLS (blocking)."""
         check = self._hung_up()
-        peer = self._peer
-        if check is None or peer is None:
+        if check is None or self._peer is None:
             return
-        tls = _probe.ask(peer, self._sock.family, self._hold_asking)
-        if self.aborted:
-            return  # interrupted: asked again on a later attempt
-        check.done = True
-        if tls:
-            raise self._answered_tls(peer)
+        if check.verdict is None:
+            data = _probe.ask(self._peer, self._sock.family, self._sni(), self._hold_asking)
+            if self.aborted:
+                return  # interrupted: asked again on a later attempt
+            check.heard(data)
+        if check.verdict:
+            raise self._answered_tls()
 
     async def _acheck_tls(self) -> None:
-        """Raise the core's ConnectError when the peer speaks TLS."""
+        """Raise the core's SpeaksTLSError when the peer speaks TLS."""
         check = self._hung_up()
-        peer = self._peer
-        if check is None or peer is None:
+        if check is None or self._peer is None:
             return
-        tls = await _probe.ask_async(peer)
-        if self.aborted:
-            return
-        check.done = True
-        if tls:
-            raise self._answered_tls(peer)
+        if check.verdict is None:
+            data = await _probe.ask_async(self._peer, self._sni())
+            if self.aborted:
+                return
+            check.heard(data)
+        if check.verdict:
+            raise self._answered_tls()
 
     def _hold_asking(self, sock: socket.socket | None) -> None:
         self._asking = sock

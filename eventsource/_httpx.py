@@ -229,7 +229,7 @@ def _unfixable(exc: BaseException) -> tuple[str, str] | None:
         if isinstance(link, ssl.SSLError) and reason in _REFUSED:
             return f"the server refused the TLS handshake ({reason})", _CLIENT_CERT_ADVICE
         if isinstance(link, SpeaksTLS):
-            return str(link), "use https:// for a TLS port"  # (which server: _probe)
+            return str(link), getattr(link, "advice", "use https:// for a TLS port")
         # The context too, even where it was suppressed ("from None"): the
         # certificate's error is often only there (httpcore re-raises so).
         link = link.__cause__ or link.__context__

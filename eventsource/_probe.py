@@ -6,9 +6,13 @@ when the first bytes of a connection are no TLS record: to a client, an
 for ever. Retrying cannot fix a wrong scheme, so before a source ever
 opened, a stream of eventsource's network backend whose plain connection
 ended where a response head was due (nothing of it read) asks the address it
-was connected to, once a source, with a TLS ClientHello (no request, no
-certificate checked). A TLS record in answer is a ``SpeaksTLS`` (a fatal
-``ConnectError``, "use https://").
+was connected to with a TLS ClientHello (no request, no certificate
+checked; the request's Host as SNI, for fronts that route by it). A TLS
+record in answer is a ``SpeaksTLS`` (a fatal ``ConnectError``, "use
+https://"); another answer, or silence, means no; a peer that closes
+without a word is asked again on a later hang-up, ``ASKS`` times at most.
+Not through a SOCKS proxy (its handshake came first: the peer is the
+proxy's), and an HTTP proxy that answers with TLS is named as the proxy.
 
 The check runs inside the request's send, so the request's interruption,
 cancellation and the origin's gate cover it, and it asks the peer the
@@ -45,13 +49,36 @@ PROBE_TIMEOUT = 2.0
 TLS_RECORD = re.compile(rb"[\x15\x16]\x03")
 
 
-class TLSCheck:
-    """A source's one check: ``done`` once a check had its answer."""
+#: Checks a source makes at most while none had an answer (the peer closed,
+#: refused or stayed silent: a TLS service still starting behind a port
+#: that accepts); one answer, TLS or not, is the verdict.
+ASKS = 3
 
-    __slots__ = ("done",)
+
+class TLSCheck:
+    """A source's check: its ``verdict`` (None until a check had an answer)."""
+
+    __slots__ = ("asks", "verdict")
 
     def __init__(self) -> None:
-        self.done = False
+        self.verdict: bool | None = None
+        self.asks = 0
+
+    @property
+    def due(self) -> bool:
+        """Whether a hang-up should be checked (or failed on the verdict)."""
+        return self.verdict is not False and (self.verdict or self.asks < ASKS)
+
+    def heard(self, data: bytes | None) -> bool:
+        """Take a check's answer (None: the peer kept silent); whether it speaks TLS."""
+        self.asks += 1
+        if data is not None and TLS_RECORD.match(data):
+            self.verdict = True
+        elif data is None or len(data) >= 2 or self.asks >= ASKS:
+            # It answered, and not with TLS; or it waits for more (a plain
+            # server wanting a line end); or it never answers.
+            self.verdict = False
+        return bool(self.verdict)
 
 
 CHECK_TLS: contextvars.ContextVar[TLSCheck | None] = contextvars.ContextVar(
@@ -65,7 +92,10 @@ def for_send(check: TLSCheck, machine: Machine) -> TLSCheck | None:
     The source's check while the source never opened and would try again (a
     GET, or ``resume="resend"``, and reconnecting), else None.
     """
-    if check.done or machine.opens or not machine.resend or machine.policy.reconnect is False:
+    policy = machine.policy
+    if not check.due or machine.opens or not machine.resend:
+        return None
+    if policy.reconnect is False or policy.max_retries == 0:
         return None
     return check
 
@@ -73,8 +103,8 @@ def for_send(check: TLSCheck, machine: Machine) -> TLSCheck | None:
 _context: ssl.SSLContext | None = None
 
 
-def _client_hello() -> bytes:
-    """A TLS ClientHello (no SNI: the peer is asked by its address)."""
+def _client_hello(name: str | None) -> bytes:
+    """A TLS ClientHello, with this server name (SNI) unless None."""
     global _context
     if _context is None:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -82,7 +112,7 @@ def _client_hello() -> bytes:
         context.verify_mode = ssl.CERT_NONE  # only whether TLS answers is asked
         _context = context
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    tls = _context.wrap_bio(incoming, outgoing)
+    tls = _context.wrap_bio(incoming, outgoing, server_hostname=name)
     try:
         tls.do_handshake()
     except ssl.SSLWantReadError:
@@ -90,12 +120,14 @@ def _client_hello() -> bytes:
     return outgoing.read()
 
 
-def ask(peer: Any, family: int, holding: Callable[[socket.socket | None], None]) -> bool:
-    """Ask the peer (blocking) whether it speaks TLS.
+def ask(
+    peer: Any, family: int, name: str | None, holding: Callable[[socket.socket | None], None]
+) -> bytes | None:
+    """Ask the peer (blocking) with a ClientHello: its first bytes.
 
-    False when it does not answer so in ``PROBE_TIMEOUT``, or when the check
-    was shut down (``holding`` gets the check's socket while it runs, for
-    ``abort()``).
+    Empty when it closed or refused, or when the check was shut down
+    (``holding`` gets the check's socket while it runs, for ``abort()``);
+    None when it stayed silent for ``PROBE_TIMEOUT``.
     """
     deadline = time.monotonic() + PROBE_TIMEOUT
     data = b""
@@ -104,34 +136,41 @@ def ask(peer: Any, family: int, holding: Callable[[socket.socket | None], None])
     try:
         sock.settimeout(PROBE_TIMEOUT)
         sock.connect(peer)
-        sock.sendall(_client_hello())
-        while len(data) < 2 and (left := deadline - time.monotonic()) > 0:
+        sock.sendall(_client_hello(name))
+        while len(data) < 2:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None if not data else data
             sock.settimeout(left)
             chunk = sock.recv(16)
             if not chunk:
                 break
             data += chunk
-    except OSError:  # TimeoutError too
+    except TimeoutError:
+        return None if not data else data
+    except OSError:
         pass
     finally:
         holding(None)
         sock.close()
-    return TLS_RECORD.match(data) is not None
+    return data
 
 
-async def ask_async(peer: Any) -> bool:
-    """Ask the peer whether it speaks TLS.
+async def ask_async(peer: Any, name: str | None) -> bytes | None:
+    """Ask the peer with a ClientHello: its first bytes.
 
-    False when it does not answer so in ``PROBE_TIMEOUT``. A cancel of the
-    caller's ends it (raised).
+    Empty when it closed or refused; None when it stayed silent for
+    ``PROBE_TIMEOUT``. A cancel of the caller's ends it (raised).
     """
     data = b""
-    with anyio.move_on_after(PROBE_TIMEOUT):
+    with anyio.move_on_after(PROBE_TIMEOUT) as scope:
         try:
             async with await anyio.connect_tcp(peer[0], peer[1]) as stream:
-                await stream.send(_client_hello())
+                await stream.send(_client_hello(name))
                 while len(data) < 2:
                     data += await stream.receive(16)
         except (OSError, anyio.EndOfStream, anyio.BrokenResourceError):
             pass
-    return TLS_RECORD.match(data) is not None
+    if scope.cancelled_caught and not data:
+        return None
+    return data

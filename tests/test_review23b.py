@@ -337,7 +337,9 @@ async def test_the_checks_of_many_sources_keep_to_the_origin_s_gate(
         with lock:
             checks[0] += 1
             checks[1] = max(checks)
-        stop.wait(1.0)  # a plain server waiting for a line end: no answer
+        # Closed after a while without a word (no verdict: the source may
+        # ask again on its next attempt).
+        stop.wait(0.5)
         with lock:
             checks[0] -= 1
 
@@ -352,12 +354,12 @@ async def test_the_checks_of_many_sources_keep_to_the_origin_s_gate(
                 max_retries=1,
             )
             with pytest.raises(eventsource.RetriesExhaustedError):
-                await source.acollect(timeout=8)
+                await source.acollect(timeout=20)
 
         try:
-            with anyio.fail_after(10):
+            with anyio.fail_after(30):
                 async with anyio.create_task_group() as group:
-                    for _ in range(8):
+                    for _ in range(6):
                         group.start_soon(one)
         finally:
             stop.set()

@@ -35,13 +35,6 @@ def _tls_server(context: ssl.SSLContext) -> Any:
     return handle
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a TLS answer of the PROXY (HTTPS_PROXY=http:// to a TLS proxy port) is reported "
-    "as the source's own mistake: 'the server at <proxy> answered with TLS: use https:// for "
-    "a TLS port', on a source whose URL is https:// already; nothing says that the address is "
-    "the proxy's, whose URL (the environment's) is the one to fix",
-)
 def test_a_proxy_that_answers_tls_is_named_as_the_proxy(
     stack: str, tls: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -61,13 +54,6 @@ def test_a_proxy_that_answers_tls_is_named_as_the_proxy(
     assert "proxy" in message.lower(), message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="with max_retries=0 the first failure is final, yet the TLS check still runs "
-    "(for_send() looks at reconnect=False only): a plain server that hangs up and holds the "
-    "check's connection delays the RetriesExhaustedError by PROBE_TIMEOUT (2 s), against "
-    "the rule 'a failure that ends the source anyway is not delayed by a check'",
-)
 def test_max_retries_0_is_not_delayed_by_the_check(stack: str) -> None:
     def handle(sock: socket.socket, index: int, peer: int) -> None:
         sock.settimeout(5)
@@ -110,13 +96,6 @@ def _sni_front(context: ssl.SSLContext, name: bytes) -> Any:
     return handle
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the check's ClientHello carries no SNI, so a TLS front that routes by SNI "
-    "(Envoy / Istio gateways, HAProxy on req.ssl_sni: closed without an alert when no route "
-    "matches) looks like a plain server: http:// to it stays retried for ever although the "
-    "URL's host (ASCII here, no IDNA) could be sent when no proxy is in the way",
-)
 def test_a_tls_front_that_routes_by_sni_is_recognised(tls: Any) -> None:
     with RawListener(_sni_front(tls.server, b"localhost")) as front:
         source = EventSource(
@@ -142,16 +121,15 @@ def _restart_after_the_answer(monkeypatch: pytest.MonkeyPatch, source: EventSour
     answered = _backend.SocketStream._answered_tls
     restarted: list[bool] = []
 
-    def answered_then_restarted(self: Any, peer: Any) -> Exception:
+    def answered_then_restarted(self: Any) -> Exception:
         if not restarted:
             restarted.append(True)
             source.restart()
-        return answered(self, peer)
+        return answered(self)
 
     monkeypatch.setattr(_backend.SocketStream, "_answered_tls", answered_then_restarted)
 
 
-@pytest.mark.xfail(strict=True, reason=RESTART_LOSES_VERDICT)
 def test_a_restart_after_the_answer_keeps_the_verdict(
     tls: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -165,7 +143,6 @@ def test_a_restart_after_the_answer_keeps_the_verdict(
     assert type(caught.value) is eventsource.ConnectError, repr(caught.value)
 
 
-@pytest.mark.xfail(strict=True, reason=RESTART_LOSES_VERDICT)
 @pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
 @pytest.mark.anyio
 async def test_a_restart_after_the_answer_keeps_the_verdict_in_async_code(
@@ -186,14 +163,6 @@ def _unreleased() -> str:
     return text.split("## [Unreleased]", 1)[1].split("\n## [", 1)[0]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="CHANGELOG 'Unreleased' still describes the earlier design: 'on any client' (a "
-    "client of the user's own is never checked: tests/test_tls_mismatch.py's USER_CLIENT "
-    "limit), 'not when an environment proxy is in the way' (the check now asks the proxy's "
-    "address), and the message 'the server answered with TLS: use https://' (now 'the "
-    "server at ADDR answered with TLS: use https:// for a TLS port')",
-)
 def test_changelog_describes_the_check_as_it_is() -> None:
     unreleased = re.sub(r"\s+", " ", _unreleased())
     assert "on any client" not in unreleased
@@ -201,26 +170,12 @@ def test_changelog_describes_the_check_as_it_is() -> None:
     assert '"the server answered with TLS: use https://"' not in unreleased
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="docs/guides/reconnecting.md's table says a server that hangs up on the plain "
-    "request is asked whether it speaks TLS, without the limit that only the source's own "
-    "client is checked (on client= such a port stays retried for ever)",
-)
 def test_reconnecting_table_names_the_own_client_limit() -> None:
     guide = (ROOT / "docs" / "guides" / "reconnecting.md").read_text(encoding="utf-8")
     row = next(line for line in guide.splitlines() if "asked once" in line)
     assert "own" in row or "client=" in row, row
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review23b's 'the error names the redirect target that answered TLS' is fixed for "
-    "the check's path only: a server that answers the plain request with a TLS record "
-    "itself (an alert; HeadCut's path) still gives 'the server answered with TLS' without "
-    "its address, so after a redirect the message (and the command line, which names the "
-    "source's URL) blames the wrong server",
-)
 def test_the_error_names_the_redirect_target_that_answered_with_a_tls_alert(stack: str) -> None:
     def alert(sock: socket.socket, index: int, peer: int) -> None:
         sock.settimeout(5)
@@ -256,15 +211,6 @@ def test_the_error_names_the_redirect_target_that_answered_with_a_tls_alert(stac
     assert f"127.0.0.1:{target.port}" in str(raised.value), str(raised.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the check counts as done whatever happened to it: a check whose connection is "
-    "closed without a byte (or refused, or timed out) is no answer, yet the source never "
-    "asks again. A TLS service that is not up yet behind something that accepts and closes "
-    "(Docker's published port before the container listens, a TCP load balancer without a "
-    "ready backend) spends the source's one check, and once the service is up its http:// "
-    "URL is retried for ever",
-)
 def test_a_check_that_got_no_answer_is_asked_again(stack: str, tls: Any) -> None:
     def starting(sock: socket.socket, index: int, peer: int) -> None:
         if index < 2:

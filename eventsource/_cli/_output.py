@@ -232,6 +232,8 @@ def _describe_error(error: BaseException, url: str) -> str:
         detail = error.detail
         if detail.startswith("certificate"):
             advice = "use --cacert FILE, or -k to skip verification"
+        elif detail.startswith("the proxy"):
+            advice = "use an https:// URL for that proxy (HTTPS_PROXY, HTTP_PROXY)"
         elif detail.startswith("no TLS version"):
             advice = "the server's TLS versions are not ones this Python's OpenSSL allows"
         elif detail.startswith("the server refused"):
