@@ -20,7 +20,6 @@ from .conftest import Outcome, consume
 pytestmark = pytest.mark.anyio
 
 E = ServerSentEvent
-XFAIL = pytest.mark.xfail(strict=True, reason="SSEServer has no port= yet (follow-up 1)")
 
 
 @pytest.fixture
@@ -32,45 +31,33 @@ def busy_port() -> Iterator[int]:
         yield sock.getsockname()[1]
 
 
-@XFAIL
 async def test_a_source_reconnects_to_a_server_restarted_on_its_port(mode: str) -> None:
     # Server A is stopped with the client's connection open: the server
     # closes first, so its side of that connection stays in TIME_WAIT on the
     # port, and B can bind it at once only with SO_REUSEADDR.
-    a = SSEServer([{"data": "from a", "id": "1"}], port=0)
-    await a.__aenter__()
-    a_running = True
     result: list[Outcome] = []
     done = anyio.Event()
-    source = EventSource(a.url, retry=0.001, min_retry_delay=0.001)
-    port = a.port
 
-    async def reader() -> None:
+    async def reader(source: EventSource) -> None:
         result.append(await consume(source, mode, limit=2))
         done.set()
 
-    try:
+    with anyio.fail_after(10):
         async with anyio.create_task_group() as tg:
-            tg.start_soon(reader)
-            with anyio.fail_after(10):
+            async with SSEServer([{"data": "from a", "id": "1"}], port=0) as a:
+                port = a.port
+                tg.start_soon(reader, EventSource(a.url, retry=0.001, min_retry_delay=0.001))
                 await a.await_until(lambda: a.connections and a.connections[0].events_sent == 1)
-                a_running = False
-                await a.__aexit__(None, None, None)
-                history = [{"data": "from a", "id": "1"}, {"data": "from b", "id": "2"}]
-                async with SSEServer(history, port=port) as b:
-                    assert b.port == port and b.url == f"http://127.0.0.1:{port}/stream"
-                    await done.wait()
-    finally:
-        source.close()
-        if a_running:
-            await a.__aexit__(None, None, None)
+            history = [{"data": "from a", "id": "1"}, {"data": "from b", "id": "2"}]
+            async with SSEServer(history, port=port) as b:
+                assert b.port == port and b.url == f"http://127.0.0.1:{port}/stream"
+                await done.wait()
     (outcome,) = result
     assert outcome.error is None
     assert outcome.events == [E(data="from a", id="1"), E(data="from b", id="2")]
     assert [r.last_event_id for r in b.requests] == ["1"]  # B sent only what follows it
 
 
-@XFAIL
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_sync_with_on_a_fixed_port_serves_a_restart(backend: str) -> None:
     events: list[ServerSentEvent] = []
@@ -104,7 +91,6 @@ def test_sync_with_on_a_fixed_port_serves_a_restart(backend: str) -> None:
     assert [r.last_event_id for r in b.requests] == ["1"]
 
 
-@XFAIL
 async def test_a_port_in_use_is_a_clear_error(anyio_backend: str, busy_port: int) -> None:
     server = SSEServer(port=busy_port)
     with pytest.raises(OSError, match=f"127.0.0.1:{busy_port} is in use") as info:
@@ -115,7 +101,6 @@ async def test_a_port_in_use_is_a_clear_error(anyio_backend: str, busy_port: int
         server.port  # noqa: B018
 
 
-@XFAIL
 def test_a_port_in_use_is_a_clear_error_in_sync_use(busy_port: int) -> None:
     before = set(threading.enumerate())
     with pytest.raises(OSError, match=f"127.0.0.1:{busy_port} is in use"):
@@ -124,7 +109,6 @@ def test_a_port_in_use_is_a_clear_error_in_sync_use(busy_port: int) -> None:
     assert set(threading.enumerate()) - before == set()  # no thread left behind
 
 
-@XFAIL
 @pytest.mark.parametrize("port", [-1, 65536, True, 1.5, "8080"])
 def test_the_port_is_checked(port: object) -> None:
     with pytest.raises((ValueError, TypeError), match="port must be an int from 0 to 65535"):
