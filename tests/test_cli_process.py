@@ -195,7 +195,6 @@ def imported_modules(importtime: str) -> set[str]:
     return set(names)
 
 
-@pytest.mark.xfail(strict=True, reason="the parser's modules import httpx (follow-up 2)")
 @pytest.mark.parametrize("option", ["--version", "--help"])
 def test_version_and_help_import_no_http_stack(option: str) -> None:
     # They answer before httpx, httpcore and anyio are imported: those take

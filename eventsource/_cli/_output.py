@@ -28,6 +28,7 @@ from .._errors import (
     RetriesExhaustedError,
 )
 from .._event import ServerSentEvent
+from ._args import FORMATS
 
 __all__ = [
     "FORMATS",
@@ -42,7 +43,6 @@ __all__ = [
     "use_colour",
 ]
 
-FORMATS = ("pretty", "jsonl", "raw")
 PRETTY_ONE_LINE = 80  # JSON shorter than this (compact) stays on one line
 
 
