@@ -27,6 +27,7 @@ interrupt the stream at all (a callback raised).
 
 from __future__ import annotations
 
+import enum
 import http
 import json as jsonlib
 from collections.abc import Sequence
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from ._stack import Response
 
 __all__ = [
+    "ConnectReason",
     "ConnectionLostError",
     "EventIdError",
     "EventSourceError",
@@ -46,6 +48,8 @@ __all__ = [
     "ReadTimeoutError",
     "ResponseError",
     "RetriesExhaustedError",
+    "connect_error",
+    "reason_of",
 ]
 
 
@@ -203,6 +207,34 @@ class ConnectError(EventSourceError):
     def __init__(self, message: str, *, detail: str) -> None:
         super().__init__(message)
         self.detail = detail
+        self._reason: ConnectReason | None = None
+
+
+class ConnectReason(enum.Enum):
+    """Why a ConnectError was raised; ``_httpx`` names it where it classifies.
+
+    Private: the command line chooses its advice by it, so that rewording
+    ``detail`` cannot change the advice.
+    """
+
+    CERTIFICATE = "certificate"  # the server's certificate failed verification
+    NOT_TLS = "not TLS"  # https:// to a port that does not speak TLS
+    ANSWERED_TLS = "answered TLS"  # http:// to a port that answered with TLS
+    PROXY_ANSWERED_TLS = "proxy answered TLS"  # http:// for a proxy that speaks TLS
+    NO_SHARED_VERSION = "no shared TLS version"
+    REFUSED = "handshake refused"  # a client certificate required, or refused
+
+
+def connect_error(message: str, *, detail: str, reason: ConnectReason) -> ConnectError:
+    """A ConnectError that carries its reason (``reason_of()``)."""
+    error = ConnectError(message, detail=detail)
+    error._reason = reason  # noqa: SLF001 (its own module's field)
+    return error
+
+
+def reason_of(error: ConnectError) -> ConnectReason | None:
+    """Why ``error`` was raised; None for one made without a reason."""
+    return getattr(error, "_reason", None)  # (getattr: SLF001; a subclass may skip __init__)
 
 
 @public

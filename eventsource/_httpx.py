@@ -40,11 +40,12 @@ import httpcore
 
 from ._decode import BodyDecodingError
 from ._errors import (
-    ConnectError,
     ConnectionLostError,
+    ConnectReason,
     EventSourceError,
     ReadTimeoutError,
     ResponseError,
+    connect_error,
 )
 
 __all__ = [
@@ -162,10 +163,6 @@ def loaded_cores() -> tuple[Core, ...]:
 # --- classifying ------------------------------------------------------------------------
 
 
-_VERIFY_ADVICE = (
-    "pass verify= a CA bundle or an ssl.SSLContext that trusts the server, or "
-    "verify=False to skip the check (on a client of your own: its verify=)"
-)
 # OpenSSL's reasons for a server that does not speak TLS on the port.
 _NOT_TLS = frozenset({"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG"})
 # ... for TLS versions the two sides do not share (the server's alert, or
@@ -190,21 +187,36 @@ _REFUSED = frozenset(
         "TLSV1_ALERT_ACCESS_DENIED",
     }
 )
-_CLIENT_CERT_ADVICE = (
-    "if the server requires a client certificate, pass verify= an ssl.SSLContext "
-    "with load_cert_chain() that it trusts (on a client of your own: its verify=)"
-)
+# What retrying cannot fix, by reason: the advice a ConnectError's message
+# adds to its detail. The error carries its reason (_errors.reason_of()): the
+# command line gives its own advice by it.
+_ADVICE = {
+    ConnectReason.CERTIFICATE: (
+        "pass verify= a CA bundle or an ssl.SSLContext that trusts the server, or "
+        "verify=False to skip the check (on a client of your own: its verify=)"
+    ),
+    ConnectReason.NOT_TLS: "use http:// for a plain HTTP port",
+    ConnectReason.ANSWERED_TLS: "use https:// for a TLS port",
+    ConnectReason.PROXY_ANSWERED_TLS: "use an https:// URL for a TLS proxy",
+    ConnectReason.NO_SHARED_VERSION: (
+        "pass verify= an ssl.SSLContext whose minimum_version and "
+        "maximum_version allow the server's (on a client of your own: its verify=)"
+    ),
+    ConnectReason.REFUSED: (
+        "if the server requires a client certificate, pass verify= an ssl.SSLContext "
+        "with load_cert_chain() that it trusts (on a client of your own: its verify=)"
+    ),
+}
 
 
-def _unfixable(exc: BaseException) -> tuple[str, str] | None:
-    """What retrying cannot fix in an exception's chain.
+def _unfixable(exc: BaseException) -> tuple[ConnectReason, str] | None:
+    """What retrying cannot fix in an exception's chain: its reason and words.
 
     A certificate that fails verification, a server that does not speak TLS
     on the port of an https:// URL, TLS versions not shared, a handshake the
-    server refuses (a client certificate required); the words for it and the
-    advice. None otherwise. (An http:// URL to a TLS port is a 400 from most
-    servers, a ResponseError; a server that hangs up instead is told apart by
-    asking the port: _probe.)
+    server refuses (a client certificate required). None otherwise. (An
+    http:// URL to a TLS port is a 400 from most servers, a ResponseError; a
+    server that hangs up instead is told apart by asking the port: _probe.)
     """
     link: BaseException | None = exc
     seen = 0
@@ -213,23 +225,24 @@ def _unfixable(exc: BaseException) -> tuple[str, str] | None:
         # the attributes OpenSSL's have.)
         if isinstance(link, ssl.SSLCertVerificationError):
             why = getattr(link, "verify_message", None) or "the certificate is not trusted"
-            return f"certificate verify failed: {why}", _VERIFY_ADVICE
+            return ConnectReason.CERTIFICATE, f"certificate verify failed: {why}"
         reason = getattr(link, "reason", None)
         if isinstance(link, ssl.SSLError) and reason in _NOT_TLS:
-            return (
-                f"the server does not speak TLS on this port ({reason})",
-                "use http:// for a plain HTTP port",
-            )
+            return ConnectReason.NOT_TLS, f"the server does not speak TLS on this port ({reason})"
         if isinstance(link, ssl.SSLError) and reason in _NO_SHARED_VERSION:
             return (
+                ConnectReason.NO_SHARED_VERSION,
                 f"no TLS version is shared with the server ({reason})",
-                "pass verify= an ssl.SSLContext whose minimum_version and "
-                "maximum_version allow the server's (on a client of your own: its verify=)",
             )
         if isinstance(link, ssl.SSLError) and reason in _REFUSED:
-            return f"the server refused the TLS handshake ({reason})", _CLIENT_CERT_ADVICE
+            return ConnectReason.REFUSED, f"the server refused the TLS handshake ({reason})"
         if isinstance(link, SpeaksTLS):
-            return str(link), getattr(link, "advice", "use https:// for a TLS port")
+            # _backend gives a proxy's TLS answer advice of its own.
+            proxy = getattr(link, "advice", None) is not None
+            return (
+                ConnectReason.PROXY_ANSWERED_TLS if proxy else ConnectReason.ANSWERED_TLS,
+                str(link),
+            )
         # The context too, even where it was suppressed ("from None"): the
         # certificate's error is often only there (httpcore re-raises so).
         link = link.__cause__ or link.__context__
@@ -279,9 +292,9 @@ def classify(
         # OSError covers ssl.SSLError and a socket shut down under a read.
         unfixable = _unfixable(exc) if sending else None
         if unfixable is not None:
-            detail, advice = unfixable
+            why, detail = unfixable
             if not opened:
-                error = ConnectError(f"{detail}: {advice}", detail=detail)
+                error = connect_error(f"{detail}: {_ADVICE[why]}", detail=detail, reason=why)
                 error.__cause__ = exc
                 return error, True
             error = ConnectionLostError(f"cannot connect: {detail}")

@@ -19,6 +19,7 @@ from typing import IO, Any
 import pytest
 import trustme
 
+import eventsource
 from eventsource.testing import SSEServer
 
 from ._servers import HyperServer
@@ -185,6 +186,35 @@ def test_help_reads_well() -> None:
     assert result.returncode == 0
     for text in ("usage: eventsource", "--last-event-id", "output formats:", "exit status:"):
         assert text in result.stdout
+
+
+def imported_modules(importtime: str) -> set[str]:
+    """The modules `python -X importtime` reported on stderr."""
+    names = re.findall(r"^import time:\s+\d+ \|\s+\d+ \| +([\w.]+)$", importtime, re.M)
+    assert "eventsource" in names  # the report was read
+    return set(names)
+
+
+@pytest.mark.parametrize("option", ["--version", "--help"])
+def test_version_and_help_import_no_http_stack(option: str) -> None:
+    # They answer before httpx, httpcore and anyio are imported: those take
+    # a second and more on a loaded machine.
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "eventsource", option],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=TIMEOUT,
+        cwd=ROOT,
+        env=environ(),
+    )
+    assert result.returncode == 0
+    if option == "--version":
+        assert result.stdout == f"eventsource {eventsource.__version__}\n"
+    else:
+        assert result.stdout.startswith("usage: eventsource")
+    tops = {name.split(".")[0] for name in imported_modules(result.stderr)}
+    assert tops & {"httpx", "httpcore", "anyio", "h11", "ssl"} == set()
 
 
 def test_console_script() -> None:

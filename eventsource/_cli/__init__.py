@@ -8,17 +8,33 @@ error (argparse's, or one ``error:`` line: a URL that is not absolute
 http(s), a --cacert file that cannot be read, --http2 without h2); 130 Ctrl-C.
 
 The modules: _args (the parser), _output (the formats), _session (one run) and
-_demo (``--demo``). This module imports them (_demo only for ``--demo``); none
-of them imports this one, so the imports form no cycle.
+_demo (``--demo``). This module imports them (_output and _session once the
+arguments are parsed, _demo only for ``--demo``); none of them imports this
+one, so the imports form no cycle.
+
+``--version`` and ``--help`` exit while the arguments are parsed: before
+anything imports httpx, httpcore or anyio (1 s and more on a loaded machine),
+so they answer at once.
 """
 
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
-from ._args import build_parser, check_http2, source_options, tls_verify
-from ._output import Printer, Style, tolerant, use_colour
-from ._session import EXIT_INTERRUPTED, EXIT_USAGE, Session
+from .._lazy import exports
+from ._args import (
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    build_parser,
+    check_http2,
+    source_options,
+    tls_verify,
+)
+
+if TYPE_CHECKING:
+    from ._output import Printer
+    from ._session import Session
 
 __all__ = ["Printer", "Session", "build_parser", "main"]
 
@@ -26,8 +42,11 @@ __all__ = ["Printer", "Session", "build_parser", "main"]
 def main(argv: list[str] | None = None) -> int:
     """Run the command; return its exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv)  # --version, --help: exit here
     try:
+        from ._output import Printer, tolerant
+        from ._session import Session
+
         if args.demo:
             if args.url:
                 parser.error("--demo takes no URL")
@@ -70,7 +89,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def _usage_failure(text: str) -> int:
     """One ``error:`` line on stderr; the exit code of a usage error."""
+    from ._output import Style, use_colour
+
     style = Style(use_colour(sys.stderr))
     sys.stderr.write(f"{style.paint('error:', '1;31')} {' '.join(text.split())}\n")
     sys.stderr.flush()
     return EXIT_USAGE
+
+
+__getattr__, __dir__ = exports(globals(), {"Printer": "._output", "Session": "._session"}, __all__)

@@ -1,21 +1,39 @@
-"""The command line's arguments: the parser, and EventSource's options from them."""
+"""The command line's arguments: the parser, and EventSource's options from them.
+
+Building and running the parser imports no HTTP stack: ``--version`` and
+``--help`` answer before httpx, httpcore and anyio are imported (httpx and ssl
+are imported by the functions that use them).
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import json
-import ssl
 import sys
 from collections.abc import Callable
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from .._version import __version__
-from ._output import FORMATS
 
-__all__ = ["build_parser", "check_http2", "source_options", "tls_verify"]
+if TYPE_CHECKING:
+    import ssl
+
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "FORMATS",
+    "build_parser",
+    "check_http2",
+    "source_options",
+    "tls_verify",
+]
+
+FORMATS = ("pretty", "jsonl", "raw")
+# The exit codes (the epilog's "exit status").
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 HTTP2_MISSING = (
     "--http2 needs the http2 extra: pip install -e '.[http2]' in a checkout of eventsource"
@@ -276,6 +294,8 @@ def source_options(args: argparse.Namespace) -> dict[str, Any]:
     Raises OSError or ValueError (a usage error) for a body that cannot be
     used.
     """
+    import httpx
+
     headers = httpx.Headers(args.headers)
     content: bytes | None = None
     if args.data is not None:
@@ -313,6 +333,8 @@ def tls_verify(args: argparse.Namespace) -> bool | ssl.SSLContext:
         return False
     if args.cacert is None:
         return True
+    import ssl
+
     try:
         return ssl.create_default_context(cafile=args.cacert)
     except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError

@@ -22,12 +22,15 @@ from .._encoder import format_event
 from .._errors import (
     ConnectError,
     ConnectionLostError,
+    ConnectReason,
     EventTooLargeError,
     ReadTimeoutError,
     ResponseError,
     RetriesExhaustedError,
+    reason_of,
 )
 from .._event import ServerSentEvent
+from ._args import FORMATS
 
 __all__ = [
     "FORMATS",
@@ -42,7 +45,6 @@ __all__ = [
     "use_colour",
 ]
 
-FORMATS = ("pretty", "jsonl", "raw")
 PRETTY_ONE_LINE = 80  # JSON shorter than this (compact) stays on one line
 
 
@@ -206,6 +208,25 @@ def reason(status: int, response: Any) -> str:
     return f"{status} {phrase}".rstrip()
 
 
+_SCHEME_ADVICE = "check the URL's scheme (http:// or https://)"
+# The command line's advice for a ConnectError, by its reason (what the
+# library's message advises, verify= and the like, is no option here).
+_CONNECT_ADVICE: dict[ConnectReason | None, str] = {
+    ConnectReason.CERTIFICATE: "use --cacert FILE, or -k to skip verification",
+    ConnectReason.NOT_TLS: _SCHEME_ADVICE,
+    ConnectReason.ANSWERED_TLS: _SCHEME_ADVICE,
+    ConnectReason.PROXY_ANSWERED_TLS: (
+        "use an https:// URL for that proxy (HTTPS_PROXY, HTTP_PROXY)"
+    ),
+    ConnectReason.NO_SHARED_VERSION: (
+        "the server's TLS versions are not ones this Python's OpenSSL allows"
+    ),
+    ConnectReason.REFUSED: (
+        "the server may require a client certificate, which the command line cannot present"
+    ),
+}
+
+
 def _describe_error(error: BaseException, url: str) -> str:
     """One line naming what ended the stream, for ``error: ...``."""
     if isinstance(error, ResponseError):
@@ -229,19 +250,7 @@ def _describe_error(error: BaseException, url: str) -> str:
     if isinstance(error, EventTooLargeError):
         return f"{error} from {url}"
     if isinstance(error, ConnectError):
-        detail = error.detail
-        if detail.startswith("certificate"):
-            advice = "use --cacert FILE, or -k to skip verification"
-        elif detail.startswith("the proxy"):
-            advice = "use an https:// URL for that proxy (HTTPS_PROXY, HTTP_PROXY)"
-        elif detail.startswith("no TLS version"):
-            advice = "the server's TLS versions are not ones this Python's OpenSSL allows"
-        elif detail.startswith("the server refused"):
-            advice = (
-                "the server may require a client certificate, which the command line cannot present"
-            )
-        else:
-            advice = "check the URL's scheme (http:// or https://)"
+        advice = _CONNECT_ADVICE.get(reason_of(error), _SCHEME_ADVICE)
         return f"cannot connect to {url}: {error.detail}: {advice}"
     if isinstance(error, ConnectionLostError):
         cause = error.__cause__

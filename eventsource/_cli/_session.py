@@ -31,6 +31,7 @@ from .._errors import EventSourceError
 from .._event import ServerSentEvent
 from .._source import EventSource
 from .._transport import client_kwargs
+from ._args import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from ._output import (
     Printer,
     Style,
@@ -44,7 +45,6 @@ from ._output import (
 
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "Session"]
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 CONNECT_TIMEOUT = 10.0  # seconds, for connect / write / pool
 JOIN_TIMEOUT = 5.0  # seconds to let the worker finish after close()
 WAIT_SLICE = 0.5  # the main thread waits in slices, so Ctrl-C is seen on every OS

@@ -47,7 +47,7 @@ __all__ = ["RecordedConnection", "RecordedRequest", "SSEServer"]
 
 
 class SSEServer(Serving):
-    r"""A real SSE server on 127.0.0.1 (a random free port) that tests control.
+    r"""A real SSE server on 127.0.0.1 (a free port, or ``port``) that tests control.
 
     ``async with SSEServer() as server:`` runs it in the current event loop
     (asyncio or trio); ``with SSEServer() as server:`` runs it in a background
@@ -104,9 +104,14 @@ class SSEServer(Serving):
             ``"\n"`` (the default), ``"\r\n"`` or ``"\r"``
             (``send(..., line_ending=...)`` for one event; raw bytes are sent as
             they are). ``drop_mid_event(at="crlf")`` needs CRLF events.
+        port: The port to listen on; 0 (the default): a free one. A server
+            may take the port of one just stopped (a client's reconnection
+            across a server restart); starting on a port in use raises
+            OSError (errno ``EADDRINUSE``).
 
     Raises:
-        ValueError: An unknown ``framing`` or ``line_ending``.
+        ValueError: An unknown ``framing`` or ``line_ending``, or a ``port``
+            that is no int from 0 to 65535.
         TypeError: An event of no accepted type.
     """
 
@@ -120,6 +125,7 @@ class SSEServer(Serving):
         tls: ssl.SSLContext | None = None,
         framing: Framing = "chunked",
         line_ending: LineEnding = "\n",
+        port: int = 0,
     ) -> None:
         if framing not in FRAMINGS:
             raise ValueError(f"framing must be one of {', '.join(FRAMINGS)}, not {framing!r}")
@@ -130,6 +136,7 @@ class SSEServer(Serving):
             headers=header_pairs(headers),
             tls=tls,
             framing=framing,
+            port=port,
         )
         self._backend = backend
         self._async_cm: Any = None

@@ -9,6 +9,7 @@ client's hang-up ends the task.
 
 from __future__ import annotations
 
+import errno
 import logging
 import socket
 import ssl
@@ -21,6 +22,7 @@ from typing import Any
 
 import anyio
 import anyio.abc
+from anyio.streams.stapled import MultiListener
 from anyio.streams.tls import TLSListener
 
 from .._loop import loop_call_soon as _loop_call_soon
@@ -55,8 +57,12 @@ class Serving(Waiting):
         headers: list[tuple[str, str]],
         tls: ssl.SSLContext | None,
         framing: Framing,
+        port: int = 0,
     ) -> None:
         super().__init__()
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ValueError(f"port must be an int from 0 to 65535, not {port!r}")
+        self._bind_port = port
         self._tls = tls
         self._framing: Framing = framing
         self._history = History(history)
@@ -83,7 +89,7 @@ class Serving(Waiting):
 
     @asynccontextmanager
     async def _serve(self) -> AsyncIterator[None]:
-        tcp = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+        tcp = await _listen(self._bind_port)
         self._port = tcp.extra(anyio.abc.SocketAttribute.local_port)
         listener: anyio.abc.Listener[Any] = tcp
         if self._tls is not None:
@@ -434,6 +440,28 @@ class Serving(Waiting):
                 raise anyio.BrokenResourceError("the client hung up")
             await peer.send(data[index : index + 1])
             await anyio.sleep(delay)
+
+
+async def _listen(port: int) -> MultiListener[anyio.abc.SocketStream]:
+    """Listen on 127.0.0.1:port (0: a free port).
+
+    anyio's listener sets SO_REUSEADDR (POSIX): a server started on the port
+    of one just stopped binds at once, though the old one's connections are
+    still in TIME_WAIT there.
+
+    Raises:
+        OSError: The port is in use (errno EADDRINUSE, with the address).
+    """
+    try:
+        return await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=port)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        raise OSError(
+            errno.EADDRINUSE,
+            f"SSEServer(port={port}): 127.0.0.1:{port} is in use (another server listens "
+            "there); stop it first, or use port=0 for a free port",
+        ) from exc
 
 
 class _QuietTLSListener(TLSListener):
