@@ -223,6 +223,7 @@ class ConnectReason(enum.Enum):
     PROXY_ANSWERED_TLS = "proxy answered TLS"  # http:// for a proxy that speaks TLS
     NO_SHARED_VERSION = "no shared TLS version"
     REFUSED = "handshake refused"  # a client certificate required, or refused
+    CA_BUNDLE = "CA bundle"  # SSL_CERT_FILE / SSL_CERT_DIR cannot be loaded
 
 
 def connect_error(message: str, *, detail: str, reason: ConnectReason) -> ConnectError:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypeAlias, TypeVar
 from urllib.parse import unquote
 
-from ._errors import ConnectError, EventIdError, EventSourceError
+from ._errors import ConnectReason, EventIdError, EventSourceError, connect_error
 from ._stack import HTTPX, URL, Stack, Timeout
 from ._transport import client_kwargs
 
@@ -196,7 +196,7 @@ class RequestSpec:
         self.follow_redirects = follow_redirects
         self.resume = resume  # the caller's resume URL builder, if any
         self.stack = stack  # the HTTP stack of the source's client
-        self.verify = _checked_verify(verify)  # its own client's (see _ssl_context_for)
+        self.verify = _checked_verify(verify)  # its own client's (see ssl_context_for)
         self.url = url
         self.method = method
         self.headers = headers
@@ -219,7 +219,7 @@ class RequestSpec:
         stack = self.stack
         kwargs: dict[str, Any] = {
             "timeout": self.timeout,
-            **client_kwargs(_ssl_context_for(self.verify, stack), sync=sync, stack=stack),
+            **client_kwargs(ssl_context_for(self.verify, stack), sync=sync, stack=stack),
         }
         if self.cookies:
             # In the client's jar, for the URL's host: httpx then sends them
@@ -347,7 +347,7 @@ def _checked_verify(
     return verify
 
 
-def _ssl_context_for(verify: bool | ssl.SSLContext, stack: Stack) -> ssl.SSLContext:
+def ssl_context_for(verify: bool | ssl.SSLContext, stack: Stack) -> ssl.SSLContext:
     """The TLS context of ``verify=``.
 
     The stack's default (shared), a CA bundle's (a path), the caller's own
@@ -383,6 +383,8 @@ def _default_ssl_context(stack: Stack) -> ssl.SSLContext:
                 context = stack.http.create_ssl_context()
             except (OSError, ssl.SSLError) as exc:
                 detail = f"cannot load the CA certificates of SSL_CERT_FILE / SSL_CERT_DIR: {exc}"
-                raise ConnectError(f"{detail}: fix or unset them", detail=detail) from exc
+                raise connect_error(
+                    f"{detail}: fix or unset them", detail=detail, reason=ConnectReason.CA_BUNDLE
+                ) from exc
             _ssl_contexts[key] = context
         return context

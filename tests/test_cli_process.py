@@ -373,9 +373,6 @@ def test_a_cacert_file_without_certificates_is_one_line_and_exit_2(tmp_path: Pat
     assert result.stderr.count("\n") == 1
 
 
-@pytest.mark.xfail(
-    strict=True, reason="the CLI builds its TLS context with httpx: a FileNotFoundError traceback"
-)
 def test_an_unreadable_ssl_cert_file_is_one_line_and_exit_1(tmp_path: Path) -> None:
     # The environment's CA bundle cannot be loaded: what the library raises
     # for a source of its own (a ConnectError, fatal, with advice), as one line.

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pickle
 import ssl
+from pathlib import Path
 
 import httpx
 import pytest
@@ -91,3 +92,17 @@ def test_a_connect_error_without_a_reason_gets_the_scheme_advice() -> None:
 def test_the_reason_survives_pickling() -> None:
     error = connect_error("x: y", detail="x", reason=ConnectReason.REFUSED)
     assert reason_of(pickle.loads(pickle.dumps(error))) is ConnectReason.REFUSED
+
+
+def test_an_unloadable_ca_bundle_is_its_own_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from eventsource._request import ssl_context_for
+    from eventsource._stack import HTTPX
+
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "missing.pem"))
+    with pytest.raises(ConnectError) as caught:
+        ssl_context_for(True, HTTPX)
+    assert reason_of(caught.value) is ConnectReason.CA_BUNDLE
+    assert "SSL_CERT_FILE" in caught.value.detail
+    assert str(caught.value).endswith(": fix or unset them")

@@ -224,6 +224,7 @@ _CONNECT_ADVICE: dict[ConnectReason | None, str] = {
     ConnectReason.REFUSED: (
         "the server may require a client certificate, which the command line cannot present"
     ),
+    ConnectReason.CA_BUNDLE: "fix or unset SSL_CERT_FILE / SSL_CERT_DIR",
 }
 
 

@@ -27,9 +27,11 @@ from typing import Any, TextIO
 
 import httpx
 
-from .._errors import EventSourceError
+from .._errors import ConnectError, EventSourceError
 from .._event import ServerSentEvent
+from .._request import ssl_context_for
 from .._source import EventSource
+from .._stack import HTTPX
 from .._transport import client_kwargs
 from ._args import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from ._output import (
@@ -141,8 +143,13 @@ class Session:
         hooks: dict[str, list[Callable[..., Any]]] = {"request": [], "response": []}
         if self.verbose:
             hooks = {"request": [self._show_request], "response": [self._show_response]}
-        verify = self.verify
-        context = verify if isinstance(verify, ssl.SSLContext) else httpx.create_ssl_context(verify)
+        try:
+            # The library's context for verify=: SSL_CERT_FILE / SSL_CERT_DIR
+            # that cannot be loaded are its ConnectError, not an OSError.
+            context = ssl_context_for(self.verify, HTTPX)
+        except ConnectError as exc:
+            self._fail(describe_error(exc, self.url))
+            return EXIT_FAILED
         # On eventsource's own transport (the fast read, which a close() from
         # another thread, --timeout or Ctrl-C, ends at once), with the
         # environment's proxies as httpx.Client() would take them.
