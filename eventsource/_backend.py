@@ -187,8 +187,7 @@ class Cutting:
             where = f"[{peer[0]}]:{peer[1]}" if ":" in peer[0] else f"{peer[0]}:{peer[1]}"
             what = f"{what} at {where}"
         error = self.core.speaks_tls(f"{what} answered with TLS")
-        if self._cut.proxied:
-            error.advice = "use an https:// URL for a TLS proxy"  # type: ignore[attr-defined]
+        error.proxy = self._cut.proxied
         return error
 
     def _hand(self, data: bytes) -> bytes:

@@ -83,6 +83,8 @@ class SpeaksTLS(Exception):
     port. Raised as the core's ``speaks_tls``: its ConnectError and this.
     """
 
+    proxy = False  # the peer that answered with TLS is a proxy (not the URL's server)
+
 
 class Core:
     """The names of one HTTP core the transport raises and builds on."""
@@ -108,7 +110,7 @@ class Core:
         self.connect_error: type[Exception] = module.ConnectError
         # A ConnectError of the core that says why (its cause may be lost:
         # httpcore's pool re-raises "from None").
-        self.speaks_tls: type[Exception] = type(
+        self.speaks_tls: type[SpeaksTLS] = type(
             "SpeaksTLSError", (module.ConnectError, SpeaksTLS), {"__module__": __name__}
         )
         self.connect_timeout: type[Exception] = module.ConnectTimeout
@@ -237,10 +239,8 @@ def _unfixable(exc: BaseException) -> tuple[ConnectReason, str] | None:
         if isinstance(link, ssl.SSLError) and reason in _REFUSED:
             return ConnectReason.REFUSED, f"the server refused the TLS handshake ({reason})"
         if isinstance(link, SpeaksTLS):
-            # _backend gives a proxy's TLS answer advice of its own.
-            proxy = getattr(link, "advice", None) is not None
             return (
-                ConnectReason.PROXY_ANSWERED_TLS if proxy else ConnectReason.ANSWERED_TLS,
+                ConnectReason.PROXY_ANSWERED_TLS if link.proxy else ConnectReason.ANSWERED_TLS,
                 str(link),
             )
         # The context too, even where it was suppressed ("from None"): the

@@ -26,10 +26,9 @@ def _ssl_error(reason: str) -> ssl.SSLError:
 
 
 def _speaks_tls(proxy: bool) -> Exception:
-    # As _backend makes it: the core's SpeaksTLSError, a proxy's with advice.
+    # As _backend makes it: the core's SpeaksTLSError, marked when a proxy answered.
     error = HTTPCORE.speaks_tls("it answered with TLS")
-    if proxy:
-        error.advice = "use an https:// URL for a TLS proxy"  # type: ignore[attr-defined]
+    error.proxy = proxy
     return error
 
 
