@@ -19,11 +19,6 @@ from eventsource.testing import SSEServer
 from ._fastpath import make_tls
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the EADDRINUSE message says another server listens on the port; "
-    "with SO_REUSEADDR a connection whose local end is the port is refused too",
-)
 def test_a_port_held_by_a_connection_is_not_blamed_on_a_listener() -> None:
     # Nothing listens on the port: an outgoing connection's local end uses it
     # (as an ephemeral port may, once the server that had it stopped).

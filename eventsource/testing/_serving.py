@@ -457,10 +457,13 @@ async def _listen(port: int) -> MultiListener[anyio.abc.SocketStream]:
     except OSError as exc:
         if exc.errno != errno.EADDRINUSE:
             raise
+        # With SO_REUSEADDR, Linux refuses the port for a listener on it, or
+        # for a connection whose local end it is (an ephemeral port): name both.
         raise OSError(
             errno.EADDRINUSE,
-            f"SSEServer(port={port}): 127.0.0.1:{port} is in use (another server listens "
-            "there); stop it first, or use port=0 for a free port",
+            f"SSEServer(port={port}): 127.0.0.1:{port} is in use (a server listens there, "
+            "or a connection's local end is that port); stop it first, or use port=0 "
+            "for a free port",
         ) from exc
 
 
