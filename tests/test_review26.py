@@ -57,11 +57,6 @@ def _alpn_offered(client: ssl.SSLContext, ca: trustme.CA) -> str | None:
     return ours.selected_alpn_protocol()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the CLI's --http2 client gets the library's shared default TLS context, "
-    "and httpcore sets ALPN h2 on it: every source without a client then offers h2",
-)
 def test_the_cli_http2_leaves_the_shared_tls_context_alone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
