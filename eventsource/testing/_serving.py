@@ -447,7 +447,8 @@ async def _listen(port: int) -> MultiListener[anyio.abc.SocketStream]:
 
     anyio's listener sets SO_REUSEADDR (POSIX): a server started on the port
     of one just stopped binds at once, though the old one's connections are
-    still in TIME_WAIT there.
+    still in TIME_WAIT there. (On Windows it sets SO_EXCLUSIVEADDRUSE, which
+    can refuse the port while they linger.)
 
     Raises:
         OSError: The port is in use (errno EADDRINUSE, with the address).
