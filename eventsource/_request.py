@@ -347,14 +347,26 @@ def _checked_verify(
     return verify
 
 
-def ssl_context_for(verify: bool | ssl.SSLContext, stack: Stack) -> ssl.SSLContext:
+def ssl_context_for(
+    verify: bool | ssl.SSLContext, stack: Stack, *, shared: bool = True
+) -> ssl.SSLContext:
     """The TLS context of ``verify=``.
 
     The stack's default (shared), a CA bundle's (a path), the caller's own
     context, or one that checks nothing.
+
+    Args:
+        verify: What to verify with (see ``RequestSpec``).
+        stack: The HTTP stack whose default context is wanted.
+        shared: False: a default context of the caller's own, for a client
+            that changes it (httpcore sets an HTTP/2 client's ALPN, "h2",
+            on its context; the shared one must offer only HTTP/1.1).
+
+    Raises:
+        ConnectError: SSL_CERT_FILE / SSL_CERT_DIR cannot be loaded.
     """
     if verify is True:
-        return _default_ssl_context(stack)
+        return _default_ssl_context(stack) if shared else _new_default_context(stack)
     if isinstance(verify, ssl.SSLContext):
         return verify
     context: ssl.SSLContext = stack.http.create_ssl_context(verify=False)
@@ -379,12 +391,21 @@ def _default_ssl_context(stack: Stack) -> ssl.SSLContext:
     with _ssl_lock:
         context = _ssl_contexts.get(key)
         if context is None:
-            try:
-                context = stack.http.create_ssl_context()
-            except (OSError, ssl.SSLError) as exc:
-                detail = f"cannot load the CA certificates of SSL_CERT_FILE / SSL_CERT_DIR: {exc}"
-                raise connect_error(
-                    f"{detail}: fix or unset them", detail=detail, reason=ConnectReason.CA_BUNDLE
-                ) from exc
-            _ssl_contexts[key] = context
+            context = _ssl_contexts[key] = _new_default_context(stack)
         return context
+
+
+def _new_default_context(stack: Stack) -> ssl.SSLContext:
+    """A new default TLS context of the stack (SSL_CERT_FILE / SSL_CERT_DIR taken).
+
+    Raises:
+        ConnectError: They cannot be loaded.
+    """
+    try:
+        context: ssl.SSLContext = stack.http.create_ssl_context()
+    except (OSError, ssl.SSLError) as exc:
+        detail = f"cannot load the CA certificates of SSL_CERT_FILE / SSL_CERT_DIR: {exc}"
+        raise connect_error(
+            f"{detail}: fix or unset them", detail=detail, reason=ConnectReason.CA_BUNDLE
+        ) from exc
+    return context

@@ -145,8 +145,9 @@ class Session:
             hooks = {"request": [self._show_request], "response": [self._show_response]}
         try:
             # The library's context for verify=: SSL_CERT_FILE / SSL_CERT_DIR
-            # that cannot be loaded are its ConnectError, not an OSError.
-            context = ssl_context_for(self.verify, HTTPX)
+            # that cannot be loaded are its ConnectError, not an OSError. Not
+            # the shared default for --http2: httpcore sets ALPN "h2" on it.
+            context = ssl_context_for(self.verify, HTTPX, shared=not self.http2)
         except ConnectError as exc:
             self._fail(describe_error(exc, self.url))
             return EXIT_FAILED

@@ -106,8 +106,9 @@ class SSEServer(Serving):
             they are). ``drop_mid_event(at="crlf")`` needs CRLF events.
         port: The port to listen on; 0 (the default): a free one. A server
             may take the port of one just stopped (a client's reconnection
-            across a server restart); starting on a port in use raises
-            OSError (errno ``EADDRINUSE``).
+            across a server restart; at once on Linux and macOS, not always
+            on Windows); starting on a port in use raises OSError (errno
+            ``EADDRINUSE``).
 
     Raises:
         ValueError: An unknown ``framing`` or ``line_ending``, or a ``port``

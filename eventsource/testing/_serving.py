@@ -447,7 +447,8 @@ async def _listen(port: int) -> MultiListener[anyio.abc.SocketStream]:
 
     anyio's listener sets SO_REUSEADDR (POSIX): a server started on the port
     of one just stopped binds at once, though the old one's connections are
-    still in TIME_WAIT there.
+    still in TIME_WAIT there. (On Windows it sets SO_EXCLUSIVEADDRUSE, which
+    can refuse the port while they linger.)
 
     Raises:
         OSError: The port is in use (errno EADDRINUSE, with the address).
@@ -457,10 +458,13 @@ async def _listen(port: int) -> MultiListener[anyio.abc.SocketStream]:
     except OSError as exc:
         if exc.errno != errno.EADDRINUSE:
             raise
+        # With SO_REUSEADDR, Linux refuses the port for a listener on it, or
+        # for a connection whose local end it is (an ephemeral port): name both.
         raise OSError(
             errno.EADDRINUSE,
-            f"SSEServer(port={port}): 127.0.0.1:{port} is in use (another server listens "
-            "there); stop it first, or use port=0 for a free port",
+            f"SSEServer(port={port}): 127.0.0.1:{port} is in use (a server listens there, "
+            "or a connection's local end is that port); stop it first, or use port=0 "
+            "for a free port",
         ) from exc
 
 
