@@ -318,12 +318,6 @@ async def test_two_tasks_racing_for_one_port_one_wins() -> None:
     assert port_is_free(port)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SSEServer.__enter__ checks 'already running' before it starts and marks it "
-    "running only after: two threads entering one server both pass the check, both "
-    "start, and the state is left inconsistent (port None while 'running')",
-)
 @pytest.mark.parametrize("port", ["fixed", "free"])
 def test_one_server_entered_from_two_threads_at_once_starts_once(
     port: str, fast_switching: None
