@@ -295,11 +295,13 @@ async def race_tasks(port: int) -> list[object]:
         try:
             async with SSEServer(port=port) as server:
                 outcomes.append(server.port)
+                if len(outcomes) == 2:
+                    both_tried.set()
                 await both_tried.wait()
         except OSError as exc:
             outcomes.append(exc.errno)
-        if len(outcomes) == 2:
-            both_tried.set()
+            if len(outcomes) == 2:
+                both_tried.set()
 
     with anyio.fail_after(10):
         async with anyio.create_task_group() as tg:
@@ -352,6 +354,36 @@ def test_one_server_entered_from_two_threads_at_once_starts_once(
         finally:
             if "running" in outcomes:
                 server.__exit__(None, None, None)
+
+
+@pytest.mark.anyio
+async def test_one_server_entered_from_two_tasks_at_once_starts_once() -> None:
+    for _ in range(20 * SCALE):
+        server = SSEServer()
+        outcomes: list[str] = []
+        both_tried = anyio.Event()
+
+        async def enter(
+            server: SSEServer = server,
+            outcomes: list[str] = outcomes,
+            both: anyio.Event = both_tried,
+        ) -> None:
+            try:
+                async with server:
+                    outcomes.append("running")
+                    if len(outcomes) == 2:
+                        both.set()
+                    await both.wait()
+            except RuntimeError as exc:
+                outcomes.append(str(exc))
+                if len(outcomes) == 2:
+                    both.set()
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(enter)
+                tg.start_soon(enter)
+        assert sorted(outcomes) == ["running", "this SSEServer is already running"]
 
 
 @pytest.mark.anyio
