@@ -175,17 +175,16 @@ class SSEServer(Serving):
         return self._framing
 
     async def __aenter__(self) -> SSEServer:
-        if self._async_cm is not None or self._sync_cm is not None:
-            raise RuntimeError("this SSEServer is already running")
-        if on_asyncio():
-            # A task of its own: pytest-asyncio enters an async fixture in one
-            # task and leaves it in another, and a task group (a cancel scope)
-            # must be left by the task that entered it.
-            self._async_cm = await Hosted.start(self._serve())
-        else:
-            cm = self._serve()
-            await cm.__aenter__()
-            self._async_cm = cm
+        with self._starting():
+            if on_asyncio():
+                # A task of its own: pytest-asyncio enters an async fixture in one
+                # task and leaves it in another, and a task group (a cancel scope)
+                # must be left by the task that entered it.
+                self._async_cm = await Hosted.start(self._serve())
+            else:
+                cm = self._serve()
+                await cm.__aenter__()
+                self._async_cm = cm
         return self
 
     async def __aexit__(
@@ -195,21 +194,23 @@ class SSEServer(Serving):
         tb: TracebackType | None,
     ) -> None:
         cm, self._async_cm = self._async_cm, None
-        await cm.__aexit__(exc_type, exc, tb)
+        try:
+            await cm.__aexit__(exc_type, exc, tb)
+        finally:
+            self._stopped()
         self._raise_errors(exc_type)
 
     def __enter__(self) -> SSEServer:
-        if self._async_cm is not None or self._sync_cm is not None:
-            raise RuntimeError("this SSEServer is already running")
-        portal_cm = anyio.from_thread.start_blocking_portal(self._backend)
-        portal = portal_cm.__enter__()
-        try:
-            sync_cm = portal.wrap_async_context_manager(self._serve())
-            sync_cm.__enter__()
-        except BaseException:
-            portal_cm.__exit__(None, None, None)
-            raise
-        self._portal_cm, self._sync_cm = portal_cm, sync_cm
+        with self._starting():
+            portal_cm = anyio.from_thread.start_blocking_portal(self._backend)
+            portal = portal_cm.__enter__()
+            try:
+                sync_cm = portal.wrap_async_context_manager(self._serve())
+                sync_cm.__enter__()
+            except BaseException:
+                portal_cm.__exit__(None, None, None)
+                raise
+            self._portal_cm, self._sync_cm = portal_cm, sync_cm
         return self
 
     def __exit__(
@@ -224,7 +225,10 @@ class SSEServer(Serving):
         try:
             sync_cm.__exit__(None, None, None)
         finally:
-            portal_cm.__exit__(None, None, None)  # joins the thread
+            try:
+                portal_cm.__exit__(None, None, None)  # joins the thread
+            finally:
+                self._stopped()
         self._raise_errors(exc_type)
 
     # --- the record ------------------------------------------------------------------

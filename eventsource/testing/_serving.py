@@ -16,8 +16,8 @@ import ssl
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import anyio
@@ -63,6 +63,9 @@ class Serving(Waiting):
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise ValueError(f"port must be an int from 0 to 65535, not {port!r}")
         self._bind_port = port
+        # Held from the start of `with` / `async with` to its end, so that a
+        # second start, from any thread, fails before it binds anything.
+        self._running = threading.Lock()
         self._tls = tls
         self._framing: Framing = framing
         self._history = History(history)
@@ -86,6 +89,26 @@ class Serving(Waiting):
         self._call_soon: Callable[[Callable[[], None]], object] | None = None
 
     # --- running ---------------------------------------------------------------------
+
+    @contextmanager
+    def _starting(self) -> Iterator[None]:
+        """Claim the server for one start; released again if the start fails.
+
+        Raises:
+            RuntimeError: It is running, or starting in another thread.
+        """
+        if not self._running.acquire(blocking=False):
+            raise RuntimeError("this SSEServer is already running")
+        try:
+            yield
+        except BaseException:
+            self._running.release()
+            raise
+
+    def _stopped(self) -> None:
+        """Release the claim of ``_starting()`` (the server stopped)."""
+        if self._running.locked():
+            self._running.release()
 
     @asynccontextmanager
     async def _serve(self) -> AsyncIterator[None]:
