@@ -11,6 +11,7 @@ far issue 21's paced targets are from the primitives themselves.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
@@ -40,6 +41,50 @@ class Clock:
         return self.last - self.first
 
 
+class _Waited:
+    """A protocol's reads, collected for a task that awaits them (a future per wait)."""
+
+    def __init__(self, head: bytes) -> None:
+        self.head = head
+        self.chunks: list[bytes] = []
+        self.waiter: asyncio.Future[None] | None = None
+        self.ended = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.write(self.head)  # type: ignore[attr-defined]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.ended = True
+        self._wake()
+
+    def _wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+
+class _PlainFeed(_Waited, asyncio.Protocol):
+    """asyncio's plain Protocol: a bytes object per read (256 KiB asked)."""
+
+    def data_received(self, data: bytes) -> None:
+        self.chunks.append(data)
+        self._wake()
+
+
+class _BufferedFeed(_Waited, asyncio.BufferedProtocol):
+    """One buffer, copied out per read, as eventsource's asyncio stream reads."""
+
+    def __init__(self, head: bytes) -> None:
+        super().__init__(head)
+        self.view = memoryview(bytearray(65536))
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.chunks.append(self.view[:nbytes].tobytes())
+        self._wake()
+
+
 def request(url: str) -> tuple[str, int, bytes]:
     from urllib.parse import urlsplit
 
@@ -64,7 +109,6 @@ def _floor_recv(url: str, n: int) -> Measured:
 
 def _floor_protocol(url: str, n: int) -> Measured:
     """An asyncio Protocol that counts data_received calls until the connection ends."""
-    import asyncio
 
     host, port, head = request(url)
     clock = Clock()
@@ -96,35 +140,13 @@ def _floor_protocol(url: str, n: int) -> Measured:
 def _floor_task(url: str, n: int) -> Measured:
     """An asyncio Protocol whose data a task awaits (a future per wait): what any
     async iterator over a socket pays, and what eventsource's asyncio read stands on."""
-    import asyncio
 
     host, port, head = request(url)
     clock = Clock()
 
-    class Feed(asyncio.Protocol):
-        def __init__(self) -> None:
-            self.chunks: list[bytes] = []
-            self.waiter: asyncio.Future[None] | None = None
-            self.ended = False
-
-        def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            transport.write(head)  # type: ignore[attr-defined]
-
-        def data_received(self, data: bytes) -> None:
-            self.chunks.append(data)
-            self._wake()
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self.ended = True
-            self._wake()
-
-        def _wake(self) -> None:
-            if self.waiter is not None and not self.waiter.done():
-                self.waiter.set_result(None)
-
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        transport, feed = await loop.create_connection(Feed, host, port)
+        transport, feed = await loop.create_connection(lambda: _PlainFeed(head), host, port)
         while True:
             if not feed.chunks and not feed.ended:
                 feed.waiter = loop.create_future()
@@ -233,39 +255,13 @@ def _parsed_task(url: str, n: int) -> Measured:
     """An asyncio BufferedProtocol (one buffer, copied out per read, as eventsource's
     asyncio stream does) with a task awaiting its data, the reads framed and parsed in
     that task's loop."""
-    import asyncio
 
     host, port, head = request(url)
-
-    class Feed(asyncio.BufferedProtocol):
-        def __init__(self) -> None:
-            self.chunks: list[bytes] = []
-            self.waiter: asyncio.Future[None] | None = None
-            self.ended = False
-            self.view = memoryview(bytearray(65536))
-
-        def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            transport.write(head)  # type: ignore[attr-defined]
-
-        def get_buffer(self, sizehint: int) -> memoryview:
-            return self.view
-
-        def buffer_updated(self, nbytes: int) -> None:
-            self.chunks.append(self.view[:nbytes].tobytes())
-            self._wake()
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self.ended = True
-            self._wake()
-
-        def _wake(self) -> None:
-            if self.waiter is not None and not self.waiter.done():
-                self.waiter.set_result(None)
 
     async def main() -> Measured:
         clock, ids = Clock(), []
         loop = asyncio.get_running_loop()
-        transport, feed = await loop.create_connection(Feed, host, port)
+        transport, feed = await loop.create_connection(lambda: _BufferedFeed(head), host, port)
         body = _Body()
         try:
             while True:
