@@ -37,9 +37,12 @@ def environ(**extra: str) -> dict[str, str]:
     return env
 
 
-def run(*args: str, input: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, input: str | None = None, flags: tuple[str, ...] = (), **env: str
+) -> subprocess.CompletedProcess[str]:
+    """``python [flags] -m eventsource args``, with ``env`` added to the environment."""
     return subprocess.run(
-        [sys.executable, "-m", "eventsource", *args],
+        [sys.executable, *flags, "-m", "eventsource", *args],
         capture_output=True,
         text=True,
         encoding="utf-8",
@@ -199,15 +202,7 @@ def imported_modules(importtime: str) -> set[str]:
 def test_version_and_help_import_no_http_stack(option: str) -> None:
     # They answer before httpx, httpcore and anyio are imported: those take
     # a second and more on a loaded machine.
-    result = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "eventsource", option],
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        timeout=TIMEOUT,
-        cwd=ROOT,
-        env=environ(),
-    )
+    result = run(option, flags=("-X", "importtime"))
     assert result.returncode == 0
     if option == "--version":
         assert result.stdout == f"eventsource {eventsource.__version__}\n"
