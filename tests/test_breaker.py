@@ -626,14 +626,6 @@ def test_restart_after_a_delivering_connection_does_not_back_off() -> None:
 # --- 11. eventsource.testing.SSEServer and HEAD -------------------------------------------------
 
 
-@pytest.mark.xfail(
-    # Not strict: whether the stray body bytes reach the next request depends
-    # on timing (it passed now and then in full runs); issue 23 fixes SSEServer.
-    strict=False,
-    reason="SSEServer answers HEAD with the event stream's body: the client's next request "
-    "on that keep-alive connection reads chunk bytes as its status line "
-    "(RemoteProtocolError: illegal status line b'f')",
-)
 def test_sseserver_answers_head_without_a_body() -> None:
     with SSEServer() as server, httpx.Client(timeout=JOIN) as client:
         server.send("x", id="1")
@@ -670,11 +662,6 @@ def _after_a_head(server: SSEServer, then: Callable[[], object]) -> bytes:
         return rest
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SSEServer answers HEAD with a body (the event stream's, or respond_with()'s) "
-    "and, for a canned answer, closes the connection",
-)
 @pytest.mark.parametrize(
     ("framing", "canned"),
     [("chunked", False), ("content-length", False), ("chunked", True)],

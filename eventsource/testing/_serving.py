@@ -297,19 +297,16 @@ class Serving(Waiting):
         self, conn: RecordedConnection, canned: Canned, peer: Peer, keep_alive: bool
     ) -> bool:
         """Send a ``respond_with()`` answer; True when the connection can carry the next request."""
-        again = (
-            keep_alive
-            and canned.reusable
-            and self._framing != "close"
-            and conn.request.method != "HEAD"
-        )
+        again = keep_alive and canned.reusable and self._framing != "close"
         headers = canned.headers if again else [*canned.headers, ("Connection", "close")]
+        # A HEAD answer is the head alone (its headers describe a GET's body).
+        body = b"" if conn.request.method == "HEAD" else canned.body
         try:
-            await peer.send(response_head(canned.status, headers) + canned.body)
+            await peer.send(response_head(canned.status, headers) + body)
         except _GONE:
             conn.closed_by_client = True
             return False
-        conn.bytes_sent = len(canned.body)
+        conn.bytes_sent = len(body)
         conn.complete = True
         return again
 
@@ -351,6 +348,9 @@ class Serving(Waiting):
             if framing == "close" or not keep_alive:
                 headers.append(("Connection", "close"))
             await peer.send(response_head(200, headers))
+            if conn.request.method == "HEAD":  # the head alone; no event is used up
+                conn.complete = True
+                return keep_alive and framing != "close"
             plan = conn._plan
             while True:
                 if plan is not None and plan.kind != "mid" and conn.events_sent >= plan.after:
