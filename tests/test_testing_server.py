@@ -476,7 +476,8 @@ async def test_503_with_retry_after_backs_off_then_succeeds(mode: str, framing: 
 async def test_endless_503_exhausts_max_retries(mode: str) -> None:
     async with SSEServer() as server:
         server.respond_with(503, times=None)
-        source = EventSource(server.url, retry=0.001, max_retries=3)
+        # min_retry_delay: not the backoff floor's test (its 1 s default made this 4-5 s)
+        source = EventSource(server.url, retry=0.001, min_retry_delay=0.001, max_retries=3)
         outcome = await consume_within(source, mode)
         server.clear_faults()
     assert isinstance(outcome.error, RetriesExhaustedError)
