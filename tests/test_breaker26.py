@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from importlib.metadata import version
 from pathlib import Path
 
 import anyio
@@ -274,6 +275,19 @@ def race_threads(port: int, backend: str) -> list[object]:
     return outcomes
 
 
+# anyio before 4.11 leaves the socket of a failed bind open (its
+# create_tcp_listener; a ResourceWarning when collected, which fails a later
+# test under -W error). SSEServer tries a chosen port with its own socket
+# first, so a port in use never reaches anyio's bind; two binds racing past
+# that try both reach it, and the loser's socket is anyio's leak. The floors
+# run (anyio 4.1) skips the races.
+_ANYIO_LEAKS = tuple(int(p) for p in version("anyio").split(".")[:2]) < (4, 11)
+races_anyio = pytest.mark.skipif(
+    _ANYIO_LEAKS, reason="anyio < 4.11 leaves a failed bind's socket open (fixed in 4.11)"
+)
+
+
+@races_anyio
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_two_threads_racing_for_one_port_one_wins(backend: str, fast_switching: None) -> None:
     threads = set(threading.enumerate())
@@ -310,6 +324,7 @@ async def race_tasks(port: int) -> list[object]:
     return outcomes
 
 
+@races_anyio
 @pytest.mark.anyio
 async def test_two_tasks_racing_for_one_port_one_wins() -> None:
     async with SSEServer() as probe:

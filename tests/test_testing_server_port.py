@@ -113,3 +113,22 @@ def test_a_port_in_use_is_a_clear_error_in_sync_use(busy_port: int) -> None:
 def test_the_port_is_checked(port: object) -> None:
     with pytest.raises((ValueError, TypeError), match="port must be an int from 0 to 65535"):
         SSEServer(port=port)  # type: ignore[arg-type]
+
+
+def test_a_port_in_use_leaves_no_socket_open(busy_port: int) -> None:
+    # anyio before 4.11 leaves the socket of a failed bind open; SSEServer
+    # tries a chosen port with a socket of its own first (closed either way).
+    # (The floors run, on anyio 4.1, is where this failed before.)
+    import gc
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        for _ in range(3):
+            with pytest.raises(OSError) as excinfo, SSEServer(port=busy_port):
+                pass
+            assert excinfo.value.errno == errno.EADDRINUSE
+            del excinfo
+        gc.collect()
+    leaked = [w for w in caught if issubclass(w.category, ResourceWarning)]
+    assert not leaked, [str(w.message) for w in leaked]

@@ -13,6 +13,7 @@ import errno
 import logging
 import socket
 import ssl
+import sys
 import threading
 import time
 from collections import deque
@@ -473,10 +474,21 @@ async def _listen(port: int) -> MultiListener[anyio.abc.SocketStream]:
     still in TIME_WAIT there. (On Windows it sets SO_EXCLUSIVEADDRUSE, which
     can refuse the port while they linger.)
 
+    A chosen port is tried first with a socket of our own, bound as anyio
+    binds: anyio before 4.11 leaves the socket of a failed bind open (a
+    ResourceWarning later). Two binds racing past that try can still meet it.
+
     Raises:
         OSError: The port is in use (errno EADDRINUSE, with the address).
     """
     try:
+        if port:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                if sys.platform == "win32":
+                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_EXCLUSIVEADDRUSE, 1)
+                else:
+                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind(("127.0.0.1", port))
         return await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=port)
     except OSError as exc:
         if exc.errno != errno.EADDRINUSE:
