@@ -25,9 +25,11 @@ from typing import TYPE_CHECKING
 from .._lazy import exports
 from ._args import (
     EXIT_INTERRUPTED,
+    EXIT_OK,
     EXIT_USAGE,
     build_parser,
     check_http2,
+    silence_stdout,
     source_options,
     tls_verify,
 )
@@ -42,7 +44,13 @@ __all__ = ["Printer", "Session", "build_parser", "main"]
 def main(argv: list[str] | None = None) -> int:
     """Run the command; return its exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)  # --version, --help: exit here
+    try:
+        args = parser.parse_args(argv)  # --version, --help: exit here
+    except BrokenPipeError:
+        # --version or --help to a reader gone away (`| head -c1`): Python
+        # 3.10's argparse lets the error through (3.11's ignores it).
+        silence_stdout()
+        return EXIT_OK
     try:
         from ._output import Printer, tolerant
         from ._session import Session

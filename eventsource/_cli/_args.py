@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,7 @@ __all__ = [
     "check_http2",
     "source_options",
     "tls_verify",
+    "silence_stdout",
 ]
 
 FORMATS = ("pretty", "jsonl", "raw")
@@ -351,3 +353,16 @@ def check_http2() -> None:
         importlib.import_module("h2")
     except ImportError:
         raise ValueError(HTTP2_MISSING) from None
+
+
+def silence_stdout() -> None:
+    """After a broken pipe, point stdout at devnull.
+
+    So that the interpreter's final flush does not report the error again.
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass

@@ -16,9 +16,7 @@ normal close path ("closed: URL" in the verbose lines, no traceback).
 from __future__ import annotations
 
 import logging
-import os
 import ssl
-import sys
 import threading
 import time
 from collections.abc import Callable, Collection
@@ -33,7 +31,7 @@ from .._request import ssl_context_for
 from .._source import EventSource
 from .._stack import HTTPX
 from .._transport import client_kwargs
-from ._args import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from ._args import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, silence_stdout
 from ._output import (
     Printer,
     Style,
@@ -224,7 +222,7 @@ class Session:
         if self._crash is not None:
             raise self._crash
         if self._broken_pipe:
-            _silence_stdout()
+            silence_stdout()
             return EXIT_OK
         if self._error is not None:
             self._fail(describe_error(self._error, self.url))
@@ -287,16 +285,3 @@ class Session:
 def _seconds(delay: float) -> str:
     """A delay for people: one decimal ("3.0"), two digits below 0.1 s ("0.05")."""
     return f"{delay:.1f}" if delay >= 0.1 or delay == 0 else f"{delay:.2g}"
-
-
-def _silence_stdout() -> None:
-    """After a broken pipe, point stdout at devnull.
-
-    So that the interpreter's final flush does not report the error again.
-    """
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError, AttributeError):
-        pass
